@@ -1,0 +1,359 @@
+package ztree
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+
+	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
+
+	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// snapshotFormat is the format WriteSnapshot writes and Restore reads.
+const snapshotFormat = 1
+
+// Size limits Restore applies to a single record, so that a corrupt length
+// prefix cannot make it allocate without bound. A record holds one node (its
+// data and path) or one remembered result, far below these.
+const (
+	maxHeaderBytes = 1 << 10
+	maxRecordBytes = 64 << 20
+)
+
+// WriteSnapshot writes the view as a stream of length-delimited protobuf
+// messages: a SnapshotHeader, then SnapshotRecords: every node in key order
+// (by depth, then path: the root first, parents before children), every
+// session by id, every remembered request id oldest first, every member by
+// id, and finally a record with end set. The same state always produces the
+// same bytes.
+func (v *View) WriteSnapshot(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	mo := protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
+	var err error
+	put := func(m proto.Message) bool {
+		if err == nil {
+			_, err = mo.MarshalTo(bw, m)
+		}
+		return err != nil // stops a walk on error
+	}
+	s := v.s
+
+	put(&peerv1.SnapshotHeader{Format: snapshotFormat, Index: s.index, TimeMs: s.timeMs})
+	s.nodes.Root().Walk(func(k []byte, n *node) bool {
+		return put(&peerv1.SnapshotRecord{Record: &peerv1.SnapshotRecord_Node{Node: &peerv1.SnapshotNode{
+			Path: pathOfKey(k), Data: n.data, Stat: n.stat(),
+		}}})
+	})
+	s.sessions.Root().Walk(func(_ []byte, ss *session) bool {
+		return put(&peerv1.SnapshotRecord{Record: &peerv1.SnapshotRecord_Session{Session: &peerv1.SnapshotSession{
+			SessionId: ss.id, TtlMs: ss.ttlMs, Name: ss.name, CreatedMs: ss.createdMs,
+		}}})
+	})
+	s.dedupOrder.Root().Walk(func(k []byte, _ struct{}) bool {
+		e, _ := s.dedup.Get(k[16:])
+		return put(&peerv1.SnapshotRecord{Record: &peerv1.SnapshotRecord_Dedup{Dedup: &peerv1.SnapshotDedup{
+			RequestId: e.id, TimeMs: e.timeMs, Index: e.index, Result: e.result,
+		}}})
+	})
+	s.members.Root().Walk(func(_ []byte, m *peerv1.RegisterMember) bool {
+		return put(&peerv1.SnapshotRecord{Record: &peerv1.SnapshotRecord_Member{Member: m}})
+	})
+	put(&peerv1.SnapshotRecord{Record: &peerv1.SnapshotRecord_End{End: true}})
+	if err != nil {
+		return fmt.Errorf("ztree: writing snapshot: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("ztree: writing snapshot: %w", err)
+	}
+	return nil
+}
+
+// Restore replaces all of the tree's state with the snapshot read from r (as
+// written by WriteSnapshot). It reads up to and including the end record. It
+// validates the snapshot and rebuilds every index; on any error (which
+// matches ErrBadSnapshot) the tree is unchanged. Views taken before Restore
+// keep seeing the old state.
+func (t *Tree) Restore(r io.Reader) error {
+	s, err := readSnapshot(r)
+	if err != nil {
+		return fmt.Errorf("ztree: restore: %w", err)
+	}
+	t.mu.Lock()
+	t.cur.Store(s)
+	t.mu.Unlock()
+	return nil
+}
+
+// byteReader is what protodelim reads from.
+type byteReader interface {
+	io.Reader
+	io.ByteReader
+}
+
+func readSnapshot(r io.Reader) (*state, error) {
+	br, ok := r.(byteReader)
+	if !ok {
+		br = bufio.NewReaderSize(r, 64<<10)
+	}
+	var hdr peerv1.SnapshotHeader
+	if err := (protodelim.UnmarshalOptions{MaxSize: maxHeaderBytes}).UnmarshalFrom(br, &hdr); err != nil {
+		return nil, readErr("header", err)
+	}
+	if hdr.GetFormat() != snapshotFormat {
+		return nil, errBadSnapshot("unknown format %d (this version reads format %d)", hdr.GetFormat(), snapshotFormat)
+	}
+
+	b := newBuilder(&hdr)
+	uo := protodelim.UnmarshalOptions{MaxSize: maxRecordBytes}
+	for i := 0; ; i++ {
+		var rec peerv1.SnapshotRecord
+		if err := uo.UnmarshalFrom(br, &rec); err != nil {
+			return nil, readErr(fmt.Sprintf("record %d", i), err)
+		}
+		var err error
+		switch x := rec.GetRecord().(type) {
+		case *peerv1.SnapshotRecord_Node:
+			err = b.node(x.Node)
+		case *peerv1.SnapshotRecord_Session:
+			err = b.session(x.Session)
+		case *peerv1.SnapshotRecord_Dedup:
+			err = b.dedup(x.Dedup)
+		case *peerv1.SnapshotRecord_Member:
+			err = b.member(x.Member)
+		case *peerv1.SnapshotRecord_End:
+			if !x.End {
+				err = errBadSnapshot("end record with end=false")
+				break
+			}
+			return b.finish()
+		default:
+			err = errBadSnapshot("empty or unknown record")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+	}
+}
+
+// readErr wraps an error reading or decoding a record: the snapshot cannot
+// be read. A stream that ends before the end record is truncated.
+func readErr(what string, err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("%w: reading %s: %w", ErrBadSnapshot, what, err)
+}
+
+// builder accumulates a snapshot's records into a new state.
+type builder struct {
+	hdr        *peerv1.SnapshotHeader
+	nodes      *iradix.Txn[*node]
+	sessions   *iradix.Txn[*session]
+	ephemerals *iradix.Txn[struct{}]
+	ttls       *iradix.Txn[struct{}]
+	containers *iradix.Txn[struct{}]
+	dedups     *iradix.Txn[*dedupEntry]
+	dedupOrder *iradix.Txn[struct{}]
+	members    *iradix.Txn[*peerv1.RegisterMember]
+}
+
+func newBuilder(hdr *peerv1.SnapshotHeader) *builder {
+	return &builder{
+		hdr:        hdr,
+		nodes:      iradix.New[*node]().Txn(),
+		sessions:   iradix.New[*session]().Txn(),
+		ephemerals: iradix.New[struct{}]().Txn(),
+		ttls:       iradix.New[struct{}]().Txn(),
+		containers: iradix.New[struct{}]().Txn(),
+		dedups:     iradix.New[*dedupEntry]().Txn(),
+		dedupOrder: iradix.New[struct{}]().Txn(),
+		members:    iradix.New[*peerv1.RegisterMember]().Txn(),
+	}
+}
+
+func (b *builder) node(sn *peerv1.SnapshotNode) error {
+	path := sn.GetPath()
+	if err := ValidatePath(path); err != nil {
+		return fmt.Errorf("%w: node: %w", ErrBadSnapshot, err)
+	}
+	st := sn.GetStat()
+	if st == nil {
+		return errBadSnapshot("node %s: no stat", path)
+	}
+	n := &node{
+		czxid:       st.GetCzxid(),
+		mzxid:       st.GetMzxid(),
+		pzxid:       st.GetPzxid(),
+		ctimeMs:     st.GetCtimeMs(),
+		mtimeMs:     st.GetMtimeMs(),
+		version:     st.GetVersion(),
+		cversion:    st.GetCversion(),
+		numChildren: st.GetNumChildren(),
+		owner:       st.GetEphemeralOwner(),
+		kind:        st.GetKind(),
+		ttlMs:       st.GetTtlMs(),
+	}
+	if len(sn.GetData()) > 0 {
+		n.data = sn.GetData() // freshly decoded: ours
+	}
+	if err := checkNode(path, n, st, b.hdr.GetIndex()); err != nil {
+		return err
+	}
+	if _, dup := b.nodes.Insert(nodeKey(path), n); dup {
+		return errBadSnapshot("node %s: duplicate", path)
+	}
+	switch n.kind {
+	case colonyv1.NodeKind_NODE_KIND_EPHEMERAL:
+		b.ephemerals.Insert(ephemeralKey(n.owner, path), struct{}{})
+	case colonyv1.NodeKind_NODE_KIND_TTL:
+		b.ttls.Insert(ttlKey(n, path), struct{}{})
+	case colonyv1.NodeKind_NODE_KIND_CONTAINER:
+		b.containers.Insert([]byte(path), struct{}{})
+	}
+	return nil
+}
+
+// checkNode checks what can be checked of a node on its own.
+func checkNode(path string, n *node, st *colonyv1.Stat, index uint64) error {
+	switch {
+	case int(st.GetDataLength()) != len(n.data):
+		return errBadSnapshot("node %s: data_length %d but %d bytes of data", path, st.GetDataLength(), len(n.data))
+	case n.czxid > index || n.mzxid > index || n.pzxid > index:
+		return errBadSnapshot("node %s: zxid above the snapshot index %d", path, index)
+	case n.version < 0 || n.cversion < 0 || n.numChildren < 0:
+		return errBadSnapshot("node %s: negative version or count", path)
+	}
+	isEphemeral := n.kind == colonyv1.NodeKind_NODE_KIND_EPHEMERAL
+	switch {
+	case path == "/" && (n.kind != colonyv1.NodeKind_NODE_KIND_PERSISTENT || n.czxid != 0):
+		return errBadSnapshot("root: must be persistent with czxid 0")
+	case isEphemeral != (n.owner != 0):
+		return errBadSnapshot("node %s: ephemeral_owner %d with kind %v", path, n.owner, n.kind)
+	case (n.kind == colonyv1.NodeKind_NODE_KIND_TTL) != (n.ttlMs > 0) || n.ttlMs < 0:
+		return errBadSnapshot("node %s: ttl_ms %d with kind %v", path, n.ttlMs, n.kind)
+	}
+	switch n.kind {
+	case colonyv1.NodeKind_NODE_KIND_PERSISTENT, colonyv1.NodeKind_NODE_KIND_EPHEMERAL,
+		colonyv1.NodeKind_NODE_KIND_CONTAINER, colonyv1.NodeKind_NODE_KIND_TTL:
+		return nil
+	default:
+		return errBadSnapshot("node %s: unknown kind %d", path, int32(n.kind))
+	}
+}
+
+func (b *builder) session(ss *peerv1.SnapshotSession) error {
+	id := ss.GetSessionId()
+	if id == 0 || id > b.hdr.GetIndex() {
+		return errBadSnapshot("session %#x: id must be in [1, %d]", id, b.hdr.GetIndex())
+	}
+	s := &session{id: id, ttlMs: ss.GetTtlMs(), name: ss.GetName(), createdMs: ss.GetCreatedMs()}
+	if _, dup := b.sessions.Insert(be64(id), s); dup {
+		return errBadSnapshot("session %#x: duplicate", id)
+	}
+	return nil
+}
+
+func (b *builder) dedup(sd *peerv1.SnapshotDedup) error {
+	id := sd.GetRequestId()
+	switch {
+	case id == "":
+		return errBadSnapshot("dedup: empty request id")
+	case sd.GetResult() == nil:
+		return errBadSnapshot("dedup %q: no result", id)
+	case sd.GetIndex() > b.hdr.GetIndex():
+		return errBadSnapshot("dedup %q: index above the snapshot index %d", id, b.hdr.GetIndex())
+	}
+	e := &dedupEntry{id: id, timeMs: sd.GetTimeMs(), index: sd.GetIndex(), result: sd.GetResult()}
+	if _, dup := b.dedups.Insert([]byte(id), e); dup {
+		return errBadSnapshot("dedup %q: duplicate", id)
+	}
+	b.dedupOrder.Insert(dedupOrderKey(e), struct{}{})
+	return nil
+}
+
+func (b *builder) member(m *peerv1.RegisterMember) error {
+	if m.GetId() == "" {
+		return errBadSnapshot("member: empty id")
+	}
+	if _, dup := b.members.Insert([]byte(m.GetId()), m); dup {
+		return errBadSnapshot("member %q: duplicate", m.GetId())
+	}
+	return nil
+}
+
+// finish checks what spans records (the tree's shape, ephemeral owners) and
+// fills in the sessions' ephemeral counts.
+func (b *builder) finish() (*state, error) {
+	nodes := b.nodes.Commit()
+	if _, ok := nodes.Get(nodeKey("/")); !ok {
+		return nil, errBadSnapshot("no root node")
+	}
+	// Check every node's parent and count children, then compare the counts
+	// with num_children.
+	children := make(map[string]int32)
+	var err error
+	nodes.Root().Walk(func(k []byte, n *node) bool {
+		path := pathOfKey(k)
+		if path == "/" {
+			return false
+		}
+		parentPath, _ := parentOf(path)
+		parent, ok := nodes.Get(nodeKey(parentPath))
+		switch {
+		case !ok:
+			err = errBadSnapshot("node %s: parent %s missing", path, parentPath)
+		case parent.kind == colonyv1.NodeKind_NODE_KIND_EPHEMERAL:
+			err = errBadSnapshot("node %s: parent %s is ephemeral", path, parentPath)
+		}
+		children[parentPath]++
+		return err != nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	nodes.Root().Walk(func(k []byte, n *node) bool {
+		if path := pathOfKey(k); n.numChildren != children[path] {
+			err = errBadSnapshot("node %s: num_children %d but %d children", path, n.numChildren, children[path])
+		}
+		return err != nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// Every ephemeral's owner must exist; count them per session.
+	ephemerals := b.ephemerals.Commit()
+	ephemerals.Root().Walk(func(k []byte, _ struct{}) bool {
+		sk := k[:8]
+		s, ok := b.sessions.Get(sk)
+		if !ok {
+			err = errBadSnapshot("node %s: owner session %#x missing", k[8:], fromBE64(sk))
+			return true
+		}
+		ns := *s
+		ns.ephemerals++
+		b.sessions.Insert(sk, &ns)
+		return false
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	return &state{
+		index:      b.hdr.GetIndex(),
+		timeMs:     b.hdr.GetTimeMs(),
+		nodes:      nodes,
+		sessions:   b.sessions.Commit(),
+		ephemerals: ephemerals,
+		ttls:       b.ttls.Commit(),
+		containers: b.containers.Commit(),
+		dedup:      b.dedups.Commit(),
+		dedupOrder: b.dedupOrder.Commit(),
+		members:    b.members.Commit(),
+	}, nil
+}
