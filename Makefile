@@ -10,7 +10,7 @@ PROTOS    := $(shell find proto -name '*.proto')
 
 .PHONY: help
 help: ## List the targets.
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build bin/colony.
@@ -24,3 +24,41 @@ proto: ## Regenerate the committed protobuf code (needs protoc: apt-get install 
 		--go_out=. --go_opt=module=github.com/colonymesh/colony \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/colonymesh/colony \
 		$(PROTOS)
+
+E2E_PKGS   := ./tests/e2e/...
+BENCH_PKGS := ./tests/bench/...
+UNIT_PKGS   = $(shell $(GO) list ./... | grep -v -e /tests/)
+
+.PHONY: test
+test: ## Run every test (unit, in-process cluster, process-level cluster) with -race.
+	$(GO) test -race -count=1 $(UNIT_PKGS) $(E2E_PKGS)
+
+.PHONY: test-unit
+test-unit: ## Unit and in-process cluster tests only.
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+.PHONY: test-e2e
+test-e2e: ## Process-level tests: builds bin/colony, runs 3-node clusters of real processes.
+	$(GO) test -race -count=1 -v $(E2E_PKGS)
+
+.PHONY: bench
+bench: ## Benchmarks: 3-node CAS throughput and 200-watcher fan-out, beside etcd if installed (apt-get install etcd-server).
+	$(GO) test -run '^$$' -bench . -benchtime 5000x -timeout 30m $(BENCH_PKGS)
+
+.PHONY: fuzz
+fuzz: ## Fuzz the znode state machine for 60s.
+	$(GO) test -run '^$$' -fuzz . -fuzztime 60s ./internal/ztree/
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck.
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+.PHONY: dev
+dev: ## Run a single-node coordinator for development.
+	$(GO) run ./cmd/colony dev
+
+.PHONY: clean
+clean: ## Remove build output.
+	rm -rf bin

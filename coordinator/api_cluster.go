@@ -1,0 +1,226 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/colonymesh/colony/internal/ztree"
+	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// Status reports this node's view of the cluster and asks every member for
+// its own (state, applied index, time since it last heard from the leader).
+func (a *api) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.StatusResponse, error) {
+	s := a.s
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, toStatus(err)
+	}
+	_, leaderID := s.raft.LeaderWithID()
+	resp := &colonyv1.StatusResponse{
+		Header:       s.header(),
+		LeaderId:     string(leaderID),
+		Term:         s.raft.CurrentTerm(),
+		CommitIndex:  s.raft.CommitIndex(),
+		AppliedIndex: s.fsm.applied.Load(),
+	}
+	if addr, err := s.leaderAddr(); err == nil {
+		resp.LeaderGrpcAddress = addr
+	}
+	registry := s.memberMap()
+	servers := f.Configuration().Servers
+	resp.Members = make([]*colonyv1.Member, len(servers))
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		m := &colonyv1.Member{
+			Id:          string(srv.ID),
+			RaftAddress: string(srv.Address),
+			Leader:      srv.ID == leaderID,
+		}
+		if srv.Suffrage != raft.Voter {
+			m.Suffrage = colonyv1.Suffrage_SUFFRAGE_NONVOTER
+		}
+		resp.Members[i] = m
+		var st *peerv1.NodeStatusResponse
+		if string(srv.ID) == s.cfg.NodeID {
+			m.GrpcAddress = s.addr
+			st = s.nodeStatus()
+		} else if r, ok := registry[string(srv.ID)]; ok {
+			m.GrpcAddress = r.GrpcAddress
+		} else {
+			m.Error = "no gRPC address registered yet"
+			continue
+		}
+		if st != nil {
+			fillMember(m, st)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			st, err := s.peers.peer(m.GrpcAddress).NodeStatus(cctx, &peerv1.NodeStatusRequest{})
+			if err != nil {
+				m.Error = status.Convert(err).Message()
+				return
+			}
+			fillMember(m, st)
+		}()
+	}
+	wg.Wait()
+	return resp, nil
+}
+
+func fillMember(m *colonyv1.Member, st *peerv1.NodeStatusResponse) {
+	m.State = st.State
+	m.Term = st.Term
+	m.AppliedIndex = st.AppliedIndex
+	m.CommitIndex = st.CommitIndex
+	m.LastContactMs = st.LastContactMs
+}
+
+func (s *Server) nodeStatus() *peerv1.NodeStatusResponse {
+	st := &peerv1.NodeStatusResponse{
+		Id:           s.cfg.NodeID,
+		State:        s.raft.State().String(),
+		Term:         s.raft.CurrentTerm(),
+		AppliedIndex: s.fsm.applied.Load(),
+		CommitIndex:  s.raft.CommitIndex(),
+		LastIndex:    s.raft.LastIndex(),
+	}
+	if s.raft.State() != raft.Leader {
+		if lc := s.raft.LastContact(); !lc.IsZero() {
+			st.LastContactMs = time.Since(lc).Milliseconds()
+		} else {
+			st.LastContactMs = -1 // never heard from a leader
+		}
+	}
+	return st
+}
+
+// AddMember adds a node as a non-voter; the leader promotes it once it has
+// caught up, unless it asked to stay a non-voter. Adding a member that is
+// already in the configuration at the same address is a no-op.
+func (a *api) AddMember(ctx context.Context, req *colonyv1.AddMemberRequest) (*colonyv1.AddMemberResponse, error) {
+	s := a.s
+	if req.Id == "" || req.RaftAddress == "" || req.GrpcAddress == "" {
+		return nil, status.Error(codes.InvalidArgument, "id, raft_address and grpc_address are required")
+	}
+	err := s.withLeader(ctx, func(ctx context.Context) error {
+		if s.raft.State() != raft.Leader {
+			addr, err := s.leaderAddr()
+			if err != nil {
+				return err
+			}
+			_, err = s.peers.cluster(addr).AddMember(ctx, req)
+			return err
+		}
+		// Record the address and the promotion intent first, so a new leader
+		// knows both.
+		reg := &peerv1.RegisterMember{Id: req.Id, RaftAddress: req.RaftAddress, GrpcAddress: req.GrpcAddress, NonvoterOnly: req.NonvoterOnly}
+		if _, _, err := s.applyLocal(ctx, &peerv1.Command{Op: &peerv1.Command_RegisterMember{RegisterMember: reg}}); err != nil {
+			return err
+		}
+		if srv, ok := s.configServer(req.Id); ok && string(srv.Address) == req.RaftAddress {
+			return nil
+		}
+		return s.raft.AddNonvoter(raft.ServerID(req.Id), raft.ServerAddress(req.RaftAddress), 0, 10*time.Second).Error()
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.log.Info("member added", "member", req.Id, "raft", req.RaftAddress, "grpc", req.GrpcAddress)
+	return &colonyv1.AddMemberResponse{Header: s.header()}, nil
+}
+
+func (s *Server) configServer(id string) (raft.Server, bool) {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return raft.Server{}, false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID == raft.ServerID(id) {
+			return srv, true
+		}
+	}
+	return raft.Server{}, false
+}
+
+// RemoveMember removes a node from the raft configuration and the registry.
+func (a *api) RemoveMember(ctx context.Context, req *colonyv1.RemoveMemberRequest) (*colonyv1.RemoveMemberResponse, error) {
+	s := a.s
+	if req.Id == "" {
+		return nil, status.Error(codes.InvalidArgument, "id is required")
+	}
+	err := s.withLeader(ctx, func(ctx context.Context) error {
+		if s.raft.State() != raft.Leader {
+			addr, err := s.leaderAddr()
+			if err != nil {
+				return err
+			}
+			_, err = s.peers.cluster(addr).RemoveMember(ctx, req)
+			return err
+		}
+		if _, ok := s.configServer(req.Id); !ok {
+			return fmt.Errorf("%w: member %q is not in the cluster", ztree.ErrNoNode, req.Id)
+		}
+		return s.raft.RemoveServer(raft.ServerID(req.Id), 0, 10*time.Second).Error()
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	// Through propose: if the removed member was this leader, the next one
+	// commits it.
+	forget := &peerv1.Command{Op: &peerv1.Command_ForgetMember{ForgetMember: &peerv1.ForgetMember{Id: req.Id}}}
+	if _, _, err := s.propose(ctx, forget); err != nil {
+		return nil, toStatus(fmt.Errorf("member removed from raft, but not from the address registry: %w", err))
+	}
+	s.log.Info("member removed", "member", req.Id)
+	return &colonyv1.RemoveMemberResponse{Header: s.header()}, nil
+}
+
+// TransferLeadership hands leadership to target (or to the most up-to-date
+// voter) and waits until a leader is known again.
+func (a *api) TransferLeadership(ctx context.Context, req *colonyv1.TransferLeadershipRequest) (*colonyv1.TransferLeadershipResponse, error) {
+	s := a.s
+	err := s.withLeader(ctx, func(ctx context.Context) error {
+		if s.raft.State() != raft.Leader {
+			addr, err := s.leaderAddr()
+			if err != nil {
+				return err
+			}
+			_, err = s.peers.cluster(addr).TransferLeadership(ctx, req)
+			return err
+		}
+		if req.TargetId == "" {
+			return s.raft.LeadershipTransfer().Error()
+		}
+		if req.TargetId == s.cfg.NodeID {
+			return nil
+		}
+		srv, ok := s.configServer(req.TargetId)
+		if !ok {
+			return fmt.Errorf("%w: member %q is not in the cluster", ztree.ErrNoNode, req.TargetId)
+		}
+		if srv.Suffrage != raft.Voter {
+			return fmt.Errorf("%w: target_id: member %q is not a voter", ztree.ErrInvalidArgument, req.TargetId)
+		}
+		return s.raft.LeadershipTransferToServer(srv.ID, srv.Address).Error()
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.WaitLeader(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	_, id := s.raft.LeaderWithID()
+	return &colonyv1.TransferLeadershipResponse{Header: s.header(), LeaderId: string(id)}, nil
+}

@@ -1,0 +1,172 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/colonymesh/colony/internal/ztree"
+	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// defaultSessionTTL is granted when a client asks for no particular TTL.
+const defaultSessionTTL = 10 * time.Second
+
+func (s *Server) clampTTL(ms int64) (time.Duration, error) {
+	if ms < 0 {
+		return 0, fmt.Errorf("%w: ttl_ms: must not be negative, got %d", ztree.ErrInvalidArgument, ms)
+	}
+	ttl := time.Duration(ms) * time.Millisecond
+	if ms == 0 {
+		ttl = defaultSessionTTL
+	}
+	return min(max(ttl, s.cfg.MinSessionTTL), s.cfg.MaxSessionTTL), nil
+}
+
+func (a *api) Open(ctx context.Context, req *colonyv1.OpenSessionRequest) (*colonyv1.OpenSessionResponse, error) {
+	ttl, err := a.s.clampTTL(req.TtlMs)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if len(req.Name) > 256 {
+		return nil, toStatus(fmt.Errorf("%w: name: %d bytes exceeds the limit of 256", ztree.ErrInvalidArgument, len(req.Name)))
+	}
+	cmd := &peerv1.Command{RequestId: req.RequestId, Op: &peerv1.Command_OpenSession{
+		OpenSession: &peerv1.OpenSession{TtlMs: ttl.Milliseconds(), Name: req.Name},
+	}}
+	_, res, err := a.s.propose(ctx, cmd)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if e := res.GetError(); e != nil {
+		return nil, toStatus(ztree.FromOpError(e))
+	}
+	o := res.GetOpenSession()
+	return &colonyv1.OpenSessionResponse{Header: a.s.header(), SessionId: o.GetSessionId(), TtlMs: o.GetTtlMs()}, nil
+}
+
+func (a *api) KeepAlive(ctx context.Context, req *colonyv1.KeepAliveRequest) (*colonyv1.KeepAliveResponse, error) {
+	ttl, err := a.s.keepAlive(ctx, req.SessionId)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &colonyv1.KeepAliveResponse{Header: a.s.header(), SessionId: req.SessionId, TtlMs: ttl.Milliseconds()}, nil
+}
+
+func (a *api) KeepAliveStream(stream colonyv1.Sessions_KeepAliveStreamServer) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := a.KeepAlive(stream.Context(), req)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (a *api) Close(ctx context.Context, req *colonyv1.CloseSessionRequest) (*colonyv1.CloseSessionResponse, error) {
+	cmd := &peerv1.Command{RequestId: req.RequestId, Op: &peerv1.Command_CloseSession{
+		CloseSession: &peerv1.CloseSession{SessionId: req.SessionId},
+	}}
+	_, res, err := a.s.propose(ctx, cmd)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if e := res.GetError(); e != nil {
+		return nil, toStatus(ztree.FromOpError(e))
+	}
+	return &colonyv1.CloseSessionResponse{Header: a.s.header()}, nil
+}
+
+func (a *api) List(ctx context.Context, _ *colonyv1.ListSessionsRequest) (*colonyv1.ListSessionsResponse, error) {
+	v, err := a.s.view(ctx, "/", colonyv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &colonyv1.ListSessionsResponse{Header: viewHeader(a.s, v), Sessions: v.Sessions()}, nil
+}
+
+// keepAlive refreshes a session in the leader's tracker, through the leader
+// when this node follows.
+func (s *Server) keepAlive(ctx context.Context, id uint64) (time.Duration, error) {
+	var ttl time.Duration
+	err := s.withLeader(ctx, func(ctx context.Context) error {
+		if s.raft.State() == raft.Leader {
+			ttls, err := s.leaderKeepAlive(ctx, []uint64{id})
+			if err != nil {
+				return err
+			}
+			ttl = ttls[0]
+			return nil
+		}
+		addr, err := s.leaderAddr()
+		if err != nil {
+			return err
+		}
+		resp, err := s.peers.peer(addr).KeepAliveSessions(ctx, &peerv1.KeepAliveSessionsRequest{SessionIds: []uint64{id}})
+		if err != nil {
+			return err
+		}
+		if len(resp.TtlMs) != 1 {
+			return fmt.Errorf("coordinator: leader answered %d keep-alives for 1", len(resp.TtlMs))
+		}
+		ttl = time.Duration(resp.TtlMs[0]) * time.Millisecond
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if ttl == 0 {
+		return 0, fmt.Errorf("keep-alive: %w", sessionNotFound(id))
+	}
+	return ttl, nil
+}
+
+// leaderKeepAlive touches sessions in the tracker and confirms leadership
+// before anyone is told: a deposed leader that has not noticed yet must not
+// acknowledge a keep-alive the new leader never saw. The new leader armed
+// every session with a full TTL when it took over, after this keep-alive was
+// sent, so the guarantee holds from the client's send time. A zero TTL in
+// the result means the session is unknown or expiring.
+func (s *Server) leaderKeepAlive(ctx context.Context, ids []uint64) ([]time.Duration, error) {
+	lt := s.currentLeaderTerm()
+	if lt == nil {
+		return nil, raft.ErrNotLeader
+	}
+	select {
+	case <-lt.ready:
+	case <-ctx.Done():
+		return nil, errTermNotReady
+	}
+	ttls := make([]time.Duration, len(ids))
+	for i, id := range ids {
+		ttl, ok, err := s.sessions.touch(id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			ttls[i] = ttl
+		}
+	}
+	if err := s.verifier.verify(ctx); err != nil {
+		return nil, err
+	}
+	return ttls, nil
+}
+
+func sessionNotFound(id uint64) error {
+	return fmt.Errorf("%w: session 0x%x", ztree.ErrSessionNotFound, id)
+}

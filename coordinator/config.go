@@ -1,0 +1,173 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures one coordinator node. Start from DefaultConfig.
+type Config struct {
+	// NodeID names this node in the raft configuration. Required, stable
+	// across restarts.
+	NodeID string
+	// DataDir holds the raft log (raft.db, bbolt) and snapshots. Required.
+	DataDir string
+
+	// RaftAddr is the address the raft transport listens on ("127.0.0.1:0"
+	// picks a free port). Required.
+	RaftAddr string
+	// RaftAdvertise is the raft address other nodes dial. Empty means the
+	// address RaftAddr is bound to (which must then not be unspecified).
+	RaftAdvertise string
+	// GRPCAddr is the address the gRPC API listens on. Required.
+	GRPCAddr string
+	// GRPCAdvertise is the gRPC address other nodes and clients use to reach
+	// this node. Empty means the bound address.
+	GRPCAdvertise string
+
+	// Bootstrap makes this node create the cluster when it has no raft state
+	// yet: with Peers as the initial voters, or alone when Peers is empty.
+	// Every initial member may be started with the same Bootstrap and Peers;
+	// nodes that already have state ignore it.
+	Bootstrap bool
+	// Peers is the initial voter set for Bootstrap: raft server ID to raft
+	// address. It must include this node.
+	Peers map[string]string
+	// Join lists gRPC addresses of existing members. A node without raft state
+	// asks them to add it (as a non-voter, promoted once caught up unless
+	// NonvoterOnly).
+	Join []string
+	// NonvoterOnly asks, when joining, never to be promoted to voter.
+	NonvoterOnly bool
+
+	// Raft timings. The defaults suit a LAN; see REFERENCES.md.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout bounds how long followers wait to learn a commit index on
+	// an idle cluster, and so how stale their watches can be.
+	CommitTimeout time.Duration
+	// MaxAppendEntries is the most entries per AppendEntries and per group commit.
+	MaxAppendEntries int
+	// SnapshotInterval and SnapshotThreshold: raft checks every interval
+	// whether threshold entries were written since the last snapshot.
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	// TrailingLogs is how many entries are kept after a snapshot, so slow
+	// followers catch up from the log instead of a snapshot.
+	TrailingLogs uint64
+	// NoSync turns off fsync of the raft log. Only for benchmarks that want
+	// to measure the cost of durability; never in production.
+	NoSync bool
+
+	// MaxDataBytes limits a znode's data. Zero means 1 MiB.
+	MaxDataBytes int
+	// MaxOps limits the ops in one multi. Zero means 1024.
+	MaxOps int
+	// MinSessionTTL and MaxSessionTTL clamp requested session TTLs.
+	MinSessionTTL time.Duration
+	MaxSessionTTL time.Duration
+
+	// LeaderWait is how long a write or linearizable read waits for a
+	// leader (during an election) before failing with Unavailable, when the
+	// caller's context allows that long.
+	LeaderWait time.Duration
+	// ReapInterval is how often the leader looks for TTL and container nodes
+	// to delete.
+	ReapInterval time.Duration
+
+	// WatchHistoryEvents and WatchHistoryBytes bound the events each node
+	// retains for resuming watches. Zero means the watch hub's defaults.
+	WatchHistoryEvents int
+	WatchHistoryBytes  int
+
+	// Logger receives the node's logs, raft's included. Nil discards.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a configuration with LAN-friendly raft timings and
+// the documented limits. Identity, addresses and the data dir are left empty.
+func DefaultConfig() Config {
+	return Config{
+		RaftAddr:           "127.0.0.1:7401",
+		GRPCAddr:           "127.0.0.1:7400",
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      5 * time.Millisecond,
+		MaxAppendEntries:   256,
+		SnapshotInterval:   30 * time.Second,
+		SnapshotThreshold:  16384,
+		TrailingLogs:       10240,
+		MaxDataBytes:       1 << 20,
+		MaxOps:             1024,
+		MinSessionTTL:      2 * time.Second,
+		MaxSessionTTL:      5 * time.Minute,
+		LeaderWait:         5 * time.Second,
+		ReapInterval:       time.Second,
+	}
+}
+
+// Validate reports the first problem with c, naming the field.
+func (c *Config) Validate() error {
+	var errs []error
+	req := func(name, v string) {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", name))
+		}
+	}
+	req("NodeID", c.NodeID)
+	req("DataDir", c.DataDir)
+	req("RaftAddr", c.RaftAddr)
+	req("GRPCAddr", c.GRPCAddr)
+	if c.Bootstrap && len(c.Join) > 0 {
+		errs = append(errs, errors.New("Bootstrap and Join are exclusive: bootstrap creates a new cluster, join enters an existing one"))
+	}
+	if len(c.Peers) > 0 {
+		if _, ok := c.Peers[c.NodeID]; !ok {
+			errs = append(errs, fmt.Errorf("Peers must include this node (%q)", c.NodeID))
+		}
+	}
+	pos := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %v", name, d))
+		}
+	}
+	pos("HeartbeatTimeout", c.HeartbeatTimeout)
+	pos("ElectionTimeout", c.ElectionTimeout)
+	pos("LeaderLeaseTimeout", c.LeaderLeaseTimeout)
+	pos("CommitTimeout", c.CommitTimeout)
+	pos("MinSessionTTL", c.MinSessionTTL)
+	pos("LeaderWait", c.LeaderWait)
+	pos("ReapInterval", c.ReapInterval)
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		errs = append(errs, fmt.Errorf("LeaderLeaseTimeout (%v) must not exceed HeartbeatTimeout (%v)", c.LeaderLeaseTimeout, c.HeartbeatTimeout))
+	}
+	if c.MaxSessionTTL < c.MinSessionTTL {
+		errs = append(errs, fmt.Errorf("MaxSessionTTL (%v) must be at least MinSessionTTL (%v)", c.MaxSessionTTL, c.MinSessionTTL))
+	}
+	if c.MaxDataBytes < 0 || c.MaxOps < 0 || c.MaxAppendEntries < 0 {
+		errs = append(errs, errors.New("MaxDataBytes, MaxOps and MaxAppendEntries must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("coordinator config: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) withDefaults() {
+	if c.MaxDataBytes == 0 {
+		c.MaxDataBytes = 1 << 20
+	}
+	if c.MaxOps == 0 {
+		c.MaxOps = 1024
+	}
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = 256
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}

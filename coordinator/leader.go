@@ -1,0 +1,301 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// leaderTerm is the state of one leadership term of this node. The leader's
+// duties (session expiry, reaping, promotion) run in its goroutine and end
+// with the term.
+type leaderTerm struct {
+	term   uint64
+	ready  chan struct{} // closed once a Noop of this term is applied
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// currentLeaderTerm returns this node's leadership term, or nil.
+func (s *Server) currentLeaderTerm() *leaderTerm {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	return s.leader
+}
+
+// runLeadership starts and stops the leader's duties as this node gains and
+// loses leadership. raft's LeaderCh coalesces flips, so it also re-checks the
+// state and term periodically: a lost-and-regained leadership shows up as a
+// new term.
+func (s *Server) runLeadership() {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	defer s.stepDown()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.raft.LeaderCh():
+		case <-tick.C:
+		}
+		leading := s.raft.State() == raft.Leader
+		term := s.raft.CurrentTerm()
+		lt := s.currentLeaderTerm()
+		switch {
+		case leading && (lt == nil || lt.term != term):
+			s.stepDown()
+			s.stepUp(term)
+		case !leading && lt != nil:
+			s.stepDown()
+		}
+	}
+}
+
+func (s *Server) stepUp(term uint64) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	lt := &leaderTerm{term: term, ready: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
+	s.leaderMu.Lock()
+	s.leader = lt
+	s.leaderMu.Unlock()
+	s.log.Info("became leader", "term", term)
+	s.goFunc(func() {
+		defer close(lt.done)
+		s.leaderLoop(ctx, lt)
+	})
+}
+
+func (s *Server) stepDown() {
+	s.leaderMu.Lock()
+	lt := s.leader
+	s.leader = nil
+	s.leaderMu.Unlock()
+	if lt == nil {
+		return
+	}
+	lt.cancel()
+	<-lt.done
+	s.sessions.disarm()
+	s.log.Info("leader duties stopped", "term", lt.term)
+}
+
+func (s *Server) leaderLoop(ctx context.Context, lt *leaderTerm) {
+	// Commit an entry of this term before serving reads (read-index needs
+	// it) and before judging sessions: every earlier entry is applied once
+	// it is.
+	for {
+		_, _, err := s.applyLocal(ctx, &peerv1.Command{Op: &peerv1.Command_Noop{Noop: &peerv1.Noop{}}})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("leader noop failed, retrying", "err", err)
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			return
+		}
+	}
+	// A new leader cannot know when followers last heard from a session:
+	// every session gets a full TTL from now.
+	s.sessions.arm()
+	close(lt.ready)
+
+	var wg sync.WaitGroup
+	run := func(every time.Duration, f func(context.Context)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					f(ctx)
+				}
+			}
+		}()
+	}
+	run(sessionTick, s.sessions.expire)
+	run(s.cfg.ReapInterval, s.reap)
+	run(time.Second, s.promote)
+	wg.Wait()
+}
+
+// reap deletes TTL nodes that outlived their TTL and containers that lost
+// their last child, through the log.
+func (s *Server) reap(ctx context.Context) {
+	targets := s.fsm.tree.View().ReapCandidates(time.Now().UnixMilli(), 1000)
+	if len(targets) == 0 {
+		return
+	}
+	cmd := &peerv1.Command{Op: &peerv1.Command_Reap{Reap: &peerv1.Reap{Targets: targets}}}
+	if _, _, err := s.applyLocal(ctx, cmd); err != nil && ctx.Err() == nil {
+		s.log.Warn("reaping nodes failed", "nodes", len(targets), "err", err)
+	}
+}
+
+// promote makes caught-up non-voters voters, unless they asked to stay
+// non-voters.
+func (s *Server) promote(ctx context.Context) {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	members := s.memberMap()
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage != raft.Nonvoter {
+			continue
+		}
+		m, ok := members[string(srv.ID)]
+		if !ok || m.NonvoterOnly {
+			continue
+		}
+		commit := s.raft.CommitIndex()
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := s.peers.peer(m.GrpcAddress).NodeStatus(cctx, &peerv1.NodeStatusRequest{})
+		cancel()
+		if err != nil || st.AppliedIndex+uint64(s.cfg.MaxAppendEntries) < commit {
+			continue
+		}
+		if err := s.raft.AddVoter(srv.ID, srv.Address, 0, 5*time.Second).Error(); err != nil {
+			s.log.Warn("promoting non-voter failed", "member", srv.ID, "err", err)
+			continue
+		}
+		s.log.Info("promoted member to voter", "member", srv.ID, "applied", st.AppliedIndex, "commit", commit)
+	}
+}
+
+// runRegistration keeps this node's entry in the member registry current, so
+// every node can reach it over gRPC (to forward to it when it leads).
+func (s *Server) runRegistration() {
+	for {
+		if s.registered() || s.register() {
+			if !sleepCtx(s.ctx, 2*time.Second) {
+				return
+			}
+			continue
+		}
+		if !sleepCtx(s.ctx, 200*time.Millisecond) {
+			return
+		}
+	}
+}
+
+func (s *Server) registered() bool {
+	m, ok := s.memberMap()[s.cfg.NodeID]
+	return ok && m.GrpcAddress == s.addr && m.RaftAddress == s.RaftAddr()
+}
+
+func (s *Server) register() bool {
+	if !s.inConfiguration() {
+		return false // joining: not a member yet
+	}
+	if s.raft.State() != raft.Leader {
+		if _, err := s.leaderAddr(); err != nil {
+			return false
+		}
+	}
+	prev := s.memberMap()[s.cfg.NodeID]
+	reg := &peerv1.RegisterMember{
+		Id: s.cfg.NodeID, RaftAddress: s.RaftAddr(), GrpcAddress: s.addr,
+		NonvoterOnly: s.cfg.NonvoterOnly || (prev != nil && prev.NonvoterOnly),
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	_, _, err := s.propose(ctx, &peerv1.Command{Op: &peerv1.Command_RegisterMember{RegisterMember: reg}})
+	if err != nil {
+		if s.ctx.Err() == nil {
+			s.log.Debug("registering member address failed, will retry", "err", err)
+		}
+		return false
+	}
+	s.log.Info("registered member address", "grpc", s.addr, "raft", s.RaftAddr())
+	return true
+}
+
+func (s *Server) inConfiguration() bool {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID == raft.ServerID(s.cfg.NodeID) {
+			return true
+		}
+	}
+	return false
+}
+
+// runJoin asks the configured members to add this node until one accepts.
+func (s *Server) runJoin() {
+	if s.inConfiguration() {
+		return // restarted member: it is in the configuration already
+	}
+	req := &colonyv1.AddMemberRequest{
+		Id: s.cfg.NodeID, RaftAddress: s.RaftAddr(), GrpcAddress: s.addr, NonvoterOnly: s.cfg.NonvoterOnly,
+	}
+	for attempt := 0; ; attempt++ {
+		for _, addr := range s.cfg.Join {
+			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			_, err := s.peers.cluster(addr).AddMember(ctx, req)
+			cancel()
+			if err == nil {
+				s.log.Info("joined cluster", "via", addr)
+				return
+			}
+			if s.ctx.Err() != nil {
+				return
+			}
+			if attempt%10 == 0 {
+				s.log.Warn("join attempt failed, retrying", "via", addr, "err", err)
+			}
+		}
+		if !sleepCtx(s.ctx, 500*time.Millisecond) {
+			return
+		}
+	}
+}
+
+// memberMap returns the registered members by id, cached until the registry
+// changes.
+func (s *Server) memberMap() map[string]*peerv1.RegisterMember {
+	gen := s.fsm.membersGen.Load()
+	return s.peers.members(gen, s.fsm.tree.View())
+}
+
+var errNoLeader = errors.New("coordinator: no leader known")
+
+// leaderAddr returns the gRPC address of the current leader.
+func (s *Server) leaderAddr() (string, error) {
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return "", errNoLeader
+	}
+	if string(id) == s.cfg.NodeID {
+		return s.addr, nil
+	}
+	m, ok := s.memberMap()[string(id)]
+	if !ok {
+		return "", errNoLeader // elected, not registered yet
+	}
+	return m.GrpcAddress, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

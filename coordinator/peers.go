@@ -1,0 +1,77 @@
+package coordinator
+
+import (
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/colonymesh/colony/internal/ztree"
+	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// peerPool holds one lazily dialled gRPC connection per peer address, and a
+// cache of the member registry.
+type peerPool struct {
+	maxMsg int
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+
+	membersMu  sync.Mutex
+	membersGen uint64
+	membersMap map[string]*peerv1.RegisterMember
+}
+
+func newPeerPool(maxDataBytes int) *peerPool {
+	return &peerPool{maxMsg: maxDataBytes + (1 << 20), conns: map[string]*grpc.ClientConn{}, membersGen: ^uint64(0)}
+}
+
+func (p *peerPool) conn(addr string) *grpc.ClientConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return c
+	}
+	// NewClient does not dial; it fails only on a malformed target, which a
+	// registered address never is. A nil conn would panic loudly on use.
+	c, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p.maxMsg), grpc.MaxCallSendMsgSize(p.maxMsg)),
+	)
+	if err != nil {
+		c, _ = grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	p.conns[addr] = c
+	return c
+}
+
+func (p *peerPool) peer(addr string) peerv1.PeerClient { return peerv1.NewPeerClient(p.conn(addr)) }
+
+func (p *peerPool) cluster(addr string) colonyv1.ClusterClient {
+	return colonyv1.NewClusterClient(p.conn(addr))
+}
+
+// members returns the registry by member id, rebuilt only when gen moved.
+func (p *peerPool) members(gen uint64, v *ztree.View) map[string]*peerv1.RegisterMember {
+	p.membersMu.Lock()
+	defer p.membersMu.Unlock()
+	if gen != p.membersGen || p.membersMap == nil {
+		m := map[string]*peerv1.RegisterMember{}
+		for _, r := range v.Members() {
+			m[r.Id] = r
+		}
+		p.membersMap, p.membersGen = m, gen
+	}
+	return p.membersMap
+}
+
+func (p *peerPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		c.Close()
+		delete(p.conns, addr)
+	}
+}

@@ -1,0 +1,129 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+)
+
+// propose commits cmd through raft, directly when this node leads and
+// through the leader otherwise, and returns once this node has applied it,
+// so that the caller's next read or watch on this node sees the write.
+//
+// Leader changes are retried within cfg.LeaderWait (bounded by ctx) with the
+// same request id: the FSM applies a command once however often it reaches
+// the log, which makes a retry after ErrLeadershipLost (outcome unknown) safe.
+func (s *Server) propose(ctx context.Context, cmd *peerv1.Command) (uint64, *peerv1.CommandResult, error) {
+	if cmd.RequestId == "" {
+		cmd.RequestId = newRequestID()
+	}
+	var index uint64
+	var res *peerv1.CommandResult
+	err := s.withLeader(ctx, func(ctx context.Context) error {
+		var err error
+		index, res, err = s.proposeOnce(ctx, cmd)
+		return err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.fsm.waitApplied(ctx, index); err != nil {
+		return 0, nil, err
+	}
+	return index, res, nil
+}
+
+// withLeader runs f until it succeeds or fails with an error that a new
+// leader cannot fix, waiting out elections for at most cfg.LeaderWait (and
+// ctx). f gets fresh state on every try: a read index, for one, must never
+// be reused across leaders (etcd's old stale-read bug).
+func (s *Server) withLeader(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.LeaderWait)
+	defer cancel()
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 200*time.Millisecond) {
+		err := f(ctx)
+		if err == nil || !retryable(err) {
+			return err
+		}
+		if !sleepCtx(ctx, backoff) {
+			return fmt.Errorf("%w (gave up after %v: %w)", err, s.cfg.LeaderWait, ctx.Err())
+		}
+	}
+}
+
+func (s *Server) proposeOnce(ctx context.Context, cmd *peerv1.Command) (uint64, *peerv1.CommandResult, error) {
+	if s.raft.State() == raft.Leader {
+		return s.applyLocal(ctx, cmd)
+	}
+	addr, err := s.leaderAddr()
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := s.peers.peer(addr).Propose(ctx, &peerv1.ProposeRequest{Command: cmd})
+	if err != nil {
+		return 0, nil, err
+	}
+	return resp.Index, resp.Result, nil
+}
+
+// applyLocal appends cmd on this node, which must lead, stamped with the
+// leader's clock, and returns its result once this node applied it.
+func (s *Server) applyLocal(ctx context.Context, cmd *peerv1.Command) (uint64, *peerv1.CommandResult, error) {
+	cmd.TimeMs = time.Now().UnixMilli()
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return 0, nil, fmt.Errorf("encoding command: %w", err)
+	}
+	timeout := time.Duration(0)
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := s.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return 0, nil, err
+	}
+	switch r := f.Response().(type) {
+	case *peerv1.CommandResult:
+		return f.Index(), r, nil
+	case error:
+		return 0, nil, r
+	default:
+		return 0, nil, fmt.Errorf("coordinator: unexpected apply response %T", r)
+	}
+}
+
+// retryable reports whether a proposal or read-index request may be tried
+// again, possibly through another leader.
+func retryable(err error) bool {
+	switch {
+	case errors.Is(err, errNoLeader),
+		errors.Is(err, raft.ErrNotLeader),
+		errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress),
+		errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, errTermNotReady):
+		return true
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
+		return true
+	}
+	return false
+}
+
+// newRequestID returns a random 128-bit id for a write whose client gave none,
+// so that this node's own retries are still applied once.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return "srv-" + hex.EncodeToString(b[:])
+}

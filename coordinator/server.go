@@ -1,0 +1,329 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+
+	"github.com/colonymesh/colony/internal/hclogslog"
+	"github.com/colonymesh/colony/internal/watchhub"
+	"github.com/colonymesh/colony/internal/ztree"
+	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// Server is one coordinator node: a raft member holding the znode tree, and
+// the gRPC server for the public API and for its peers.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	limits ztree.Limits
+
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
+	fsm       *fsm
+	hub       *watchhub.Hub
+
+	grpc    *grpc.Server
+	grpcLis net.Listener
+	addr    string // advertised gRPC address
+
+	peers    *peerPool
+	verifier *leaderVerifier
+	sessions *sessionTracker
+
+	// leader holds the state of this node's current leadership term, nil
+	// when it does not lead. Guarded by leaderMu.
+	leaderMu sync.Mutex
+	leader   *leaderTerm
+
+	ctx    context.Context // ends when Close starts
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the server starts
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a coordinator node: it opens (or creates) the raft state in
+// cfg.DataDir, starts raft and the gRPC server, and bootstraps or joins as
+// configured. It returns once the node is serving; a leader may not be known
+// yet (see WaitLeader).
+func New(cfg Config) (*Server, error) {
+	cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger.With("node", cfg.NodeID),
+		limits: ztree.Limits{MaxDataBytes: cfg.MaxDataBytes, MaxOps: cfg.MaxOps},
+		hub: watchhub.New(watchhub.Config{
+			MaxEvents: cfg.WatchHistoryEvents,
+			MaxBytes:  cfg.WatchHistoryBytes,
+		}),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	s.fsm = newFSM(s.hub)
+	s.sessions = newSessionTracker(s)
+	s.fsm.onApplied = s.sessions.observeApplied
+	s.peers = newPeerPool(cfg.MaxDataBytes)
+	if err := s.start(); err != nil {
+		cancel()
+		s.shutdownRaft()
+		s.hub.Close()
+		s.peers.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start() error {
+	if err := os.MkdirAll(filepath.Join(s.cfg.DataDir, "snapshots"), 0o755); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+
+	// The gRPC listener first: the advertised gRPC address must be known
+	// before this node registers itself.
+	lis, err := net.Listen("tcp", s.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listening for gRPC on %s: %w", s.cfg.GRPCAddr, err)
+	}
+	s.grpcLis = lis
+	s.addr = s.cfg.GRPCAdvertise
+	if s.addr == "" {
+		s.addr = lis.Addr().String()
+	}
+
+	if err := s.startRaft(); err != nil {
+		lis.Close()
+		return err
+	}
+
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(s.cfg.MaxDataBytes+(1<<20)),
+		grpc.MaxSendMsgSize(s.cfg.MaxDataBytes+(1<<20)),
+	)
+	api := &api{s: s}
+	colonyv1.RegisterTreeServer(s.grpc, api)
+	colonyv1.RegisterSessionsServer(s.grpc, api)
+	colonyv1.RegisterWatchServer(s.grpc, api)
+	colonyv1.RegisterClusterServer(s.grpc, api)
+	peerv1.RegisterPeerServer(s.grpc, &peerAPI{s: s})
+	s.goFunc(func() {
+		if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error("gRPC server stopped", "err", err)
+		}
+	})
+
+	s.goFunc(s.runLeadership)
+	s.goFunc(s.runRegistration)
+	if len(s.cfg.Join) > 0 {
+		s.goFunc(s.runJoin)
+	}
+	return nil
+}
+
+func (s *Server) startRaft() error {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(s.cfg.NodeID)
+	rc.Logger = hclogslog.New(s.log.With("component", "raft"))
+	rc.HeartbeatTimeout = s.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = s.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = s.cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = s.cfg.CommitTimeout
+	rc.MaxAppendEntries = s.cfg.MaxAppendEntries
+	rc.BatchApplyCh = true
+	if s.cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = s.cfg.SnapshotInterval
+	}
+	if s.cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = s.cfg.SnapshotThreshold
+	}
+	if s.cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = s.cfg.TrailingLogs
+	}
+	rc.NoLegacyTelemetry = true
+	if err := raft.ValidateConfig(rc); err != nil {
+		return fmt.Errorf("raft config: %w", err)
+	}
+
+	// The log and the stable store (term, vote) share one bbolt file. NoSync
+	// applies to the whole file, so it also drops the durability of votes:
+	// benchmarks only.
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:   filepath.Join(s.cfg.DataDir, "raft.db"),
+		NoSync: s.cfg.NoSync,
+		BoltOptions: &bbolt.Options{
+			Timeout:      time.Second, // another process holding the file fails fast
+			NoGrowSync:   false,
+			FreelistType: bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("opening raft log in %s: %w", s.cfg.DataDir, err)
+	}
+	s.store = store
+	logs, err := raft.NewLogCache(512, store)
+	if err != nil {
+		return fmt.Errorf("raft log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, 2, rc.Logger.Named("snapshots"))
+	if err != nil {
+		return fmt.Errorf("opening snapshot store: %w", err)
+	}
+
+	var advertise net.Addr
+	if s.cfg.RaftAdvertise != "" {
+		advertise, err = net.ResolveTCPAddr("tcp", s.cfg.RaftAdvertise)
+		if err != nil {
+			return fmt.Errorf("raft advertise address %q: %w", s.cfg.RaftAdvertise, err)
+		}
+	}
+	s.transport, err = raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, advertise, 5, 5*time.Second, rc.Logger.Named("transport"))
+	if err != nil {
+		return fmt.Errorf("raft transport on %s: %w", s.cfg.RaftAddr, err)
+	}
+
+	existing, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return fmt.Errorf("reading raft state: %w", err)
+	}
+	s.raft, err = raft.NewRaft(rc, s.fsm, logs, store, snaps, s.transport)
+	if err != nil {
+		return fmt.Errorf("starting raft: %w", err)
+	}
+	s.verifier = newLeaderVerifier(s.raft, &s.wg)
+	if s.cfg.Bootstrap && !existing {
+		conf := raft.Configuration{}
+		peers := s.cfg.Peers
+		if len(peers) == 0 {
+			peers = map[string]string{s.cfg.NodeID: string(s.transport.LocalAddr())}
+		}
+		ids := make([]string, 0, len(peers))
+		for id := range peers {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			conf.Servers = append(conf.Servers, raft.Server{
+				Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(peers[id]),
+			})
+		}
+		if err := s.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("bootstrapping cluster: %w", err)
+		}
+		s.log.Info("bootstrapped cluster", "voters", ids)
+	}
+	return nil
+}
+
+// Addr is the gRPC address clients and peers use for this node.
+func (s *Server) Addr() string { return s.addr }
+
+// RaftAddr is this node's raft transport address.
+func (s *Server) RaftAddr() string { return string(s.transport.LocalAddr()) }
+
+// ID is this node's raft server ID.
+func (s *Server) ID() string { return s.cfg.NodeID }
+
+// IsLeader reports whether this node is the raft leader.
+func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// WaitLeader blocks until the cluster has a leader that has registered its
+// address, so that writes through this node can be forwarded.
+func (s *Server) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := s.leaderAddr(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) goFunc(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Close shuts the node down gracefully: a leader first hands leadership to
+// another voter (so the cluster does not wait an election timeout), then
+// watches end and the gRPC server stops (clients fail over to other nodes),
+// then raft and the stores close.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		if s.raft.State() == raft.Leader && s.otherVoters() > 0 {
+			if err := s.raft.LeadershipTransfer().Error(); err != nil {
+				s.log.Warn("leadership transfer on shutdown failed", "err", err)
+			} else {
+				s.log.Info("transferred leadership before shutdown")
+			}
+		}
+		s.cancel()
+		s.hub.Close() // ends watch streams so GracefulStop can finish
+		stopped := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			s.grpc.Stop()
+			<-stopped
+		}
+		s.closeErr = s.shutdownRaft()
+		s.wg.Wait()
+		s.peers.close()
+	})
+	return s.closeErr
+}
+
+func (s *Server) shutdownRaft() error {
+	var errs []error
+	if s.raft != nil {
+		errs = append(errs, s.raft.Shutdown().Error())
+	}
+	if s.transport != nil {
+		errs = append(errs, s.transport.Close())
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) otherVoters() int {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter && srv.ID != raft.ServerID(s.cfg.NodeID) {
+			n++
+		}
+	}
+	return n
+}

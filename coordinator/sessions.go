@@ -1,0 +1,161 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/colonymesh/colony/internal/ztree"
+	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+)
+
+// sessionTick is how often the leader looks for expired sessions: the most a
+// session outlives its deadline, besides the commit of the expiry.
+const sessionTick = 50 * time.Millisecond
+
+var (
+	// errNotTracking: this node does not lead (or has not armed its tracker yet).
+	errNotTracking = errors.New("coordinator: session tracker not active on this node")
+)
+
+// sessionTracker is the leader's record of when each session expires. Only
+// the leader has one armed: expiry is decided here and committed through the
+// log (ExpireSessions), which deletes the sessions' ephemeral nodes in the
+// same entry. Deadlines use the local monotonic clock and are never
+// replicated: a new leader arms every session with a full TTL, so a session
+// never expires before its TTL after its last acknowledged keep-alive,
+// whoever acknowledged it.
+type sessionTracker struct {
+	s *Server
+
+	mu        sync.Mutex
+	active    bool
+	deadlines map[uint64]time.Time
+	ttls      map[uint64]time.Duration
+	expiring  map[uint64]bool // expiry proposed, not yet applied
+}
+
+func newSessionTracker(s *Server) *sessionTracker {
+	return &sessionTracker{s: s}
+}
+
+// arm starts tracking every session in the tree with a full TTL from now.
+// It marks the tracker active before reading the tree, under the lock that
+// observeApplied takes, so no session opened meanwhile is missed.
+func (t *sessionTracker) arm() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.active = true
+	t.deadlines = map[uint64]time.Time{}
+	t.ttls = map[uint64]time.Duration{}
+	t.expiring = map[uint64]bool{}
+	now := time.Now()
+	for _, si := range t.s.fsm.tree.View().Sessions() {
+		ttl := time.Duration(si.TtlMs) * time.Millisecond
+		t.deadlines[si.SessionId] = now.Add(ttl)
+		t.ttls[si.SessionId] = ttl
+	}
+}
+
+func (t *sessionTracker) disarm() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.active = false
+	t.deadlines, t.ttls, t.expiring = nil, nil, nil
+}
+
+// observeApplied runs on the FSM goroutine after every batch: it starts
+// tracking sessions opened and stops tracking sessions closed or expired.
+func (t *sessionTracker) observeApplied(entries []ztree.Entry, results []*peerv1.CommandResult) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.active {
+		return
+	}
+	now := time.Now()
+	for i, e := range entries {
+		if e.Cmd == nil {
+			continue
+		}
+		switch op := e.Cmd.Op.(type) {
+		case *peerv1.Command_OpenSession:
+			if r := results[i].GetOpenSession(); r != nil {
+				ttl := time.Duration(r.TtlMs) * time.Millisecond
+				if _, known := t.deadlines[r.SessionId]; !known {
+					t.deadlines[r.SessionId] = now.Add(ttl)
+					t.ttls[r.SessionId] = ttl
+				}
+			}
+		case *peerv1.Command_CloseSession:
+			t.forget(op.CloseSession.SessionId)
+		case *peerv1.Command_ExpireSessions:
+			for _, id := range op.ExpireSessions.SessionIds {
+				t.forget(id)
+			}
+		}
+	}
+}
+
+func (t *sessionTracker) forget(id uint64) {
+	delete(t.deadlines, id)
+	delete(t.ttls, id)
+	delete(t.expiring, id)
+}
+
+// touch extends a session by its TTL from now. It reports the TTL, or
+// ok=false when the session is unknown or already expiring. The caller must
+// confirm leadership before acknowledging (a deposed leader must not).
+func (t *sessionTracker) touch(id uint64) (ttl time.Duration, ok bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.active {
+		return 0, false, errNotTracking
+	}
+	ttl, known := t.ttls[id]
+	if !known || t.expiring[id] {
+		return 0, false, nil
+	}
+	t.deadlines[id] = time.Now().Add(ttl)
+	return ttl, true, nil
+}
+
+// expire commits the expiry of every session past its deadline.
+func (t *sessionTracker) expire(ctx context.Context) {
+	t.mu.Lock()
+	if !t.active {
+		t.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	var ids []uint64
+	for id, d := range t.deadlines {
+		if !t.expiring[id] && now.After(d) {
+			t.expiring[id] = true
+			ids = append(ids, id)
+		}
+	}
+	t.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	slices.Sort(ids)
+	cmd := &peerv1.Command{Op: &peerv1.Command_ExpireSessions{ExpireSessions: &peerv1.ExpireSessions{SessionIds: ids}}}
+	if _, _, err := t.s.applyLocal(ctx, cmd); err != nil {
+		// Leadership lost or shutting down; the next leader re-arms.
+		t.mu.Lock()
+		for _, id := range ids {
+			if t.expiring != nil {
+				delete(t.expiring, id)
+			}
+		}
+		t.mu.Unlock()
+		if ctx.Err() == nil {
+			t.s.log.Warn("committing session expiry failed", "sessions", len(ids), "err", err)
+		}
+		return
+	}
+	t.s.log.Info("sessions expired", "sessions", fmt.Sprint(ids))
+}
