@@ -521,10 +521,12 @@ func (x *Reap) GetTargets() []*ReapTarget {
 // RegisterMember records a member's client-facing (gRPC) address, so that any
 // node can reach the leader and every member for forwarding and status.
 type RegisterMember struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
-	GrpcAddress   string                 `protobuf:"bytes,3,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	GrpcAddress string                 `protobuf:"bytes,3,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
+	// nonvoter_only: the leader must not promote this member to voter.
+	NonvoterOnly  bool `protobuf:"varint,4,opt,name=nonvoter_only,json=nonvoterOnly,proto3" json:"nonvoter_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,6 +580,13 @@ func (x *RegisterMember) GetGrpcAddress() string {
 		return x.GrpcAddress
 	}
 	return ""
+}
+
+func (x *RegisterMember) GetNonvoterOnly() bool {
+	if x != nil {
+		return x.NonvoterOnly
+	}
+	return false
 }
 
 type ForgetMember struct {
@@ -1629,11 +1638,12 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\x05mzxid\x18\x02 \x01(\x04R\x05mzxid\x12\x14\n" +
 	"\x05pzxid\x18\x03 \x01(\x04R\x05pzxid\"<\n" +
 	"\x04Reap\x124\n" +
-	"\atargets\x18\x01 \x03(\v2\x1a.colony.peer.v1.ReapTargetR\atargets\"f\n" +
+	"\atargets\x18\x01 \x03(\v2\x1a.colony.peer.v1.ReapTargetR\atargets\"\x8b\x01\n" +
 	"\x0eRegisterMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
-	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\"\x1e\n" +
+	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12#\n" +
+	"\rnonvoter_only\x18\x04 \x01(\bR\fnonvoterOnly\"\x1e\n" +
 	"\fForgetMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x06\n" +
 	"\x04Noop\"\xe1\x01\n" +
