@@ -90,38 +90,46 @@ func (t *Tree) Apply(entries []Entry) (results []*peerv1.CommandResult, events [
 
 // applyCommand applies one command to s and returns the new state, the
 // command's result and events with the command's events appended.
+//
+// It costs one radix transaction per command: the clock and index advance,
+// old request ids are evicted and the result is remembered in the same writer
+// as the operation itself. Only a failed multi, whose changes are discarded,
+// takes a second writer for the bookkeeping.
 func applyCommand(s *state, index uint64, cmd *peerv1.Command, dedupMax int, events []*colonyv1.Event) (*state, *peerv1.CommandResult, []*colonyv1.Event) {
-	// Advance the index and the clock (which never goes back), and forget
-	// request ids that are now too old, before looking this one up.
-	w := begin(s)
-	w.index = index
-	w.timeMs = max(cmd.GetTimeMs(), s.timeMs)
-	w.evictDedupBefore(satAdd(w.timeMs, -DedupWindowMs))
-	s = w.commit()
+	timeMs := max(cmd.GetTimeMs(), s.timeMs) // the clock never goes back
+	cutoff := satAdd(timeMs, -DedupWindowMs)
+	bookkeeping := func(w *writer) {
+		w.index, w.timeMs = index, timeMs
+		w.evictDedupBefore(cutoff)
+	}
 
 	id := cmd.GetRequestId()
 	if id != "" {
-		if e, ok := s.dedup.Get([]byte(id)); ok {
-			return s, proto.CloneOf(e.result), events
+		// An id older than the window counts as forgotten, exactly as if it
+		// had been evicted before the lookup.
+		if e, ok := s.dedup.Get([]byte(id)); ok && e.timeMs >= cutoff {
+			w := begin(s)
+			bookkeeping(w)
+			return w.commit(), proto.CloneOf(e.result), events
 		}
 	}
 
-	w = begin(s)
+	w := begin(s)
+	w.index, w.timeMs = index, timeMs // exec stamps them into stats
 	res, keep := w.exec(cmd)
 	if keep {
-		s = w.commit()
 		events = append(events, w.events...)
-	}
-
-	if id != "" {
+	} else {
 		w = begin(s)
+	}
+	bookkeeping(w)
+	if id != "" {
 		w.remember(id, res)
 		if n := w.dedup.len() - dedupMax; n > 0 {
 			w.evictOldestDedup(n)
 		}
-		s = w.commit()
 	}
-	return s, res, events
+	return w.commit(), res, events
 }
 
 // ltx is one radix tree being modified: it starts a transaction on the first
