@@ -130,7 +130,7 @@ func (s *Server) keepAlive(ctx context.Context, id uint64) (time.Duration, error
 		return 0, err
 	}
 	if ttl == 0 {
-		return 0, fmt.Errorf("keep-alive: %w", sessionNotFound(id))
+		return 0, ztree.SessionNotFound(id)
 	}
 	return ttl, nil
 }
@@ -165,8 +165,4 @@ func (s *Server) leaderKeepAlive(ctx context.Context, ids []uint64) ([]time.Dura
 		return nil, err
 	}
 	return ttls, nil
-}
-
-func sessionNotFound(id uint64) error {
-	return fmt.Errorf("%w: session 0x%x", ztree.ErrSessionNotFound, id)
 }

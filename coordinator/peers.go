@@ -25,7 +25,7 @@ type peerPool struct {
 }
 
 func newPeerPool(maxDataBytes int) *peerPool {
-	return &peerPool{maxMsg: maxDataBytes + (1 << 20), conns: map[string]*grpc.ClientConn{}, membersGen: ^uint64(0)}
+	return &peerPool{maxMsg: maxMessageBytes(maxDataBytes), conns: map[string]*grpc.ClientConn{}, membersGen: ^uint64(0)}
 }
 
 func (p *peerPool) conn(addr string) *grpc.ClientConn {

@@ -115,9 +115,12 @@ func (s *Server) start() error {
 		return err
 	}
 
+	// Requests up to this size reach our validation and get an error naming
+	// the field and the limit; larger ones are refused by gRPC itself
+	// (ResourceExhausted, naming the message size and this limit).
 	s.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(s.cfg.MaxDataBytes+(1<<20)),
-		grpc.MaxSendMsgSize(s.cfg.MaxDataBytes+(1<<20)),
+		grpc.MaxRecvMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
+		grpc.MaxSendMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
 	)
 	api := &api{s: s}
 	colonyv1.RegisterTreeServer(s.grpc, api)
@@ -233,6 +236,13 @@ func (s *Server) startRaft() error {
 	return nil
 }
 
+// maxMessageBytes is the largest gRPC message a node accepts or sends: a
+// multi carrying its whole data budget (2x the data limit) plus headroom for
+// paths and framing, and never below gRPC's 4 MiB default.
+func maxMessageBytes(maxData int) int {
+	return max(2*maxData+(2<<20), 4<<20)
+}
+
 // Addr is the gRPC address clients and peers use for this node.
 func (s *Server) Addr() string { return s.addr }
 
@@ -306,6 +316,9 @@ func (s *Server) shutdownRaft() error {
 		errs = append(errs, s.raft.Shutdown().Error())
 	}
 	if s.transport != nil {
+		// Close alone leaves pooled outbound connections open, so peers'
+		// connection handlers would wait on them until this process exits.
+		s.transport.CloseStreams()
 		errs = append(errs, s.transport.Close())
 	}
 	if s.store != nil {

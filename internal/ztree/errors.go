@@ -158,6 +158,9 @@ func errEphemeralParent(parent, path string) error {
 	return newErr(ErrEphemeralParent, "ephemeral node %s cannot have children (creating %s)", parent, path)
 }
 
+// SessionNotFound returns the error for an unknown or expired session id.
+func SessionNotFound(id uint64) error { return errSessionNotFound(id) }
+
 func errSessionNotFound(id uint64) error {
 	return newErr(ErrSessionNotFound, "session %#x not found or expired", id)
 }

@@ -25,6 +25,10 @@ type Limits struct {
 	// MaxOps is the largest number of ops in one multi. Zero or negative means
 	// the default (1024).
 	MaxOps int
+	// MaxTxnBytes is the most data all ops of one multi may carry together,
+	// which bounds the size of a raft entry. Zero or negative means twice
+	// MaxDataBytes.
+	MaxTxnBytes int
 }
 
 // DefaultLimits returns the default limits: 1 MiB of data, 1024 ops.
@@ -36,6 +40,9 @@ func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
 	if l.MaxDataBytes <= 0 {
 		l.MaxDataBytes = d.MaxDataBytes
+	}
+	if l.MaxTxnBytes <= 0 {
+		l.MaxTxnBytes = 2 * l.MaxDataBytes
 	}
 	if l.MaxOps <= 0 {
 		l.MaxOps = d.MaxOps
@@ -89,11 +96,13 @@ func ValidateOps(ops []*colonyv1.Op, lim Limits) error {
 	if len(ops) > lim.MaxOps {
 		return errInvalid("ops: %d ops exceed the limit of %d", len(ops), lim.MaxOps)
 	}
+	total := 0
 	for i, op := range ops {
 		err := validateOp(op)
 		if err == nil {
 			err = checkDataSize(op, lim.MaxDataBytes)
 		}
+		total += dataSize(op)
 		if err != nil {
 			if len(ops) > 1 {
 				return fmt.Errorf("ops[%d]: %w", i, err)
@@ -101,18 +110,24 @@ func ValidateOps(ops []*colonyv1.Op, lim Limits) error {
 			return err
 		}
 	}
+	if total > lim.MaxTxnBytes {
+		return errInvalid("ops: %d bytes of data in one multi exceed the limit of %d", total, lim.MaxTxnBytes)
+	}
 	return nil
 }
 
-func checkDataSize(op *colonyv1.Op, max int) error {
-	var n int
+func dataSize(op *colonyv1.Op) int {
 	switch o := op.GetOp().(type) {
 	case *colonyv1.Op_Create:
-		n = len(o.Create.GetData())
+		return len(o.Create.GetData())
 	case *colonyv1.Op_Set:
-		n = len(o.Set.GetData())
+		return len(o.Set.GetData())
 	}
-	if n > max {
+	return 0
+}
+
+func checkDataSize(op *colonyv1.Op, max int) error {
+	if n := dataSize(op); n > max {
 		return errInvalid("data: %d bytes exceeds the limit of %d", n, max)
 	}
 	return nil

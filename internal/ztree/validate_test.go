@@ -73,6 +73,8 @@ func TestValidateOps(t *testing.T) {
 		{"set data too large", []*colonyv1.Op{{Op: &colonyv1.Op_Set{Set: &colonyv1.SetRequest{Path: "/a", Data: []byte("12345")}}}}, Limits{MaxDataBytes: 4}, "data: 5 bytes exceeds the limit of 4"},
 		{"zero limits mean defaults", []*colonyv1.Op{createReq(&colonyv1.CreateRequest{Path: "/a", Data: big})}, Limits{}, "exceeds the limit of 1048576"},
 		{"too many ops", many, DefaultLimits(), "ops: 1025 ops exceed the limit of 1024"},
+		{"multi data within the total", []*colonyv1.Op{create("/a", "1234"), create("/b", "1234")}, Limits{MaxDataBytes: 4}, ""},
+		{"multi data over the total", []*colonyv1.Op{create("/a", "1234"), create("/b", "1234"), create("/c", "1")}, Limits{MaxDataBytes: 4}, "ops: 9 bytes of data in one multi exceed the limit of 8"},
 		{"op index named in a multi", []*colonyv1.Op{create("/a", ""), create("bad", "")}, DefaultLimits(), `ops[1]: path "bad": must start with "/"`},
 		{"no index for a single op", []*colonyv1.Op{create("bad", "")}, DefaultLimits(), `path "bad": must start with "/"`},
 		{"ttl", []*colonyv1.Op{createTTL("/t", 0)}, DefaultLimits(), "ttl_ms: must be > 0 for TTL nodes"},
