@@ -62,15 +62,22 @@ func testConfig(t *testing.T, id, dir string) Config {
 
 // newTestCluster starts n nodes in this process on loopback ports: the
 // first bootstraps alone, the others join through it and are promoted.
-func newTestCluster(t *testing.T, n int) *testCluster {
+func newTestCluster(t *testing.T, n int, opts ...func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, nodes: map[string]*testNode{}}
 	t.Cleanup(c.closeAll)
-	first := testConfig(t, "n1", t.TempDir())
+	config := func(id string) Config {
+		cfg := testConfig(t, id, t.TempDir())
+		for _, o := range opts {
+			o(&cfg)
+		}
+		return cfg
+	}
+	first := config("n1")
 	first.Bootstrap = true
 	c.start(first)
 	for i := 2; i <= n; i++ {
-		cfg := testConfig(t, fmt.Sprintf("n%d", i), t.TempDir())
+		cfg := config(fmt.Sprintf("n%d", i))
 		cfg.Join = []string{c.node("n1").srv.Addr()}
 		c.start(cfg)
 	}
@@ -388,7 +395,14 @@ func TestClusterSessionExpiryDeletesEphemerals(t *testing.T) {
 }
 
 func TestClusterRestartFromDiskAndSnapshot(t *testing.T) {
-	c := newTestCluster(t, 3)
+	for _, store := range []string{LogStoreBolt, LogStoreWAL} {
+		t.Run(store, func(t *testing.T) {
+			testRestartFromDiskAndSnapshot(t, newTestCluster(t, 3, func(c *Config) { c.LogStore = store }))
+		})
+	}
+}
+
+func testRestartFromDiskAndSnapshot(t *testing.T, c *testCluster) {
 	ctx := ctxT(t)
 	l := c.leader()
 	if _, err := l.tree.Create(ctx, &colonyv1.CreateRequest{Path: "/d"}); err != nil {

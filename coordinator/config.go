@@ -58,6 +58,9 @@ type Config struct {
 	// TrailingLogs is how many entries are kept after a snapshot, so slow
 	// followers catch up from the log instead of a snapshot.
 	TrailingLogs uint64
+	// LogStore selects the raft log and stable store: LogStoreBolt (the
+	// default when empty) or LogStoreWAL.
+	LogStore string
 	// NoSync turns off fsync of the raft log. Only for benchmarks that want
 	// to measure the cost of durability; never in production.
 	NoSync bool
@@ -144,6 +147,9 @@ func (c *Config) Validate() error {
 	pos("ReapInterval", c.ReapInterval)
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("LeaderLeaseTimeout (%v) must not exceed HeartbeatTimeout (%v)", c.LeaderLeaseTimeout, c.HeartbeatTimeout))
+	}
+	if c.LogStore != "" && c.LogStore != LogStoreBolt && c.LogStore != LogStoreWAL {
+		errs = append(errs, fmt.Errorf("LogStore: want %q or %q, got %q", LogStoreBolt, LogStoreWAL, c.LogStore))
 	}
 	if c.MaxSessionTTL < c.MinSessionTTL {
 		errs = append(errs, fmt.Errorf("MaxSessionTTL (%v) must be at least MinSessionTTL (%v)", c.MaxSessionTTL, c.MinSessionTTL))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -13,8 +14,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 
 	"github.com/colonymesh/colony/internal/hclogslog"
@@ -33,7 +32,7 @@ type Server struct {
 
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	store     *raftboltdb.BoltStore
+	store     io.Closer // the raft log and stable store
 	fsm       *fsm
 	hub       *watchhub.Hub
 
@@ -119,6 +118,7 @@ func (s *Server) start() error {
 	// the field and the limit; larger ones are refused by gRPC itself
 	// (ResourceExhausted, naming the message size and this limit).
 	s.grpc = grpc.NewServer(
+		grpc.WaitForHandlers(true),
 		grpc.MaxRecvMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
 		grpc.MaxSendMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
 	)
@@ -166,20 +166,9 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("raft config: %w", err)
 	}
 
-	// The log and the stable store (term, vote) share one bbolt file. NoSync
-	// applies to the whole file, so it also drops the durability of votes:
-	// benchmarks only.
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path:   filepath.Join(s.cfg.DataDir, "raft.db"),
-		NoSync: s.cfg.NoSync,
-		BoltOptions: &bbolt.Options{
-			Timeout:      time.Second, // another process holding the file fails fast
-			NoGrowSync:   false,
-			FreelistType: bbolt.FreelistMapType,
-		},
-	})
+	store, err := openLogStore(s.cfg.DataDir, s.cfg.LogStore, s.cfg.NoSync, rc.Logger)
 	if err != nil {
-		return fmt.Errorf("opening raft log in %s: %w", s.cfg.DataDir, err)
+		return err
 	}
 	s.store = store
 	logs, err := raft.NewLogCache(512, store)
@@ -283,7 +272,12 @@ func (s *Server) goFunc(f func()) {
 // Close shuts the node down gracefully: a leader first hands leadership to
 // another voter (so the cluster does not wait an election timeout), then
 // watches end and the gRPC server stops (clients fail over to other nodes),
-// then raft and the stores close.
+// then the node's own loops stop, and only then raft and the stores.
+//
+// The order matters: with BatchApplyCh, raft never answers a future still
+// queued in its apply channel when it shuts down (hashicorp/raft#498), so
+// everything that may wait on a raft future (handlers, the leader's duties,
+// registration) must be finished while raft still runs and answers them.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		if s.raft.State() == raft.Leader && s.otherVoters() > 0 {
@@ -300,11 +294,11 @@ func (s *Server) Close() error {
 		select {
 		case <-stopped:
 		case <-time.After(2 * time.Second):
-			s.grpc.Stop()
+			s.grpc.Stop() // cancels handlers' contexts and waits for them (WaitForHandlers)
 			<-stopped
 		}
-		s.closeErr = s.shutdownRaft()
 		s.wg.Wait()
+		s.closeErr = s.shutdownRaft()
 		s.peers.close()
 	})
 	return s.closeErr
