@@ -1,0 +1,365 @@
+package client
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// DefaultEndpoint is the coordinator address used when Config.Endpoints is empty.
+const DefaultEndpoint = "127.0.0.1:7400"
+
+const (
+	defaultDialTimeout    = 3 * time.Second
+	defaultRequestTimeout = 5 * time.Second
+
+	// Retry backoff between attempts: exponential from retryBase, capped at
+	// retryMax, with equal jitter (a random point in the upper half).
+	retryBase = 25 * time.Millisecond
+	retryMax  = time.Second
+)
+
+// Config configures a Client. The zero value talks to DefaultEndpoint with
+// the default timeouts and no logging.
+type Config struct {
+	// Endpoints are the gRPC addresses (host:port) of coordinator nodes. Any
+	// node serves any request, so listing several gives failover. Empty:
+	// DefaultEndpoint.
+	Endpoints []string
+	// DialTimeout is the least time a connection attempt to one endpoint is
+	// given before gRPC counts it as failed and backs off. Zero: 3s.
+	DialTimeout time.Duration
+	// RequestTimeout bounds one attempt of a request on one endpoint; when it
+	// expires the client tries the next endpoint, within the caller's
+	// context. It must be longer than a server holds a request while it knows
+	// no leader. It also bounds the wait for a watch to be registered. Zero: 5s.
+	RequestTimeout time.Duration
+	// Logger receives debug records about failover, reconnects and sessions.
+	// Nil: discard.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		Endpoints:      []string{DefaultEndpoint},
+		DialTimeout:    defaultDialTimeout,
+		RequestTimeout: defaultRequestTimeout,
+	}
+}
+
+// Validate reports whether the configuration can be used (after defaults).
+func (cfg Config) Validate() error {
+	for i, e := range cfg.Endpoints {
+		if e == "" {
+			return fmt.Errorf("client: config: endpoint %d is empty", i)
+		}
+	}
+	if cfg.DialTimeout < 0 {
+		return fmt.Errorf("client: config: dial timeout %v is negative", cfg.DialTimeout)
+	}
+	if cfg.RequestTimeout < 0 {
+		return fmt.Errorf("client: config: request timeout %v is negative", cfg.RequestTimeout)
+	}
+	return nil
+}
+
+func (cfg Config) withDefaults() Config {
+	if len(cfg.Endpoints) == 0 {
+		cfg.Endpoints = []string{DefaultEndpoint}
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = defaultDialTimeout
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = defaultRequestTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+// Client talks to a coordinator cluster. It is safe for concurrent use. Close
+// it when done: that ends its sessions' keep-alives and its watches.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+	eps []*endpoint
+
+	cur  atomic.Int64  // index into eps of the sticky current endpoint
+	zxid atomic.Uint64 // highest zxid seen in any response or event
+
+	// ctx is canceled (cause ErrClosed) by Close; background goroutines
+	// (session keep-alives, watch streams) derive from it and are counted in wg.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex // guards closed against wg.Add racing wg.Wait
+	closed bool
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// endpoint is one coordinator node and its connection.
+type endpoint struct {
+	idx      int
+	addr     string
+	conn     *grpc.ClientConn
+	tree     colonyv1.TreeClient
+	sessions colonyv1.SessionsClient
+	watch    colonyv1.WatchClient
+	cluster  colonyv1.ClusterClient
+}
+
+// New returns a Client for the endpoints in cfg. It does not wait for any
+// connection: connections are made on first use and re-made as needed.
+func New(cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger}
+	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+	for i, addr := range cfg.Endpoints {
+		conn, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithConnectParams(grpc.ConnectParams{
+				// Reconnect quickly: a restarted node should be usable again
+				// within a second or two, not after gRPC's default 2 minutes.
+				Backoff: backoff.Config{
+					BaseDelay:  100 * time.Millisecond,
+					Multiplier: 1.6,
+					Jitter:     0.2,
+					MaxDelay:   2 * time.Second,
+				},
+				MinConnectTimeout: cfg.DialTimeout,
+			}),
+		)
+		if err != nil {
+			c.cancel(ErrClosed)
+			for _, ep := range c.eps {
+				_ = ep.conn.Close()
+			}
+			return nil, fmt.Errorf("client: endpoint %q: %w", addr, err)
+		}
+		c.eps = append(c.eps, &endpoint{
+			idx:      i,
+			addr:     addr,
+			conn:     conn,
+			tree:     colonyv1.NewTreeClient(conn),
+			sessions: colonyv1.NewSessionsClient(conn),
+			watch:    colonyv1.NewWatchClient(conn),
+			cluster:  colonyv1.NewClusterClient(conn),
+		})
+	}
+	return c, nil
+}
+
+// Close ends the client's sessions' keep-alives and watches, waits for their
+// goroutines and closes the connections. It does not close sessions on the
+// server (use Session.Close for that); their ephemerals go when they expire.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		c.cancel(ErrClosed)
+		c.wg.Wait()
+		var errs []error
+		for _, ep := range c.eps {
+			if err := ep.conn.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("client: closing %s: %w", ep.addr, err))
+			}
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
+
+// LastZxid returns the highest zxid the client has seen in a response or a
+// watch event. Reads WithSessionConsistency never return older state.
+func (c *Client) LastZxid() uint64 { return c.zxid.Load() }
+
+// Endpoint returns the address requests currently go to.
+func (c *Client) Endpoint() string { return c.eps[c.cur.Load()].addr }
+
+// goFunc runs f in a goroutine the client owns: Close cancels c.ctx and waits
+// for it. It reports false, without running f, once the client is closed.
+func (c *Client) goFunc(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// observe records a response header's zxid.
+func (c *Client) observe(h *colonyv1.ResponseHeader) { c.observeZxid(h.GetZxid()) }
+
+func (c *Client) observeZxid(z uint64) {
+	for {
+		cur := c.zxid.Load()
+		if z <= cur || c.zxid.CompareAndSwap(cur, z) {
+			return
+		}
+	}
+}
+
+// current returns the sticky endpoint.
+func (c *Client) current() *endpoint { return c.eps[c.cur.Load()] }
+
+// rotate moves the sticky endpoint past ep, unless another caller already has.
+func (c *Client) rotate(ep *endpoint) {
+	next := (ep.idx + 1) % len(c.eps)
+	if c.cur.CompareAndSwap(int64(ep.idx), int64(next)) && len(c.eps) > 1 {
+		c.log.Debug("coordinator client: switching endpoint", "from", ep.addr, "to", c.eps[next].addr)
+	}
+}
+
+// retryPolicy says which failures of one attempt may be retried on another
+// endpoint.
+type retryPolicy uint8
+
+const (
+	// retrySafe: the request is a read or carries a request id, so it can be
+	// repeated even if the failed attempt reached the server.
+	retrySafe retryPolicy = iota
+	// retryUnavailable: the request is not idempotent (cluster operations);
+	// retry only when the server said Unavailable, which means it did not act.
+	retryUnavailable
+)
+
+// retryable reports whether err, from an attempt of a request whose caller
+// context is still live, should be retried on the next endpoint.
+func retryable(err error, p retryPolicy) bool {
+	switch status.Code(err) {
+	case codes.Unavailable:
+		return true
+	case codes.DeadlineExceeded:
+		// The attempt's own timeout fired (the caller's context is live).
+		return p == retrySafe
+	}
+	return false
+}
+
+// call runs attempt on the sticky endpoint, failing over and retrying as
+// policy allows until it succeeds, fails for good, or ctx ends. Each attempt
+// gets ctx bounded by Config.RequestTimeout. The error is mapped with hint.
+func (c *Client) call(ctx context.Context, policy retryPolicy, hint errHint, attempt func(ctx context.Context, ep *endpoint) error) error {
+	var lastErr error
+	var lastEp *endpoint
+	for n := 1; ; n++ {
+		if c.ctx.Err() != nil {
+			return ErrClosed
+		}
+		ep := c.current()
+		actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		err := attempt(actx, ep)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if c.ctx.Err() != nil {
+			return ErrClosed
+		}
+		mapped := toError(err, hint)
+		if ctx.Err() != nil {
+			// The caller's time is up. Report what kept the request from
+			// succeeding rather than just the context's error.
+			switch status.Code(err) {
+			case codes.Unavailable:
+				return giveUp(ctx, mapped, ep, n)
+			case codes.DeadlineExceeded, codes.Canceled:
+				if lastErr != nil {
+					return giveUp(ctx, lastErr, lastEp, n)
+				}
+			}
+			return mapped
+		}
+		if !retryable(err, policy) {
+			return mapped
+		}
+		c.log.Debug("coordinator client: attempt failed", "endpoint", ep.addr, "attempt", n, "err", err)
+		lastErr, lastEp = mapped, ep
+		c.rotate(ep)
+		if err := sleep(ctx, retryDelay(n)); err != nil {
+			return giveUp(ctx, lastErr, lastEp, n)
+		}
+	}
+}
+
+// giveUp is the error of a request that ran out of time while failing over:
+// it matches both the last attempt's error and the context's.
+func giveUp(ctx context.Context, last error, ep *endpoint, attempts int) error {
+	return fmt.Errorf("%w (gave up after %d attempts, the last on %s: %w)", last, attempts, ep.addr, context.Cause(ctx))
+}
+
+// retryDelay is the wait after the n-th failed attempt (n >= 1).
+func retryDelay(n int) time.Duration {
+	d := retryMax
+	if n <= 10 {
+		d = min(retryBase<<(n-1), retryMax)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits for d or until ctx ends, whichever is first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns a context that makes the next write made with it
+// (Create, Set, Delete, Multi, OpenSession, CloseSession) carry id as its
+// request id instead of a fresh random one. Use it to retry a write across
+// process restarts: the coordinator applies a request id once and answers
+// repeats with the first result.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// requestID returns the caller's request id from ctx, or a new random one.
+func requestID(ctx context.Context) string {
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok && id != "" {
+		return id
+	}
+	return newRequestID()
+}
+
+// newRequestID returns 128 random bits in hex.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}

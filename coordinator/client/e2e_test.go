@@ -1,0 +1,226 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/colonymesh/colony/coordinator"
+	"github.com/colonymesh/colony/coordinator/client"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// These tests run the client against one in-process coordinator node. The
+// cluster and fault tests live with the coordinator's system tests.
+
+func startCoordinator(t *testing.T) *client.Client {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a coordinator node")
+	}
+	cfg := coordinator.DefaultConfig()
+	cfg.NodeID = "n1"
+	cfg.DataDir = t.TempDir()
+	cfg.RaftAddr = "127.0.0.1:0"
+	cfg.GRPCAddr = "127.0.0.1:0"
+	cfg.Bootstrap = true
+	cfg.MinSessionTTL = 300 * time.Millisecond
+	srv, err := coordinator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestE2ETree(t *testing.T) {
+	c := startCoordinator(t)
+	ctx := testContext(t)
+
+	if _, _, err := c.Create(ctx, "/app", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Create(ctx, "/app", nil); !errors.Is(err, client.ErrNodeExists) {
+		t.Errorf("second create = %v, want ErrNodeExists", err)
+	}
+	if _, _, err := c.Get(ctx, "/nope"); !errors.Is(err, client.ErrNoNode) {
+		t.Errorf("get of a missing node = %v, want ErrNoNode", err)
+	}
+	p1, _, err := c.Create(ctx, "/app/job-", nil, client.Sequential())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _, err := c.Create(ctx, "/app/job-", nil, client.Sequential())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1 != "/app/job-0000000000" || p2 != "/app/job-0000000001" {
+		t.Errorf("sequential paths %q, %q", p1, p2)
+	}
+
+	stat, err := c.Set(ctx, "/app", []byte("b"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Set(ctx, "/app", []byte("c"), 0); !errors.Is(err, client.ErrBadVersion) {
+		t.Errorf("stale compare-and-set = %v, want ErrBadVersion", err)
+	}
+	data, got, err := c.Get(ctx, "/app", client.WithSessionConsistency())
+	if err != nil || string(data) != "b" || got.GetVersion() != stat.GetVersion() {
+		t.Errorf("get = %q, %v, %v", data, got, err)
+	}
+	names, _, err := c.Children(ctx, "/app")
+	if err != nil || !slices.Equal(names, []string{"job-0000000000", "job-0000000001"}) {
+		t.Errorf("children = %v, %v", names, err)
+	}
+	if err := c.Delete(ctx, "/app", client.AnyVersion); !errors.Is(err, client.ErrNotEmpty) {
+		t.Errorf("delete of a parent = %v, want ErrNotEmpty", err)
+	}
+
+	_, err = c.Multi(ctx,
+		client.DeleteOp(p1, client.AnyVersion),
+		client.CheckOp("/app", 0), // stale
+	)
+	if !errors.Is(err, client.ErrBadVersion) {
+		t.Errorf("multi with a stale check = %v, want ErrBadVersion", err)
+	}
+	if ok, _, err := c.Exists(ctx, p1); err != nil || !ok {
+		t.Errorf("a failed multi applied its delete: exists = %v, %v", ok, err)
+	}
+	if _, err := c.Multi(ctx, client.DeleteOp(p1, client.AnyVersion), client.DeleteOp(p2, client.AnyVersion), client.DeleteOp("/app", client.AnyVersion)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := c.Exists(ctx, "/app"); err != nil || ok {
+		t.Errorf("exists after delete = %v, %v", ok, err)
+	}
+	if c.LastZxid() == 0 {
+		t.Error("LastZxid not tracked")
+	}
+}
+
+func TestE2ESessionOwnsEphemerals(t *testing.T) {
+	c := startCoordinator(t)
+	ctx := testContext(t)
+
+	s, err := c.OpenSession(ctx, time.Second, "e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Create(ctx, "/e", nil, client.Ephemeral(s.ID())); err != nil {
+		t.Fatal(err)
+	}
+	// Alive across several TTLs thanks to the keep-alives.
+	time.Sleep(3 * s.TTL())
+	if err := s.Err(); err != nil {
+		t.Fatalf("session lost: %v", err)
+	}
+	if ok, _, err := c.Exists(ctx, "/e"); err != nil || !ok {
+		t.Fatalf("ephemeral gone while its session lives: %v, %v", ok, err)
+	}
+	sessions, err := c.ListSessions(ctx)
+	if err != nil || len(sessions) != 1 || sessions[0].GetName() != "e2e" {
+		t.Errorf("sessions = %v, %v", sessions, err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := c.Exists(ctx, "/e"); err != nil || ok {
+		t.Errorf("ephemeral survived its session: %v, %v", ok, err)
+	}
+	if _, _, err := c.Create(ctx, "/e2", nil, client.Ephemeral(s.ID())); !errors.Is(err, client.ErrSessionExpired) {
+		t.Errorf("create with a closed session = %v, want ErrSessionExpired", err)
+	}
+}
+
+func TestE2EWatch(t *testing.T) {
+	c := startCoordinator(t)
+	ctx := testContext(t)
+
+	if _, _, err := c.Create(ctx, "/w", nil); err != nil {
+		t.Fatal(err)
+	}
+	var h *colonyv1.ResponseHeader
+	if _, _, err := c.Get(ctx, "/w", client.WithHeader(&h)); err != nil {
+		t.Fatal(err)
+	}
+	pw, err := c.Watch(ctx, "/w", colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive(), client.AfterZxid(h.GetZxid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	dw, err := c.Watch(ctx, "/w", colonyv1.WatchKind_WATCH_KIND_DATA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dw.Close()
+
+	if _, _, err := c.Create(ctx, "/w/x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Set(ctx, "/w", []byte("2"), client.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, "/w/x", client.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+
+	type seen struct {
+		typ  colonyv1.EventType
+		path string
+	}
+	var got []seen
+	for range 3 {
+		ev, err := pw.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, seen{ev.GetType(), ev.GetPath()})
+	}
+	want := []seen{
+		{colonyv1.EventType_EVENT_TYPE_CREATED, "/w/x"},
+		{colonyv1.EventType_EVENT_TYPE_DATA_CHANGED, "/w"},
+		{colonyv1.EventType_EVENT_TYPE_DELETED, "/w/x"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("persistent watch saw %v, want %v", got, want)
+	}
+
+	ev, err := dw.Next(ctx)
+	if err != nil || ev.GetType() != colonyv1.EventType_EVENT_TYPE_DATA_CHANGED || string(ev.GetData()) != "2" {
+		t.Errorf("data watch = %v, %v", ev, err)
+	}
+	if _, err := dw.Next(ctx); err != io.EOF {
+		t.Errorf("data watch after its event = %v, want io.EOF", err)
+	}
+}
+
+func TestE2ECluster(t *testing.T) {
+	c := startCoordinator(t)
+	ctx := testContext(t)
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetLeaderId() != "n1" || len(st.GetMembers()) != 1 {
+		t.Errorf("status = %v", st)
+	}
+}
