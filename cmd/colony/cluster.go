@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/colonymesh/colony/coordinator/client"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+func newClusterCmd(f *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Inspect and change the coordinator cluster's membership",
+	}
+	cmd.AddCommand(newClusterStatusCmd(f), newClusterMembersCmd(f), newClusterAddCmd(f),
+		newClusterRemoveCmd(f), newClusterTransferCmd(f))
+	return cmd
+}
+
+func newClusterStatusCmd(f *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Print the leader, raft indexes and every member's state",
+		Args:  cobra.NoArgs,
+	}
+	cmd.RunE = f.run(false, func(ctx context.Context, s *cli, _ []string) error {
+		st, err := s.c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if s.json {
+			return s.printProto(st)
+		}
+		tw := s.table()
+		leader := st.GetLeaderId()
+		if leader == "" {
+			leader = "(none known)"
+		} else if a := st.GetLeaderGrpcAddress(); a != "" {
+			leader += " (" + a + ")"
+		}
+		fmt.Fprintf(tw, "leader:\t%s\n", leader)
+		fmt.Fprintf(tw, "term:\t%d\n", st.GetTerm())
+		fmt.Fprintf(tw, "commit index:\t%d\n", st.GetCommitIndex())
+		fmt.Fprintf(tw, "applied index:\t%d\n", st.GetAppliedIndex())
+		fmt.Fprintf(tw, "served by:\t%s\n", st.GetHeader().GetMemberId())
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(s.out)
+		return s.printMembers(st.GetMembers())
+	})
+	return cmd
+}
+
+func newClusterMembersCmd(f *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "members",
+		Short: "List the members: addresses, suffrage and raft state",
+		Args:  cobra.NoArgs,
+	}
+	cmd.RunE = f.run(false, func(ctx context.Context, s *cli, _ []string) error {
+		st, err := s.c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if s.json {
+			return printProtoList(s, st.GetMembers())
+		}
+		return s.printMembers(st.GetMembers())
+	})
+	return cmd
+}
+
+// printMembers writes the members as a table.
+func (s *cli) printMembers(ms []*colonyv1.Member) error {
+	tw := s.table()
+	fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tGRPC ADDRESS\tSUFFRAGE\tSTATE\tTERM\tCOMMIT\tAPPLIED\tLAST CONTACT\tERROR")
+	for _, m := range ms {
+		state := m.GetState()
+		if state == "" {
+			state = "-"
+		}
+		contact := "-"
+		if m.GetState() != "" && !m.GetLeader() {
+			contact = (time.Duration(m.GetLastContactMs()) * time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n",
+			m.GetId(), m.GetRaftAddress(), m.GetGrpcAddress(),
+			trimEnum(m.GetSuffrage().String(), "SUFFRAGE_"), state,
+			m.GetTerm(), m.GetCommitIndex(), m.GetAppliedIndex(), contact, m.GetError())
+	}
+	return tw.Flush()
+}
+
+func newClusterAddCmd(f *clientFlags) *cobra.Command {
+	var nonvoter bool
+	cmd := &cobra.Command{
+		Use:   "add ID RAFT_ADDR GRPC_ADDR",
+		Short: "Add a node to the cluster",
+		Long: `Add a node to the cluster. It joins as a non-voter and the leader promotes it
+to voter once it has caught up, unless --nonvoter. (A node started with
+"colony coordinator --join" adds itself; this is for doing it by hand.)`,
+		Args: cobra.ExactArgs(3),
+	}
+	cmd.RunE = f.run(false, func(ctx context.Context, s *cli, args []string) error {
+		var opts []client.MemberOption
+		if nonvoter {
+			opts = append(opts, client.NonVoter())
+		}
+		if err := s.c.AddMember(ctx, args[0], args[1], args[2], opts...); err != nil {
+			return err
+		}
+		if s.json {
+			return s.printProto(&colonyv1.AddMemberResponse{})
+		}
+		_, err := fmt.Fprintf(s.out, "added member %s\n", args[0])
+		return err
+	})
+	cmd.Flags().BoolVar(&nonvoter, "nonvoter", false, "keep the member a non-voter")
+	return cmd
+}
+
+func newClusterRemoveCmd(f *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "remove ID",
+		Short: "Remove a member from the cluster",
+		Args:  cobra.ExactArgs(1),
+	}
+	cmd.RunE = f.run(false, func(ctx context.Context, s *cli, args []string) error {
+		if err := s.c.RemoveMember(ctx, args[0]); err != nil {
+			return err
+		}
+		if s.json {
+			return s.printProto(&colonyv1.RemoveMemberResponse{})
+		}
+		_, err := fmt.Fprintf(s.out, "removed member %s\n", args[0])
+		return err
+	})
+	return cmd
+}
+
+func newClusterTransferCmd(f *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "transfer [ID]",
+		Short: "Hand leadership to a member (default: the most up-to-date voter)",
+		Args:  cobra.MaximumNArgs(1),
+	}
+	cmd.RunE = f.run(false, func(ctx context.Context, s *cli, args []string) error {
+		var target string
+		if len(args) == 1 {
+			target = args[0]
+		}
+		leader, err := s.c.TransferLeadership(ctx, target)
+		if err != nil {
+			return err
+		}
+		if s.json {
+			return s.printProto(&colonyv1.TransferLeadershipResponse{LeaderId: leader})
+		}
+		_, err = fmt.Fprintf(s.out, "leader: %s\n", leader)
+		return err
+	})
+	return cmd
+}

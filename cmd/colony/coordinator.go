@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/colonymesh/colony/coordinator"
+)
+
+type coordinatorFlags struct {
+	cfg      coordinator.Config
+	peers    string
+	join     string
+	logLevel string
+	dev      bool
+}
+
+func newCoordinatorCmd() *cobra.Command {
+	f := &coordinatorFlags{cfg: coordinator.DefaultConfig()}
+	cmd := &cobra.Command{
+		Use:   "coordinator",
+		Short: "Run a coordinator node (raft member serving the znode tree over gRPC)",
+		Long: `Run a coordinator node.
+
+A 3-node cluster on one machine:
+
+  colony coordinator --id n1 --data-dir /tmp/c1 --grpc-addr 127.0.0.1:7400 --raft-addr 127.0.0.1:7401 \
+      --bootstrap --peers n1=127.0.0.1:7401,n2=127.0.0.1:7411,n3=127.0.0.1:7421
+  colony coordinator --id n2 --data-dir /tmp/c2 --grpc-addr 127.0.0.1:7410 --raft-addr 127.0.0.1:7411 \
+      --bootstrap --peers n1=127.0.0.1:7401,n2=127.0.0.1:7411,n3=127.0.0.1:7421
+  colony coordinator --id n3 --data-dir /tmp/c3 --grpc-addr 127.0.0.1:7420 --raft-addr 127.0.0.1:7421 \
+      --bootstrap --peers n1=127.0.0.1:7401,n2=127.0.0.1:7411,n3=127.0.0.1:7421
+
+A fourth node joins through any member (it is promoted to voter once caught up):
+
+  colony coordinator --id n4 --data-dir /tmp/c4 --grpc-addr 127.0.0.1:7430 --raft-addr 127.0.0.1:7431 \
+      --join 127.0.0.1:7400`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCoordinator(cmd.Context(), f) },
+	}
+	fl := cmd.Flags()
+	c := &f.cfg
+	fl.StringVar(&c.NodeID, "id", "", "node id, stable across restarts (required)")
+	fl.StringVar(&c.DataDir, "data-dir", "", "directory for the raft log and snapshots (required)")
+	fl.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "raft transport listen address")
+	fl.StringVar(&c.RaftAdvertise, "raft-advertise", "", "raft address other nodes dial (default: the bound raft address)")
+	fl.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "gRPC API listen address")
+	fl.StringVar(&c.GRPCAdvertise, "grpc-advertise", "", "gRPC address other nodes and clients use (default: the bound address)")
+	fl.BoolVar(&c.Bootstrap, "bootstrap", false, "create the cluster if this node has no state (with --peers as the voters, or alone)")
+	fl.StringVar(&f.peers, "peers", "", "initial voters for --bootstrap: id=raft-addr,id=raft-addr,...")
+	fl.StringVar(&f.join, "join", "", "gRPC addresses of existing members to join through: addr,addr,...")
+	fl.BoolVar(&c.NonvoterOnly, "nonvoter", false, "when joining, stay a non-voter (read scaling, no vote)")
+	fl.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "raft heartbeat timeout")
+	fl.DurationVar(&c.ElectionTimeout, "election-timeout", c.ElectionTimeout, "raft election timeout")
+	fl.DurationVar(&c.LeaderLeaseTimeout, "leader-lease-timeout", c.LeaderLeaseTimeout, "raft leader lease timeout")
+	fl.DurationVar(&c.CommitTimeout, "commit-timeout", c.CommitTimeout, "raft commit timeout (bounds follower staleness when idle)")
+	fl.IntVar(&c.MaxAppendEntries, "max-append-entries", c.MaxAppendEntries, "most entries per append and group commit")
+	fl.DurationVar(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often raft considers a snapshot")
+	fl.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "entries since the last snapshot that trigger one")
+	fl.Uint64Var(&c.TrailingLogs, "trailing-logs", c.TrailingLogs, "entries kept after a snapshot")
+	fl.StringVar(&c.LogStore, "log-store", coordinator.LogStoreBolt, "raft log store: boltdb (raft-boltdb, the default) or wal (raft-wal: one fsync per append, faster, still called experimental by its authors)")
+	fl.BoolVar(&c.NoSync, "unsafe-no-fsync", false, "do not fsync the raft log (benchmarks only: acknowledged writes can be lost on power failure)")
+	fl.IntVar(&c.MaxDataBytes, "max-data-bytes", c.MaxDataBytes, "largest znode data")
+	fl.DurationVar(&c.MinSessionTTL, "min-session-ttl", c.MinSessionTTL, "smallest session TTL granted")
+	fl.DurationVar(&c.MaxSessionTTL, "max-session-ttl", c.MaxSessionTTL, "largest session TTL granted")
+	fl.DurationVar(&c.LeaderWait, "leader-wait", c.LeaderWait, "how long requests wait for a leader during an election")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.BoolVar(&f.dev, "dev", false, "single-node development mode: --id dev, bootstrap alone, data in $TMPDIR/colony-dev unless --data-dir")
+	return cmd
+}
+
+func newDevCmd() *cobra.Command {
+	cmd := newCoordinatorCmd()
+	cmd.Use = "dev"
+	cmd.Short = "Run Colony on one machine with an embedded single-node coordinator"
+	cmd.Long = "Run a single-node coordinator for development (the same as `colony coordinator --dev`)."
+	cmd.Flags().Set("dev", "true")
+	return cmd
+}
+
+func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
+	cfg := f.cfg
+	if f.dev {
+		if cfg.NodeID == "" {
+			cfg.NodeID = "dev"
+		}
+		if cfg.DataDir == "" {
+			cfg.DataDir = filepath.Join(os.TempDir(), "colony-dev")
+		}
+		cfg.Bootstrap = true
+	}
+	if f.peers != "" {
+		cfg.Peers = map[string]string{}
+		for _, p := range strings.Split(f.peers, ",") {
+			id, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
+			if !ok || id == "" || addr == "" {
+				return fmt.Errorf("--peers: want id=raft-addr, got %q", p)
+			}
+			cfg.Peers[id] = addr
+		}
+	}
+	if f.join != "" {
+		for _, a := range strings.Split(f.join, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				cfg.Join = append(cfg.Join, a)
+			}
+		}
+	}
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	srv, err := coordinator.New(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("coordinator serving", "id", cfg.NodeID, "grpc", srv.Addr(), "raft", srv.RaftAddr(), "data", cfg.DataDir)
+	if f.dev {
+		fmt.Fprintf(os.Stderr, "\nColony dev coordinator on %s (data in %s).\nTry: go run ./cmd/colony kv create /hello world --endpoints %s\n\n", srv.Addr(), cfg.DataDir, srv.Addr())
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	// Close hands leadership to another voter first when this node leads,
+	// then stops serving clients, then stops raft and closes the log.
+	return srv.Close()
+}

@@ -1,0 +1,41 @@
+// Command colony is Colony's one binary: the coordinator server, the
+// single-process dev mode, and the client commands operators use.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "colony",
+		Short:         "Colony: shared circuit breakers and locks for microservices",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newCoordinatorCmd(), newDevCmd())
+	addClientCommands(root)
+	return root
+}
+
+// newLogger returns a text logger on stderr at the named level.
+func newLogger(level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, errors.New("--log-level: want debug, info, warn or error, got " + level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})), nil
+}
