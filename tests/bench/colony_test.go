@@ -1,0 +1,163 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// colonyCluster is a cluster of `colony coordinator` processes on
+// 127.0.0.1, each with its own data dir, started with --bootstrap --peers
+// and the server's defaults (fsync on).
+type colonyCluster struct {
+	ids    []string
+	grpc   []string // gRPC address per member
+	procs  []*proc
+	leader string // gRPC address of the leader when the cluster became ready
+}
+
+// startColony starts an n-member cluster and waits until every member
+// knows the leader and its gRPC address. Everything stops and the data is
+// removed in tb's cleanup.
+func startColony(tb testing.TB, n int) *colonyCluster {
+	tb.Helper()
+	bin := colonyBinary(tb)
+	base := tb.TempDir()
+	return retryStart(tb, "colony cluster", func(attempt int) (*colonyCluster, error) {
+		c, err := launchColony(tb, bin, filepath.Join(base, fmt.Sprintf("try%d", attempt)), n)
+		if err != nil && c != nil {
+			stopAll(c.procs, 5*time.Second)
+		}
+		return c, err
+	})
+}
+
+func launchColony(tb testing.TB, bin, dir string, n int) (*colonyCluster, error) {
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	c := &colonyCluster{}
+	var peers []string
+	raft := make([]string, n)
+	for i := range n {
+		c.ids = append(c.ids, fmt.Sprintf("n%d", i+1))
+		c.grpc = append(c.grpc, fmt.Sprintf("127.0.0.1:%d", ports[2*i]))
+		raft[i] = fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])
+		peers = append(peers, c.ids[i]+"="+raft[i])
+	}
+	for i := range n {
+		d := filepath.Join(dir, c.ids[i])
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return c, err
+		}
+		args := []string{
+			"coordinator",
+			"--id", c.ids[i],
+			"--data-dir", filepath.Join(d, "data"),
+			"--grpc-addr", c.grpc[i],
+			"--raft-addr", raft[i],
+			"--bootstrap", "--peers", strings.Join(peers, ","),
+			"--log-level", "warn",
+		}
+		// COLONY_BENCH_FLAGS adds server flags, e.g. "--log-store wal".
+		args = append(args, strings.Fields(os.Getenv("COLONY_BENCH_FLAGS"))...)
+		p, err := startProc(tb, "colony "+c.ids[i], filepath.Join(dir, c.ids[i]+".log"), bin, args...)
+		if err != nil {
+			return c, err
+		}
+		c.procs = append(c.procs, p)
+	}
+	tb.Cleanup(func() { stopAll(c.procs, 5*time.Second) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.waitReady(tb, ctx); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// waitReady polls Status on every member until each names the same leader
+// with a gRPC address and reports every member without error.
+func (c *colonyCluster) waitReady(tb testing.TB, ctx context.Context) error {
+	conns := make([]*grpc.ClientConn, len(c.grpc))
+	for i, a := range c.grpc {
+		conns[i] = dialColony(tb, a)
+	}
+	var last error
+	for {
+		if err := describeExit(c.procs); err != nil {
+			return err
+		}
+		leader, err := c.readyOnce(ctx, conns)
+		if err == nil {
+			c.leader = leader
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not ready: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *colonyCluster) readyOnce(ctx context.Context, conns []*grpc.ClientConn) (string, error) {
+	leader := ""
+	for i, cc := range conns {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := colonyv1.NewClusterClient(cc).Status(sctx, &colonyv1.StatusRequest{})
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", c.ids[i], err)
+		}
+		if st.LeaderGrpcAddress == "" {
+			return "", fmt.Errorf("%s: no leader address yet", c.ids[i])
+		}
+		if leader != "" && leader != st.LeaderGrpcAddress {
+			return "", errors.New("members disagree on the leader")
+		}
+		leader = st.LeaderGrpcAddress
+		if len(st.Members) != len(c.ids) {
+			return "", fmt.Errorf("%s: %d members", c.ids[i], len(st.Members))
+		}
+		for _, m := range st.Members {
+			if m.Error != "" || m.State == "" {
+				return "", fmt.Errorf("%s: member %s: %q", c.ids[i], m.Id, m.Error)
+			}
+		}
+	}
+	return leader, nil
+}
+
+// dialColony opens a gRPC connection of its own to addr, closed in tb's
+// cleanup.
+func dialColony(tb testing.TB, addr string) *grpc.ClientConn {
+	tb.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatalf("dial %s: %v", addr, err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// addrs returns the gRPC addresses clients use: every member, or only the
+// leader when leaderOnly.
+func (c *colonyCluster) addrs(leaderOnly bool) []string {
+	if leaderOnly {
+		return []string{c.leader}
+	}
+	return c.grpc
+}
