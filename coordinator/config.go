@@ -126,11 +126,11 @@ func (c *Config) Validate() error {
 	req("RaftAddr", c.RaftAddr)
 	req("GRPCAddr", c.GRPCAddr)
 	if c.Bootstrap && len(c.Join) > 0 {
-		errs = append(errs, errors.New("Bootstrap and Join are exclusive: bootstrap creates a new cluster, join enters an existing one"))
+		errs = append(errs, errors.New("fields Bootstrap and Join are exclusive: bootstrap creates a new cluster, join enters an existing one"))
 	}
 	if len(c.Peers) > 0 {
 		if _, ok := c.Peers[c.NodeID]; !ok {
-			errs = append(errs, fmt.Errorf("Peers must include this node (%q)", c.NodeID))
+			errs = append(errs, fmt.Errorf("field Peers must include this node (%q)", c.NodeID))
 		}
 	}
 	pos := func(name string, d time.Duration) {
