@@ -1,7 +1,9 @@
 package coordinator
 
 import (
+	"context"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -16,21 +18,52 @@ import (
 type peerPool struct {
 	maxMsg int
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	mu         sync.Mutex
+	conns      map[string]*grpc.ClientConn
+	forwarders map[string]*forwarder
+
+	// For forwarders: who owns their goroutines, what cancels them, and how
+	// long one batch may take.
+	goFunc         func(func())
+	ctx            context.Context
+	forwardTimeout time.Duration
 
 	membersMu  sync.Mutex
 	membersGen uint64
 	membersMap map[string]*peerv1.RegisterMember
 }
 
-func newPeerPool(maxDataBytes int) *peerPool {
-	return &peerPool{maxMsg: maxMessageBytes(maxDataBytes), conns: map[string]*grpc.ClientConn{}, membersGen: ^uint64(0)}
+func newPeerPool(ctx context.Context, goFunc func(func()), maxDataBytes int, forwardTimeout time.Duration) *peerPool {
+	return &peerPool{
+		maxMsg:         maxMessageBytes(maxDataBytes),
+		conns:          map[string]*grpc.ClientConn{},
+		forwarders:     map[string]*forwarder{},
+		goFunc:         goFunc,
+		ctx:            ctx,
+		forwardTimeout: forwardTimeout,
+		membersGen:     ^uint64(0),
+	}
+}
+
+// forwarder returns the proposal forwarder for the leader at addr.
+func (p *peerPool) forwarder(addr string) *forwarder {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f, ok := p.forwarders[addr]; ok {
+		return f
+	}
+	f := &forwarder{client: peerv1.NewPeerClient(p.connLocked(addr)), goFunc: p.goFunc, ctx: p.ctx, timeout: p.forwardTimeout}
+	p.forwarders[addr] = f
+	return f
 }
 
 func (p *peerPool) conn(addr string) *grpc.ClientConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.connLocked(addr)
+}
+
+func (p *peerPool) connLocked(addr string) *grpc.ClientConn {
 	if c, ok := p.conns[addr]; ok {
 		return c
 	}
@@ -74,4 +107,5 @@ func (p *peerPool) close() {
 		c.Close()
 		delete(p.conns, addr)
 	}
+	clear(p.forwarders)
 }

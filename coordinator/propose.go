@@ -69,26 +69,38 @@ func (s *Server) proposeOnce(ctx context.Context, cmd *peerv1.Command) (uint64, 
 	if err != nil {
 		return 0, nil, err
 	}
-	resp, err := s.peers.peer(addr).Propose(ctx, &peerv1.ProposeRequest{Command: cmd})
+	return s.peers.forwarder(addr).propose(ctx, cmd)
+}
+
+// applyLocal appends cmd on this node, which must lead, and returns its
+// result once this node applied it.
+func (s *Server) applyLocal(ctx context.Context, cmd *peerv1.Command) (uint64, *peerv1.CommandResult, error) {
+	f, err := s.enqueue(ctx, cmd)
 	if err != nil {
 		return 0, nil, err
 	}
-	return resp.Index, resp.Result, nil
+	return awaitApply(f)
 }
 
-// applyLocal appends cmd on this node, which must lead, stamped with the
-// leader's clock, and returns its result once this node applied it.
-func (s *Server) applyLocal(ctx context.Context, cmd *peerv1.Command) (uint64, *peerv1.CommandResult, error) {
+// enqueue hands cmd to raft, stamped with the leader's clock, without
+// waiting for it: commands enqueued together share a group commit.
+func (s *Server) enqueue(ctx context.Context, cmd *peerv1.Command) (raft.ApplyFuture, error) {
 	cmd.TimeMs = time.Now().UnixMilli()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
-		return 0, nil, fmt.Errorf("encoding command: %w", err)
+		return nil, fmt.Errorf("encoding command: %w", err)
 	}
 	timeout := time.Duration(0)
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	f := s.raft.Apply(data, timeout)
+	return s.raft.Apply(data, timeout), nil
+}
+
+// awaitApply waits for an enqueued command to be applied on this node. raft
+// answers every future while it runs (committed, or ErrLeadershipLost), which
+// is why Close stops all callers before it stops raft.
+func awaitApply(f raft.ApplyFuture) (uint64, *peerv1.CommandResult, error) {
 	if err := f.Error(); err != nil {
 		return 0, nil, err
 	}

@@ -81,7 +81,7 @@ func New(cfg Config) (*Server, error) {
 	s.fsm = newFSM(s.hub)
 	s.sessions = newSessionTracker(s)
 	s.fsm.onApplied = s.sessions.observeApplied
-	s.peers = newPeerPool(cfg.MaxDataBytes)
+	s.peers = newPeerPool(ctx, s.goFunc, cfg.MaxDataBytes, cfg.LeaderWait)
 	if err := s.start(); err != nil {
 		cancel()
 		s.shutdownRaft()

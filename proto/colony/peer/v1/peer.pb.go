@@ -1209,27 +1209,27 @@ func (*SnapshotRecord_Member) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_End) isSnapshotRecord_Record() {}
 
-type ProposeRequest struct {
+type ProposeBatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       *Command               `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ProposeRequest) Reset() {
-	*x = ProposeRequest{}
+func (x *ProposeBatchRequest) Reset() {
+	*x = ProposeBatchRequest{}
 	mi := &file_colony_peer_v1_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ProposeRequest) String() string {
+func (x *ProposeBatchRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ProposeRequest) ProtoMessage() {}
+func (*ProposeBatchRequest) ProtoMessage() {}
 
-func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
+func (x *ProposeBatchRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_colony_peer_v1_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1241,40 +1241,44 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
-func (*ProposeRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use ProposeBatchRequest.ProtoReflect.Descriptor instead.
+func (*ProposeBatchRequest) Descriptor() ([]byte, []int) {
 	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{17}
 }
 
-func (x *ProposeRequest) GetCommand() *Command {
+func (x *ProposeBatchRequest) GetCommands() []*Command {
 	if x != nil {
-		return x.Command
+		return x.Commands
 	}
 	return nil
 }
 
-type ProposeResponse struct {
+// ProposeResult is one command's outcome: applied at index with result, or
+// not applied (or not known to be) with error (a google.rpc.Code, e.g.
+// UNAVAILABLE after a leadership loss: retry with the same request id).
+type ProposeResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	Result        *CommandResult         `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	Error         *v1.OpError            `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ProposeResponse) Reset() {
-	*x = ProposeResponse{}
+func (x *ProposeResult) Reset() {
+	*x = ProposeResult{}
 	mi := &file_colony_peer_v1_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ProposeResponse) String() string {
+func (x *ProposeResult) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ProposeResponse) ProtoMessage() {}
+func (*ProposeResult) ProtoMessage() {}
 
-func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
+func (x *ProposeResult) ProtoReflect() protoreflect.Message {
 	mi := &file_colony_peer_v1_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1286,21 +1290,72 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
-func (*ProposeResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use ProposeResult.ProtoReflect.Descriptor instead.
+func (*ProposeResult) Descriptor() ([]byte, []int) {
 	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{18}
 }
 
-func (x *ProposeResponse) GetIndex() uint64 {
+func (x *ProposeResult) GetIndex() uint64 {
 	if x != nil {
 		return x.Index
 	}
 	return 0
 }
 
-func (x *ProposeResponse) GetResult() *CommandResult {
+func (x *ProposeResult) GetResult() *CommandResult {
 	if x != nil {
 		return x.Result
+	}
+	return nil
+}
+
+func (x *ProposeResult) GetError() *v1.OpError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type ProposeBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ProposeResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"` // one per command, in order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeBatchResponse) Reset() {
+	*x = ProposeBatchResponse{}
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeBatchResponse) ProtoMessage() {}
+
+func (x *ProposeBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeBatchResponse.ProtoReflect.Descriptor instead.
+func (*ProposeBatchResponse) Descriptor() ([]byte, []int) {
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ProposeBatchResponse) GetResults() []*ProposeResult {
+	if x != nil {
+		return x.Results
 	}
 	return nil
 }
@@ -1313,7 +1368,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[19]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1380,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[19]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1393,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{19}
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{20}
 }
 
 type ReadIndexResponse struct {
@@ -1350,7 +1405,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[20]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1417,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[20]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1430,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{20}
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -1394,7 +1449,7 @@ type KeepAliveSessionsRequest struct {
 
 func (x *KeepAliveSessionsRequest) Reset() {
 	*x = KeepAliveSessionsRequest{}
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[21]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1461,7 @@ func (x *KeepAliveSessionsRequest) String() string {
 func (*KeepAliveSessionsRequest) ProtoMessage() {}
 
 func (x *KeepAliveSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[21]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1474,7 @@ func (x *KeepAliveSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveSessionsRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{21}
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KeepAliveSessionsRequest) GetSessionIds() []uint64 {
@@ -1439,7 +1494,7 @@ type KeepAliveSessionsResponse struct {
 
 func (x *KeepAliveSessionsResponse) Reset() {
 	*x = KeepAliveSessionsResponse{}
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[22]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1506,7 @@ func (x *KeepAliveSessionsResponse) String() string {
 func (*KeepAliveSessionsResponse) ProtoMessage() {}
 
 func (x *KeepAliveSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[22]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1519,7 @@ func (x *KeepAliveSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveSessionsResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{22}
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KeepAliveSessionsResponse) GetTtlMs() []int64 {
@@ -1482,7 +1537,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[23]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1549,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[23]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1562,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{23}
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{24}
 }
 
 type NodeStatusResponse struct {
@@ -1525,7 +1580,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[24]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1592,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[24]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1605,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{24}
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NodeStatusResponse) GetId() string {
@@ -1681,12 +1736,15 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\x05dedup\x18\x03 \x01(\v2\x1d.colony.peer.v1.SnapshotDedupH\x00R\x05dedup\x128\n" +
 	"\x06member\x18\x04 \x01(\v2\x1e.colony.peer.v1.RegisterMemberH\x00R\x06member\x12\x12\n" +
 	"\x03end\x18\x05 \x01(\bH\x00R\x03endB\b\n" +
-	"\x06record\"C\n" +
-	"\x0eProposeRequest\x121\n" +
-	"\acommand\x18\x01 \x01(\v2\x17.colony.peer.v1.CommandR\acommand\"^\n" +
-	"\x0fProposeResponse\x12\x14\n" +
+	"\x06record\"J\n" +
+	"\x13ProposeBatchRequest\x123\n" +
+	"\bcommands\x18\x01 \x03(\v2\x17.colony.peer.v1.CommandR\bcommands\"\x86\x01\n" +
+	"\rProposeResult\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x125\n" +
-	"\x06result\x18\x02 \x01(\v2\x1d.colony.peer.v1.CommandResultR\x06result\"\x12\n" +
+	"\x06result\x18\x02 \x01(\v2\x1d.colony.peer.v1.CommandResultR\x06result\x12(\n" +
+	"\x05error\x18\x03 \x01(\v2\x12.colony.v1.OpErrorR\x05error\"O\n" +
+	"\x14ProposeBatchResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.colony.peer.v1.ProposeResultR\aresults\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\";\n" +
@@ -1704,9 +1762,9 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x06 \x01(\x04R\tlastIndex\x12&\n" +
-	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs2\xe3\x02\n" +
-	"\x04Peer\x12J\n" +
-	"\aPropose\x12\x1e.colony.peer.v1.ProposeRequest\x1a\x1f.colony.peer.v1.ProposeResponse\x12P\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs2\xf2\x02\n" +
+	"\x04Peer\x12Y\n" +
+	"\fProposeBatch\x12#.colony.peer.v1.ProposeBatchRequest\x1a$.colony.peer.v1.ProposeBatchResponse\x12P\n" +
 	"\tReadIndex\x12 .colony.peer.v1.ReadIndexRequest\x1a!.colony.peer.v1.ReadIndexResponse\x12h\n" +
 	"\x11KeepAliveSessions\x12(.colony.peer.v1.KeepAliveSessionsRequest\x1a).colony.peer.v1.KeepAliveSessionsResponse\x12S\n" +
 	"\n" +
@@ -1724,7 +1782,7 @@ func file_colony_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_colony_peer_v1_peer_proto_rawDescData
 }
 
-var file_colony_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_colony_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_colony_peer_v1_peer_proto_goTypes = []any{
 	(*Command)(nil),                   // 0: colony.peer.v1.Command
 	(*Txn)(nil),                       // 1: colony.peer.v1.Txn
@@ -1743,19 +1801,20 @@ var file_colony_peer_v1_peer_proto_goTypes = []any{
 	(*SnapshotSession)(nil),           // 14: colony.peer.v1.SnapshotSession
 	(*SnapshotDedup)(nil),             // 15: colony.peer.v1.SnapshotDedup
 	(*SnapshotRecord)(nil),            // 16: colony.peer.v1.SnapshotRecord
-	(*ProposeRequest)(nil),            // 17: colony.peer.v1.ProposeRequest
-	(*ProposeResponse)(nil),           // 18: colony.peer.v1.ProposeResponse
-	(*ReadIndexRequest)(nil),          // 19: colony.peer.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),         // 20: colony.peer.v1.ReadIndexResponse
-	(*KeepAliveSessionsRequest)(nil),  // 21: colony.peer.v1.KeepAliveSessionsRequest
-	(*KeepAliveSessionsResponse)(nil), // 22: colony.peer.v1.KeepAliveSessionsResponse
-	(*NodeStatusRequest)(nil),         // 23: colony.peer.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),        // 24: colony.peer.v1.NodeStatusResponse
-	(*v1.Op)(nil),                     // 25: colony.v1.Op
-	(*v1.MultiResponse)(nil),          // 26: colony.v1.MultiResponse
-	(*v1.OpenSessionResponse)(nil),    // 27: colony.v1.OpenSessionResponse
-	(*v1.OpError)(nil),                // 28: colony.v1.OpError
-	(*v1.Stat)(nil),                   // 29: colony.v1.Stat
+	(*ProposeBatchRequest)(nil),       // 17: colony.peer.v1.ProposeBatchRequest
+	(*ProposeResult)(nil),             // 18: colony.peer.v1.ProposeResult
+	(*ProposeBatchResponse)(nil),      // 19: colony.peer.v1.ProposeBatchResponse
+	(*ReadIndexRequest)(nil),          // 20: colony.peer.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),         // 21: colony.peer.v1.ReadIndexResponse
+	(*KeepAliveSessionsRequest)(nil),  // 22: colony.peer.v1.KeepAliveSessionsRequest
+	(*KeepAliveSessionsResponse)(nil), // 23: colony.peer.v1.KeepAliveSessionsResponse
+	(*NodeStatusRequest)(nil),         // 24: colony.peer.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),        // 25: colony.peer.v1.NodeStatusResponse
+	(*v1.Op)(nil),                     // 26: colony.v1.Op
+	(*v1.MultiResponse)(nil),          // 27: colony.v1.MultiResponse
+	(*v1.OpenSessionResponse)(nil),    // 28: colony.v1.OpenSessionResponse
+	(*v1.OpError)(nil),                // 29: colony.v1.OpError
+	(*v1.Stat)(nil),                   // 30: colony.v1.Stat
 }
 var file_colony_peer_v1_peer_proto_depIdxs = []int32{
 	1,  // 0: colony.peer.v1.Command.txn:type_name -> colony.peer.v1.Txn
@@ -1766,33 +1825,35 @@ var file_colony_peer_v1_peer_proto_depIdxs = []int32{
 	7,  // 5: colony.peer.v1.Command.register_member:type_name -> colony.peer.v1.RegisterMember
 	8,  // 6: colony.peer.v1.Command.forget_member:type_name -> colony.peer.v1.ForgetMember
 	9,  // 7: colony.peer.v1.Command.noop:type_name -> colony.peer.v1.Noop
-	25, // 8: colony.peer.v1.Txn.ops:type_name -> colony.v1.Op
+	26, // 8: colony.peer.v1.Txn.ops:type_name -> colony.v1.Op
 	5,  // 9: colony.peer.v1.Reap.targets:type_name -> colony.peer.v1.ReapTarget
-	26, // 10: colony.peer.v1.CommandResult.txn:type_name -> colony.v1.MultiResponse
-	27, // 11: colony.peer.v1.CommandResult.open_session:type_name -> colony.v1.OpenSessionResponse
-	28, // 12: colony.peer.v1.CommandResult.error:type_name -> colony.v1.OpError
+	27, // 10: colony.peer.v1.CommandResult.txn:type_name -> colony.v1.MultiResponse
+	28, // 11: colony.peer.v1.CommandResult.open_session:type_name -> colony.v1.OpenSessionResponse
+	29, // 12: colony.peer.v1.CommandResult.error:type_name -> colony.v1.OpError
 	11, // 13: colony.peer.v1.CommandResult.ok:type_name -> colony.peer.v1.Empty
-	29, // 14: colony.peer.v1.SnapshotNode.stat:type_name -> colony.v1.Stat
+	30, // 14: colony.peer.v1.SnapshotNode.stat:type_name -> colony.v1.Stat
 	10, // 15: colony.peer.v1.SnapshotDedup.result:type_name -> colony.peer.v1.CommandResult
 	13, // 16: colony.peer.v1.SnapshotRecord.node:type_name -> colony.peer.v1.SnapshotNode
 	14, // 17: colony.peer.v1.SnapshotRecord.session:type_name -> colony.peer.v1.SnapshotSession
 	15, // 18: colony.peer.v1.SnapshotRecord.dedup:type_name -> colony.peer.v1.SnapshotDedup
 	7,  // 19: colony.peer.v1.SnapshotRecord.member:type_name -> colony.peer.v1.RegisterMember
-	0,  // 20: colony.peer.v1.ProposeRequest.command:type_name -> colony.peer.v1.Command
-	10, // 21: colony.peer.v1.ProposeResponse.result:type_name -> colony.peer.v1.CommandResult
-	17, // 22: colony.peer.v1.Peer.Propose:input_type -> colony.peer.v1.ProposeRequest
-	19, // 23: colony.peer.v1.Peer.ReadIndex:input_type -> colony.peer.v1.ReadIndexRequest
-	21, // 24: colony.peer.v1.Peer.KeepAliveSessions:input_type -> colony.peer.v1.KeepAliveSessionsRequest
-	23, // 25: colony.peer.v1.Peer.NodeStatus:input_type -> colony.peer.v1.NodeStatusRequest
-	18, // 26: colony.peer.v1.Peer.Propose:output_type -> colony.peer.v1.ProposeResponse
-	20, // 27: colony.peer.v1.Peer.ReadIndex:output_type -> colony.peer.v1.ReadIndexResponse
-	22, // 28: colony.peer.v1.Peer.KeepAliveSessions:output_type -> colony.peer.v1.KeepAliveSessionsResponse
-	24, // 29: colony.peer.v1.Peer.NodeStatus:output_type -> colony.peer.v1.NodeStatusResponse
-	26, // [26:30] is the sub-list for method output_type
-	22, // [22:26] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	0,  // 20: colony.peer.v1.ProposeBatchRequest.commands:type_name -> colony.peer.v1.Command
+	10, // 21: colony.peer.v1.ProposeResult.result:type_name -> colony.peer.v1.CommandResult
+	29, // 22: colony.peer.v1.ProposeResult.error:type_name -> colony.v1.OpError
+	18, // 23: colony.peer.v1.ProposeBatchResponse.results:type_name -> colony.peer.v1.ProposeResult
+	17, // 24: colony.peer.v1.Peer.ProposeBatch:input_type -> colony.peer.v1.ProposeBatchRequest
+	20, // 25: colony.peer.v1.Peer.ReadIndex:input_type -> colony.peer.v1.ReadIndexRequest
+	22, // 26: colony.peer.v1.Peer.KeepAliveSessions:input_type -> colony.peer.v1.KeepAliveSessionsRequest
+	24, // 27: colony.peer.v1.Peer.NodeStatus:input_type -> colony.peer.v1.NodeStatusRequest
+	19, // 28: colony.peer.v1.Peer.ProposeBatch:output_type -> colony.peer.v1.ProposeBatchResponse
+	21, // 29: colony.peer.v1.Peer.ReadIndex:output_type -> colony.peer.v1.ReadIndexResponse
+	23, // 30: colony.peer.v1.Peer.KeepAliveSessions:output_type -> colony.peer.v1.KeepAliveSessionsResponse
+	25, // 31: colony.peer.v1.Peer.NodeStatus:output_type -> colony.peer.v1.NodeStatusResponse
+	28, // [28:32] is the sub-list for method output_type
+	24, // [24:28] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_colony_peer_v1_peer_proto_init() }
@@ -1829,7 +1890,7 @@ func file_colony_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_colony_peer_v1_peer_proto_rawDesc), len(file_colony_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,7 +25,7 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Propose_FullMethodName           = "/colony.peer.v1.Peer/Propose"
+	Peer_ProposeBatch_FullMethodName      = "/colony.peer.v1.Peer/ProposeBatch"
 	Peer_ReadIndex_FullMethodName         = "/colony.peer.v1.Peer/ReadIndex"
 	Peer_KeepAliveSessions_FullMethodName = "/colony.peer.v1.Peer/KeepAliveSessions"
 	Peer_NodeStatus_FullMethodName        = "/colony.peer.v1.Peer/NodeStatus"
@@ -37,8 +37,9 @@ const (
 //
 // Peer is served by every node to the other nodes of its cluster.
 type PeerClient interface {
-	// Propose appends a command on the leader and returns its result after the leader applied it.
-	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	// ProposeBatch appends commands on the leader (together, so they share a
+	// group commit) and returns their results once the leader applied them.
+	ProposeBatch(ctx context.Context, in *ProposeBatchRequest, opts ...grpc.CallOption) (*ProposeBatchResponse, error)
 	// ReadIndex returns a commit index that is safe for a linearizable read.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 	// KeepAliveSessions refreshes sessions in the leader's tracker.
@@ -55,10 +56,10 @@ func NewPeerClient(cc grpc.ClientConnInterface) PeerClient {
 	return &peerClient{cc}
 }
 
-func (c *peerClient) Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error) {
+func (c *peerClient) ProposeBatch(ctx context.Context, in *ProposeBatchRequest, opts ...grpc.CallOption) (*ProposeBatchResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ProposeResponse)
-	err := c.cc.Invoke(ctx, Peer_Propose_FullMethodName, in, out, cOpts...)
+	out := new(ProposeBatchResponse)
+	err := c.cc.Invoke(ctx, Peer_ProposeBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -101,8 +102,9 @@ func (c *peerClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, opts
 //
 // Peer is served by every node to the other nodes of its cluster.
 type PeerServer interface {
-	// Propose appends a command on the leader and returns its result after the leader applied it.
-	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
+	// ProposeBatch appends commands on the leader (together, so they share a
+	// group commit) and returns their results once the leader applied them.
+	ProposeBatch(context.Context, *ProposeBatchRequest) (*ProposeBatchResponse, error)
 	// ReadIndex returns a commit index that is safe for a linearizable read.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	// KeepAliveSessions refreshes sessions in the leader's tracker.
@@ -119,8 +121,8 @@ type PeerServer interface {
 // pointer dereference when methods are called.
 type UnimplementedPeerServer struct{}
 
-func (UnimplementedPeerServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
+func (UnimplementedPeerServer) ProposeBatch(context.Context, *ProposeBatchRequest) (*ProposeBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProposeBatch not implemented")
 }
 func (UnimplementedPeerServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
@@ -152,20 +154,20 @@ func RegisterPeerServer(s grpc.ServiceRegistrar, srv PeerServer) {
 	s.RegisterService(&Peer_ServiceDesc, srv)
 }
 
-func _Peer_Propose_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ProposeRequest)
+func _Peer_ProposeBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProposeBatchRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(PeerServer).Propose(ctx, in)
+		return srv.(PeerServer).ProposeBatch(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: Peer_Propose_FullMethodName,
+		FullMethod: Peer_ProposeBatch_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(PeerServer).Propose(ctx, req.(*ProposeRequest))
+		return srv.(PeerServer).ProposeBatch(ctx, req.(*ProposeBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -232,8 +234,8 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*PeerServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
-			MethodName: "Propose",
-			Handler:    _Peer_Propose_Handler,
+			MethodName: "ProposeBatch",
+			Handler:    _Peer_ProposeBatch_Handler,
 		},
 		{
 			MethodName: "ReadIndex",
