@@ -23,7 +23,7 @@ const (
 	// default. A bbolt commit costs two fsyncs.
 	LogStoreBolt = "boltdb"
 	// LogStoreWAL keeps them in hashicorp/raft-wal, an append-only segment
-	// log with one fsync per append (about 1.4x the write throughput here,
+	// log with one fsync per append (about 1.5x the write throughput here,
 	// see tests/bench). Its authors still call it experimental; Consul
 	// offers it as an opt-in. A data dir cannot switch stores.
 	LogStoreWAL = "wal"
