@@ -522,3 +522,53 @@ func TestClusterResumeWatchFromZxid(t *testing.T) {
 		t.Errorf("resumed watch delivered versions %v, want [1 2 3 4 5]", got)
 	}
 }
+
+// A follower that was down while the leader snapshotted and truncated its log
+// catches up through InstallSnapshot: FSM.Restore on a running node.
+func TestClusterLaggingFollowerCatchesUpFromSnapshot(t *testing.T) {
+	c := newTestCluster(t, 3, func(c *Config) {
+		c.TrailingLogs = 5 // truncate almost everything after a snapshot
+		c.SnapshotThreshold = 1 << 30
+	})
+	ctx := ctxT(t)
+	l := c.leader()
+	lagging := c.followers()[0]
+	cfg := c.stop(lagging.srv.ID())
+	if _, err := l.tree.Create(ctx, &colonyv1.CreateRequest{Path: "/snap"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if _, err := l.tree.Create(ctx, &colonyv1.CreateRequest{Path: fmt.Sprintf("/snap/k%02d", i), Data: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.srv.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("leader snapshot: %v", err)
+	}
+	last, err := l.tree.Set(ctx, &colonyv1.SetRequest{Path: "/snap", Data: []byte("after")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.start(cfg)
+	got, err := n.tree.Get(ctx, &colonyv1.GetRequest{Path: "/snap", Consistency: colonyv1.Consistency_CONSISTENCY_SESSION, MinZxid: last.Header.Zxid})
+	if err != nil {
+		t.Fatalf("session read on the restarted follower: %v", err)
+	}
+	kids, err := n.tree.Children(ctx, &colonyv1.ChildrenRequest{Path: "/snap", Consistency: colonyv1.Consistency_CONSISTENCY_SESSION, MinZxid: last.Header.Zxid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Data) != "after" || len(kids.Names) != 40 {
+		t.Errorf("follower after InstallSnapshot: data %q, %d children; want \"after\", 40", got.Data, len(kids.Names))
+	}
+	// A watch resuming from before the snapshot cannot be served without a
+	// gap on this node: it must say so.
+	stream, err := n.wch.Watch(ctx, &colonyv1.WatchRequest{Path: "/snap", Kind: colonyv1.WatchKind_WATCH_KIND_PERSISTENT, AfterZxid: proto.Uint64(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.Recv()
+	if err != nil || !msg.Resync {
+		t.Errorf("watch from zxid 1 after a snapshot install: %v %v, want a resync", msg, err)
+	}
+}
