@@ -3,6 +3,8 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +78,7 @@ func (a *api) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.
 		}()
 	}
 	wg.Wait()
+	slices.SortFunc(resp.Members, func(a, b *colonyv1.Member) int { return strings.Compare(a.Id, b.Id) })
 	return resp, nil
 }
 
