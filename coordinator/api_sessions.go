@@ -116,15 +116,10 @@ func (s *Server) keepAlive(ctx context.Context, id uint64) (time.Duration, error
 		if err != nil {
 			return err
 		}
-		resp, err := s.peers.peer(addr).KeepAliveSessions(ctx, &peerv1.KeepAliveSessionsRequest{SessionIds: []uint64{id}})
-		if err != nil {
-			return err
-		}
-		if len(resp.TtlMs) != 1 {
-			return fmt.Errorf("coordinator: leader answered %d keep-alives for 1", len(resp.TtlMs))
-		}
-		ttl = time.Duration(resp.TtlMs[0]) * time.Millisecond
-		return nil
+		// Batched with other keep-alives through this node: a sidecar
+		// fleet's keep-alives cost the leader one RPC per batch.
+		ttl, err = s.peers.keepAliver(addr).do(ctx, id)
+		return err
 	})
 	if err != nil {
 		return 0, err

@@ -13,102 +13,145 @@ import (
 )
 
 const (
-	// forwardInflight is how many batches a follower has in flight to the
-	// leader at once: one commits while the next collects proposals.
-	forwardInflight = 2
-	// forwardMaxBatch bounds one batch (raft's MaxAppendEntries default).
-	forwardMaxBatch = 256
+	// batchInflight is how many batches a follower has in flight to the
+	// leader per kind of request: one is answered while the next collects.
+	batchInflight = 2
+	// batchMax bounds one batch (raft's MaxAppendEntries default).
+	batchMax = 256
 )
 
-// forwarder sends a follower's proposals to one leader, coalescing the ones
-// that arrive while earlier batches are in flight into one ProposeBatch RPC.
-// Under load this turns many small forwarded writes into one RPC and one
-// group commit on the leader; when idle a proposal goes out at once.
-type forwarder struct {
-	client  peerv1.PeerClient
+// batcher sends a follower's requests of one kind to the leader, coalescing
+// those that arrive while earlier batches are in flight into one RPC. Under
+// load this turns many small requests into one RPC (and, for proposals, one
+// group commit on the leader); when idle a request goes out at once.
+type batcher[Req, Res any] struct {
+	// send delivers one batch and returns one result or error per request.
+	send    func(ctx context.Context, reqs []Req) ([]Res, []error, error)
 	goFunc  func(func())
 	ctx     context.Context // the server's: Close cancels batches in flight
 	timeout time.Duration
 
 	mu       sync.Mutex
-	queue    []*forwardCall
+	queue    []*batchCall[Req, Res]
 	inflight int
 }
 
-type forwardCall struct {
-	cmd   *peerv1.Command
-	done  chan struct{}
-	index uint64
-	res   *peerv1.CommandResult
-	err   error
+type batchCall[Req, Res any] struct {
+	req  Req
+	done chan struct{}
+	res  Res
+	err  error
 }
 
-// propose forwards cmd and waits for its result. When ctx ends first the
-// command may still be applied; the caller's retry with the same request id
-// is then answered from the leader's dedup table.
-func (f *forwarder) propose(ctx context.Context, cmd *peerv1.Command) (uint64, *peerv1.CommandResult, error) {
-	c := &forwardCall{cmd: cmd, done: make(chan struct{})}
-	f.mu.Lock()
-	f.queue = append(f.queue, c)
-	if f.inflight < forwardInflight {
-		f.inflight++
-		batch := f.takeLocked()
-		f.goFunc(func() { f.send(batch) })
+// do sends req with the next batch and waits for its result. When ctx ends
+// first the request may still take effect on the leader: proposals are then
+// answered from the dedup table on retry, keep-alives are harmless to repeat.
+func (b *batcher[Req, Res]) do(ctx context.Context, req Req) (Res, error) {
+	c := &batchCall[Req, Res]{req: req, done: make(chan struct{})}
+	b.mu.Lock()
+	b.queue = append(b.queue, c)
+	if b.inflight < batchInflight {
+		b.inflight++
+		batch := b.takeLocked()
+		b.goFunc(func() { b.run(batch) })
 	}
-	f.mu.Unlock()
+	b.mu.Unlock()
 	select {
 	case <-c.done:
-		return c.index, c.res, c.err
+		return c.res, c.err
 	case <-ctx.Done():
-		return 0, nil, ctx.Err()
+		var zero Res
+		return zero, ctx.Err()
 	}
 }
 
-func (f *forwarder) takeLocked() []*forwardCall {
-	n := min(len(f.queue), forwardMaxBatch)
-	batch := f.queue[:n:n]
-	f.queue = f.queue[n:]
+func (b *batcher[Req, Res]) takeLocked() []*batchCall[Req, Res] {
+	n := min(len(b.queue), batchMax)
+	batch := b.queue[:n:n]
+	b.queue = b.queue[n:]
 	return batch
 }
 
-// send delivers batch, then keeps sending whatever queued meanwhile.
-func (f *forwarder) send(batch []*forwardCall) {
+// run delivers batch, then keeps delivering whatever queued meanwhile.
+func (b *batcher[Req, Res]) run(batch []*batchCall[Req, Res]) {
 	for {
-		f.deliver(batch)
-		f.mu.Lock()
-		if len(f.queue) == 0 {
-			f.inflight--
-			f.mu.Unlock()
+		b.deliver(batch)
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.inflight--
+			b.mu.Unlock()
 			return
 		}
-		batch = f.takeLocked()
-		f.mu.Unlock()
+		batch = b.takeLocked()
+		b.mu.Unlock()
 	}
 }
 
-func (f *forwarder) deliver(batch []*forwardCall) {
-	req := &peerv1.ProposeBatchRequest{Commands: make([]*peerv1.Command, len(batch))}
+func (b *batcher[Req, Res]) deliver(batch []*batchCall[Req, Res]) {
+	reqs := make([]Req, len(batch))
 	for i, c := range batch {
-		req.Commands[i] = c.cmd
+		reqs[i] = c.req
 	}
-	ctx, cancel := context.WithTimeout(f.ctx, f.timeout)
-	resp, err := f.client.ProposeBatch(ctx, req)
+	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
+	results, errs, err := b.send(ctx, reqs) // send checks the leader answered every request
 	cancel()
-	if err == nil && len(resp.Results) != len(batch) {
-		err = status.Errorf(codes.Unavailable, "leader answered %d results for %d commands", len(resp.Results), len(batch))
-	}
 	for i, c := range batch {
-		switch {
-		case err != nil:
+		if err != nil {
 			c.err = err
-		case resp.Results[i].Error != nil:
-			e := resp.Results[i].Error
-			c.err = status.Error(codes.Code(e.Code), e.Message)
-		case resp.Results[i].Result == nil:
-			c.err = fmt.Errorf("coordinator: leader returned no result for command %d of a batch", i)
-		default:
-			c.index, c.res = resp.Results[i].Index, resp.Results[i].Result
+		} else {
+			c.res, c.err = results[i], errs[i]
 		}
 		close(c.done)
+	}
+}
+
+// forwarded is a proposal's outcome on the leader.
+type forwarded struct {
+	index uint64
+	res   *peerv1.CommandResult
+}
+
+// sendProposals is the ProposeBatch round trip of a proposal batcher.
+func sendProposals(client peerv1.PeerClient) func(context.Context, []*peerv1.Command) ([]forwarded, []error, error) {
+	return func(ctx context.Context, cmds []*peerv1.Command) ([]forwarded, []error, error) {
+		resp, err := client.ProposeBatch(ctx, &peerv1.ProposeBatchRequest{Commands: cmds})
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(resp.Results) != len(cmds) {
+			return nil, nil, status.Errorf(codes.Unavailable, "leader answered %d results for %d commands", len(resp.Results), len(cmds))
+		}
+		out := make([]forwarded, len(cmds))
+		errs := make([]error, len(cmds))
+		for i, r := range resp.Results {
+			switch {
+			case r.Error != nil:
+				errs[i] = status.Error(codes.Code(r.Error.Code), r.Error.Message)
+			case r.Result == nil:
+				errs[i] = fmt.Errorf("coordinator: leader returned no result for command %d of a batch", i)
+			default:
+				out[i] = forwarded{index: r.Index, res: r.Result}
+			}
+		}
+		return out, errs, nil
+	}
+}
+
+// sendKeepAlives is the KeepAliveSessions round trip of a keep-alive
+// batcher: the result is the session's TTL, zero when it is unknown.
+func sendKeepAlives(client peerv1.PeerClient) func(context.Context, []uint64) ([]time.Duration, []error, error) {
+	return func(ctx context.Context, ids []uint64) ([]time.Duration, []error, error) {
+		resp, err := client.KeepAliveSessions(ctx, &peerv1.KeepAliveSessionsRequest{SessionIds: ids})
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(resp.TtlMs) != len(ids) {
+			return nil, nil, status.Errorf(codes.Unavailable, "leader answered %d keep-alives for %d", len(resp.TtlMs), len(ids))
+		}
+		ttls := make([]time.Duration, len(ids))
+		for i, ms := range resp.TtlMs {
+			ttls[i] = time.Duration(ms) * time.Millisecond
+		}
+		return ttls, make([]error, len(ids)), nil
 	}
 }

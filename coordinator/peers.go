@@ -20,9 +20,10 @@ type peerPool struct {
 
 	mu         sync.Mutex
 	conns      map[string]*grpc.ClientConn
-	forwarders map[string]*forwarder
+	proposers  map[string]*batcher[*peerv1.Command, forwarded]
+	keepAlives map[string]*batcher[uint64, time.Duration]
 
-	// For forwarders: who owns their goroutines, what cancels them, and how
+	// For batchers: who owns their goroutines, what cancels them, and how
 	// long one batch may take.
 	goFunc         func(func())
 	ctx            context.Context
@@ -37,7 +38,8 @@ func newPeerPool(ctx context.Context, goFunc func(func()), maxDataBytes int, for
 	return &peerPool{
 		maxMsg:         maxMessageBytes(maxDataBytes),
 		conns:          map[string]*grpc.ClientConn{},
-		forwarders:     map[string]*forwarder{},
+		proposers:      map[string]*batcher[*peerv1.Command, forwarded]{},
+		keepAlives:     map[string]*batcher[uint64, time.Duration]{},
 		goFunc:         goFunc,
 		ctx:            ctx,
 		forwardTimeout: forwardTimeout,
@@ -45,16 +47,32 @@ func newPeerPool(ctx context.Context, goFunc func(func()), maxDataBytes int, for
 	}
 }
 
-// forwarder returns the proposal forwarder for the leader at addr.
-func (p *peerPool) forwarder(addr string) *forwarder {
+// proposer returns the proposal batcher for the leader at addr.
+func (p *peerPool) proposer(addr string) *batcher[*peerv1.Command, forwarded] {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if f, ok := p.forwarders[addr]; ok {
-		return f
+	b, ok := p.proposers[addr]
+	if !ok {
+		b = newBatcher(p, sendProposals(peerv1.NewPeerClient(p.connLocked(addr))))
+		p.proposers[addr] = b
 	}
-	f := &forwarder{client: peerv1.NewPeerClient(p.connLocked(addr)), goFunc: p.goFunc, ctx: p.ctx, timeout: p.forwardTimeout}
-	p.forwarders[addr] = f
-	return f
+	return b
+}
+
+// keepAliver returns the keep-alive batcher for the leader at addr.
+func (p *peerPool) keepAliver(addr string) *batcher[uint64, time.Duration] {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.keepAlives[addr]
+	if !ok {
+		b = newBatcher(p, sendKeepAlives(peerv1.NewPeerClient(p.connLocked(addr))))
+		p.keepAlives[addr] = b
+	}
+	return b
+}
+
+func newBatcher[Req, Res any](p *peerPool, send func(context.Context, []Req) ([]Res, []error, error)) *batcher[Req, Res] {
+	return &batcher[Req, Res]{send: send, goFunc: p.goFunc, ctx: p.ctx, timeout: p.forwardTimeout}
 }
 
 func (p *peerPool) conn(addr string) *grpc.ClientConn {
@@ -107,5 +125,6 @@ func (p *peerPool) close() {
 		c.Close()
 		delete(p.conns, addr)
 	}
-	clear(p.forwarders)
+	clear(p.proposers)
+	clear(p.keepAlives)
 }

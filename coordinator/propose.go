@@ -69,7 +69,8 @@ func (s *Server) proposeOnce(ctx context.Context, cmd *peerv1.Command) (uint64, 
 	if err != nil {
 		return 0, nil, err
 	}
-	return s.peers.forwarder(addr).propose(ctx, cmd)
+	f, err := s.peers.proposer(addr).do(ctx, cmd)
+	return f.index, f.res, err
 }
 
 // applyLocal appends cmd on this node, which must lead, and returns its
