@@ -14,8 +14,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/colonymesh/colony/breaker/gobreakerstore"
-	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/coordinatortest"
 )
 
 func TestMain(m *testing.M) {
@@ -29,27 +29,7 @@ func TestMain(m *testing.M) {
 // startCoordinator starts a single-node coordinator and returns its address.
 func startCoordinator(tb testing.TB) string {
 	tb.Helper()
-	if testing.Short() {
-		tb.Skip("starts a coordinator node")
-	}
-	cfg := coordinator.DefaultConfig()
-	cfg.NodeID = "n1"
-	cfg.DataDir = tb.TempDir()
-	cfg.RaftAddr = "127.0.0.1:0"
-	cfg.GRPCAddr = "127.0.0.1:0"
-	cfg.Bootstrap = true
-	cfg.MinSessionTTL = 300 * time.Millisecond
-	srv, err := coordinator.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { srv.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.WaitLeader(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	return srv.Addr()
+	return coordinatortest.StartNode(tb).Addr()
 }
 
 // newClient returns a client of the coordinator at addr, closed at cleanup.

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/coordinatortest"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while a command writes to it.
@@ -55,26 +55,7 @@ func runColony(ctx context.Context, out, errw *syncBuffer, stdin string, args ..
 // startTestCoordinator starts a single-node coordinator and returns its address.
 func startTestCoordinator(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a coordinator node")
-	}
-	cfg := coordinator.DefaultConfig()
-	cfg.NodeID = "n1"
-	cfg.DataDir = t.TempDir()
-	cfg.RaftAddr = "127.0.0.1:0"
-	cfg.GRPCAddr = "127.0.0.1:0"
-	cfg.Bootstrap = true
-	srv, err := coordinator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := srv.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return srv.Addr()
+	return coordinatortest.StartNode(t).Addr()
 }
 
 // waitFor polls cond until it holds. It fails the test if the command

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/coordinatortest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -18,26 +18,7 @@ import (
 
 func startCoordinator(t *testing.T) *client.Client {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a coordinator node")
-	}
-	cfg := coordinator.DefaultConfig()
-	cfg.NodeID = "n1"
-	cfg.DataDir = t.TempDir()
-	cfg.RaftAddr = "127.0.0.1:0"
-	cfg.GRPCAddr = "127.0.0.1:0"
-	cfg.Bootstrap = true
-	cfg.MinSessionTTL = 300 * time.Millisecond
-	srv, err := coordinator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	srv := coordinatortest.StartNode(t)
 	c, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
 	if err != nil {
 		t.Fatal(err)
