@@ -41,6 +41,9 @@ type Evidence struct {
 	FailingInstances   int `json:"failingInstances"`
 	SlowInstances      int `json:"slowInstances"`
 	ReportingInstances int `json:"reportingInstances"`
+	// FleetInstances is the caller service's fleet size the quorum was
+	// capped at (Breaker.SetFleet); 0 when unknown.
+	FleetInstances int `json:"fleetInstances,omitempty"`
 
 	// ProbeSuccesses and ProbeFailures are the HALF_OPEN probe results
 	// counted so far (successes only up to each holder's permits).
@@ -119,7 +122,14 @@ type Breaker struct {
 
 	win   window
 	probe probes
+	fleet int // caller fleet size for the quorum cap; 0 unknown
 }
+
+// SetFleet tells the breaker how many instances the caller service has (the
+// engine counts its registered instances); 0 means unknown. The quorum by
+// count (MinFailingInstances) is capped at it, so that a service with fewer
+// instances than the quorum can still trip its breakers.
+func (b *Breaker) SetFleet(n int) { b.fleet = max(n, 0) }
 
 // Option configures a Breaker.
 type Option func(*Breaker)
@@ -321,6 +331,7 @@ func (b *Breaker) Evaluate(now time.Time) (Transition, bool) {
 	switch b.state {
 	case Closed:
 		ev := b.win.evidence(now, true)
+		ev.FleetInstances = b.fleet
 		b.p.trip(&ev)
 		if ev.Condition == "" {
 			return Transition{}, false
@@ -354,6 +365,7 @@ func (b *Breaker) Evidence(now time.Time) Evidence {
 	switch b.state {
 	case Closed:
 		ev := b.win.evidence(now, false)
+		ev.FleetInstances = b.fleet
 		b.p.trip(&ev)
 		return ev
 	case HalfOpen:

@@ -91,6 +91,7 @@ var transitionTests = []struct {
 	name    string
 	tweak   func(*breaker.Policy)
 	from    breaker.Record
+	fleet   int // Breaker.SetFleet; 0 unknown
 	feed    []feed
 	at      time.Duration // Evaluate at t0+at
 	next    string
@@ -199,10 +200,21 @@ var transitionTests = []struct {
 		tweak: func(p *breaker.Policy) { p.MinFailingInstances, p.MinFailingShare = 3, 0.25 },
 		from:  closed, feed: at0(fail(30), fail(30), ok(1), ok(1), ok(1), ok(1), ok(1), ok(1)), at: time.Second,
 		ev: "calls=66 fail=60 slow=0 excl=0 rej=0 consec=0 failing=2/8 slowInst=0 blocked=failureRate"},
-	{name: "quorum is capped at the instances reporting: a one-instance fleet trips",
-		from: closed, feed: at0(fail(10)), at: time.Second,
+	{name: "quorum is capped at the fleet: a one-instance service trips",
+		from: closed, fleet: 1, feed: at0(fail(10)), at: time.Second,
 		next: "OPEN", openFor: 10 * time.Second,
 		ev: "calls=10 fail=10 slow=0 excl=0 rej=0 consec=10 failing=1/1 slowInst=0 cond=failureRate"},
+	{name: "quorum is not capped at the instances reporting: one of an unknown fleet does not trip",
+		from: closed, feed: at0(fail(10)), at: time.Second,
+		ev: "calls=10 fail=10 slow=0 excl=0 rej=0 consec=10 failing=1/1 slowInst=0 blocked=failureRate"},
+	{name: "quorum: the only reporter of a fleet of three does not trip",
+		from: closed, fleet: 3, feed: at0(fail(10)), at: time.Second,
+		ev: "calls=10 fail=10 slow=0 excl=0 rej=0 consec=10 failing=1/1 slowInst=0 blocked=failureRate"},
+	{name: "quorum: a fleet of two, both sick, trips with a quorum of three",
+		tweak: func(p *breaker.Policy) { p.MinFailingInstances = 3 },
+		from:  closed, fleet: 2, feed: at0(fail(5), fail(5)), at: time.Second,
+		next: "OPEN", openFor: 10 * time.Second,
+		ev: "calls=10 fail=10 slow=0 excl=0 rej=0 consec=10 failing=2/2 slowInst=0 cond=failureRate"},
 
 	// CLOSED: the window slides.
 	{name: "window: failures still inside at the window's last instant",
@@ -284,6 +296,7 @@ func TestTransitions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			b.SetFleet(tt.fleet)
 			for _, f := range tt.feed {
 				if err := b.Report(t0.Add(f.at), f.inst, f.c); err != nil {
 					t.Fatalf("Report(%s, %+v): %v", f.inst, f.c, err)

@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,8 +69,11 @@ type Policy struct {
 
 	// MinFailingInstances is the quorum by count: how many distinct caller
 	// instances must have seen failures (slow calls, for the slow-call
-	// condition) in the window. 0 and 1 both mean one. When fewer instances
-	// reported calls in the window, all of them must have seen failures.
+	// condition) in the window. 0 and 1 both mean one. It is capped at the
+	// caller service's fleet size when the engine knows it (its registered
+	// instances, Breaker.SetFleet), so a service with a single instance can
+	// still trip; it is not capped at the instances that happen to report,
+	// or one sick instance reporting first would trip the pair alone.
 	MinFailingInstances int `json:"minFailingInstances" yaml:"minFailingInstances"`
 	// MinFailingShare is the quorum by share: failing instances / instances
 	// that reported calls in the window must be >= it (0..1). 0 turns it
@@ -209,14 +213,15 @@ func (p Policy) OpenDurationFor(opens int, u float64) time.Duration {
 // bucketWidth is Window/Buckets, valid after Validate.
 func (p Policy) bucketWidth() int64 { return int64(p.Window) / int64(p.Buckets) }
 
-// quorum reports whether affected of reporting instances satisfy the quorum.
-func (p Policy) quorum(affected, reporting int) bool {
+// quorum reports whether affected of reporting instances, in a caller fleet
+// of fleet instances (0: unknown), satisfy the quorum.
+func (p Policy) quorum(affected, reporting, fleet int) bool {
 	if affected < 1 {
 		return false
 	}
 	need := max(p.MinFailingInstances, 1)
-	if need > reporting {
-		need = reporting
+	if fleet > 0 && need > fleet {
+		need = fleet
 	}
 	if affected < need {
 		return false
@@ -231,7 +236,7 @@ func (p Policy) trip(ev *Evidence) {
 		if !holds {
 			return false
 		}
-		if p.quorum(affected, ev.ReportingInstances) {
+		if p.quorum(affected, ev.ReportingInstances, ev.FleetInstances) {
 			ev.Condition = c
 			return true
 		}
@@ -281,6 +286,24 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads durations as strings ("10s") and overlays the fields
 // present onto p.
 func (p *Policy) UnmarshalJSON(b []byte) error {
+	return p.decode(b, false)
+}
+
+// ParsePolicy decodes a JSON policy overlaid onto base, strictly: an unknown
+// field (a misspelt "failureRateTreshold") is an error naming it, not a
+// silently ignored setting. The result is validated.
+func ParsePolicy(base Policy, b []byte) (Policy, error) {
+	p := base
+	if err := p.decode(b, true); err != nil {
+		return Policy{}, err
+	}
+	if err := p.Validate(); err != nil {
+		return Policy{}, err
+	}
+	return p, nil
+}
+
+func (p *Policy) decode(b []byte, strict bool) error {
 	aux := struct {
 		*policyFields
 		Window           *durationText `json:"window"`
@@ -289,8 +312,15 @@ func (p *Policy) UnmarshalJSON(b []byte) error {
 		MaxOpenDuration  *durationText `json:"maxOpenDuration"`
 		ProbeTimeout     *durationText `json:"probeTimeout"`
 	}{policyFields: (*policyFields)(p)}
-	if err := json.Unmarshal(b, &aux); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(&aux); err != nil {
 		return fmt.Errorf("breaker: decoding policy: %w", err)
+	}
+	if dec.More() {
+		return errors.New("breaker: decoding policy: trailing data after the JSON object")
 	}
 	for _, f := range []struct {
 		src *durationText

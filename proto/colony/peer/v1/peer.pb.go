@@ -1529,6 +1529,141 @@ func (x *KeepAliveSessionsResponse) GetTtlMs() []int64 {
 	return nil
 }
 
+// ReportBatch is one client's Report request, already validated by the node
+// that received it.
+type ReportBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reports       []*v1.OutcomeReport    `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportBatch) Reset() {
+	*x = ReportBatch{}
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportBatch) ProtoMessage() {}
+
+func (x *ReportBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportBatch.ProtoReflect.Descriptor instead.
+func (*ReportBatch) Descriptor() ([]byte, []int) {
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReportBatch) GetReports() []*v1.OutcomeReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+type ForwardReportsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Batches       []*ReportBatch         `protobuf:"bytes,1,rep,name=batches,proto3" json:"batches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardReportsRequest) Reset() {
+	*x = ForwardReportsRequest{}
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardReportsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardReportsRequest) ProtoMessage() {}
+
+func (x *ForwardReportsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardReportsRequest.ProtoReflect.Descriptor instead.
+func (*ForwardReportsRequest) Descriptor() ([]byte, []int) {
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ForwardReportsRequest) GetBatches() []*ReportBatch {
+	if x != nil {
+		return x.Batches
+	}
+	return nil
+}
+
+type ForwardReportsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// errors[i] is why batches[i] was rejected; unset (code 0) when accepted.
+	Errors        []*v1.OpError `protobuf:"bytes,1,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardReportsResponse) Reset() {
+	*x = ForwardReportsResponse{}
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardReportsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardReportsResponse) ProtoMessage() {}
+
+func (x *ForwardReportsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardReportsResponse.ProtoReflect.Descriptor instead.
+func (*ForwardReportsResponse) Descriptor() ([]byte, []int) {
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ForwardReportsResponse) GetErrors() []*v1.OpError {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
 type NodeStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1537,7 +1672,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[24]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1684,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[24]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1697,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{24}
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{27}
 }
 
 type NodeStatusResponse struct {
@@ -1580,7 +1715,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[25]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1727,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_peer_v1_peer_proto_msgTypes[25]
+	mi := &file_colony_peer_v1_peer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1740,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{25}
+	return file_colony_peer_v1_peer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeStatusResponse) GetId() string {
@@ -1661,7 +1796,7 @@ var File_colony_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x19colony/peer/v1/peer.proto\x12\x0ecolony.peer.v1\x1a\x1bcolony/v1/coordinator.proto\"\xaa\x04\n" +
+	"\x19colony/peer/v1/peer.proto\x12\x0ecolony.peer.v1\x1a\x18colony/v1/breakers.proto\x1a\x1bcolony/v1/coordinator.proto\"\xaa\x04\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x17\n" +
@@ -1752,7 +1887,13 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\vsession_ids\x18\x01 \x03(\x04R\n" +
 	"sessionIds\"2\n" +
 	"\x19KeepAliveSessionsResponse\x12\x15\n" +
-	"\x06ttl_ms\x18\x01 \x03(\x03R\x05ttlMs\"\x13\n" +
+	"\x06ttl_ms\x18\x01 \x03(\x03R\x05ttlMs\"A\n" +
+	"\vReportBatch\x122\n" +
+	"\areports\x18\x01 \x03(\v2\x18.colony.v1.OutcomeReportR\areports\"N\n" +
+	"\x15ForwardReportsRequest\x125\n" +
+	"\abatches\x18\x01 \x03(\v2\x1b.colony.peer.v1.ReportBatchR\abatches\"D\n" +
+	"\x16ForwardReportsResponse\x12*\n" +
+	"\x06errors\x18\x01 \x03(\v2\x12.colony.v1.OpErrorR\x06errors\"\x13\n" +
 	"\x11NodeStatusRequest\"\xdd\x01\n" +
 	"\x12NodeStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -1762,11 +1903,12 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x06 \x01(\x04R\tlastIndex\x12&\n" +
-	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs2\xf2\x02\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs2\xd3\x03\n" +
 	"\x04Peer\x12Y\n" +
 	"\fProposeBatch\x12#.colony.peer.v1.ProposeBatchRequest\x1a$.colony.peer.v1.ProposeBatchResponse\x12P\n" +
 	"\tReadIndex\x12 .colony.peer.v1.ReadIndexRequest\x1a!.colony.peer.v1.ReadIndexResponse\x12h\n" +
-	"\x11KeepAliveSessions\x12(.colony.peer.v1.KeepAliveSessionsRequest\x1a).colony.peer.v1.KeepAliveSessionsResponse\x12S\n" +
+	"\x11KeepAliveSessions\x12(.colony.peer.v1.KeepAliveSessionsRequest\x1a).colony.peer.v1.KeepAliveSessionsResponse\x12_\n" +
+	"\x0eForwardReports\x12%.colony.peer.v1.ForwardReportsRequest\x1a&.colony.peer.v1.ForwardReportsResponse\x12S\n" +
 	"\n" +
 	"NodeStatus\x12!.colony.peer.v1.NodeStatusRequest\x1a\".colony.peer.v1.NodeStatusResponseB:Z8github.com/colonymesh/colony/proto/colony/peer/v1;peerv1b\x06proto3"
 
@@ -1782,7 +1924,7 @@ func file_colony_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_colony_peer_v1_peer_proto_rawDescData
 }
 
-var file_colony_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_colony_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_colony_peer_v1_peer_proto_goTypes = []any{
 	(*Command)(nil),                   // 0: colony.peer.v1.Command
 	(*Txn)(nil),                       // 1: colony.peer.v1.Txn
@@ -1808,13 +1950,17 @@ var file_colony_peer_v1_peer_proto_goTypes = []any{
 	(*ReadIndexResponse)(nil),         // 21: colony.peer.v1.ReadIndexResponse
 	(*KeepAliveSessionsRequest)(nil),  // 22: colony.peer.v1.KeepAliveSessionsRequest
 	(*KeepAliveSessionsResponse)(nil), // 23: colony.peer.v1.KeepAliveSessionsResponse
-	(*NodeStatusRequest)(nil),         // 24: colony.peer.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),        // 25: colony.peer.v1.NodeStatusResponse
-	(*v1.Op)(nil),                     // 26: colony.v1.Op
-	(*v1.MultiResponse)(nil),          // 27: colony.v1.MultiResponse
-	(*v1.OpenSessionResponse)(nil),    // 28: colony.v1.OpenSessionResponse
-	(*v1.OpError)(nil),                // 29: colony.v1.OpError
-	(*v1.Stat)(nil),                   // 30: colony.v1.Stat
+	(*ReportBatch)(nil),               // 24: colony.peer.v1.ReportBatch
+	(*ForwardReportsRequest)(nil),     // 25: colony.peer.v1.ForwardReportsRequest
+	(*ForwardReportsResponse)(nil),    // 26: colony.peer.v1.ForwardReportsResponse
+	(*NodeStatusRequest)(nil),         // 27: colony.peer.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),        // 28: colony.peer.v1.NodeStatusResponse
+	(*v1.Op)(nil),                     // 29: colony.v1.Op
+	(*v1.MultiResponse)(nil),          // 30: colony.v1.MultiResponse
+	(*v1.OpenSessionResponse)(nil),    // 31: colony.v1.OpenSessionResponse
+	(*v1.OpError)(nil),                // 32: colony.v1.OpError
+	(*v1.Stat)(nil),                   // 33: colony.v1.Stat
+	(*v1.OutcomeReport)(nil),          // 34: colony.v1.OutcomeReport
 }
 var file_colony_peer_v1_peer_proto_depIdxs = []int32{
 	1,  // 0: colony.peer.v1.Command.txn:type_name -> colony.peer.v1.Txn
@@ -1825,13 +1971,13 @@ var file_colony_peer_v1_peer_proto_depIdxs = []int32{
 	7,  // 5: colony.peer.v1.Command.register_member:type_name -> colony.peer.v1.RegisterMember
 	8,  // 6: colony.peer.v1.Command.forget_member:type_name -> colony.peer.v1.ForgetMember
 	9,  // 7: colony.peer.v1.Command.noop:type_name -> colony.peer.v1.Noop
-	26, // 8: colony.peer.v1.Txn.ops:type_name -> colony.v1.Op
+	29, // 8: colony.peer.v1.Txn.ops:type_name -> colony.v1.Op
 	5,  // 9: colony.peer.v1.Reap.targets:type_name -> colony.peer.v1.ReapTarget
-	27, // 10: colony.peer.v1.CommandResult.txn:type_name -> colony.v1.MultiResponse
-	28, // 11: colony.peer.v1.CommandResult.open_session:type_name -> colony.v1.OpenSessionResponse
-	29, // 12: colony.peer.v1.CommandResult.error:type_name -> colony.v1.OpError
+	30, // 10: colony.peer.v1.CommandResult.txn:type_name -> colony.v1.MultiResponse
+	31, // 11: colony.peer.v1.CommandResult.open_session:type_name -> colony.v1.OpenSessionResponse
+	32, // 12: colony.peer.v1.CommandResult.error:type_name -> colony.v1.OpError
 	11, // 13: colony.peer.v1.CommandResult.ok:type_name -> colony.peer.v1.Empty
-	30, // 14: colony.peer.v1.SnapshotNode.stat:type_name -> colony.v1.Stat
+	33, // 14: colony.peer.v1.SnapshotNode.stat:type_name -> colony.v1.Stat
 	10, // 15: colony.peer.v1.SnapshotDedup.result:type_name -> colony.peer.v1.CommandResult
 	13, // 16: colony.peer.v1.SnapshotRecord.node:type_name -> colony.peer.v1.SnapshotNode
 	14, // 17: colony.peer.v1.SnapshotRecord.session:type_name -> colony.peer.v1.SnapshotSession
@@ -1839,21 +1985,26 @@ var file_colony_peer_v1_peer_proto_depIdxs = []int32{
 	7,  // 19: colony.peer.v1.SnapshotRecord.member:type_name -> colony.peer.v1.RegisterMember
 	0,  // 20: colony.peer.v1.ProposeBatchRequest.commands:type_name -> colony.peer.v1.Command
 	10, // 21: colony.peer.v1.ProposeResult.result:type_name -> colony.peer.v1.CommandResult
-	29, // 22: colony.peer.v1.ProposeResult.error:type_name -> colony.v1.OpError
+	32, // 22: colony.peer.v1.ProposeResult.error:type_name -> colony.v1.OpError
 	18, // 23: colony.peer.v1.ProposeBatchResponse.results:type_name -> colony.peer.v1.ProposeResult
-	17, // 24: colony.peer.v1.Peer.ProposeBatch:input_type -> colony.peer.v1.ProposeBatchRequest
-	20, // 25: colony.peer.v1.Peer.ReadIndex:input_type -> colony.peer.v1.ReadIndexRequest
-	22, // 26: colony.peer.v1.Peer.KeepAliveSessions:input_type -> colony.peer.v1.KeepAliveSessionsRequest
-	24, // 27: colony.peer.v1.Peer.NodeStatus:input_type -> colony.peer.v1.NodeStatusRequest
-	19, // 28: colony.peer.v1.Peer.ProposeBatch:output_type -> colony.peer.v1.ProposeBatchResponse
-	21, // 29: colony.peer.v1.Peer.ReadIndex:output_type -> colony.peer.v1.ReadIndexResponse
-	23, // 30: colony.peer.v1.Peer.KeepAliveSessions:output_type -> colony.peer.v1.KeepAliveSessionsResponse
-	25, // 31: colony.peer.v1.Peer.NodeStatus:output_type -> colony.peer.v1.NodeStatusResponse
-	28, // [28:32] is the sub-list for method output_type
-	24, // [24:28] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	34, // 24: colony.peer.v1.ReportBatch.reports:type_name -> colony.v1.OutcomeReport
+	24, // 25: colony.peer.v1.ForwardReportsRequest.batches:type_name -> colony.peer.v1.ReportBatch
+	32, // 26: colony.peer.v1.ForwardReportsResponse.errors:type_name -> colony.v1.OpError
+	17, // 27: colony.peer.v1.Peer.ProposeBatch:input_type -> colony.peer.v1.ProposeBatchRequest
+	20, // 28: colony.peer.v1.Peer.ReadIndex:input_type -> colony.peer.v1.ReadIndexRequest
+	22, // 29: colony.peer.v1.Peer.KeepAliveSessions:input_type -> colony.peer.v1.KeepAliveSessionsRequest
+	25, // 30: colony.peer.v1.Peer.ForwardReports:input_type -> colony.peer.v1.ForwardReportsRequest
+	27, // 31: colony.peer.v1.Peer.NodeStatus:input_type -> colony.peer.v1.NodeStatusRequest
+	19, // 32: colony.peer.v1.Peer.ProposeBatch:output_type -> colony.peer.v1.ProposeBatchResponse
+	21, // 33: colony.peer.v1.Peer.ReadIndex:output_type -> colony.peer.v1.ReadIndexResponse
+	23, // 34: colony.peer.v1.Peer.KeepAliveSessions:output_type -> colony.peer.v1.KeepAliveSessionsResponse
+	26, // 35: colony.peer.v1.Peer.ForwardReports:output_type -> colony.peer.v1.ForwardReportsResponse
+	28, // 36: colony.peer.v1.Peer.NodeStatus:output_type -> colony.peer.v1.NodeStatusResponse
+	32, // [32:37] is the sub-list for method output_type
+	27, // [27:32] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_colony_peer_v1_peer_proto_init() }
@@ -1890,7 +2041,7 @@ func file_colony_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_colony_peer_v1_peer_proto_rawDesc), len(file_colony_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

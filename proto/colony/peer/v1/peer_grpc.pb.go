@@ -28,6 +28,7 @@ const (
 	Peer_ProposeBatch_FullMethodName      = "/colony.peer.v1.Peer/ProposeBatch"
 	Peer_ReadIndex_FullMethodName         = "/colony.peer.v1.Peer/ReadIndex"
 	Peer_KeepAliveSessions_FullMethodName = "/colony.peer.v1.Peer/KeepAliveSessions"
+	Peer_ForwardReports_FullMethodName    = "/colony.peer.v1.Peer/ForwardReports"
 	Peer_NodeStatus_FullMethodName        = "/colony.peer.v1.Peer/NodeStatus"
 )
 
@@ -44,6 +45,9 @@ type PeerClient interface {
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 	// KeepAliveSessions refreshes sessions in the leader's tracker.
 	KeepAliveSessions(ctx context.Context, in *KeepAliveSessionsRequest, opts ...grpc.CallOption) (*KeepAliveSessionsResponse, error)
+	// ForwardReports hands outcome reports that other nodes received to the
+	// leader's breaker engine. Soft state: never written to the log.
+	ForwardReports(ctx context.Context, in *ForwardReportsRequest, opts ...grpc.CallOption) (*ForwardReportsResponse, error)
 	// NodeStatus reports this node's own raft view.
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
 }
@@ -86,6 +90,16 @@ func (c *peerClient) KeepAliveSessions(ctx context.Context, in *KeepAliveSession
 	return out, nil
 }
 
+func (c *peerClient) ForwardReports(ctx context.Context, in *ForwardReportsRequest, opts ...grpc.CallOption) (*ForwardReportsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForwardReportsResponse)
+	err := c.cc.Invoke(ctx, Peer_ForwardReports_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *peerClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(NodeStatusResponse)
@@ -109,6 +123,9 @@ type PeerServer interface {
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	// KeepAliveSessions refreshes sessions in the leader's tracker.
 	KeepAliveSessions(context.Context, *KeepAliveSessionsRequest) (*KeepAliveSessionsResponse, error)
+	// ForwardReports hands outcome reports that other nodes received to the
+	// leader's breaker engine. Soft state: never written to the log.
+	ForwardReports(context.Context, *ForwardReportsRequest) (*ForwardReportsResponse, error)
 	// NodeStatus reports this node's own raft view.
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
 	mustEmbedUnimplementedPeerServer()
@@ -129,6 +146,9 @@ func (UnimplementedPeerServer) ReadIndex(context.Context, *ReadIndexRequest) (*R
 }
 func (UnimplementedPeerServer) KeepAliveSessions(context.Context, *KeepAliveSessionsRequest) (*KeepAliveSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KeepAliveSessions not implemented")
+}
+func (UnimplementedPeerServer) ForwardReports(context.Context, *ForwardReportsRequest) (*ForwardReportsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForwardReports not implemented")
 }
 func (UnimplementedPeerServer) NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NodeStatus not implemented")
@@ -208,6 +228,24 @@ func _Peer_KeepAliveSessions_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_ForwardReports_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForwardReportsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).ForwardReports(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_ForwardReports_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).ForwardReports(ctx, req.(*ForwardReportsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Peer_NodeStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(NodeStatusRequest)
 	if err := dec(in); err != nil {
@@ -244,6 +282,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KeepAliveSessions",
 			Handler:    _Peer_KeepAliveSessions_Handler,
+		},
+		{
+			MethodName: "ForwardReports",
+			Handler:    _Peer_ForwardReports_Handler,
 		},
 		{
 			MethodName: "NodeStatus",
