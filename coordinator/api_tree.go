@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -32,6 +33,9 @@ func (s *Server) header() *colonyv1.ResponseHeader {
 // write validates ops, commits them as one transaction and returns its result.
 func (s *Server) write(ctx context.Context, requestID string, ops ...*colonyv1.Op) (*colonyv1.MultiResponse, error) {
 	if err := ztree.ValidateOps(ops, s.limits); err != nil {
+		return nil, err
+	}
+	if err := checkNotReserved(ops); err != nil {
 		return nil, err
 	}
 	cmd := &peerv1.Command{RequestId: requestID, Op: &peerv1.Command_Txn{Txn: &peerv1.Txn{Ops: ops}}}
@@ -155,4 +159,29 @@ func (a *api) Children(ctx context.Context, req *colonyv1.ChildrenRequest) (*col
 		return nil, toStatus(err)
 	}
 	return &colonyv1.ChildrenResponse{Header: viewHeader(a.s, v), Names: names, Stat: st}, nil
+}
+
+// checkNotReserved refuses tree writes under the paths the breaker engine
+// owns: a hand-written record or policy could never be validated, and the
+// engine, as the only writer, would not know of it.
+func checkNotReserved(ops []*colonyv1.Op) error {
+	for i, op := range ops {
+		var p string
+		switch o := op.Op.(type) {
+		case *colonyv1.Op_Create:
+			p = o.Create.GetPath()
+		case *colonyv1.Op_Set:
+			p = o.Set.GetPath()
+		case *colonyv1.Op_Delete:
+			p = o.Delete.GetPath()
+		default:
+			continue
+		}
+		for _, root := range []string{breakersRoot, policiesRoot, historyRoot} {
+			if p == root || strings.HasPrefix(p, root+"/") {
+				return status.Errorf(codes.PermissionDenied, "ops[%d]: path %s is written only by the breaker engine; use the Breakers API (colony breaker, colony policy)", i, p)
+			}
+		}
+	}
+	return nil
 }

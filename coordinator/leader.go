@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -20,6 +21,8 @@ type leaderTerm struct {
 	ready  chan struct{} // closed once a Noop of this term is applied
 	cancel context.CancelFunc
 	done   chan struct{}
+	// engine is the breaker engine of this term, set once it has loaded.
+	engine atomic.Pointer[engine]
 }
 
 // currentLeaderTerm returns this node's leadership term, or nil.
@@ -123,10 +126,35 @@ func (s *Server) leaderLoop(ctx context.Context, lt *leaderTerm) {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.runEngine(ctx, lt)
+	}()
 	run(sessionTick, s.sessions.expire)
 	run(s.cfg.ReapInterval, s.reap)
 	run(time.Second, s.promote)
 	wg.Wait()
+}
+
+// runEngine loads the breaker engine from the tree and runs it for the term.
+func (s *Server) runEngine(ctx context.Context, lt *leaderTerm) {
+	e := newEngine(s)
+	for {
+		err := e.start(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("starting the breaker engine failed, retrying", "err", err)
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+	lt.engine.Store(e)
+	e.run(ctx)
 }
 
 // reap deletes TTL nodes that outlived their TTL and containers that lost

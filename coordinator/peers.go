@@ -22,6 +22,7 @@ type peerPool struct {
 	conns      map[string]*grpc.ClientConn
 	proposers  map[string]*batcher[*peerv1.Command, forwarded]
 	keepAlives map[string]*batcher[uint64, time.Duration]
+	reporters  map[string]*batcher[[]*colonyv1.OutcomeReport, struct{}]
 
 	// For batchers: who owns their goroutines, what cancels them, and how
 	// long one batch may take.
@@ -40,6 +41,7 @@ func newPeerPool(ctx context.Context, goFunc func(func()), maxDataBytes int, for
 		conns:          map[string]*grpc.ClientConn{},
 		proposers:      map[string]*batcher[*peerv1.Command, forwarded]{},
 		keepAlives:     map[string]*batcher[uint64, time.Duration]{},
+		reporters:      map[string]*batcher[[]*colonyv1.OutcomeReport, struct{}]{},
 		goFunc:         goFunc,
 		ctx:            ctx,
 		forwardTimeout: forwardTimeout,
@@ -67,6 +69,19 @@ func (p *peerPool) keepAliver(addr string) *batcher[uint64, time.Duration] {
 	if !ok {
 		b = newBatcher(p, sendKeepAlives(peerv1.NewPeerClient(p.connLocked(addr))))
 		p.keepAlives[addr] = b
+	}
+	return b
+}
+
+// reporter returns the outcome-report batcher for the leader at addr: the
+// reports of many Report calls go to the leader in one ForwardReports.
+func (p *peerPool) reporter(addr string) *batcher[[]*colonyv1.OutcomeReport, struct{}] {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.reporters[addr]
+	if !ok {
+		b = newBatcher(p, sendReports(peerv1.NewPeerClient(p.connLocked(addr))))
+		p.reporters[addr] = b
 	}
 	return b
 }
@@ -127,4 +142,5 @@ func (p *peerPool) close() {
 	}
 	clear(p.proposers)
 	clear(p.keepAlives)
+	clear(p.reporters)
 }

@@ -1,0 +1,636 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/internal/ztree"
+	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// Well-known paths of the breaker engine. The engine is the only writer of
+// the first three; the Tree API refuses writes under them.
+const (
+	breakersRoot = "/colony/breakers" // <caller>/<callee>: breaker.PairRecord
+	policiesRoot = "/colony/policies" // <callee>: breaker.PolicySet
+	historyRoot  = "/colony/history"  // <caller>/<callee>/h-<seq>: breaker.HistoryEntry
+	servicesRoot = "/colony/services" // <service>/<instance>: registered instances
+)
+
+// Engine limits: they bound the leader's memory and the size of one write
+// whatever callers send.
+const (
+	engineTick         = 100 * time.Millisecond
+	maxPairs           = 10000
+	maxPairInstances   = 10000
+	historyKeep        = 200
+	maxReportsPerCall  = 1000
+	maxPoliciesPerCall = 1000
+)
+
+// engine is the leader's breaker engine for one leadership term: it holds a
+// breaker.Breaker per pair in memory, feeds it the outcome reports that any
+// node forwards here (soft state, never logged), evaluates the policies, and
+// writes only changes (transitions, probe assignments, overrides) through the
+// log. A new leader builds a new engine from the records in the tree: states,
+// generations, open deadlines and probe assignments carry over; windows start
+// fresh.
+type engine struct {
+	s *Server
+
+	// mu guards everything below. Breaker calls are cheap (tens of ns);
+	// proposals are made without it.
+	mu       sync.Mutex
+	pairs    map[pairKey]*pair
+	policies map[string]policyEntry // by callee
+	rng      *rand.Rand
+
+	kick chan struct{} // reports arrived: evaluate soon
+
+	createMu sync.Mutex // serialises the creation of pair records (shared parents)
+}
+
+type pairKey struct{ caller, callee string }
+
+func (k pairKey) String() string { return k.caller + "->" + k.callee }
+
+type policyEntry struct {
+	set     breaker.PolicySet
+	version int64
+}
+
+// pair is the engine's state for one caller -> callee pair.
+type pair struct {
+	key pairKey
+	// b is the breaker the policy drives. Under ForceOpen, ForceClosed and
+	// Disabled it is suspended (not fed, not evaluated); under Shadow it
+	// runs and its record is only recorded.
+	b *breaker.Breaker
+	// rec is the record as it should be in the tree; version is the
+	// znode's version as last written (-1: not created yet).
+	rec     breaker.PairRecord
+	version int64
+	dirty   bool
+	hist    []breaker.HistoryEntry // to append with the next write
+
+	touched   bool                 // reports since the last evaluation
+	reporters map[string]time.Time // instance -> last report (leader time)
+
+	writeMu sync.Mutex // one write of this pair at a time
+}
+
+func newEngine(s *Server) *engine {
+	return &engine{
+		s:        s,
+		pairs:    map[pairKey]*pair{},
+		policies: map[string]policyEntry{},
+		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		kick:     make(chan struct{}, 1),
+	}
+}
+
+func (e *engine) breakerOpts() []breaker.Option {
+	return []breaker.Option{breaker.WithRand(e.rng.Float64)} // called under mu
+}
+
+// policyFor returns the policy for a pair and the version of the policy
+// node it came from (-1: the default).
+func (e *engine) policyFor(k pairKey) (breaker.Policy, int64) {
+	if pe, ok := e.policies[k.callee]; ok {
+		return pe.set.For(k.caller), pe.version
+	}
+	return breaker.DefaultPolicy(), -1
+}
+
+// start creates the well-known parents and loads policies and records from
+// the tree. The term's Noop is applied, so the tree holds every entry any
+// earlier leader committed.
+func (e *engine) start(ctx context.Context) error {
+	var ops []*colonyv1.Op
+	v := e.s.fsm.tree.View()
+	for _, p := range []string{"/colony", breakersRoot, policiesRoot, historyRoot, servicesRoot} {
+		if _, _, err := v.Get(p); err != nil {
+			ops = append(ops, createOp(p, nil))
+		}
+	}
+	if len(ops) > 0 {
+		if _, err := e.propose(ctx, ops); err != nil {
+			return fmt.Errorf("creating %v: %w", ops, err)
+		}
+		v = e.s.fsm.tree.View()
+	}
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	callees, _, _ := v.Children(policiesRoot)
+	for _, callee := range callees {
+		data, st, err := v.Get(path.Join(policiesRoot, callee))
+		if err != nil {
+			continue
+		}
+		var ps breaker.PolicySet
+		if err := json.Unmarshal(data, &ps); err != nil || ps.Validate() != nil {
+			e.s.log.Error("ignoring an invalid policy node; its pairs use the default policy", "callee", callee, "err", errors.Join(err, ps.Validate()))
+			continue
+		}
+		e.policies[callee] = policyEntry{set: ps, version: st.GetVersion()}
+	}
+	callers, _, _ := v.Children(breakersRoot)
+	for _, caller := range callers {
+		callees, _, _ := v.Children(path.Join(breakersRoot, caller))
+		for _, callee := range callees {
+			k := pairKey{caller, callee}
+			data, st, err := v.Get(path.Join(breakersRoot, caller, callee))
+			if err != nil {
+				continue
+			}
+			p, err := e.restorePair(k, data, st.GetVersion(), now)
+			if err != nil {
+				e.s.log.Error("breaker record unreadable; restarting the pair CLOSED", "pair", k, "err", err)
+			}
+			e.pairs[k] = p
+		}
+	}
+	e.s.log.Info("breaker engine started", "pairs", len(e.pairs), "policies", len(e.policies))
+	return nil
+}
+
+// restorePair rebuilds a pair from its record. A record it cannot use
+// becomes a CLOSED pair with a higher generation, written at the next step.
+func (e *engine) restorePair(k pairKey, data []byte, version int64, now time.Time) (*pair, error) {
+	p := &pair{key: k, version: version, reporters: map[string]time.Time{}}
+	pol, pv := e.policyFor(k)
+	var rec breaker.PairRecord
+	err := json.Unmarshal(data, &rec)
+	if err == nil {
+		rec.Caller, rec.Callee = k.caller, k.callee
+		var base breaker.Record
+		switch {
+		case rec.Override == nil:
+			base = rec.Record
+		case rec.Override.Mode == breaker.Shadow && rec.Shadow != nil:
+			base = *rec.Shadow
+		default: // suspended: the breaker restarts when the override ends
+			base = breaker.Record{State: breaker.Closed, Generation: rec.Generation, Since: rec.Since}
+		}
+		p.b, err = breaker.Restore(pol, base, now, e.breakerOpts()...)
+		if err == nil {
+			p.rec = rec
+			return p, nil
+		}
+	}
+	var gen uint64
+	if rec.Generation > 0 {
+		gen = rec.Generation + 1
+	}
+	p.b, _ = breaker.Restore(pol, breaker.Record{State: breaker.Closed, Generation: gen, Since: now}, now, e.breakerOpts()...)
+	p.rec = breaker.PairRecord{Caller: k.caller, Callee: k.callee, Record: p.b.Snapshot(), Cause: "restored", PolicyVersion: pv}
+	p.dirty = true
+	return p, err
+}
+
+// newPair returns a CLOSED pair with no record yet (under mu).
+func (e *engine) newPair(k pairKey, now time.Time) *pair {
+	pol, pv := e.policyFor(k)
+	b, err := breaker.New(pol, now, e.breakerOpts()...)
+	if err != nil { // stored policies are validated; the default is valid
+		pol = breaker.DefaultPolicy()
+		b, _ = breaker.New(pol, now, e.breakerOpts()...)
+	}
+	p := &pair{
+		key: k, b: b, version: -1, dirty: true, reporters: map[string]time.Time{},
+		rec: breaker.PairRecord{Caller: k.caller, Callee: k.callee, Record: b.Snapshot(), Cause: "created", PolicyVersion: pv},
+	}
+	e.pairs[k] = p
+	return p
+}
+
+// getPair returns the pair, creating it (within maxPairs) when create is set.
+func (e *engine) getPair(k pairKey, now time.Time, create bool) (*pair, error) {
+	if p, ok := e.pairs[k]; ok {
+		return p, nil
+	}
+	if !create {
+		return nil, status.Errorf(codes.NotFound, "no breaker for %s: no caller has reported calls to it", k)
+	}
+	if len(e.pairs) >= maxPairs {
+		return nil, status.Errorf(codes.ResourceExhausted, "pair %s: the engine already tracks %d pairs, its limit", k, maxPairs)
+	}
+	return e.newPair(k, now), nil
+}
+
+// mode returns the pair's override mode, "" without one.
+func (p *pair) mode() breaker.OverrideMode {
+	if p.rec.Override == nil {
+		return ""
+	}
+	return p.rec.Override.Mode
+}
+
+// suspended reports whether the breaker is neither fed nor evaluated.
+func (p *pair) suspended() bool {
+	m := p.mode()
+	return m == breaker.ForceOpen || m == breaker.ForceClosed || m == breaker.Disabled
+}
+
+// report feeds validated reports into their pairs at leader time now. It
+// fails as a whole (nothing counted) when a report would exceed a limit.
+func (e *engine) report(now time.Time, reports []*colonyv1.OutcomeReport) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	newPairs := 0
+	for i, r := range reports {
+		k := pairKey{r.Caller, r.Callee}
+		p, ok := e.pairs[k]
+		if !ok {
+			newPairs++
+			if len(e.pairs)+newPairs > maxPairs {
+				return status.Errorf(codes.ResourceExhausted, "reports[%d]: pair %s would exceed the engine's limit of %d pairs", i, k, maxPairs)
+			}
+			continue
+		}
+		if _, seen := p.reporters[r.Instance]; !seen && len(p.reporters) >= maxPairInstances {
+			p.sweepReporters(now)
+			if len(p.reporters) >= maxPairInstances {
+				return status.Errorf(codes.ResourceExhausted, "reports[%d]: pair %s already has %d reporting instances, its limit", i, k, maxPairInstances)
+			}
+		}
+	}
+	for _, r := range reports {
+		k := pairKey{r.Caller, r.Callee}
+		p, err := e.getPair(k, now, true)
+		if err != nil {
+			return err // cannot happen: checked above
+		}
+		p.reporters[r.Instance] = now
+		p.touched = true
+		if p.suspended() {
+			continue
+		}
+		// Validated by the receiving node; Report rechecks and would
+		// reject without counting anything.
+		if err := p.b.Report(now, r.Instance, countsOf(r.Counts)); err != nil {
+			e.s.log.Warn("breaker report rejected", "pair", k, "instance", r.Instance, "err", err)
+		}
+	}
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// sweepReporters forgets instances silent for longer than the window.
+func (p *pair) sweepReporters(now time.Time) {
+	keep := max(p.b.Policy().Window, p.b.Policy().ProbeTimeout)
+	for id, t := range p.reporters {
+		if now.Sub(t) > keep {
+			delete(p.reporters, id)
+		}
+	}
+}
+
+func countsOf(c *colonyv1.OutcomeCounts) breaker.Counts {
+	return breaker.Counts{
+		Successes: c.GetSuccesses(), Failures: c.GetFailures(), Slow: c.GetSlow(),
+		Rejected: c.GetRejected(), Excluded: c.GetExcluded(), TrailingFailures: c.GetTrailingFailures(),
+	}
+}
+
+// fleets caches, for one step, each caller service's registered instances
+// (the children of /colony/services/<caller>).
+type fleets struct {
+	v    *ztree.View
+	byID map[string][]string
+}
+
+func (f *fleets) of(caller string) []string {
+	if ids, ok := f.byID[caller]; ok {
+		return ids
+	}
+	ids, _, _ := f.v.Children(path.Join(servicesRoot, caller))
+	if f.byID == nil {
+		f.byID = map[string][]string{}
+	}
+	f.byID[caller] = ids
+	return ids
+}
+
+// live returns the caller instances that may hold probe permits: those
+// registered under /colony/services/<caller>, and those that reported within
+// the window (callers that report without registering).
+func (e *engine) live(f *fleets, p *pair, now time.Time) []string {
+	out := slices.Clone(f.of(p.key.caller))
+	keep := max(p.b.Policy().Window, p.b.Policy().ProbeTimeout)
+	for id, t := range p.reporters {
+		if now.Sub(t) <= keep {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// run is the engine's loop: it evaluates pairs when reports arrive and on a
+// tick (timers: open deadlines, probe timeouts, override expiry, windows
+// sliding), and writes what changed.
+func (e *engine) run(ctx context.Context) {
+	tick := time.NewTicker(engineTick)
+	defer tick.Stop()
+	for {
+		all := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.kick:
+		case <-tick.C:
+			all = true
+		}
+		e.step(ctx, time.Now(), all)
+	}
+}
+
+// step evaluates the touched pairs (all of them when all is set) at now and
+// writes the changed ones, concurrently so that they share group commits.
+func (e *engine) step(ctx context.Context, now time.Time, all bool) {
+	f := &fleets{v: e.s.fsm.tree.View()}
+	var dirty []*pair
+	e.mu.Lock()
+	for _, p := range e.pairs {
+		if all || p.touched {
+			e.evaluate(f, p, now)
+		}
+		if p.dirty {
+			dirty = append(dirty, p)
+		}
+	}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range dirty {
+		wg.Go(func() {
+			if err := e.flush(ctx, p); err != nil && ctx.Err() == nil {
+				e.s.log.Warn("writing breaker record failed; will retry", "pair", p.key, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// evaluate runs the pair's timers and policy at now (under mu).
+func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
+	p.touched = false
+	if o := p.rec.Override; o != nil && !o.Until.IsZero() && !now.Before(o.Until) {
+		e.clearOverride(p, now, breaker.HistoryExpired, "colony", "override expired")
+		return
+	}
+	if p.suspended() {
+		return
+	}
+	shadow := p.mode() == breaker.Shadow
+	p.b.SetFleet(len(f.of(p.key.caller)))
+	if t, ok := p.b.Evaluate(now); ok {
+		if t.To == breaker.HalfOpen {
+			p.b.AssignProbes(now, e.live(f, p, now))
+		}
+		snap := p.b.Snapshot()
+		ev := t.Evidence
+		p.hist = append(p.hist, breaker.HistoryEntry{
+			At: now, Kind: breaker.HistoryTransition, From: t.From, To: t.To, Generation: t.Generation,
+			Cause: string(t.Evidence.Condition), Shadow: shadow, OpenUntil: t.OpenUntil, Probes: snap.Probes, Evidence: &ev,
+		})
+		e.setFromBreaker(p, string(t.Evidence.Condition))
+		e.s.log.Info("breaker transition", "pair", p.key, "transition", t.String(), "shadow", shadow)
+		return
+	}
+	if p.b.State() == breaker.HalfOpen {
+		if probes, changed := p.b.ReassignProbes(now, e.live(f, p, now)); changed {
+			snap := p.b.Snapshot()
+			p.hist = append(p.hist, breaker.HistoryEntry{
+				At: now, Kind: breaker.HistoryProbes, From: breaker.HalfOpen, To: breaker.HalfOpen,
+				Generation: snap.Generation, Shadow: shadow, Probes: probes,
+			})
+			e.setFromBreaker(p, "")
+		}
+	}
+}
+
+// setFromBreaker copies the breaker's snapshot into the record: as the
+// enforced state, or in shadow mode as the shadow (under mu).
+func (e *engine) setFromBreaker(p *pair, cause string) {
+	snap := p.b.Snapshot()
+	_, pv := e.policyFor(p.key)
+	p.rec.PolicyVersion = pv
+	if p.mode() == breaker.Shadow {
+		p.rec.Shadow = &snap
+	} else {
+		p.rec.Record = snap
+		if cause != "" {
+			p.rec.Cause = cause
+		}
+	}
+	p.dirty = true
+}
+
+// nextGeneration is the generation of a change callers must apply: above
+// both the enforced record's and the breaker's own (which runs ahead in
+// shadow mode).
+func (p *pair) nextGeneration() uint64 {
+	return max(p.rec.Generation, p.b.Snapshot().Generation) + 1
+}
+
+// setOverride puts o on the pair (under mu). It reports whether anything
+// changed.
+func (e *engine) setOverride(p *pair, o breaker.Override, now time.Time) bool {
+	if cur := p.rec.Override; cur != nil && cur.Mode == o.Mode && cur.Reason == o.Reason && cur.By == o.By && cur.Until.Equal(o.Until) {
+		return false
+	}
+	from := p.rec.State
+	sameMode := p.rec.Override != nil && p.rec.Override.Mode == o.Mode
+	p.rec.Override = &o
+	p.rec.Cause = "override"
+	if !sameMode {
+		gen := p.nextGeneration()
+		enforced := breaker.Record{State: o.Mode.Enforced(), Generation: gen, Since: now, OpenCount: p.rec.OpenCount}
+		if o.Mode == breaker.ForceOpen {
+			enforced.OpenUntil = o.Until
+		}
+		p.rec.Record = enforced
+		p.rec.Shadow = nil
+		if o.Mode == breaker.Shadow {
+			// The shadow breaker starts afresh, CLOSED, from this
+			// generation: it decides as if it had just been enabled.
+			pol, _ := e.policyFor(p.key)
+			b, err := breaker.Restore(pol, breaker.Record{State: breaker.Closed, Generation: gen, Since: now}, now, e.breakerOpts()...)
+			if err == nil {
+				p.b = b
+				snap := b.Snapshot()
+				p.rec.Shadow = &snap
+			}
+		}
+	}
+	oc := o
+	p.hist = append(p.hist, breaker.HistoryEntry{
+		At: now, Kind: breaker.HistoryOverride, From: from, To: p.rec.State, Generation: p.rec.Generation,
+		Cause: string(o.Mode), Override: &oc, By: o.By, Reason: o.Reason,
+	})
+	p.dirty = true
+	return true
+}
+
+// clearOverride ends the pair's override (under mu): the breaker starts
+// again CLOSED with a fresh window and a new generation.
+func (e *engine) clearOverride(p *pair, now time.Time, kind breaker.HistoryKind, by, reason string) {
+	o := p.rec.Override
+	from := p.rec.State
+	pol, pv := e.policyFor(p.key)
+	b, err := breaker.Restore(pol, breaker.Record{State: breaker.Closed, Generation: p.nextGeneration(), Since: now}, now, e.breakerOpts()...)
+	if err != nil {
+		e.s.log.Error("restarting breaker after override failed", "pair", p.key, "err", err)
+		return
+	}
+	p.b = b
+	p.rec.Record = b.Snapshot()
+	p.rec.Override, p.rec.Shadow = nil, nil
+	p.rec.Cause = string(kind)
+	p.rec.PolicyVersion = pv
+	p.hist = append(p.hist, breaker.HistoryEntry{
+		At: now, Kind: kind, From: from, To: breaker.Closed, Generation: p.rec.Generation,
+		Override: o, By: by, Reason: reason,
+	})
+	p.dirty = true
+}
+
+// flush writes the pair's record and pending history if they changed, and
+// returns once the write is applied on this node (the leader).
+func (e *engine) flush(ctx context.Context, p *pair) error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	e.mu.Lock()
+	if !p.dirty {
+		e.mu.Unlock()
+		return nil
+	}
+	rec := p.rec.Clone()
+	hist := p.hist
+	version := p.version
+	p.hist, p.dirty = nil, false
+	e.mu.Unlock()
+
+	err := e.write(ctx, p.key, rec, hist, version)
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		p.dirty = true
+		p.hist = append(hist, p.hist...)
+		return err
+	}
+	return nil
+}
+
+// write commits one pair's record (created, or set at the expected version)
+// with its history entries, trimming the history to historyKeep, in one
+// transaction. It updates p.version (the caller holds p.writeMu).
+func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, hist []breaker.HistoryEntry, version int64) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encoding record: %w", err)
+	}
+	recPath := path.Join(breakersRoot, k.caller, k.callee)
+	histDir := path.Join(historyRoot, k.caller, k.callee)
+	var ops []*colonyv1.Op
+	if version < 0 {
+		e.createMu.Lock()
+		defer e.createMu.Unlock()
+		v := e.s.fsm.tree.View()
+		for _, dir := range []string{path.Join(breakersRoot, k.caller), path.Join(historyRoot, k.caller), histDir} {
+			if _, _, err := v.Get(dir); err != nil {
+				ops = append(ops, createOp(dir, nil))
+			}
+		}
+		ops = append(ops, createOp(recPath, data))
+	} else {
+		v := e.s.fsm.tree.View()
+		ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Set{Set: &colonyv1.SetRequest{Path: recPath, Data: data, ExpectedVersion: &version}}})
+		// Keep the newest historyKeep entries, counting the new ones.
+		if names, _, err := v.Children(histDir); err == nil {
+			sort.Strings(names) // sequence suffixes are zero-padded
+			if drop := len(names) + len(hist) - historyKeep; drop > 0 {
+				for _, n := range names[:min(drop, len(names))] {
+					ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Delete{Delete: &colonyv1.DeleteRequest{Path: path.Join(histDir, n)}}})
+				}
+			}
+		}
+	}
+	recOp := len(ops) - 1
+	if version >= 0 {
+		recOp = 0
+	}
+	for _, h := range hist[max(0, len(hist)-historyKeep):] {
+		hd, err := json.Marshal(h)
+		if err != nil {
+			return fmt.Errorf("encoding history entry: %w", err)
+		}
+		op := createOp(histDir+"/h-", hd)
+		op.GetCreate().Sequential = true
+		ops = append(ops, op)
+	}
+	txn, err := e.propose(ctx, ops)
+	if err != nil {
+		return err
+	}
+	var st *colonyv1.Stat
+	switch r := txn.Results[recOp].Result.(type) {
+	case *colonyv1.OpResult_Create:
+		st = r.Create.GetStat()
+	case *colonyv1.OpResult_Set:
+		st = r.Set.GetStat()
+	}
+	e.mu.Lock()
+	if p := e.pairs[k]; p != nil {
+		p.version = st.GetVersion()
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// propose commits ops as one transaction through this node, the leader, and
+// returns the result of a transaction that succeeded.
+func (e *engine) propose(ctx context.Context, ops []*colonyv1.Op) (*colonyv1.MultiResponse, error) {
+	if err := ztree.ValidateOps(ops, e.s.limits); err != nil {
+		return nil, err
+	}
+	cmd := &peerv1.Command{RequestId: newRequestID(), Op: &peerv1.Command_Txn{Txn: &peerv1.Txn{Ops: ops}}}
+	_, res, err := e.s.applyLocal(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if re := res.GetError(); re != nil {
+		return nil, ztree.FromOpError(re)
+	}
+	txn := res.GetTxn()
+	if txn == nil || len(txn.Results) != len(ops) {
+		return nil, fmt.Errorf("coordinator: malformed transaction result %v", res)
+	}
+	if !txn.Succeeded {
+		return nil, fmt.Errorf("op %d: %w", txn.FailedOp, ztree.FromOpError(txn.Results[txn.FailedOp].GetError()))
+	}
+	return txn, nil
+}
+
+func createOp(p string, data []byte) *colonyv1.Op {
+	return &colonyv1.Op{Op: &colonyv1.Op_Create{Create: &colonyv1.CreateRequest{Path: p, Data: data}}}
+}
