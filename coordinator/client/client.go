@@ -126,6 +126,7 @@ type endpoint struct {
 	sessions colonyv1.SessionsClient
 	watch    colonyv1.WatchClient
 	cluster  colonyv1.ClusterClient
+	breakers colonyv1.BreakersClient
 }
 
 // New returns a Client for the endpoints in cfg. It does not wait for any
@@ -167,6 +168,7 @@ func New(cfg Config) (*Client, error) {
 			sessions: colonyv1.NewSessionsClient(conn),
 			watch:    colonyv1.NewWatchClient(conn),
 			cluster:  colonyv1.NewClusterClient(conn),
+			breakers: colonyv1.NewBreakersClient(conn),
 		})
 	}
 	return c, nil
