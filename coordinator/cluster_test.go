@@ -41,12 +41,12 @@ type testNode struct {
 }
 
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes map[string]*testNode
 	mu    sync.Mutex
 }
 
-func testConfig(t *testing.T, id, dir string) Config {
+func testConfig(t testing.TB, id, dir string) Config {
 	cfg := DefaultConfig()
 	cfg.NodeID = id
 	cfg.DataDir = dir
@@ -62,7 +62,7 @@ func testConfig(t *testing.T, id, dir string) Config {
 
 // newTestCluster starts n nodes in this process on loopback ports: the
 // first bootstraps alone, the others join through it and are promoted.
-func newTestCluster(t *testing.T, n int, opts ...func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, n int, opts ...func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, nodes: map[string]*testNode{}}
 	t.Cleanup(c.closeAll)
@@ -195,7 +195,7 @@ func (c *testCluster) waitVoters(n int) {
 	c.t.Fatalf("cluster did not reach %d registered voters", n)
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
 	return ctx

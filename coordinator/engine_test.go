@@ -38,7 +38,7 @@ func report(t *testing.T, n *testNode, caller, callee, instance string, ok, fail
 
 // recordOn reads a pair's record from n's own tree (what a sidecar watching
 // that node sees), nil when it has none.
-func recordOn(t *testing.T, n *testNode, caller, callee string) *breaker.PairRecord {
+func recordOn(t testing.TB, n *testNode, caller, callee string) *breaker.PairRecord {
 	t.Helper()
 	data, _, err := n.srv.fsm.tree.View().Get("/colony/breakers/" + caller + "/" + callee)
 	if err != nil {

@@ -6,11 +6,11 @@ import (
 )
 
 // slogForTest sends a node's logs to the test log (with -v).
-func slogForTest(t *testing.T) *slog.Logger {
+func slogForTest(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
