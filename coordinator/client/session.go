@@ -28,6 +28,9 @@ type Session struct {
 	id   uint64
 	name string
 	ttl  atomic.Int64 // granted TTL, as a time.Duration
+	// lastAck is the send time (unix ns) of the newest acknowledged
+	// keep-alive, or of the open.
+	lastAck atomic.Int64
 
 	cancel context.CancelCauseFunc // stops the keep-alive goroutine
 	done   chan struct{}           // closed when the keep-alive goroutine ends
@@ -65,6 +68,7 @@ func (c *Client) OpenSession(ctx context.Context, ttl time.Duration, name string
 	}
 	s := &Session{c: c, id: resp.GetSessionId(), name: name, done: make(chan struct{})}
 	s.ttl.Store(int64(granted))
+	s.lastAck.Store(opened.UnixNano())
 	kctx, cancel := context.WithCancelCause(c.ctx)
 	s.cancel = cancel
 	if !c.goFunc(func() { s.run(kctx, opened) }) {
@@ -80,6 +84,12 @@ func (s *Session) ID() uint64 { return s.id }
 
 // TTL returns the TTL the coordinator granted (most recently).
 func (s *Session) TTL() time.Duration { return time.Duration(s.ttl.Load()) }
+
+// LastAck returns the send time of the newest keep-alive the coordinator
+// acknowledged (at first: when the open was sent). The session is alive at
+// least until LastAck() + TTL(); how long ago it was says how stale the
+// holder's view of the coordinator may be.
+func (s *Session) LastAck() time.Time { return time.Unix(0, s.lastAck.Load()) }
 
 // Done is closed when the session ends: lost, closed, or its client closed.
 func (s *Session) Done() <-chan struct{} { return s.done }
@@ -186,6 +196,7 @@ func (s *Session) keepAlive(ctx context.Context, ep *endpoint, lastAck *time.Tim
 			return acked, err
 		}
 		*lastAck, acked = sent, true
+		s.lastAck.Store(sent.UnixNano())
 		if g := time.Duration(resp.GetTtlMs()) * time.Millisecond; g > 0 {
 			s.ttl.Store(int64(g))
 		}
