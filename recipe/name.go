@@ -20,6 +20,11 @@ const (
 // maxNameLen is the longest lock or election name, in bytes.
 const maxNameLen = 128
 
+// ValidateName reports whether name can name a lock or an election: 1 to 128
+// letters, digits, '.', '_' or '-', and not "." or "..". The error matches
+// ErrInvalidName and says what is wrong. NewMutex and NewElection check it.
+func ValidateName(name string) error { return validateName("lock or election", name) }
+
 // validateName checks a lock or election name: what (e.g. "lock") names the
 // kind in the error.
 func validateName(what, name string) error {

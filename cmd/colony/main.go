@@ -14,6 +14,10 @@ import (
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
+		var st *exitStatus
+		if errors.As(err, &st) { // a status passed on (colony lock's command's)
+			os.Exit(st.code)
+		}
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}

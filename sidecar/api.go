@@ -1,0 +1,95 @@
+package sidecar
+
+import (
+	"encoding/json"
+
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/colonymesh/colony/breaker"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// api serves colony.v1.Sidecar to local apps.
+type api struct {
+	colonyv1.UnimplementedSidecarServer
+	s *Sidecar
+}
+
+func (a *api) Report(_ context.Context, req *colonyv1.SidecarReportRequest) (*colonyv1.SidecarReportResponse, error) {
+	if len(req.GetOutcomes()) > 1000 {
+		return nil, status.Errorf(codes.InvalidArgument, "outcomes: %d entries, the limit is 1000", len(req.Outcomes))
+	}
+	for i, o := range req.GetOutcomes() {
+		c := o.GetCounts()
+		counts := breaker.Counts{
+			Successes: c.GetSuccesses(), Failures: c.GetFailures(), Slow: c.GetSlow(),
+			Rejected: c.GetRejected(), Excluded: c.GetExcluded(), TrailingFailures: c.GetTrailingFailures(),
+		}
+		if err := breaker.ValidateServiceName(o.GetCallee()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "outcomes[%d].callee: %v", i, err)
+		}
+		if err := counts.Validate(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "outcomes[%d].counts: %v", i, err)
+		}
+	}
+	for i, o := range req.GetOutcomes() {
+		c := o.GetCounts()
+		if err := a.s.Report(o.Callee, breaker.Counts{
+			Successes: c.GetSuccesses(), Failures: c.GetFailures(), Slow: c.GetSlow(),
+			Rejected: c.GetRejected(), Excluded: c.GetExcluded(), TrailingFailures: c.GetTrailingFailures(),
+		}); err != nil {
+			return nil, status.Errorf(codes.ResourceExhausted, "outcomes[%d]: %v", i, err)
+		}
+	}
+	return &colonyv1.SidecarReportResponse{}, nil
+}
+
+func (a *api) WatchBreakers(_ *colonyv1.WatchBreakersRequest, stream colonyv1.Sidecar_WatchBreakersServer) error {
+	ch, cancel := a.s.subscribe()
+	defer cancel()
+	sent := map[string][]byte{}
+	first := true
+	for {
+		v := a.s.View()
+		seen := map[string]bool{}
+		for _, c := range v.Callees {
+			seen[c.Name] = true
+			rec := c.Record
+			if rec == nil {
+				rec = &breaker.PairRecord{Caller: v.Service, Callee: c.Name}
+			}
+			data, err := json.Marshal(rec)
+			if err != nil {
+				return status.Error(codes.Internal, err.Error())
+			}
+			if string(sent[c.Name]) == string(data) {
+				continue
+			}
+			sent[c.Name] = data
+			if err := stream.Send(&colonyv1.BreakerUpdate{Record: data, Mode: string(c.Source)}); err != nil {
+				return err
+			}
+		}
+		if first {
+			if err := stream.Send(&colonyv1.BreakerUpdate{SnapshotDone: true, Mode: string(v.Mode)}); err != nil {
+				return err
+			}
+			first = false
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case _, ok := <-ch:
+			if !ok {
+				return status.Error(codes.Unavailable, "sidecar shutting down")
+			}
+		}
+	}
+}
+
+func (a *api) Status(context.Context, *colonyv1.SidecarStatusRequest) (*colonyv1.SidecarStatusResponse, error) {
+	return a.s.Status(), nil
+}
