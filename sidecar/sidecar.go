@@ -835,4 +835,3 @@ func (s *Sidecar) subscribe() (chan struct{}, func()) {
 		s.mu.Unlock()
 	}
 }
-
