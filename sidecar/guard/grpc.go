@@ -1,0 +1,109 @@
+package guard
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// BreakerHeader is the response header the sidecar's routes put on a call
+// they rejected for a breaker (HTTP through Envoy). A response carrying it
+// is counted as rejected, not as a failure of the callee.
+const BreakerHeader = "x-colony-breaker"
+
+// grpcFailures are the codes that count as the callee failing: the server
+// could not serve (not the caller's mistake, not the caller giving up).
+var grpcFailures = [17]bool{
+	codes.Unknown: true, codes.DeadlineExceeded: true, codes.ResourceExhausted: true,
+	codes.Internal: true, codes.Unavailable: true, codes.DataLoss: true,
+}
+
+// SlowCall is the duration above which a call counts as slow (the default
+// policy has no slow-call condition; set it to match yours).
+var SlowCall = time.Duration(0)
+
+// UnaryClientInterceptor checks every unary call on the connection against
+// the breaker of the pair this service -> callee. A rejected call fails with
+// codes.Unavailable and a message naming the breaker, without a network
+// round trip. Outcomes: UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,
+// INTERNAL, UNAVAILABLE and DATA_LOSS are failures; CANCELED is excluded; a
+// call the data plane aborted for a breaker (gRPC's fault injection) counts
+// as rejected; the rest are successes.
+func (g *Guard) UnaryClientInterceptor(callee string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		p, err := g.Allow(callee)
+		if err != nil {
+			return status.Error(codes.Unavailable, err.Error())
+		}
+		if p.Probe {
+			ctx = metadata.AppendToOutgoingContext(ctx, ProbeHeader, p.ProbeValue)
+		}
+		start := time.Now()
+		err = invoker(ctx, method, req, reply, cc, opts...)
+		p.finishGRPC(err, time.Since(start))
+		return err
+	}
+}
+
+func (p Permit) finishGRPC(err error, took time.Duration) {
+	st, _ := status.FromError(err)
+	code := st.Code()
+	switch {
+	case code == codes.Canceled:
+		p.Exclude()
+	case code == codes.Unavailable && strings.Contains(st.Message(), "fault injection"):
+		// Aborted by the route (the breaker), not by the callee.
+		if p.c != nil {
+			p.c.rejected.Add(1)
+		}
+	default:
+		p.Done(int(code) < len(grpcFailures) && grpcFailures[code], SlowCall > 0 && took > SlowCall)
+	}
+}
+
+// RoundTripper checks every HTTP request sent through next (nil:
+// http.DefaultTransport) against this service -> callee's breaker. A
+// rejected request fails with a *RejectedError (errors.Is ErrOpen). 5xx
+// responses count as failures, except those the sidecar's routes produced for
+// a breaker (BreakerHeader), which count as rejected.
+func (g *Guard) RoundTripper(callee string, next http.RoundTripper) http.RoundTripper {
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		p, err := g.Allow(callee)
+		if err != nil {
+			return nil, err
+		}
+		if p.Probe {
+			req = req.Clone(req.Context())
+			req.Header.Set(ProbeHeader, p.ProbeValue)
+		}
+		start := time.Now()
+		resp, err := next.RoundTrip(req)
+		took := time.Since(start)
+		switch {
+		case err != nil && req.Context().Err() != nil:
+			p.Exclude()
+		case err != nil:
+			p.Done(true, false)
+		case resp.Header.Get(BreakerHeader) != "":
+			if p.c != nil {
+				p.c.rejected.Add(1)
+			}
+		default:
+			p.Done(resp.StatusCode >= 500, SlowCall > 0 && took > SlowCall)
+		}
+		return resp, err
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
