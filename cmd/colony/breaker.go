@@ -44,7 +44,7 @@ $USER@hostname): both stay in the pair's history, which "breaker get" shows.`,
 	} {
 		cmd.AddCommand(newBreakerOverrideCmd(f, m.use, m.mode, m.short))
 	}
-	cmd.AddCommand(newBreakerClearCmd(f))
+	cmd.AddCommand(newBreakerClearCmd(f), newBreakerReportCmd(f), newBreakerWatchCmd(f))
 	return cmd
 }
 
