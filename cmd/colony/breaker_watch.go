@@ -200,4 +200,3 @@ func recordLine(r breaker.PairRecord) string {
 	}
 	return b.String()
 }
-
