@@ -256,6 +256,16 @@ type durationText time.Duration
 
 func (d durationText) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
+// UnmarshalJSON accepts only a string: a bare number ("window: 10") would be
+// nanoseconds to Go and seconds to most people.
+func (d *durationText) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string like \"10s\", got %s", b)
+	}
+	return d.UnmarshalText([]byte(s))
+}
+
 func (d *durationText) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {

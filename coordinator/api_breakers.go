@@ -8,6 +8,7 @@ import (
 	"path"
 	"reflect"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -475,7 +476,7 @@ func resolvePolicies(specs []*colonyv1.PolicySpec, by string, now time.Time) ([]
 		if len(spec.Policy) > 0 {
 			p, err := breaker.ParsePolicy(breaker.DefaultPolicy(), spec.Policy)
 			if err != nil {
-				return nil, status.Errorf(codes.InvalidArgument, "policies[%d] (callee %s).policy: %v", i, spec.Callee, err)
+				return nil, status.Errorf(codes.InvalidArgument, "policies[%d] (callee %s).policy: %v", i, spec.Callee, oneLine(err))
 			}
 			ps.Policy = p
 		}
@@ -490,7 +491,7 @@ func resolvePolicies(specs []*colonyv1.PolicySpec, by string, now time.Time) ([]
 			}
 			p, err := breaker.ParsePolicy(ps.Policy, spec.Callers[c])
 			if err != nil {
-				return nil, status.Errorf(codes.InvalidArgument, "policies[%d] (callee %s).callers[%s]: %v", i, spec.Callee, c, err)
+				return nil, status.Errorf(codes.InvalidArgument, "policies[%d] (callee %s).callers[%s]: %v", i, spec.Callee, c, oneLine(err))
 			}
 			if ps.Callers == nil {
 				ps.Callers = map[string]breaker.Policy{}
@@ -498,12 +499,16 @@ func resolvePolicies(specs []*colonyv1.PolicySpec, by string, now time.Time) ([]
 			ps.Callers[c] = p
 		}
 		if err := ps.Validate(); err != nil { // names and policies, once more as a whole
-			return nil, status.Errorf(codes.InvalidArgument, "policies[%d]: %v", i, err)
+			return nil, status.Errorf(codes.InvalidArgument, "policies[%d]: %v", i, oneLine(err))
 		}
 		out = append(out, ps)
 	}
 	return out, nil
 }
+
+// oneLine joins a multi-line error (errors.Join) with "; " so that a
+// prefix naming the policy applies to every problem in it.
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 func (a *breakersAPI) ApplyPolicies(ctx context.Context, req *colonyv1.ApplyPoliciesRequest) (*colonyv1.ApplyPoliciesResponse, error) {
 	s := a.s

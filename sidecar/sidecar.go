@@ -85,7 +85,7 @@ type Config struct {
 	// Protocol is "grpc" (default) or "http".
 	Protocol string
 	// APIAddr is where the sidecar serves its local API (and, when an
-	// enforcer registers on the same server, xDS): default 127.0.0.1:7410.
+	// enforcer registers on the same server, xDS): default 127.0.0.1:7500.
 	APIAddr string
 	// ReportInterval is how often summed outcomes go to the coordinator.
 	ReportInterval time.Duration
@@ -107,7 +107,7 @@ func (cfg *Config) withDefaults() {
 		cfg.Protocol = "grpc"
 	}
 	if cfg.APIAddr == "" {
-		cfg.APIAddr = "127.0.0.1:7410"
+		cfg.APIAddr = "127.0.0.1:7500"
 	}
 	if cfg.ReportInterval == 0 {
 		cfg.ReportInterval = 250 * time.Millisecond

@@ -18,7 +18,7 @@ import (
 // answered Unavailable (it did not count it): a lost reply must not count
 // the calls twice.
 func (c *Client) Report(ctx context.Context, reports ...*colonyv1.OutcomeReport) error {
-	return c.call(ctx, retryUnavailable, hintNode, func(ctx context.Context, ep *endpoint) error {
+	return c.call(ctx, retryUnavailable, hintBreaker, func(ctx context.Context, ep *endpoint) error {
 		resp, err := ep.breakers.Report(ctx, &colonyv1.ReportRequest{Reports: reports})
 		if err == nil {
 			c.observe(resp.GetHeader())
@@ -31,7 +31,7 @@ func (c *Client) Report(ctx context.Context, reports ...*colonyv1.OutcomeReport)
 // or one callee's ("" matches all).
 func (c *Client) ListBreakers(ctx context.Context, caller, callee string) ([]*colonyv1.BreakerSummary, error) {
 	var resp *colonyv1.ListBreakersResponse
-	err := c.call(ctx, retrySafe, hintNode, func(ctx context.Context, ep *endpoint) (err error) {
+	err := c.call(ctx, retrySafe, hintBreaker, func(ctx context.Context, ep *endpoint) (err error) {
 		resp, err = ep.breakers.ListBreakers(ctx, &colonyv1.ListBreakersRequest{Caller: caller, Callee: callee})
 		return err
 	})
@@ -44,20 +44,20 @@ func (c *Client) ListBreakers(ctx context.Context, caller, callee string) ([]*co
 
 // BreakerInfo is everything the coordinator knows about one pair.
 type BreakerInfo struct {
-	Record breaker.PairRecord
+	Record breaker.PairRecord `json:"record"`
 	// Policy is the policy in force for the pair.
-	Policy breaker.Policy
+	Policy breaker.Policy `json:"policy"`
 	// Live is the leader's window now (soft state).
-	Live breaker.Evidence
+	Live breaker.Evidence `json:"live"`
 	// History is the pair's audit trail, oldest first.
-	History []breaker.HistoryEntry
+	History []breaker.HistoryEntry `json:"history"`
 }
 
 // GetBreaker returns one pair's record, policy, live evidence and its newest
 // history entries (historyLimit; 0 means 20).
 func (c *Client) GetBreaker(ctx context.Context, caller, callee string, historyLimit int) (*BreakerInfo, error) {
 	var resp *colonyv1.GetBreakerResponse
-	err := c.call(ctx, retrySafe, hintNode, func(ctx context.Context, ep *endpoint) (err error) {
+	err := c.call(ctx, retrySafe, hintBreaker, func(ctx context.Context, ep *endpoint) (err error) {
 		resp, err = ep.breakers.GetBreaker(ctx, &colonyv1.GetBreakerRequest{Caller: caller, Callee: callee, HistoryLimit: int32(historyLimit)})
 		return err
 	})
@@ -100,7 +100,7 @@ func (c *Client) SetOverride(ctx context.Context, caller, callee string, mode br
 		return nil, fmt.Errorf("client: unknown override mode %q", mode)
 	}
 	var resp *colonyv1.OverrideResponse
-	err := c.call(ctx, retrySafe, hintNode, func(ctx context.Context, ep *endpoint) (err error) {
+	err := c.call(ctx, retrySafe, hintBreaker, func(ctx context.Context, ep *endpoint) (err error) {
 		resp, err = ep.breakers.SetOverride(ctx, req)
 		return err
 	})
@@ -113,7 +113,7 @@ func (c *Client) SetOverride(ctx context.Context, caller, callee string, mode br
 // ClearOverride removes a pair's override; the pair starts again CLOSED.
 func (c *Client) ClearOverride(ctx context.Context, caller, callee, reason, by string) (*breaker.PairRecord, error) {
 	var resp *colonyv1.OverrideResponse
-	err := c.call(ctx, retryUnavailable, hintNode, func(ctx context.Context, ep *endpoint) (err error) {
+	err := c.call(ctx, retryUnavailable, hintBreaker, func(ctx context.Context, ep *endpoint) (err error) {
 		resp, err = ep.breakers.ClearOverride(ctx, &colonyv1.ClearOverrideRequest{Caller: caller, Callee: callee, Reason: reason, By: by})
 		return err
 	})
@@ -136,7 +136,7 @@ func (c *Client) overrideRecord(resp *colonyv1.OverrideResponse) (*breaker.PairR
 // validate only). Applying the same policies again changes nothing.
 func (c *Client) ApplyPolicies(ctx context.Context, specs []*colonyv1.PolicySpec, by string, dryRun bool) ([]*colonyv1.AppliedPolicy, error) {
 	var resp *colonyv1.ApplyPoliciesResponse
-	err := c.call(ctx, retrySafe, hintNode, func(ctx context.Context, ep *endpoint) (err error) {
+	err := c.call(ctx, retrySafe, hintBreaker, func(ctx context.Context, ep *endpoint) (err error) {
 		resp, err = ep.breakers.ApplyPolicies(ctx, &colonyv1.ApplyPoliciesRequest{Policies: specs, By: by, DryRun: dryRun})
 		return err
 	})
@@ -151,7 +151,7 @@ func (c *Client) ApplyPolicies(ctx context.Context, specs []*colonyv1.PolicySpec
 // none of its own.
 func (c *Client) GetPolicy(ctx context.Context, callee string) (ps *breaker.PolicySet, isDefault bool, err error) {
 	var resp *colonyv1.GetPolicyResponse
-	err = c.call(ctx, retrySafe, hintNode, func(ctx context.Context, ep *endpoint) (err error) {
+	err = c.call(ctx, retrySafe, hintBreaker, func(ctx context.Context, ep *endpoint) (err error) {
 		resp, err = ep.breakers.GetPolicy(ctx, &colonyv1.GetPolicyRequest{Callee: callee})
 		return err
 	})
@@ -168,7 +168,7 @@ func (c *Client) GetPolicy(ctx context.Context, callee string) (ps *breaker.Poli
 
 // DeletePolicy removes a callee's policies; its pairs use the default.
 func (c *Client) DeletePolicy(ctx context.Context, callee, by string) error {
-	return c.call(ctx, retryUnavailable, hintNode, func(ctx context.Context, ep *endpoint) error {
+	return c.call(ctx, retryUnavailable, hintBreaker, func(ctx context.Context, ep *endpoint) error {
 		resp, err := ep.breakers.DeletePolicy(ctx, &colonyv1.DeletePolicyRequest{Callee: callee, By: by})
 		if err == nil {
 			c.observe(resp.GetHeader())

@@ -39,6 +39,9 @@ var (
 	ErrResync = errors.New("client: watch must resync")
 	// ErrClosed: the Client, Session or Watcher was closed.
 	ErrClosed = errors.New("client: closed")
+	// ErrNotFound: a breaker, policy or callee the request named does not
+	// exist (the Breakers API's NotFound; a znode's is ErrNoNode).
+	ErrNotFound = errors.New("client: not found")
 )
 
 // errHint tells the mapping what a bare NotFound means for the call that got it.
@@ -47,6 +50,7 @@ type errHint uint8
 const (
 	hintNode    errHint = iota // NotFound: the znode is missing
 	hintSession                // NotFound: the session is gone
+	hintBreaker                // NotFound: a breaker, policy or callee is unknown
 )
 
 // statusError is a coordinator error: it matches kind (if any) with
@@ -100,6 +104,9 @@ func kindOf(st *status.Status, hint errHint) error {
 	case codes.NotFound:
 		if hint == hintSession || strings.HasPrefix(msg, "session ") {
 			return ErrSessionExpired
+		}
+		if hint == hintBreaker {
+			return ErrNotFound
 		}
 		return ErrNoNode
 	case codes.AlreadyExists:

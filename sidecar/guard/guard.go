@@ -9,7 +9,7 @@
 // through per generation, and it marks them with the ProbeHeader so the data
 // plane's routes (which abort everything else in HALF_OPEN) let them pass.
 //
-//	g, err := guard.New(guard.Config{Sidecar: "127.0.0.1:7410"})
+//	g, err := guard.New(guard.Config{Sidecar: "127.0.0.1:7500"})
 //	defer g.Close()
 //	conn, err := grpc.NewClient("xds:///payments",
 //		grpc.WithChainUnaryInterceptor(g.UnaryClientInterceptor("payments")), ...)
@@ -57,7 +57,7 @@ func (e *RejectedError) Is(target error) bool { return target == ErrOpen }
 
 // Config configures a Guard.
 type Config struct {
-	// Sidecar is the local sidecar's API address (default 127.0.0.1:7410).
+	// Sidecar is the local sidecar's API address (default 127.0.0.1:7500).
 	Sidecar string
 	// Instance is this instance's id, as the sidecar registered it; the
 	// guard learns it from the records' probe assignments otherwise not at
@@ -108,7 +108,7 @@ type Guard struct {
 // Until the first snapshot arrives (see Ready), every call is allowed.
 func New(cfg Config) (*Guard, error) {
 	if cfg.Sidecar == "" {
-		cfg.Sidecar = "127.0.0.1:7410"
+		cfg.Sidecar = "127.0.0.1:7500"
 	}
 	if cfg.ReportInterval <= 0 {
 		cfg.ReportInterval = 100 * time.Millisecond
