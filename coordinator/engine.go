@@ -329,11 +329,16 @@ func (f *fleets) of(caller string) []string {
 	return ids
 }
 
-// live returns the caller instances that may hold probe permits: those
-// registered under /colony/services/<caller>, and those that reported within
-// the window (callers that report without registering).
+// live returns the caller instances that may hold probe permits: the ones
+// registered under /colony/services/<caller> when the caller registers its
+// instances (sidecars do: the registration is authoritative, and a holder
+// whose node is gone loses its permits), else those that reported within the
+// window (callers that report without registering).
 func (e *engine) live(f *fleets, p *pair, now time.Time) []string {
-	out := slices.Clone(f.of(p.key.caller))
+	if registered := f.of(p.key.caller); len(registered) > 0 {
+		return registered // sorted by the tree
+	}
+	var out []string
 	keep := max(p.b.Policy().Window, p.b.Policy().ProbeTimeout)
 	for id, t := range p.reporters {
 		if now.Sub(t) <= keep {

@@ -480,3 +480,63 @@ func engineState(t *testing.T, n *testNode) string {
 	}
 	return b.String()
 }
+
+// TestBreakerReassignsPermitsOfGoneHolder: in HALF_OPEN, when the instance
+// holding the probe permit disappears (its session ends, its registration
+// goes), the permit moves to a live instance, in the same generation.
+func TestBreakerReassignsPermitsOfGoneHolder(t *testing.T) {
+	c := newTestCluster(t, 1)
+	n := c.leader()
+	ctx := ctxT(t)
+	applyTestPolicy(t, n, "payments", strings.Replace(testPolicy(300*time.Millisecond), `"probeBudget":3,"successesToClose":3`, `"probeBudget":1,"successesToClose":1`, 1))
+	if _, err := n.tree.Create(ctx, &colonyv1.CreateRequest{Path: "/colony/services/checkout"}); err != nil {
+		t.Fatal(err)
+	}
+	sessions := map[string]uint64{}
+	for _, id := range []string{"c1", "c2"} {
+		s, err := n.sess.Open(ctx, &colonyv1.OpenSessionRequest{TtlMs: 60000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[id] = s.SessionId
+		if _, err := n.tree.Create(ctx, &colonyv1.CreateRequest{Path: "/colony/services/checkout/" + id, Kind: colonyv1.NodeKind_NODE_KIND_EPHEMERAL, SessionId: s.SessionId}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report(t, n, "checkout", "payments", "c1", 0, 20)
+	report(t, n, "checkout", "payments", "c2", 0, 20)
+	half := waitState(t, n, "checkout", "payments", breaker.HalfOpen, 5*time.Second)
+	if permits(half.Probes) != 1 {
+		t.Fatalf("probes %v, want one permit", half.Probes)
+	}
+	var holder, other string
+	for id := range half.Probes {
+		holder = id
+	}
+	other = map[string]string{"c1": "c2", "c2": "c1"}[holder]
+	if _, err := n.sess.Close(ctx, &colonyv1.CloseSessionRequest{SessionId: sessions[holder]}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rec := recordOn(t, n, "checkout", "payments")
+		if rec.Probes[other] == 1 && rec.Probes[holder] == 0 {
+			if rec.Generation != half.Generation || rec.State != breaker.HalfOpen {
+				t.Fatalf("reassignment changed the state or generation: %+v", rec)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("permit not moved from %s to %s: %v", holder, other, rec.Probes)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got, err := breakersOf(n).GetBreaker(ctx, &colonyv1.GetBreakerRequest{Caller: "checkout", Callee: "payments"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := got.History[len(got.History)-1]
+	if !strings.Contains(string(last), `"kind":"probes"`) {
+		t.Fatalf("last history entry %s, want the probe reassignment", last)
+	}
+}
