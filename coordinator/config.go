@@ -21,6 +21,11 @@ type Config struct {
 	// RaftAdvertise is the raft address other nodes dial. Empty means the
 	// address RaftAddr is bound to (which must then not be unspecified).
 	RaftAdvertise string
+	// RaftPeerAddrs maps raft server IDs to the address this node dials to
+	// reach them, instead of the address in the raft configuration. Empty
+	// means the configured addresses. For tests that route each pair's raft
+	// traffic through a fault proxy; see addrprovider.go.
+	RaftPeerAddrs map[string]string
 	// GRPCAddr is the address the gRPC API listens on. Required.
 	GRPCAddr string
 	// GRPCAdvertise is the gRPC address other nodes and clients use to reach

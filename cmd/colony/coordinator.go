@@ -18,6 +18,7 @@ type coordinatorFlags struct {
 	cfg      coordinator.Config
 	peers    string
 	join     string
+	peerAddr string // --raft-peer-addr
 	logLevel string
 	dev      bool
 }
@@ -55,6 +56,7 @@ A fourth node joins through any member (it is promoted to voter once caught up):
 	fl.StringVar(&c.GRPCAdvertise, "grpc-advertise", "", "gRPC address other nodes and clients use (default: the bound address)")
 	fl.BoolVar(&c.Bootstrap, "bootstrap", false, "create the cluster if this node has no state (with --peers as the voters, or alone)")
 	fl.StringVar(&f.peers, "peers", "", "initial voters for --bootstrap: id=raft-addr,id=raft-addr,...")
+	fl.StringVar(&f.peerAddr, "raft-peer-addr", "", "raft addresses this node dials instead of the configured ones (fault-injection tests): id=addr,id=addr,...")
 	fl.StringVar(&f.join, "join", "", "gRPC addresses of existing members to join through: addr,addr,...")
 	fl.BoolVar(&c.NonvoterOnly, "nonvoter", false, "when joining, stay a non-voter (read scaling, no vote)")
 	fl.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "raft heartbeat timeout")
@@ -104,6 +106,16 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 				return fmt.Errorf("--peers: want id=raft-addr, got %q", p)
 			}
 			cfg.Peers[id] = addr
+		}
+	}
+	if f.peerAddr != "" {
+		cfg.RaftPeerAddrs = map[string]string{}
+		for _, p := range strings.Split(f.peerAddr, ",") {
+			id, addr, ok := strings.Cut(strings.TrimSpace(p), "=")
+			if !ok || id == "" || addr == "" {
+				return fmt.Errorf("--raft-peer-addr: want id=addr, got %q", p)
+			}
+			cfg.RaftPeerAddrs[id] = addr
 		}
 	}
 	if f.join != "" {
