@@ -552,3 +552,45 @@ func TestLockAcrossLeaderChange(t *testing.T) {
 	tokens := checkHolds(t, dir, 4)
 	t.Logf("4 holders in turn across the leader change; tokens %v", tokens)
 }
+
+// TestLockSignals: SIGINT to a waiting `colony lock` ends its wait and
+// leaves nothing in the lock; SIGTERM to a holding one reaches its command,
+// whose exit status colony passes on, and the lock is released.
+func TestLockSignals(t *testing.T) {
+	c := NewCluster(t, 3)
+	ctx := testContext(t, 60*time.Second)
+	c.WaitLeader(t, ctx)
+	cl := newLockClient(t, c)
+	dir := lockDir(t)
+
+	holder := startLock(t, dir, "holder", endpointsFrom(c, 0), "signals", lockTTL,
+		`trap 'echo TERM > "$DIR/term"; exit 7' TERM
+`+recordInfo+`i=0; while [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done`)
+	holder.waitInfo(t, ctx)
+	waiter := startLock(t, dir, "waiter", endpointsFrom(c, 1), "signals", lockTTL, "true")
+	waitLockNodes(t, ctx, cl, "signals", 2)
+
+	if err := waiter.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	var ee *exec.ExitError
+	if err := waiter.wait(t, ctx); !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(waiter.stderrText(), "interrupt while waiting") {
+		t.Errorf("waiter after SIGINT: %v, stderr %q; want status 1 saying it was interrupted", err, waiter.stderrText())
+	}
+	if nodes := lockNodes(t, ctx, cl, "signals"); len(nodes) != 1 {
+		t.Errorf("lock nodes after the waiter was interrupted: %v, want the holder's only", nodes)
+	}
+
+	if err := holder.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.wait(t, ctx); !errors.As(err, &ee) || ee.ExitCode() != 7 {
+		t.Errorf("holder after SIGTERM: %v, want its command's status 7", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "term")); err != nil {
+		t.Errorf("the holder's command did not get SIGTERM: %v", err)
+	}
+	if nodes := lockNodes(t, ctx, cl, "signals"); len(nodes) != 0 {
+		t.Errorf("lock nodes after the holder exited: %v", nodes)
+	}
+}
