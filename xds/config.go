@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"time"
 )
 
 // Names of the resources that do not belong to one callee. They contain a
@@ -69,6 +70,17 @@ type Config struct {
 	// Logger receives NACKs (warnings) and go-control-plane's logs (debug).
 	// Nil: discard.
 	Logger *slog.Logger
+
+	// Now is the clock used to stamp updates and ACKs. Nil: time.Now.
+	Now func() time.Time
+
+	// OnEnforced, if set, is called once for each client and breaker
+	// transition when the client ACKs the first route resource carrying
+	// it. It runs on the client's xDS stream goroutine: it must not block.
+	OnEnforced func(Enforcement)
+	// OnNACK, if set, is called for every NACK, on the client's xDS stream
+	// goroutine: it must not block.
+	OnNACK func(NACK)
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -91,6 +103,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BreakerHeader == "" {
 		c.BreakerHeader = DefaultBreakerHeader
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
