@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds"
 
@@ -322,6 +323,28 @@ func TestProxylessGRPCClientEnforcesBreaker(t *testing.T) {
 	}
 	if got := totalCalls(backends) - n; got != int64(passed) {
 		t.Errorf("backends got %d calls, %d passed", got, passed)
+	}
+	// Calls marked as probes of this generation all pass (the client
+	// library marks exactly its permits); a stale generation's mark does not.
+	for i := range 50 {
+		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), ProbeHeader, "5"), 5*time.Second)
+		_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err != nil {
+			t.Fatalf("marked probe call %d: %v", i, err)
+		}
+	}
+	stale := 0
+	for range 200 {
+		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), ProbeHeader, "4"), 5*time.Second)
+		_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil {
+			stale++
+		}
+	}
+	if stale > 60 {
+		t.Errorf("%d of 200 calls marked with a stale generation passed; want about the 10%% share", stale)
 	}
 
 	// The flips sent routes only: listeners and clusters were not re-sent,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -19,6 +20,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/grpc/codes"
@@ -425,7 +427,17 @@ type enforcement struct {
 	generation   uint64
 	abortPercent uint32 // 0: no override
 	override     bool
+	probeHolder  bool // HALF_OPEN and this instance holds permits
 }
+
+// ProbeHeader marks a HALF_OPEN probe call; its value is the generation.
+// On an instance holding probe permits, a route matching it comes first and
+// carries no fault: Colony's client library (sidecar/guard) admits exactly
+// the permits the coordinator gave the instance and marks those calls, so
+// exactly the fleet-wide probe budget reaches the callee. Clients without the
+// library get ProbeSharePercent of their calls through instead. Keep it equal
+// to guard.ProbeHeader.
+const ProbeHeader = "x-colony-probe"
 
 func enforce(cfg Config, instance string, c Callee) enforcement {
 	b := c.Breaker
@@ -440,6 +452,7 @@ func enforce(cfg Config, instance string, c Callee) enforcement {
 		e.override, e.abortPercent = true, 100
 		if b.Probes[instance] > 0 {
 			e.abortPercent = uint32(100 - cfg.ProbeSharePercent)
+			e.probeHolder = true
 		}
 	}
 	return e
@@ -485,10 +498,27 @@ func virtualHost(cfg Config, st State, c Callee) (*routev3.VirtualHost, error) {
 		}
 		r.TypedPerFilterConfig = map[string]*anypb.Any{wellknown.Fault: fault}
 	}
+	routes := []*routev3.Route{r}
+	if e.probeHolder {
+		probe := &routev3.Route{
+			Name: r.Name + "; probe",
+			Match: &routev3.RouteMatch{
+				PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+				Headers: []*routev3.HeaderMatcher{{
+					Name: ProbeHeader,
+					HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+						MatchPattern: &matcherv3.StringMatcher_Exact{Exact: strconv.FormatUint(e.generation, 10)},
+					}},
+				}},
+			},
+			Action: &routev3.Route_Route{Route: action},
+		}
+		routes = []*routev3.Route{probe, r}
+	}
 	return &routev3.VirtualHost{
 		Name:    c.Name,
 		Domains: []string{c.Name, c.Name + ":*"},
-		Routes:  []*routev3.Route{r},
+		Routes:  routes,
 	}, nil
 }
 

@@ -85,10 +85,21 @@ func findVH(t *testing.T, rc *routev3.RouteConfiguration, name string) *routev3.
 // faultOf returns the fault override of a virtual host's only route, or nil.
 func faultOf(t *testing.T, vh *routev3.VirtualHost) *faultv3.HTTPFault {
 	t.Helper()
-	if len(vh.GetRoutes()) != 1 {
-		t.Fatalf("virtual host %q has %d routes, want 1", vh.GetName(), len(vh.GetRoutes()))
+	routes := vh.GetRoutes()
+	switch len(routes) {
+	case 1:
+	case 2:
+		// A probe holder's first route lets marked probe calls through.
+		if probeRoute(routes[0]) == "" {
+			t.Fatalf("virtual host %q: first of 2 routes is not a probe route: %v", vh.GetName(), routes[0])
+		}
+		if _, ok := routes[0].GetTypedPerFilterConfig()[wellknown.Fault]; ok {
+			t.Fatalf("virtual host %q: the probe route has a fault override", vh.GetName())
+		}
+	default:
+		t.Fatalf("virtual host %q has %d routes, want 1 (or 2 on a probe holder)", vh.GetName(), len(routes))
 	}
-	a, ok := vh.GetRoutes()[0].GetTypedPerFilterConfig()[wellknown.Fault]
+	a, ok := routes[len(routes)-1].GetTypedPerFilterConfig()[wellknown.Fault]
 	if !ok {
 		return nil
 	}
@@ -97,6 +108,17 @@ func faultOf(t *testing.T, vh *routev3.VirtualHost) *faultv3.HTTPFault {
 		t.Fatalf("fault override of %q: %v", vh.GetName(), err)
 	}
 	return f
+}
+
+// probeRoute returns the generation a probe route matches in ProbeHeader,
+// "" if r is not a probe route.
+func probeRoute(r *routev3.Route) string {
+	for _, h := range r.GetMatch().GetHeaders() {
+		if h.GetName() == ProbeHeader {
+			return h.GetStringMatch().GetExact()
+		}
+	}
+	return ""
 }
 
 // walkAnys calls fn on every message packed in an Any anywhere in m,
@@ -263,6 +285,36 @@ func TestTranslateBreakerStates(t *testing.T) {
 				}
 			} else if len(refs) != 1 || refs[0].Generation != tt.breaker.Generation || refs[0].State != tt.breaker.State {
 				t.Errorf("Breakers[payments] = %v, want generation %d", refs, tt.breaker.Generation)
+			}
+		})
+	}
+}
+
+// TestTranslateProbeRoute: only a HALF_OPEN instance holding permits gets a
+// route that lets calls marked with ProbeHeader and the current generation
+// through; everything else on it gets the probe share.
+func TestTranslateProbeRoute(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		rec    *breaker.PairRecord
+		want   string // the generation matched, "" for no probe route
+		routes int
+	}{
+		{"holder", record(breaker.HalfOpen, 9, map[string]int{"checkout-1": 2}), "9", 2},
+		{"non-holder", record(breaker.HalfOpen, 9, map[string]int{"checkout-7": 2}), "", 1},
+		{"open", record(breaker.Open, 8, nil), "", 1},
+		{"closed", record(breaker.Closed, 10, nil), "", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := mustTranslate(t, Config{}, testState(GRPC, tt.rec))
+			for _, rc := range []string{"payments", EgressRouteName} {
+				vh := findVH(t, findRoute(t, res, rc), "payments")
+				if len(vh.GetRoutes()) != tt.routes {
+					t.Fatalf("%s: %d routes, want %d", rc, len(vh.GetRoutes()), tt.routes)
+				}
+				if got := probeRoute(vh.GetRoutes()[0]); got != tt.want {
+					t.Fatalf("%s: probe route matches generation %q, want %q", rc, got, tt.want)
+				}
 			}
 		})
 	}
