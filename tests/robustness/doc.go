@@ -1,0 +1,67 @@
+// Package robustness tests Colony's coordinator the way etcd's robustness
+// suite and Jepsen test etcd and ZooKeeper: a 3-node cluster of real
+// `colony coordinator` processes on 127.0.0.11-13, with the raft traffic of
+// every ordered pair of nodes (via --raft-peer-addr) and the workload's
+// client traffic routed through TCP fault proxies of its own; a nemesis
+// injecting faults from a seeded random schedule while clients record
+// histories; and checkers run on those histories afterwards.
+//
+// Faults (nemesis_test.go), one at a time, each healed before the next:
+// SIGKILL and restart on the same data dir; SIGSTOP/SIGCONT past the
+// election timeout and at times past a session TTL; a node (often the
+// leader) cut off from its peers in both directions, the 1-2
+// minority/majority split of three nodes; asymmetric cuts (a node cannot
+// reach its peers, or they cannot reach it); latency with jitter on every
+// raft link and at times every client link; leadership transfer storms;
+// clients cut from a node; a follower isolated for seconds while the others
+// snapshot and compact every few dozen entries, so it catches up by
+// InstallSnapshot. Blocked links blackhole (accept, never forward) or
+// refuse (reset) new connections and cut existing ones: the proxy forwards
+// a connection's bytes whole and in order, or cuts the connection, and never
+// drops bytes mid-stream.
+//
+// Workloads and checks:
+//   - Key-value clients (kv_test.go) run get/set/CAS/create/delete on a few
+//     keys, one operation at a time each, retrying a write with the same
+//     request id on the next node; a write with no answer within its budget
+//     has an unknown outcome. The history is checked for linearizability
+//     with porcupine against a per-key versioned register with CAS
+//     (model_test.go); final reads through every node after healing are part
+//     of it, so an acknowledged write that was lost fails the check. Every
+//     client's zxids (response headers) never go backwards.
+//   - After healing every node applies the same index and holds the same
+//     tree (a hash of a full walk read on each node at that index).
+//   - Persistent recursive watches (watch_test.go), one started on each
+//     node, resumed on the next node after the last zxid when a stream
+//     fails: events in zxid order, never twice, the same on every node, no
+//     gap (every event any watcher got and every acknowledged write is in
+//     every stream whose range covers it, unless the stream ended with an
+//     explicit resync), and replaying a stream gives the final state.
+//   - Sessions (session_test.go): a session the coordinator expires was not
+//     expired before its TTL after the send time of its last acknowledged
+//     keep-alive, and its ephemeral node goes.
+//   - Breakers (breaker_test.go): override transitions of one pair, watched
+//     on /colony/breakers: generations never go backwards, every
+//     acknowledged transition is in the watch, and the final record keeps
+//     the last acknowledged one across leader changes.
+//   - Locks (lock_test.go): recipe.Mutex contenders with guarded writes:
+//     tokens unique and increasing, and committed guarded writes ordered by
+//     token (never two holders with valid tokens).
+//
+// A failing seed leaves a report folder (its path is printed): summary,
+// timeline of faults, history, watch streams, porcupine's visualisation
+// (linearizability.html, fault windows annotated) and the nodes' logs.
+//
+// The default run is short (two fixed seeds, 12 s of faults each):
+//
+//	go test -race -count=1 ./tests/robustness/
+//
+// Longer runs, random seeds, one seed again, or only some faults:
+//
+//	make robustness ROBUSTNESS_SEEDS=random:5 ROBUSTNESS_DURATION=60s
+//	ROBUSTNESS_SEEDS=42 go test -race -count=1 -v ./tests/robustness/
+//	ROBUSTNESS_FAULTS=pause,isolate ROBUSTNESS_SEEDS=7 go test -race -count=1 -v ./tests/robustness/
+//
+// TestMain builds ./cmd/colony (with -race when the tests run with it); set
+// COLONY_E2E_BINARY to use a prebuilt binary.
+package robustness

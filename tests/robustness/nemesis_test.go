@@ -1,0 +1,365 @@
+//go:build unix
+
+package robustness
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// eventLog is the run's timeline: every fault with its window, and other
+// harness events. Times are offsets from the run's start, on the same clock
+// as the recorded histories, so faults can be drawn on the visualisation.
+type eventLog struct {
+	start time.Time
+	mu    sync.Mutex
+	evs   []*timelineEvent
+}
+
+type timelineEvent struct {
+	Start, End time.Duration // End is zero for an instant, or a window still open
+	Kind       string
+	What       string
+}
+
+func newEventLog(start time.Time) *eventLog { return &eventLog{start: start} }
+
+// now is the time since the run started.
+func (l *eventLog) now() time.Duration { return time.Since(l.start) }
+
+// begin opens a window and returns the function that closes it.
+func (l *eventLog) begin(kind, format string, args ...any) func() {
+	ev := &timelineEvent{Start: l.now(), Kind: kind, What: fmt.Sprintf(format, args...)}
+	l.mu.Lock()
+	l.evs = append(l.evs, ev)
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		ev.End = l.now()
+		l.mu.Unlock()
+	}
+}
+
+// note records an instant event.
+func (l *eventLog) note(kind, format string, args ...any) {
+	l.begin(kind, format, args...)()
+}
+
+// events returns a copy of the timeline.
+func (l *eventLog) events() []timelineEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]timelineEvent, len(l.evs))
+	for i, e := range l.evs {
+		out[i] = *e
+	}
+	return out
+}
+
+func (l *eventLog) String() string {
+	var b strings.Builder
+	for _, e := range l.events() {
+		fmt.Fprintf(&b, "%9.3fs %9.3fs  %-16s %s\n", e.Start.Seconds(), e.End.Seconds(), e.Kind, e.What)
+	}
+	return b.String()
+}
+
+// faultKind names one kind of fault the nemesis injects.
+type faultKind string
+
+const (
+	faultKill          faultKind = "kill"             // SIGKILL, then restart on the same data dir
+	faultPause         faultKind = "pause"            // SIGSTOP past the election timeout (and at times past a session TTL), SIGCONT
+	faultIsolate       faultKind = "isolate"          // a node cut off from both peers, both directions (minority | majority)
+	faultAsymmetric    faultKind = "asymmetric"       // a node's raft connections one way only
+	faultLatency       faultKind = "latency"          // delay with jitter on every raft link (and client links)
+	faultTransferStorm faultKind = "transfer-storm"   // leadership transferred several times in a row
+	faultClientCut     faultKind = "client-cut"       // clients' connections to a node cut and refused
+	faultLagFollower   faultKind = "lagging-follower" // a follower isolated long enough to need a snapshot, with low thresholds
+)
+
+// allFaults is every fault the nemesis picks from.
+var allFaults = []faultKind{
+	faultKill, faultPause, faultIsolate, faultAsymmetric, faultLatency,
+	faultTransferStorm, faultClientCut, faultLagFollower,
+}
+
+// nemesis injects faults into a cluster from a seeded random schedule: one
+// fault at a time, each healed before the next, so a majority is always
+// available again between faults.
+type nemesis struct {
+	c      *Cluster
+	rng    *rand.Rand
+	events *eventLog
+	faults []faultKind
+	// errs collects harness failures (a node that will not restart, a
+	// cluster that never recovers); they fail the run.
+	errs []string
+}
+
+func newNemesis(c *Cluster, seed uint64, faults []faultKind, events *eventLog) *nemesis {
+	return &nemesis{c: c, rng: rand.New(rand.NewPCG(seed, 0x5eed)), events: events, faults: faults}
+}
+
+// run injects faults until ctx ends, then heals everything and waits until
+// the cluster serves again.
+func (nm *nemesis) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		f := nm.faults[nm.rng.IntN(len(nm.faults))]
+		nm.inject(ctx, f)
+		nm.heal()
+		// Let the cluster recover before the next fault: without this, two
+		// faults in a row can take out a majority.
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if _, err := nm.c.WaitReady(rctx); err != nil {
+			nm.fail("cluster did not recover after %s: %v", f, err)
+			cancel()
+			return
+		}
+		cancel()
+		sleepCtx(ctx, nm.between(300*time.Millisecond, 1200*time.Millisecond))
+	}
+}
+
+func (nm *nemesis) fail(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	nm.errs = append(nm.errs, msg)
+	nm.events.note("harness-error", "%s", msg)
+}
+
+// between returns a uniform duration in [lo, hi).
+func (nm *nemesis) between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(nm.rng.Int64N(int64(hi-lo)))
+}
+
+// target picks the leader (when one is known) with probability pLeader,
+// else a random node; it returns the node's index.
+func (nm *nemesis) target(ctx context.Context, pLeader float64) int {
+	if nm.rng.Float64() < pLeader {
+		lctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+		l, err := nm.c.LeaderOnce(lctx)
+		cancel()
+		if err == nil {
+			return l.Index
+		}
+	}
+	return nm.rng.IntN(len(nm.c.Nodes))
+}
+
+// leaderOrFollower describes which role the node at i has, for the log.
+func (nm *nemesis) role(ctx context.Context, i int) string {
+	lctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+	if l, err := nm.c.LeaderOnce(lctx); err == nil {
+		if l.Index == i {
+			return "leader"
+		}
+		return "follower"
+	}
+	return "node"
+}
+
+// inject applies one fault for its duration. It returns early, having
+// healed nothing, when ctx ends; heal undoes every kind of fault.
+func (nm *nemesis) inject(ctx context.Context, f faultKind) {
+	c := nm.c
+	switch f {
+	case faultKill:
+		i := nm.target(ctx, 0.5)
+		n := c.Nodes[i]
+		d := nm.between(200*time.Millisecond, 3*time.Second)
+		end := nm.events.begin(string(f), "kill -9 %s %s, restart after %v", nm.role(ctx, i), n.ID, d.Round(time.Millisecond))
+		defer end()
+		if err := n.Kill(); err != nil {
+			nm.fail("%v", err)
+			return
+		}
+		sleepCtx(ctx, d)
+		if err := n.Restart(context.Background()); err != nil {
+			nm.fail("%v", err)
+		}
+	case faultPause:
+		i := nm.target(ctx, 0.6)
+		n := c.Nodes[i]
+		// Past the 500 ms election timeout always; at times past the 2 s
+		// minimum session TTL too.
+		d := nm.between(800*time.Millisecond, 4*time.Second)
+		end := nm.events.begin(string(f), "SIGSTOP %s %s for %v", nm.role(ctx, i), n.ID, d.Round(time.Millisecond))
+		defer end()
+		if err := n.Pause(); err != nil {
+			nm.fail("%v", err)
+			return
+		}
+		sleepCtx(ctx, d)
+		if err := n.Resume(); err != nil {
+			nm.fail("%v", err)
+		}
+	case faultIsolate, faultLagFollower:
+		var i int
+		var d time.Duration
+		if f == faultIsolate {
+			i = nm.target(ctx, 0.6)
+			d = nm.between(time.Second, 4*time.Second)
+		} else {
+			// A follower, long enough for the others to snapshot and
+			// compact past it (the lagging-follower scenario runs with low
+			// snapshot thresholds).
+			l := nm.target(ctx, 1)
+			i = (l + 1 + nm.rng.IntN(len(c.Nodes)-1)) % len(c.Nodes)
+			d = nm.between(3*time.Second, 6*time.Second)
+		}
+		mode := nm.blockMode()
+		end := nm.events.begin(string(f), "%s %s cut off from its peers (%s) for %v", nm.role(ctx, i), c.Nodes[i].ID, mode, d.Round(time.Millisecond))
+		defer end()
+		for j := range c.Nodes {
+			if j != i {
+				c.RaftProxy(i, j).SetMode(mode)
+				c.RaftProxy(j, i).SetMode(mode)
+			}
+		}
+		sleepCtx(ctx, d)
+	case faultAsymmetric:
+		i := nm.target(ctx, 0.6)
+		out := nm.rng.IntN(2) == 0
+		d := nm.between(time.Second, 4*time.Second)
+		mode := nm.blockMode()
+		dir := "cannot reach its peers, they reach it"
+		if !out {
+			dir = "is not reached by its peers, reaches them"
+		}
+		end := nm.events.begin(string(f), "%s %s %s (%s) for %v", nm.role(ctx, i), c.Nodes[i].ID, dir, mode, d.Round(time.Millisecond))
+		defer end()
+		for j := range c.Nodes {
+			if j == i {
+				continue
+			}
+			if out {
+				c.RaftProxy(i, j).SetMode(mode)
+			} else {
+				c.RaftProxy(j, i).SetMode(mode)
+			}
+		}
+		sleepCtx(ctx, d)
+	case faultLatency:
+		delay := nm.between(5*time.Millisecond, 80*time.Millisecond)
+		jitter := nm.between(time.Millisecond, 60*time.Millisecond)
+		d := nm.between(2*time.Second, 5*time.Second)
+		clients := nm.rng.IntN(2) == 0
+		end := nm.events.begin(string(f), "raft links +%v (jitter %v), client links too: %v, for %v",
+			delay.Round(time.Millisecond), jitter.Round(time.Millisecond), clients, d.Round(time.Millisecond))
+		defer end()
+		for _, row := range c.raft {
+			for _, p := range row {
+				if p != nil {
+					p.SetLatency(delay, jitter)
+				}
+			}
+		}
+		if clients {
+			for _, p := range c.clients {
+				p.SetLatency(delay, jitter)
+			}
+		}
+		sleepCtx(ctx, d)
+	case faultTransferStorm:
+		k := 2 + nm.rng.IntN(5)
+		end := nm.events.begin(string(f), "%d leadership transfers", k)
+		defer end()
+		for range k {
+			if ctx.Err() != nil {
+				return
+			}
+			nm.transfer(ctx)
+			sleepCtx(ctx, nm.between(50*time.Millisecond, 600*time.Millisecond))
+		}
+	case faultClientCut:
+		i := nm.rng.IntN(len(c.Nodes))
+		d := nm.between(500*time.Millisecond, 3*time.Second)
+		mode := nm.blockMode()
+		end := nm.events.begin(string(f), "clients cut from %s (%s) for %v", c.Nodes[i].ID, mode, d.Round(time.Millisecond))
+		defer end()
+		c.ClientProxy(i).SetMode(mode)
+		sleepCtx(ctx, d)
+	default:
+		panic(fmt.Sprintf("unknown fault %q", f))
+	}
+}
+
+// blockMode picks how a blocked link behaves: silently (blackhole) or
+// refusing connections.
+func (nm *nemesis) blockMode() proxyMode {
+	if nm.rng.IntN(3) == 0 {
+		return modeRefuse
+	}
+	return modeBlackhole
+}
+
+// transfer asks some node to transfer leadership, to a random other node or
+// to whichever raft picks.
+func (nm *nemesis) transfer(ctx context.Context) {
+	live := nm.c.Live()
+	if len(live) == 0 {
+		return
+	}
+	via := live[nm.rng.IntN(len(live))]
+	target := ""
+	if nm.rng.IntN(2) == 0 {
+		target = nm.c.Nodes[nm.rng.IntN(len(nm.c.Nodes))].ID
+	}
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	resp, err := via.Cluster().TransferLeadership(tctx, &colonyv1.TransferLeadershipRequest{TargetId: target})
+	if err != nil {
+		nm.events.note("transfer", "via %s to %q: %v", via.ID, target, err)
+		return
+	}
+	nm.events.note("transfer", "via %s to %q: leader now %s", via.ID, target, resp.GetLeaderId())
+}
+
+// heal resumes paused nodes, restarts killed ones and lets every link pass.
+func (nm *nemesis) heal() {
+	for _, n := range nm.c.Nodes {
+		if err := n.Resume(); err != nil {
+			nm.fail("%v", err)
+		}
+		if !n.Running() {
+			if err := n.Restart(context.Background()); err != nil {
+				nm.fail("%v", err)
+			}
+		}
+	}
+	nm.c.HealNetwork()
+}
+
+// parseFaults parses a comma-separated list of fault kinds; empty means all.
+func parseFaults(s string) ([]faultKind, error) {
+	if strings.TrimSpace(s) == "" {
+		return allFaults, nil
+	}
+	var out []faultKind
+	for f := range strings.SplitSeq(s, ",") {
+		k := faultKind(strings.TrimSpace(f))
+		if !slices.Contains(allFaults, k) {
+			return nil, fmt.Errorf("unknown fault %q (known: %v)", k, allFaults)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// sleepCtx sleeps for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,306 @@
+//go:build unix
+
+package robustness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// watchRecorder keeps a persistent recursive watch on one path open for the
+// whole run, through the client proxies: when a stream fails it resumes on
+// the next node after the last zxid it received, as a client must; after a
+// resync it starts a fresh watch (a new segment). It records every event in
+// the order received.
+type watchRecorder struct {
+	name  string
+	path  string
+	conns []*grpc.ClientConn
+	cur   int
+
+	mu       sync.Mutex
+	segments []*watchSegment
+	lastZxid uint64 // the zxid the watcher has seen up to (events or start)
+	started  chan struct{}
+	once     sync.Once
+}
+
+// watchSegment is one run of a watch: its first stream and the resumed
+// streams after it, until a resync.
+type watchSegment struct {
+	Start   uint64 // events after this zxid are promised
+	Streams []string
+	Events  []*colonyv1.Event
+	Resync  string // why it ended with a resync; empty if it did not
+}
+
+func newWatchRecorder(name, path string, endpoints []string, first int) (*watchRecorder, error) {
+	w := &watchRecorder{name: name, path: path, started: make(chan struct{})}
+	for _, ep := range endpoints {
+		conn, err := dial(ep)
+		if err != nil {
+			w.close()
+			return nil, err
+		}
+		w.conns = append(w.conns, conn)
+	}
+	w.cur = first % len(w.conns)
+	return w, nil
+}
+
+func (w *watchRecorder) close() {
+	for _, conn := range w.conns {
+		conn.Close()
+	}
+}
+
+// run watches until ctx ends.
+func (w *watchRecorder) run(ctx context.Context) {
+	var after *uint64
+	for ctx.Err() == nil {
+		resync, _ := w.stream(ctx, after) // no answer: resume on the next node
+		if ctx.Err() != nil {
+			return
+		}
+		w.mu.Lock()
+		if resync {
+			after = nil // a fresh watch: a new segment
+		} else if len(w.segments) > 0 {
+			z := w.lastZxid
+			after = &z
+		}
+		w.mu.Unlock()
+		w.cur = (w.cur + 1) % len(w.conns)
+		sleepCtx(ctx, 50*time.Millisecond)
+	}
+}
+
+// stream runs one Watch stream. It reports whether it ended in a resync.
+func (w *watchRecorder) stream(ctx context.Context, after *uint64) (bool, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := colonyv1.NewWatchClient(w.conns[w.cur]).Watch(sctx, &colonyv1.WatchRequest{
+		Path: w.path, Kind: colonyv1.WatchKind_WATCH_KIND_PERSISTENT, Recursive: true, AfterZxid: after,
+	})
+	if err != nil {
+		return false, err
+	}
+	// The first message says the watch is registered; a node that cannot
+	// register it in time is skipped.
+	first := make(chan struct{})
+	timer := time.AfterFunc(5*time.Second, func() {
+		select {
+		case <-first:
+		default:
+			cancel()
+		}
+	})
+	defer timer.Stop()
+	var seg *watchSegment
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("stream ended")
+			}
+			return false, err
+		}
+		w.mu.Lock()
+		if resp.GetCreated() {
+			select {
+			case <-first:
+			default:
+				close(first)
+			}
+			desc := fmt.Sprintf("%s start %d", resp.GetHeader().GetMemberId(), resp.GetStartZxid())
+			if after == nil {
+				seg = &watchSegment{Start: resp.GetStartZxid()}
+				w.segments = append(w.segments, seg)
+				w.lastZxid = resp.GetStartZxid()
+			} else {
+				seg = w.segments[len(w.segments)-1]
+				if resp.GetStartZxid() != *after {
+					desc += fmt.Sprintf(" (asked after %d)", *after)
+				}
+			}
+			seg.Streams = append(seg.Streams, desc)
+			w.once.Do(func() { close(w.started) })
+		}
+		if seg != nil {
+			for _, ev := range resp.GetEvents() {
+				seg.Events = append(seg.Events, ev)
+				w.lastZxid = max(w.lastZxid, ev.GetZxid())
+			}
+			if resp.GetResync() {
+				seg.Resync = resp.GetResyncReason()
+				w.mu.Unlock()
+				return true, nil
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// seen returns the zxid the watcher has received events up to.
+func (w *watchRecorder) seen() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastZxid
+}
+
+// snapshot returns a copy of the segments.
+func (w *watchRecorder) snapshot() []watchSegment {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]watchSegment, len(w.segments))
+	for i, s := range w.segments {
+		out[i] = *s
+		out[i].Events = append([]*colonyv1.Event(nil), s.Events...)
+		out[i].Streams = append([]string(nil), s.Streams...)
+	}
+	return out
+}
+
+func (w *watchRecorder) dump() string {
+	var b strings.Builder
+	for i, s := range w.snapshot() {
+		fmt.Fprintf(&b, "segment %d: start %d, streams %v, resync %q\n", i, s.Start, s.Streams, s.Resync)
+		for _, ev := range s.Events {
+			fmt.Fprintf(&b, "  %d %s %s v%d %q\n", ev.GetZxid(), ev.GetType(), ev.GetPath(), ev.GetStat().GetVersion(), ev.GetData())
+		}
+	}
+	return b.String()
+}
+
+// eventKey identifies an event: one zxid may carry several (a multi).
+type eventKey struct {
+	zxid uint64
+	path string
+	typ  colonyv1.EventType
+}
+
+func keyOf(ev *colonyv1.Event) eventKey {
+	return eventKey{ev.GetZxid(), ev.GetPath(), ev.GetType()}
+}
+
+func sameEvent(a, b *colonyv1.Event) bool {
+	return keyOf(a) == keyOf(b) && bytes.Equal(a.GetData(), b.GetData()) &&
+		a.GetStat().GetVersion() == b.GetStat().GetVersion() && a.GetStat().GetMzxid() == b.GetStat().GetMzxid()
+}
+
+// checkWatches checks the recorders' streams against each other, the
+// acknowledged writes and the final state:
+//   - within a recorder, events come in zxid order and never twice, across
+//     resumed streams too (only a resync starts over);
+//   - the same event (zxid, path, type) is the same on every node;
+//   - no gaps: every event any recorder got, and every acknowledged write
+//     under the watched path, is in every segment whose range covers its
+//     zxid;
+//   - a recorder that never resynced, replayed from the empty start, ends
+//     in the final state of every key.
+func checkWatches(recs []*watchRecorder, acked map[uint64]string, final map[string]regState) []string {
+	var errs []string
+	union := map[eventKey]*colonyv1.Event{}
+	for _, r := range recs {
+		for si, s := range r.snapshot() {
+			var last uint64
+			seenKeys := map[eventKey]bool{}
+			for _, ev := range s.Events {
+				k := keyOf(ev)
+				if seenKeys[k] {
+					errs = append(errs, fmt.Sprintf("watch %s segment %d: event %v delivered twice", r.name, si, k))
+				}
+				seenKeys[k] = true
+				if ev.GetZxid() < last {
+					errs = append(errs, fmt.Sprintf("watch %s segment %d: event at zxid %d after zxid %d", r.name, si, ev.GetZxid(), last))
+				}
+				if ev.GetZxid() <= s.Start {
+					errs = append(errs, fmt.Sprintf("watch %s segment %d: event at zxid %d, not after the start %d", r.name, si, ev.GetZxid(), s.Start))
+				}
+				last = ev.GetZxid()
+				if u, ok := union[k]; ok && !sameEvent(u, ev) {
+					errs = append(errs, fmt.Sprintf("watch %s: event %v differs between nodes: %v vs %v", r.name, k, u, ev))
+				}
+				union[k] = ev
+			}
+		}
+	}
+	for _, r := range recs {
+		for si, s := range r.snapshot() {
+			if len(s.Events) == 0 {
+				continue
+			}
+			lo, hi := s.Start, s.Events[len(s.Events)-1].GetZxid()
+			have := map[eventKey]bool{}
+			haveZxid := map[uint64]bool{}
+			for _, ev := range s.Events {
+				have[keyOf(ev)] = true
+				haveZxid[ev.GetZxid()] = true
+			}
+			var missing []string
+			for k := range union {
+				if k.zxid > lo && k.zxid <= hi && !have[k] {
+					missing = append(missing, fmt.Sprintf("%d %s %s", k.zxid, k.typ, k.path))
+				}
+			}
+			for z, what := range acked {
+				if z > lo && z <= hi && !haveZxid[z] {
+					missing = append(missing, fmt.Sprintf("%d (acknowledged %s)", z, what))
+				}
+			}
+			if len(missing) > 0 {
+				sort.Strings(missing)
+				errs = append(errs, fmt.Sprintf("watch %s segment %d (zxids %d..%d, streams %v): gap, missing %d events: %s",
+					r.name, si, lo, hi, s.Streams, len(missing), strings.Join(missing[:min(len(missing), 10)], "; ")))
+			}
+		}
+	}
+	// Every acknowledged write is in some stream (the recorders run from
+	// before the first write to after the last).
+	for z, what := range acked {
+		found := false
+		for k := range union {
+			if k.zxid == z {
+				found = true
+				break
+			}
+		}
+		if !found {
+			errs = append(errs, fmt.Sprintf("acknowledged write %s at zxid %d is in no watch stream", what, z))
+		}
+	}
+	// Replay.
+	for _, r := range recs {
+		segs := r.snapshot()
+		if len(segs) != 1 {
+			continue
+		}
+		state := map[string]regState{}
+		for _, ev := range segs[0].Events {
+			switch ev.GetType() {
+			case colonyv1.EventType_EVENT_TYPE_CREATED, colonyv1.EventType_EVENT_TYPE_DATA_CHANGED:
+				state[ev.GetPath()] = regState{Exists: true, Value: string(ev.GetData()), Version: ev.GetStat().GetVersion()}
+			case colonyv1.EventType_EVENT_TYPE_DELETED:
+				delete(state, ev.GetPath())
+			}
+		}
+		for key, want := range final {
+			got := state[key]
+			if got != want {
+				errs = append(errs, fmt.Sprintf("watch %s: replaying its events gives %s = %+v, the final read %+v", r.name, key, got, want))
+			}
+		}
+	}
+	return errs
+}
