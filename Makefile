@@ -26,12 +26,13 @@ proto: ## Regenerate the committed protobuf code (needs protoc: apt-get install 
 		$(PROTOS)
 
 E2E_PKGS   := ./tests/e2e/...
+ROBUSTNESS_PKGS := ./tests/robustness/...
 BENCH_PKGS := ./tests/bench/...
 UNIT_PKGS   = $(shell $(GO) list ./... | grep -v -e /tests/)
 
 .PHONY: test
 test: ## Run every test (unit, in-process cluster, process-level cluster) with -race.
-	$(GO) test -race -count=1 $(UNIT_PKGS) $(E2E_PKGS)
+	$(GO) test -race -count=1 $(UNIT_PKGS) $(E2E_PKGS) $(ROBUSTNESS_PKGS)
 
 .PHONY: test-unit
 test-unit: ## Unit and in-process cluster tests only.
@@ -45,9 +46,28 @@ test-e2e: ## Process-level tests: builds bin/colony, runs 3-node clusters of rea
 bench: ## Benchmarks: 3-node CAS throughput and 200-watcher fan-out, beside etcd if installed (apt-get install etcd-server).
 	$(GO) test -run '^$$' -bench . -benchtime 5000x -timeout 30m $(BENCH_PKGS)
 
+FUZZTIME ?= 10s
+
 .PHONY: fuzz
-fuzz: ## Fuzz the znode state machine for 60s.
-	$(GO) test -run '^$$' -fuzz . -fuzztime 60s ./internal/ztree/
+fuzz: ## Run every fuzz target (func Fuzz* in *_test.go) for FUZZTIME each (default 10s).
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "== $$name in $$(dirname $$file), $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$file)/; \
+		done; \
+	done
+
+# make robustness: randomised fault scenarios against 3-node clusters of real
+# processes (tests/robustness). Override on the command line or in the env.
+ROBUSTNESS_SEEDS    ?= random:3
+ROBUSTNESS_DURATION ?= 60s
+ROBUSTNESS_FAULTS   ?=
+ROBUSTNESS_TIMEOUT  ?= 3h
+
+.PHONY: robustness
+robustness: ## Fault scenarios: ROBUSTNESS_SEEDS=1,2|random:N ROBUSTNESS_DURATION=60s ROBUSTNESS_FAULTS=kill,pause,...; a failing seed prints its report folder.
+	ROBUSTNESS_SEEDS='$(ROBUSTNESS_SEEDS)' ROBUSTNESS_DURATION='$(ROBUSTNESS_DURATION)' ROBUSTNESS_FAULTS='$(ROBUSTNESS_FAULTS)' \
+		$(GO) test -race -count=1 -v -timeout $(ROBUSTNESS_TIMEOUT) -run '^TestRobustness$$' $(ROBUSTNESS_PKGS)
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck.
