@@ -206,7 +206,8 @@ func sameEvent(a, b *colonyv1.Event) bool {
 //   - the same event (zxid, path, type) is the same on every node;
 //   - no gaps: every event any recorder got, and every acknowledged write
 //     under the watched path, is in every segment whose range covers its
-//     zxid;
+//     zxid (a segment ends only with an explicit resync, or at the end of
+//     the run after the recorder caught up with the last write);
 //   - a recorder that never resynced, replayed from the empty start, ends
 //     in the final state of every key.
 func checkWatches(recs []*watchRecorder, acked map[uint64]string, final map[string]regState) []string {
@@ -266,20 +267,9 @@ func checkWatches(recs []*watchRecorder, acked map[uint64]string, final map[stri
 			}
 		}
 	}
-	// Every acknowledged write is in some stream (the recorders run from
-	// before the first write to after the last).
-	for z, what := range acked {
-		found := false
-		for k := range union {
-			if k.zxid == z {
-				found = true
-				break
-			}
-		}
-		if !found {
-			errs = append(errs, fmt.Sprintf("acknowledged write %s at zxid %d is in no watch stream", what, z))
-		}
-	}
+	// An acknowledged write outside every segment's range fell in a window
+	// that every recorder skipped with an explicit resync: allowed, and the
+	// per-segment check above covers every write inside a range.
 	// Replay.
 	for _, r := range recs {
 		segs := r.snapshot()
