@@ -295,6 +295,62 @@ func (Suffrage) EnumDescriptor() ([]byte, []int) {
 	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{4}
 }
 
+// ElectionCause is why a leadership term started.
+type ElectionCause int32
+
+const (
+	ElectionCause_ELECTION_CAUSE_UNSPECIFIED         ElectionCause = 0 // not known to any member asked
+	ElectionCause_ELECTION_CAUSE_FIRST_LEADER        ElectionCause = 1 // no earlier leader known: cluster start
+	ElectionCause_ELECTION_CAUSE_HEARTBEAT_TIMEOUT   ElectionCause = 2 // followers stopped hearing from the leader
+	ElectionCause_ELECTION_CAUSE_LEADERSHIP_TRANSFER ElectionCause = 3 // the previous leader handed over (transfer, graceful shutdown)
+	ElectionCause_ELECTION_CAUSE_LOST_QUORUM         ElectionCause = 4 // the previous leader could not reach a majority and stepped down
+)
+
+// Enum value maps for ElectionCause.
+var (
+	ElectionCause_name = map[int32]string{
+		0: "ELECTION_CAUSE_UNSPECIFIED",
+		1: "ELECTION_CAUSE_FIRST_LEADER",
+		2: "ELECTION_CAUSE_HEARTBEAT_TIMEOUT",
+		3: "ELECTION_CAUSE_LEADERSHIP_TRANSFER",
+		4: "ELECTION_CAUSE_LOST_QUORUM",
+	}
+	ElectionCause_value = map[string]int32{
+		"ELECTION_CAUSE_UNSPECIFIED":         0,
+		"ELECTION_CAUSE_FIRST_LEADER":        1,
+		"ELECTION_CAUSE_HEARTBEAT_TIMEOUT":   2,
+		"ELECTION_CAUSE_LEADERSHIP_TRANSFER": 3,
+		"ELECTION_CAUSE_LOST_QUORUM":         4,
+	}
+)
+
+func (x ElectionCause) Enum() *ElectionCause {
+	p := new(ElectionCause)
+	*p = x
+	return p
+}
+
+func (x ElectionCause) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ElectionCause) Descriptor() protoreflect.EnumDescriptor {
+	return file_colony_v1_coordinator_proto_enumTypes[5].Descriptor()
+}
+
+func (ElectionCause) Type() protoreflect.EnumType {
+	return &file_colony_v1_coordinator_proto_enumTypes[5]
+}
+
+func (x ElectionCause) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ElectionCause.Descriptor instead.
+func (ElectionCause) EnumDescriptor() ([]byte, []int) {
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{5}
+}
+
 // ResponseHeader is carried by every response.
 type ResponseHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2453,6 +2509,10 @@ type Member struct {
 	// last_contact_ms: how long ago the member last heard from the leader (0 on the leader).
 	LastContactMs int64  `protobuf:"varint,10,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
 	Error         string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	// replication is this member's replication as the leader sees it: set for
+	// every follower when the leader answered the status request, unset on the
+	// leader itself.
+	Replication   *FollowerReplication `protobuf:"bytes,12,opt,name=replication,proto3" json:"replication,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2564,6 +2624,201 @@ func (x *Member) GetError() string {
 	return ""
 }
 
+func (x *Member) GetReplication() *FollowerReplication {
+	if x != nil {
+		return x.Replication
+	}
+	return nil
+}
+
+// FollowerReplication is the leader's view of one follower, from the
+// follower's replies to its heartbeats and appends during the current term.
+type FollowerReplication struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// last_contact_ms: how long ago the leader last got a reply (-1: none this term).
+	LastContactMs int64 `protobuf:"varint,1,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	// heartbeat_rtt_ms: smoothed heartbeat round trip (network plus the follower's handling).
+	HeartbeatRttMs float64 `protobuf:"fixed64,2,opt,name=heartbeat_rtt_ms,json=heartbeatRttMs,proto3" json:"heartbeat_rtt_ms,omitempty"`
+	// last_log_index: the follower's last log index as of its last reply.
+	LastLogIndex uint64 `protobuf:"varint,3,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	// lag_entries: the leader's last log index minus last_log_index, at that reply.
+	LagEntries uint64 `protobuf:"varint,4,opt,name=lag_entries,json=lagEntries,proto3" json:"lag_entries,omitempty"`
+	// failed_heartbeats: heartbeats to it that failed this term.
+	FailedHeartbeats uint64 `protobuf:"varint,5,opt,name=failed_heartbeats,json=failedHeartbeats,proto3" json:"failed_heartbeats,omitempty"`
+	// slow: it has lagged the other followers consistently (round trip, lag or
+	// silence), which may hold every write back; slow_reason says how.
+	Slow          bool   `protobuf:"varint,6,opt,name=slow,proto3" json:"slow,omitempty"`
+	SlowReason    string `protobuf:"bytes,7,opt,name=slow_reason,json=slowReason,proto3" json:"slow_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowerReplication) Reset() {
+	*x = FollowerReplication{}
+	mi := &file_colony_v1_coordinator_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowerReplication) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowerReplication) ProtoMessage() {}
+
+func (x *FollowerReplication) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_coordinator_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowerReplication.ProtoReflect.Descriptor instead.
+func (*FollowerReplication) Descriptor() ([]byte, []int) {
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *FollowerReplication) GetLastContactMs() int64 {
+	if x != nil {
+		return x.LastContactMs
+	}
+	return 0
+}
+
+func (x *FollowerReplication) GetHeartbeatRttMs() float64 {
+	if x != nil {
+		return x.HeartbeatRttMs
+	}
+	return 0
+}
+
+func (x *FollowerReplication) GetLastLogIndex() uint64 {
+	if x != nil {
+		return x.LastLogIndex
+	}
+	return 0
+}
+
+func (x *FollowerReplication) GetLagEntries() uint64 {
+	if x != nil {
+		return x.LagEntries
+	}
+	return 0
+}
+
+func (x *FollowerReplication) GetFailedHeartbeats() uint64 {
+	if x != nil {
+		return x.FailedHeartbeats
+	}
+	return 0
+}
+
+func (x *FollowerReplication) GetSlow() bool {
+	if x != nil {
+		return x.Slow
+	}
+	return false
+}
+
+func (x *FollowerReplication) GetSlowReason() string {
+	if x != nil {
+		return x.SlowReason
+	}
+	return ""
+}
+
+// LeaderChange is the election of one term, merged from what the members
+// observed (each remembers its last 32, in memory).
+type LeaderChange struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Term             uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	LeaderId         string                 `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	PreviousLeaderId string                 `protobuf:"bytes,3,opt,name=previous_leader_id,json=previousLeaderId,proto3" json:"previous_leader_id,omitempty"`
+	// at_ms: when the leader took office (unix ms, the observing member's clock).
+	AtMs          int64         `protobuf:"varint,4,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	Cause         ElectionCause `protobuf:"varint,5,opt,name=cause,proto3,enum=colony.v1.ElectionCause" json:"cause,omitempty"`
+	Detail        string        `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaderChange) Reset() {
+	*x = LeaderChange{}
+	mi := &file_colony_v1_coordinator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaderChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaderChange) ProtoMessage() {}
+
+func (x *LeaderChange) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_coordinator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaderChange.ProtoReflect.Descriptor instead.
+func (*LeaderChange) Descriptor() ([]byte, []int) {
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *LeaderChange) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *LeaderChange) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *LeaderChange) GetPreviousLeaderId() string {
+	if x != nil {
+		return x.PreviousLeaderId
+	}
+	return ""
+}
+
+func (x *LeaderChange) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *LeaderChange) GetCause() ElectionCause {
+	if x != nil {
+		return x.Cause
+	}
+	return ElectionCause_ELECTION_CAUSE_UNSPECIFIED
+}
+
+func (x *LeaderChange) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2572,7 +2827,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_colony_v1_coordinator_proto_msgTypes[33]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +2839,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_coordinator_proto_msgTypes[33]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +2852,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 type StatusResponse struct {
@@ -2609,13 +2864,15 @@ type StatusResponse struct {
 	CommitIndex       uint64                 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	AppliedIndex      uint64                 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	Members           []*Member              `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// leader_history: the newest elections, newest first (at most 20).
+	LeaderHistory []*LeaderChange `protobuf:"bytes,8,rep,name=leader_history,json=leaderHistory,proto3" json:"leader_history,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_colony_v1_coordinator_proto_msgTypes[34]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +2884,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_coordinator_proto_msgTypes[34]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +2897,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatusResponse) GetHeader() *ResponseHeader {
@@ -2692,6 +2949,13 @@ func (x *StatusResponse) GetMembers() []*Member {
 	return nil
 }
 
+func (x *StatusResponse) GetLeaderHistory() []*LeaderChange {
+	if x != nil {
+		return x.LeaderHistory
+	}
+	return nil
+}
+
 type AddMemberRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2706,7 +2970,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_colony_v1_coordinator_proto_msgTypes[35]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2718,7 +2982,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_coordinator_proto_msgTypes[35]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2731,7 +2995,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AddMemberRequest) GetId() string {
@@ -2771,7 +3035,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_colony_v1_coordinator_proto_msgTypes[36]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +3047,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_coordinator_proto_msgTypes[36]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +3060,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AddMemberResponse) GetHeader() *ResponseHeader {
@@ -2815,7 +3079,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_colony_v1_coordinator_proto_msgTypes[37]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2827,7 +3091,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_coordinator_proto_msgTypes[37]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2840,7 +3104,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -2859,7 +3123,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_colony_v1_coordinator_proto_msgTypes[38]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +3135,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_coordinator_proto_msgTypes[38]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +3148,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RemoveMemberResponse) GetHeader() *ResponseHeader {
@@ -2904,7 +3168,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_colony_v1_coordinator_proto_msgTypes[39]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2916,7 +3180,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_coordinator_proto_msgTypes[39]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2929,7 +3193,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TransferLeadershipRequest) GetTargetId() string {
@@ -2949,7 +3213,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_colony_v1_coordinator_proto_msgTypes[40]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3225,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_coordinator_proto_msgTypes[40]
+	mi := &file_colony_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3238,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_colony_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TransferLeadershipResponse) GetHeader() *ResponseHeader {
@@ -3162,7 +3426,7 @@ const file_colony_v1_coordinator_proto_rawDesc = "" +
 	"start_zxid\x18\x03 \x01(\x04R\tstartZxid\x12(\n" +
 	"\x06events\x18\x04 \x03(\v2\x10.colony.v1.EventR\x06events\x12\x16\n" +
 	"\x06resync\x18\x05 \x01(\bR\x06resync\x12#\n" +
-	"\rresync_reason\x18\x06 \x01(\tR\fresyncReason\"\xd7\x02\n" +
+	"\rresync_reason\x18\x06 \x01(\tR\fresyncReason\"\x99\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
@@ -3175,8 +3439,26 @@ const file_colony_v1_coordinator_proto_rawDesc = "" +
 	"\fcommit_index\x18\t \x01(\x04R\vcommitIndex\x12&\n" +
 	"\x0flast_contact_ms\x18\n" +
 	" \x01(\x03R\rlastContactMs\x12\x14\n" +
-	"\x05error\x18\v \x01(\tR\x05error\"\x0f\n" +
-	"\rStatusRequest\"\x99\x02\n" +
+	"\x05error\x18\v \x01(\tR\x05error\x12@\n" +
+	"\vreplication\x18\f \x01(\v2\x1e.colony.v1.FollowerReplicationR\vreplication\"\x90\x02\n" +
+	"\x13FollowerReplication\x12&\n" +
+	"\x0flast_contact_ms\x18\x01 \x01(\x03R\rlastContactMs\x12(\n" +
+	"\x10heartbeat_rtt_ms\x18\x02 \x01(\x01R\x0eheartbeatRttMs\x12$\n" +
+	"\x0elast_log_index\x18\x03 \x01(\x04R\flastLogIndex\x12\x1f\n" +
+	"\vlag_entries\x18\x04 \x01(\x04R\n" +
+	"lagEntries\x12+\n" +
+	"\x11failed_heartbeats\x18\x05 \x01(\x04R\x10failedHeartbeats\x12\x12\n" +
+	"\x04slow\x18\x06 \x01(\bR\x04slow\x12\x1f\n" +
+	"\vslow_reason\x18\a \x01(\tR\n" +
+	"slowReason\"\xca\x01\n" +
+	"\fLeaderChange\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12,\n" +
+	"\x12previous_leader_id\x18\x03 \x01(\tR\x10previousLeaderId\x12\x13\n" +
+	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\x12.\n" +
+	"\x05cause\x18\x05 \x01(\x0e2\x18.colony.v1.ElectionCauseR\x05cause\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\x0f\n" +
+	"\rStatusRequest\"\xd9\x02\n" +
 	"\x0eStatusResponse\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x19.colony.v1.ResponseHeaderR\x06header\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12.\n" +
@@ -3184,7 +3466,8 @@ const file_colony_v1_coordinator_proto_rawDesc = "" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
 	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12+\n" +
-	"\amembers\x18\a \x03(\v2\x11.colony.v1.MemberR\amembers\"\x8d\x01\n" +
+	"\amembers\x18\a \x03(\v2\x11.colony.v1.MemberR\amembers\x12>\n" +
+	"\x0eleader_history\x18\b \x03(\v2\x17.colony.v1.LeaderChangeR\rleaderHistory\"\x8d\x01\n" +
 	"\x10AddMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
@@ -3222,7 +3505,13 @@ const file_colony_v1_coordinator_proto_rawDesc = "" +
 	"\x1bEVENT_TYPE_CHILDREN_CHANGED\x10\x04*5\n" +
 	"\bSuffrage\x12\x12\n" +
 	"\x0eSUFFRAGE_VOTER\x10\x00\x12\x15\n" +
-	"\x11SUFFRAGE_NONVOTER\x10\x012\xb0\x03\n" +
+	"\x11SUFFRAGE_NONVOTER\x10\x01*\xbe\x01\n" +
+	"\rElectionCause\x12\x1e\n" +
+	"\x1aELECTION_CAUSE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bELECTION_CAUSE_FIRST_LEADER\x10\x01\x12$\n" +
+	" ELECTION_CAUSE_HEARTBEAT_TIMEOUT\x10\x02\x12&\n" +
+	"\"ELECTION_CAUSE_LEADERSHIP_TRANSFER\x10\x03\x12\x1e\n" +
+	"\x1aELECTION_CAUSE_LOST_QUORUM\x10\x042\xb0\x03\n" +
 	"\x04Tree\x12=\n" +
 	"\x06Create\x12\x18.colony.v1.CreateRequest\x1a\x19.colony.v1.CreateResponse\x124\n" +
 	"\x03Get\x12\x15.colony.v1.GetRequest\x1a\x16.colony.v1.GetResponse\x124\n" +
@@ -3257,140 +3546,146 @@ func file_colony_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_colony_v1_coordinator_proto_rawDescData
 }
 
-var file_colony_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_colony_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_colony_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_colony_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_colony_v1_coordinator_proto_goTypes = []any{
 	(NodeKind)(0),                      // 0: colony.v1.NodeKind
 	(Consistency)(0),                   // 1: colony.v1.Consistency
 	(WatchKind)(0),                     // 2: colony.v1.WatchKind
 	(EventType)(0),                     // 3: colony.v1.EventType
 	(Suffrage)(0),                      // 4: colony.v1.Suffrage
-	(*ResponseHeader)(nil),             // 5: colony.v1.ResponseHeader
-	(*Stat)(nil),                       // 6: colony.v1.Stat
-	(*CreateRequest)(nil),              // 7: colony.v1.CreateRequest
-	(*CreateResponse)(nil),             // 8: colony.v1.CreateResponse
-	(*GetRequest)(nil),                 // 9: colony.v1.GetRequest
-	(*GetResponse)(nil),                // 10: colony.v1.GetResponse
-	(*SetRequest)(nil),                 // 11: colony.v1.SetRequest
-	(*SetResponse)(nil),                // 12: colony.v1.SetResponse
-	(*DeleteRequest)(nil),              // 13: colony.v1.DeleteRequest
-	(*DeleteResponse)(nil),             // 14: colony.v1.DeleteResponse
-	(*ExistsRequest)(nil),              // 15: colony.v1.ExistsRequest
-	(*ExistsResponse)(nil),             // 16: colony.v1.ExistsResponse
-	(*ChildrenRequest)(nil),            // 17: colony.v1.ChildrenRequest
-	(*ChildrenResponse)(nil),           // 18: colony.v1.ChildrenResponse
-	(*CheckOp)(nil),                    // 19: colony.v1.CheckOp
-	(*Op)(nil),                         // 20: colony.v1.Op
-	(*OpError)(nil),                    // 21: colony.v1.OpError
-	(*OpResult)(nil),                   // 22: colony.v1.OpResult
-	(*MultiRequest)(nil),               // 23: colony.v1.MultiRequest
-	(*MultiResponse)(nil),              // 24: colony.v1.MultiResponse
-	(*OpenSessionRequest)(nil),         // 25: colony.v1.OpenSessionRequest
-	(*OpenSessionResponse)(nil),        // 26: colony.v1.OpenSessionResponse
-	(*KeepAliveRequest)(nil),           // 27: colony.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),          // 28: colony.v1.KeepAliveResponse
-	(*CloseSessionRequest)(nil),        // 29: colony.v1.CloseSessionRequest
-	(*CloseSessionResponse)(nil),       // 30: colony.v1.CloseSessionResponse
-	(*ListSessionsRequest)(nil),        // 31: colony.v1.ListSessionsRequest
-	(*SessionInfo)(nil),                // 32: colony.v1.SessionInfo
-	(*ListSessionsResponse)(nil),       // 33: colony.v1.ListSessionsResponse
-	(*Event)(nil),                      // 34: colony.v1.Event
-	(*WatchRequest)(nil),               // 35: colony.v1.WatchRequest
-	(*WatchResponse)(nil),              // 36: colony.v1.WatchResponse
-	(*Member)(nil),                     // 37: colony.v1.Member
-	(*StatusRequest)(nil),              // 38: colony.v1.StatusRequest
-	(*StatusResponse)(nil),             // 39: colony.v1.StatusResponse
-	(*AddMemberRequest)(nil),           // 40: colony.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),          // 41: colony.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),        // 42: colony.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),       // 43: colony.v1.RemoveMemberResponse
-	(*TransferLeadershipRequest)(nil),  // 44: colony.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 45: colony.v1.TransferLeadershipResponse
+	(ElectionCause)(0),                 // 5: colony.v1.ElectionCause
+	(*ResponseHeader)(nil),             // 6: colony.v1.ResponseHeader
+	(*Stat)(nil),                       // 7: colony.v1.Stat
+	(*CreateRequest)(nil),              // 8: colony.v1.CreateRequest
+	(*CreateResponse)(nil),             // 9: colony.v1.CreateResponse
+	(*GetRequest)(nil),                 // 10: colony.v1.GetRequest
+	(*GetResponse)(nil),                // 11: colony.v1.GetResponse
+	(*SetRequest)(nil),                 // 12: colony.v1.SetRequest
+	(*SetResponse)(nil),                // 13: colony.v1.SetResponse
+	(*DeleteRequest)(nil),              // 14: colony.v1.DeleteRequest
+	(*DeleteResponse)(nil),             // 15: colony.v1.DeleteResponse
+	(*ExistsRequest)(nil),              // 16: colony.v1.ExistsRequest
+	(*ExistsResponse)(nil),             // 17: colony.v1.ExistsResponse
+	(*ChildrenRequest)(nil),            // 18: colony.v1.ChildrenRequest
+	(*ChildrenResponse)(nil),           // 19: colony.v1.ChildrenResponse
+	(*CheckOp)(nil),                    // 20: colony.v1.CheckOp
+	(*Op)(nil),                         // 21: colony.v1.Op
+	(*OpError)(nil),                    // 22: colony.v1.OpError
+	(*OpResult)(nil),                   // 23: colony.v1.OpResult
+	(*MultiRequest)(nil),               // 24: colony.v1.MultiRequest
+	(*MultiResponse)(nil),              // 25: colony.v1.MultiResponse
+	(*OpenSessionRequest)(nil),         // 26: colony.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),        // 27: colony.v1.OpenSessionResponse
+	(*KeepAliveRequest)(nil),           // 28: colony.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),          // 29: colony.v1.KeepAliveResponse
+	(*CloseSessionRequest)(nil),        // 30: colony.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),       // 31: colony.v1.CloseSessionResponse
+	(*ListSessionsRequest)(nil),        // 32: colony.v1.ListSessionsRequest
+	(*SessionInfo)(nil),                // 33: colony.v1.SessionInfo
+	(*ListSessionsResponse)(nil),       // 34: colony.v1.ListSessionsResponse
+	(*Event)(nil),                      // 35: colony.v1.Event
+	(*WatchRequest)(nil),               // 36: colony.v1.WatchRequest
+	(*WatchResponse)(nil),              // 37: colony.v1.WatchResponse
+	(*Member)(nil),                     // 38: colony.v1.Member
+	(*FollowerReplication)(nil),        // 39: colony.v1.FollowerReplication
+	(*LeaderChange)(nil),               // 40: colony.v1.LeaderChange
+	(*StatusRequest)(nil),              // 41: colony.v1.StatusRequest
+	(*StatusResponse)(nil),             // 42: colony.v1.StatusResponse
+	(*AddMemberRequest)(nil),           // 43: colony.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),          // 44: colony.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),        // 45: colony.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),       // 46: colony.v1.RemoveMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 47: colony.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 48: colony.v1.TransferLeadershipResponse
 }
 var file_colony_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: colony.v1.Stat.kind:type_name -> colony.v1.NodeKind
 	0,  // 1: colony.v1.CreateRequest.kind:type_name -> colony.v1.NodeKind
-	5,  // 2: colony.v1.CreateResponse.header:type_name -> colony.v1.ResponseHeader
-	6,  // 3: colony.v1.CreateResponse.stat:type_name -> colony.v1.Stat
+	6,  // 2: colony.v1.CreateResponse.header:type_name -> colony.v1.ResponseHeader
+	7,  // 3: colony.v1.CreateResponse.stat:type_name -> colony.v1.Stat
 	1,  // 4: colony.v1.GetRequest.consistency:type_name -> colony.v1.Consistency
-	5,  // 5: colony.v1.GetResponse.header:type_name -> colony.v1.ResponseHeader
-	6,  // 6: colony.v1.GetResponse.stat:type_name -> colony.v1.Stat
-	5,  // 7: colony.v1.SetResponse.header:type_name -> colony.v1.ResponseHeader
-	6,  // 8: colony.v1.SetResponse.stat:type_name -> colony.v1.Stat
-	5,  // 9: colony.v1.DeleteResponse.header:type_name -> colony.v1.ResponseHeader
+	6,  // 5: colony.v1.GetResponse.header:type_name -> colony.v1.ResponseHeader
+	7,  // 6: colony.v1.GetResponse.stat:type_name -> colony.v1.Stat
+	6,  // 7: colony.v1.SetResponse.header:type_name -> colony.v1.ResponseHeader
+	7,  // 8: colony.v1.SetResponse.stat:type_name -> colony.v1.Stat
+	6,  // 9: colony.v1.DeleteResponse.header:type_name -> colony.v1.ResponseHeader
 	1,  // 10: colony.v1.ExistsRequest.consistency:type_name -> colony.v1.Consistency
-	5,  // 11: colony.v1.ExistsResponse.header:type_name -> colony.v1.ResponseHeader
-	6,  // 12: colony.v1.ExistsResponse.stat:type_name -> colony.v1.Stat
+	6,  // 11: colony.v1.ExistsResponse.header:type_name -> colony.v1.ResponseHeader
+	7,  // 12: colony.v1.ExistsResponse.stat:type_name -> colony.v1.Stat
 	1,  // 13: colony.v1.ChildrenRequest.consistency:type_name -> colony.v1.Consistency
-	5,  // 14: colony.v1.ChildrenResponse.header:type_name -> colony.v1.ResponseHeader
-	6,  // 15: colony.v1.ChildrenResponse.stat:type_name -> colony.v1.Stat
-	19, // 16: colony.v1.Op.check:type_name -> colony.v1.CheckOp
-	7,  // 17: colony.v1.Op.create:type_name -> colony.v1.CreateRequest
-	11, // 18: colony.v1.Op.set:type_name -> colony.v1.SetRequest
-	13, // 19: colony.v1.Op.delete:type_name -> colony.v1.DeleteRequest
-	19, // 20: colony.v1.OpResult.check:type_name -> colony.v1.CheckOp
-	8,  // 21: colony.v1.OpResult.create:type_name -> colony.v1.CreateResponse
-	12, // 22: colony.v1.OpResult.set:type_name -> colony.v1.SetResponse
-	14, // 23: colony.v1.OpResult.delete:type_name -> colony.v1.DeleteResponse
-	21, // 24: colony.v1.OpResult.error:type_name -> colony.v1.OpError
-	20, // 25: colony.v1.MultiRequest.ops:type_name -> colony.v1.Op
-	5,  // 26: colony.v1.MultiResponse.header:type_name -> colony.v1.ResponseHeader
-	22, // 27: colony.v1.MultiResponse.results:type_name -> colony.v1.OpResult
-	5,  // 28: colony.v1.OpenSessionResponse.header:type_name -> colony.v1.ResponseHeader
-	5,  // 29: colony.v1.KeepAliveResponse.header:type_name -> colony.v1.ResponseHeader
-	5,  // 30: colony.v1.CloseSessionResponse.header:type_name -> colony.v1.ResponseHeader
-	5,  // 31: colony.v1.ListSessionsResponse.header:type_name -> colony.v1.ResponseHeader
-	32, // 32: colony.v1.ListSessionsResponse.sessions:type_name -> colony.v1.SessionInfo
+	6,  // 14: colony.v1.ChildrenResponse.header:type_name -> colony.v1.ResponseHeader
+	7,  // 15: colony.v1.ChildrenResponse.stat:type_name -> colony.v1.Stat
+	20, // 16: colony.v1.Op.check:type_name -> colony.v1.CheckOp
+	8,  // 17: colony.v1.Op.create:type_name -> colony.v1.CreateRequest
+	12, // 18: colony.v1.Op.set:type_name -> colony.v1.SetRequest
+	14, // 19: colony.v1.Op.delete:type_name -> colony.v1.DeleteRequest
+	20, // 20: colony.v1.OpResult.check:type_name -> colony.v1.CheckOp
+	9,  // 21: colony.v1.OpResult.create:type_name -> colony.v1.CreateResponse
+	13, // 22: colony.v1.OpResult.set:type_name -> colony.v1.SetResponse
+	15, // 23: colony.v1.OpResult.delete:type_name -> colony.v1.DeleteResponse
+	22, // 24: colony.v1.OpResult.error:type_name -> colony.v1.OpError
+	21, // 25: colony.v1.MultiRequest.ops:type_name -> colony.v1.Op
+	6,  // 26: colony.v1.MultiResponse.header:type_name -> colony.v1.ResponseHeader
+	23, // 27: colony.v1.MultiResponse.results:type_name -> colony.v1.OpResult
+	6,  // 28: colony.v1.OpenSessionResponse.header:type_name -> colony.v1.ResponseHeader
+	6,  // 29: colony.v1.KeepAliveResponse.header:type_name -> colony.v1.ResponseHeader
+	6,  // 30: colony.v1.CloseSessionResponse.header:type_name -> colony.v1.ResponseHeader
+	6,  // 31: colony.v1.ListSessionsResponse.header:type_name -> colony.v1.ResponseHeader
+	33, // 32: colony.v1.ListSessionsResponse.sessions:type_name -> colony.v1.SessionInfo
 	3,  // 33: colony.v1.Event.type:type_name -> colony.v1.EventType
-	6,  // 34: colony.v1.Event.stat:type_name -> colony.v1.Stat
+	7,  // 34: colony.v1.Event.stat:type_name -> colony.v1.Stat
 	2,  // 35: colony.v1.WatchRequest.kind:type_name -> colony.v1.WatchKind
-	5,  // 36: colony.v1.WatchResponse.header:type_name -> colony.v1.ResponseHeader
-	34, // 37: colony.v1.WatchResponse.events:type_name -> colony.v1.Event
+	6,  // 36: colony.v1.WatchResponse.header:type_name -> colony.v1.ResponseHeader
+	35, // 37: colony.v1.WatchResponse.events:type_name -> colony.v1.Event
 	4,  // 38: colony.v1.Member.suffrage:type_name -> colony.v1.Suffrage
-	5,  // 39: colony.v1.StatusResponse.header:type_name -> colony.v1.ResponseHeader
-	37, // 40: colony.v1.StatusResponse.members:type_name -> colony.v1.Member
-	5,  // 41: colony.v1.AddMemberResponse.header:type_name -> colony.v1.ResponseHeader
-	5,  // 42: colony.v1.RemoveMemberResponse.header:type_name -> colony.v1.ResponseHeader
-	5,  // 43: colony.v1.TransferLeadershipResponse.header:type_name -> colony.v1.ResponseHeader
-	7,  // 44: colony.v1.Tree.Create:input_type -> colony.v1.CreateRequest
-	9,  // 45: colony.v1.Tree.Get:input_type -> colony.v1.GetRequest
-	11, // 46: colony.v1.Tree.Set:input_type -> colony.v1.SetRequest
-	13, // 47: colony.v1.Tree.Delete:input_type -> colony.v1.DeleteRequest
-	15, // 48: colony.v1.Tree.Exists:input_type -> colony.v1.ExistsRequest
-	17, // 49: colony.v1.Tree.Children:input_type -> colony.v1.ChildrenRequest
-	23, // 50: colony.v1.Tree.Multi:input_type -> colony.v1.MultiRequest
-	25, // 51: colony.v1.Sessions.Open:input_type -> colony.v1.OpenSessionRequest
-	27, // 52: colony.v1.Sessions.KeepAlive:input_type -> colony.v1.KeepAliveRequest
-	27, // 53: colony.v1.Sessions.KeepAliveStream:input_type -> colony.v1.KeepAliveRequest
-	29, // 54: colony.v1.Sessions.Close:input_type -> colony.v1.CloseSessionRequest
-	31, // 55: colony.v1.Sessions.List:input_type -> colony.v1.ListSessionsRequest
-	35, // 56: colony.v1.Watch.Watch:input_type -> colony.v1.WatchRequest
-	38, // 57: colony.v1.Cluster.Status:input_type -> colony.v1.StatusRequest
-	40, // 58: colony.v1.Cluster.AddMember:input_type -> colony.v1.AddMemberRequest
-	42, // 59: colony.v1.Cluster.RemoveMember:input_type -> colony.v1.RemoveMemberRequest
-	44, // 60: colony.v1.Cluster.TransferLeadership:input_type -> colony.v1.TransferLeadershipRequest
-	8,  // 61: colony.v1.Tree.Create:output_type -> colony.v1.CreateResponse
-	10, // 62: colony.v1.Tree.Get:output_type -> colony.v1.GetResponse
-	12, // 63: colony.v1.Tree.Set:output_type -> colony.v1.SetResponse
-	14, // 64: colony.v1.Tree.Delete:output_type -> colony.v1.DeleteResponse
-	16, // 65: colony.v1.Tree.Exists:output_type -> colony.v1.ExistsResponse
-	18, // 66: colony.v1.Tree.Children:output_type -> colony.v1.ChildrenResponse
-	24, // 67: colony.v1.Tree.Multi:output_type -> colony.v1.MultiResponse
-	26, // 68: colony.v1.Sessions.Open:output_type -> colony.v1.OpenSessionResponse
-	28, // 69: colony.v1.Sessions.KeepAlive:output_type -> colony.v1.KeepAliveResponse
-	28, // 70: colony.v1.Sessions.KeepAliveStream:output_type -> colony.v1.KeepAliveResponse
-	30, // 71: colony.v1.Sessions.Close:output_type -> colony.v1.CloseSessionResponse
-	33, // 72: colony.v1.Sessions.List:output_type -> colony.v1.ListSessionsResponse
-	36, // 73: colony.v1.Watch.Watch:output_type -> colony.v1.WatchResponse
-	39, // 74: colony.v1.Cluster.Status:output_type -> colony.v1.StatusResponse
-	41, // 75: colony.v1.Cluster.AddMember:output_type -> colony.v1.AddMemberResponse
-	43, // 76: colony.v1.Cluster.RemoveMember:output_type -> colony.v1.RemoveMemberResponse
-	45, // 77: colony.v1.Cluster.TransferLeadership:output_type -> colony.v1.TransferLeadershipResponse
-	61, // [61:78] is the sub-list for method output_type
-	44, // [44:61] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	39, // 39: colony.v1.Member.replication:type_name -> colony.v1.FollowerReplication
+	5,  // 40: colony.v1.LeaderChange.cause:type_name -> colony.v1.ElectionCause
+	6,  // 41: colony.v1.StatusResponse.header:type_name -> colony.v1.ResponseHeader
+	38, // 42: colony.v1.StatusResponse.members:type_name -> colony.v1.Member
+	40, // 43: colony.v1.StatusResponse.leader_history:type_name -> colony.v1.LeaderChange
+	6,  // 44: colony.v1.AddMemberResponse.header:type_name -> colony.v1.ResponseHeader
+	6,  // 45: colony.v1.RemoveMemberResponse.header:type_name -> colony.v1.ResponseHeader
+	6,  // 46: colony.v1.TransferLeadershipResponse.header:type_name -> colony.v1.ResponseHeader
+	8,  // 47: colony.v1.Tree.Create:input_type -> colony.v1.CreateRequest
+	10, // 48: colony.v1.Tree.Get:input_type -> colony.v1.GetRequest
+	12, // 49: colony.v1.Tree.Set:input_type -> colony.v1.SetRequest
+	14, // 50: colony.v1.Tree.Delete:input_type -> colony.v1.DeleteRequest
+	16, // 51: colony.v1.Tree.Exists:input_type -> colony.v1.ExistsRequest
+	18, // 52: colony.v1.Tree.Children:input_type -> colony.v1.ChildrenRequest
+	24, // 53: colony.v1.Tree.Multi:input_type -> colony.v1.MultiRequest
+	26, // 54: colony.v1.Sessions.Open:input_type -> colony.v1.OpenSessionRequest
+	28, // 55: colony.v1.Sessions.KeepAlive:input_type -> colony.v1.KeepAliveRequest
+	28, // 56: colony.v1.Sessions.KeepAliveStream:input_type -> colony.v1.KeepAliveRequest
+	30, // 57: colony.v1.Sessions.Close:input_type -> colony.v1.CloseSessionRequest
+	32, // 58: colony.v1.Sessions.List:input_type -> colony.v1.ListSessionsRequest
+	36, // 59: colony.v1.Watch.Watch:input_type -> colony.v1.WatchRequest
+	41, // 60: colony.v1.Cluster.Status:input_type -> colony.v1.StatusRequest
+	43, // 61: colony.v1.Cluster.AddMember:input_type -> colony.v1.AddMemberRequest
+	45, // 62: colony.v1.Cluster.RemoveMember:input_type -> colony.v1.RemoveMemberRequest
+	47, // 63: colony.v1.Cluster.TransferLeadership:input_type -> colony.v1.TransferLeadershipRequest
+	9,  // 64: colony.v1.Tree.Create:output_type -> colony.v1.CreateResponse
+	11, // 65: colony.v1.Tree.Get:output_type -> colony.v1.GetResponse
+	13, // 66: colony.v1.Tree.Set:output_type -> colony.v1.SetResponse
+	15, // 67: colony.v1.Tree.Delete:output_type -> colony.v1.DeleteResponse
+	17, // 68: colony.v1.Tree.Exists:output_type -> colony.v1.ExistsResponse
+	19, // 69: colony.v1.Tree.Children:output_type -> colony.v1.ChildrenResponse
+	25, // 70: colony.v1.Tree.Multi:output_type -> colony.v1.MultiResponse
+	27, // 71: colony.v1.Sessions.Open:output_type -> colony.v1.OpenSessionResponse
+	29, // 72: colony.v1.Sessions.KeepAlive:output_type -> colony.v1.KeepAliveResponse
+	29, // 73: colony.v1.Sessions.KeepAliveStream:output_type -> colony.v1.KeepAliveResponse
+	31, // 74: colony.v1.Sessions.Close:output_type -> colony.v1.CloseSessionResponse
+	34, // 75: colony.v1.Sessions.List:output_type -> colony.v1.ListSessionsResponse
+	37, // 76: colony.v1.Watch.Watch:output_type -> colony.v1.WatchResponse
+	42, // 77: colony.v1.Cluster.Status:output_type -> colony.v1.StatusResponse
+	44, // 78: colony.v1.Cluster.AddMember:output_type -> colony.v1.AddMemberResponse
+	46, // 79: colony.v1.Cluster.RemoveMember:output_type -> colony.v1.RemoveMemberResponse
+	48, // 80: colony.v1.Cluster.TransferLeadership:output_type -> colony.v1.TransferLeadershipResponse
+	64, // [64:81] is the sub-list for method output_type
+	47, // [47:64] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_colony_v1_coordinator_proto_init() }
@@ -3419,8 +3714,8 @@ func file_colony_v1_coordinator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_colony_v1_coordinator_proto_rawDesc), len(file_colony_v1_coordinator_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   41,
+			NumEnums:      6,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -1532,8 +1532,11 @@ func (x *KeepAliveSessionsResponse) GetTtlMs() []int64 {
 // ReportBatch is one client's Report request, already validated by the node
 // that received it.
 type ReportBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reports       []*v1.OutcomeReport    `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Reports []*v1.OutcomeReport    `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	// traceparent is the W3C trace context of the report on the receiving
+	// node, so the leader's decision can follow from it ("" when not traced).
+	Traceparent   string `protobuf:"bytes,2,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1573,6 +1576,13 @@ func (x *ReportBatch) GetReports() []*v1.OutcomeReport {
 		return x.Reports
 	}
 	return nil
+}
+
+func (x *ReportBatch) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 type ForwardReportsRequest struct {
@@ -1709,6 +1719,10 @@ type NodeStatusResponse struct {
 	CommitIndex   uint64                 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	LastIndex     uint64                 `protobuf:"varint,6,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	LastContactMs int64                  `protobuf:"varint,7,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	// replication: set by the leader, its view of each follower by id.
+	Replication map[string]*v1.FollowerReplication `protobuf:"bytes,8,rep,name=replication,proto3" json:"replication,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// elections: the elections this node observed (its last 32, oldest first).
+	Elections     []*v1.LeaderChange `protobuf:"bytes,9,rep,name=elections,proto3" json:"elections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1790,6 +1804,20 @@ func (x *NodeStatusResponse) GetLastContactMs() int64 {
 		return x.LastContactMs
 	}
 	return 0
+}
+
+func (x *NodeStatusResponse) GetReplication() map[string]*v1.FollowerReplication {
+	if x != nil {
+		return x.Replication
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetElections() []*v1.LeaderChange {
+	if x != nil {
+		return x.Elections
+	}
+	return nil
 }
 
 var File_colony_peer_v1_peer_proto protoreflect.FileDescriptor
@@ -1887,14 +1915,15 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\vsession_ids\x18\x01 \x03(\x04R\n" +
 	"sessionIds\"2\n" +
 	"\x19KeepAliveSessionsResponse\x12\x15\n" +
-	"\x06ttl_ms\x18\x01 \x03(\x03R\x05ttlMs\"A\n" +
+	"\x06ttl_ms\x18\x01 \x03(\x03R\x05ttlMs\"c\n" +
 	"\vReportBatch\x122\n" +
-	"\areports\x18\x01 \x03(\v2\x18.colony.v1.OutcomeReportR\areports\"N\n" +
+	"\areports\x18\x01 \x03(\v2\x18.colony.v1.OutcomeReportR\areports\x12 \n" +
+	"\vtraceparent\x18\x02 \x01(\tR\vtraceparent\"N\n" +
 	"\x15ForwardReportsRequest\x125\n" +
 	"\abatches\x18\x01 \x03(\v2\x1b.colony.peer.v1.ReportBatchR\abatches\"D\n" +
 	"\x16ForwardReportsResponse\x12*\n" +
 	"\x06errors\x18\x01 \x03(\v2\x12.colony.v1.OpErrorR\x06errors\"\x13\n" +
-	"\x11NodeStatusRequest\"\xdd\x01\n" +
+	"\x11NodeStatusRequest\"\xcb\x03\n" +
 	"\x12NodeStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
@@ -1903,7 +1932,12 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x06 \x01(\x04R\tlastIndex\x12&\n" +
-	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs2\xd3\x03\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\x12U\n" +
+	"\vreplication\x18\b \x03(\v23.colony.peer.v1.NodeStatusResponse.ReplicationEntryR\vreplication\x125\n" +
+	"\telections\x18\t \x03(\v2\x17.colony.v1.LeaderChangeR\telections\x1a^\n" +
+	"\x10ReplicationEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x124\n" +
+	"\x05value\x18\x02 \x01(\v2\x1e.colony.v1.FollowerReplicationR\x05value:\x028\x012\xd3\x03\n" +
 	"\x04Peer\x12Y\n" +
 	"\fProposeBatch\x12#.colony.peer.v1.ProposeBatchRequest\x1a$.colony.peer.v1.ProposeBatchResponse\x12P\n" +
 	"\tReadIndex\x12 .colony.peer.v1.ReadIndexRequest\x1a!.colony.peer.v1.ReadIndexResponse\x12h\n" +
@@ -1924,7 +1958,7 @@ func file_colony_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_colony_peer_v1_peer_proto_rawDescData
 }
 
-var file_colony_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_colony_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_colony_peer_v1_peer_proto_goTypes = []any{
 	(*Command)(nil),                   // 0: colony.peer.v1.Command
 	(*Txn)(nil),                       // 1: colony.peer.v1.Txn
@@ -1955,12 +1989,15 @@ var file_colony_peer_v1_peer_proto_goTypes = []any{
 	(*ForwardReportsResponse)(nil),    // 26: colony.peer.v1.ForwardReportsResponse
 	(*NodeStatusRequest)(nil),         // 27: colony.peer.v1.NodeStatusRequest
 	(*NodeStatusResponse)(nil),        // 28: colony.peer.v1.NodeStatusResponse
-	(*v1.Op)(nil),                     // 29: colony.v1.Op
-	(*v1.MultiResponse)(nil),          // 30: colony.v1.MultiResponse
-	(*v1.OpenSessionResponse)(nil),    // 31: colony.v1.OpenSessionResponse
-	(*v1.OpError)(nil),                // 32: colony.v1.OpError
-	(*v1.Stat)(nil),                   // 33: colony.v1.Stat
-	(*v1.OutcomeReport)(nil),          // 34: colony.v1.OutcomeReport
+	nil,                               // 29: colony.peer.v1.NodeStatusResponse.ReplicationEntry
+	(*v1.Op)(nil),                     // 30: colony.v1.Op
+	(*v1.MultiResponse)(nil),          // 31: colony.v1.MultiResponse
+	(*v1.OpenSessionResponse)(nil),    // 32: colony.v1.OpenSessionResponse
+	(*v1.OpError)(nil),                // 33: colony.v1.OpError
+	(*v1.Stat)(nil),                   // 34: colony.v1.Stat
+	(*v1.OutcomeReport)(nil),          // 35: colony.v1.OutcomeReport
+	(*v1.LeaderChange)(nil),           // 36: colony.v1.LeaderChange
+	(*v1.FollowerReplication)(nil),    // 37: colony.v1.FollowerReplication
 }
 var file_colony_peer_v1_peer_proto_depIdxs = []int32{
 	1,  // 0: colony.peer.v1.Command.txn:type_name -> colony.peer.v1.Txn
@@ -1971,13 +2008,13 @@ var file_colony_peer_v1_peer_proto_depIdxs = []int32{
 	7,  // 5: colony.peer.v1.Command.register_member:type_name -> colony.peer.v1.RegisterMember
 	8,  // 6: colony.peer.v1.Command.forget_member:type_name -> colony.peer.v1.ForgetMember
 	9,  // 7: colony.peer.v1.Command.noop:type_name -> colony.peer.v1.Noop
-	29, // 8: colony.peer.v1.Txn.ops:type_name -> colony.v1.Op
+	30, // 8: colony.peer.v1.Txn.ops:type_name -> colony.v1.Op
 	5,  // 9: colony.peer.v1.Reap.targets:type_name -> colony.peer.v1.ReapTarget
-	30, // 10: colony.peer.v1.CommandResult.txn:type_name -> colony.v1.MultiResponse
-	31, // 11: colony.peer.v1.CommandResult.open_session:type_name -> colony.v1.OpenSessionResponse
-	32, // 12: colony.peer.v1.CommandResult.error:type_name -> colony.v1.OpError
+	31, // 10: colony.peer.v1.CommandResult.txn:type_name -> colony.v1.MultiResponse
+	32, // 11: colony.peer.v1.CommandResult.open_session:type_name -> colony.v1.OpenSessionResponse
+	33, // 12: colony.peer.v1.CommandResult.error:type_name -> colony.v1.OpError
 	11, // 13: colony.peer.v1.CommandResult.ok:type_name -> colony.peer.v1.Empty
-	33, // 14: colony.peer.v1.SnapshotNode.stat:type_name -> colony.v1.Stat
+	34, // 14: colony.peer.v1.SnapshotNode.stat:type_name -> colony.v1.Stat
 	10, // 15: colony.peer.v1.SnapshotDedup.result:type_name -> colony.peer.v1.CommandResult
 	13, // 16: colony.peer.v1.SnapshotRecord.node:type_name -> colony.peer.v1.SnapshotNode
 	14, // 17: colony.peer.v1.SnapshotRecord.session:type_name -> colony.peer.v1.SnapshotSession
@@ -1985,26 +2022,29 @@ var file_colony_peer_v1_peer_proto_depIdxs = []int32{
 	7,  // 19: colony.peer.v1.SnapshotRecord.member:type_name -> colony.peer.v1.RegisterMember
 	0,  // 20: colony.peer.v1.ProposeBatchRequest.commands:type_name -> colony.peer.v1.Command
 	10, // 21: colony.peer.v1.ProposeResult.result:type_name -> colony.peer.v1.CommandResult
-	32, // 22: colony.peer.v1.ProposeResult.error:type_name -> colony.v1.OpError
+	33, // 22: colony.peer.v1.ProposeResult.error:type_name -> colony.v1.OpError
 	18, // 23: colony.peer.v1.ProposeBatchResponse.results:type_name -> colony.peer.v1.ProposeResult
-	34, // 24: colony.peer.v1.ReportBatch.reports:type_name -> colony.v1.OutcomeReport
+	35, // 24: colony.peer.v1.ReportBatch.reports:type_name -> colony.v1.OutcomeReport
 	24, // 25: colony.peer.v1.ForwardReportsRequest.batches:type_name -> colony.peer.v1.ReportBatch
-	32, // 26: colony.peer.v1.ForwardReportsResponse.errors:type_name -> colony.v1.OpError
-	17, // 27: colony.peer.v1.Peer.ProposeBatch:input_type -> colony.peer.v1.ProposeBatchRequest
-	20, // 28: colony.peer.v1.Peer.ReadIndex:input_type -> colony.peer.v1.ReadIndexRequest
-	22, // 29: colony.peer.v1.Peer.KeepAliveSessions:input_type -> colony.peer.v1.KeepAliveSessionsRequest
-	25, // 30: colony.peer.v1.Peer.ForwardReports:input_type -> colony.peer.v1.ForwardReportsRequest
-	27, // 31: colony.peer.v1.Peer.NodeStatus:input_type -> colony.peer.v1.NodeStatusRequest
-	19, // 32: colony.peer.v1.Peer.ProposeBatch:output_type -> colony.peer.v1.ProposeBatchResponse
-	21, // 33: colony.peer.v1.Peer.ReadIndex:output_type -> colony.peer.v1.ReadIndexResponse
-	23, // 34: colony.peer.v1.Peer.KeepAliveSessions:output_type -> colony.peer.v1.KeepAliveSessionsResponse
-	26, // 35: colony.peer.v1.Peer.ForwardReports:output_type -> colony.peer.v1.ForwardReportsResponse
-	28, // 36: colony.peer.v1.Peer.NodeStatus:output_type -> colony.peer.v1.NodeStatusResponse
-	32, // [32:37] is the sub-list for method output_type
-	27, // [27:32] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	33, // 26: colony.peer.v1.ForwardReportsResponse.errors:type_name -> colony.v1.OpError
+	29, // 27: colony.peer.v1.NodeStatusResponse.replication:type_name -> colony.peer.v1.NodeStatusResponse.ReplicationEntry
+	36, // 28: colony.peer.v1.NodeStatusResponse.elections:type_name -> colony.v1.LeaderChange
+	37, // 29: colony.peer.v1.NodeStatusResponse.ReplicationEntry.value:type_name -> colony.v1.FollowerReplication
+	17, // 30: colony.peer.v1.Peer.ProposeBatch:input_type -> colony.peer.v1.ProposeBatchRequest
+	20, // 31: colony.peer.v1.Peer.ReadIndex:input_type -> colony.peer.v1.ReadIndexRequest
+	22, // 32: colony.peer.v1.Peer.KeepAliveSessions:input_type -> colony.peer.v1.KeepAliveSessionsRequest
+	25, // 33: colony.peer.v1.Peer.ForwardReports:input_type -> colony.peer.v1.ForwardReportsRequest
+	27, // 34: colony.peer.v1.Peer.NodeStatus:input_type -> colony.peer.v1.NodeStatusRequest
+	19, // 35: colony.peer.v1.Peer.ProposeBatch:output_type -> colony.peer.v1.ProposeBatchResponse
+	21, // 36: colony.peer.v1.Peer.ReadIndex:output_type -> colony.peer.v1.ReadIndexResponse
+	23, // 37: colony.peer.v1.Peer.KeepAliveSessions:output_type -> colony.peer.v1.KeepAliveSessionsResponse
+	26, // 38: colony.peer.v1.Peer.ForwardReports:output_type -> colony.peer.v1.ForwardReportsResponse
+	28, // 39: colony.peer.v1.Peer.NodeStatus:output_type -> colony.peer.v1.NodeStatusResponse
+	35, // [35:40] is the sub-list for method output_type
+	30, // [30:35] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_colony_peer_v1_peer_proto_init() }
@@ -2041,7 +2081,7 @@ func file_colony_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_colony_peer_v1_peer_proto_rawDesc), len(file_colony_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
