@@ -160,6 +160,12 @@ type PairRecord struct {
 	// PolicyVersion is the version of /colony/policies/<callee> the engine
 	// last evaluated with; -1 for the default policy.
 	PolicyVersion int64 `json:"policyVersion"`
+	// Traceparent is the W3C trace context of the write that stored this
+	// record (the coordinator's colony.breaker.apply span), empty when the
+	// coordinator does not trace. A sidecar starts its spans for the change
+	// (watch delivery, xDS push, ACK) as its children, so one trace runs
+	// from the reports that tripped the pair to every caller enforcing it.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // Clone returns a deep copy.
