@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/grpc"
 
 	"github.com/colonymesh/colony/breaker"
@@ -202,18 +203,19 @@ type Sidecar struct {
 	grpc *grpc.Server
 	lis  net.Listener
 
-	mu        sync.Mutex
-	records   map[string]*coordRecord            // callee -> the coordinator's record
-	services  map[string]map[string]Registration // service -> instance -> registration
-	policies  map[string]breaker.PolicySet       // callee -> policies
-	session   *client.Session
-	lastReply time.Time // the coordinator last answered (besides keep-alives)
-	degraded  bool
-	agg       map[string]*breaker.Counts // callee -> this period's counts
-	local     map[string]*localBreaker   // callee -> Local mode breaker
-	enforcers []Enforcer
-	subs      map[chan struct{}]struct{} // WatchBreakers streams to poke
-	lastView  View
+	mu          sync.Mutex
+	records     map[string]*coordRecord            // callee -> the coordinator's record
+	services    map[string]map[string]Registration // service -> instance -> registration
+	policies    map[string]breaker.PolicySet       // callee -> policies
+	session     *client.Session
+	lastReply   time.Time // the coordinator last answered (besides keep-alives)
+	degraded    bool
+	agg         map[string]*breaker.Counts     // callee -> this period's counts
+	local       map[string]*localBreaker       // callee -> Local mode breaker
+	classifiers map[string]*breaker.Classifier // callee -> from its policy; cleared when policies change
+	enforcers   []Enforcer
+	subs        map[chan struct{}]struct{} // WatchBreakers streams to poke
+	lastView    View
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -248,10 +250,22 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 		lis: lis, grpc: grpc.NewServer(),
 		records: map[string]*coordRecord{}, services: map[string]map[string]Registration{},
 		policies: map[string]breaker.PolicySet{}, agg: map[string]*breaker.Counts{},
-		local: map[string]*localBreaker{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
+		local: map[string]*localBreaker{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
 		ctx: ctx, cancel: cancel,
 	}
 	colonyv1.RegisterSidecarServer(s.grpc, &api{s: s})
+	lk := newLocks(s)
+	colonyv1.RegisterLocksServer(s.grpc, lk)
+	colonyv1.RegisterElectionsServer(s.grpc, lk)
+	accesslogv3.RegisterAccessLogServiceServer(s.grpc, &accessLogs{s: s})
+	for _, e := range enforcers {
+		// An enforcer that serves gRPC (xDS, Envoy's access logs) shares the
+		// sidecar's port: one address for apps, Envoy and proxyless clients.
+		if r, ok := e.(interface{ Register(grpc.ServiceRegistrar) }); ok {
+			r.Register(s.grpc)
+		}
+	}
+	s.publish() // enforcers have the initial view before any client connects
 	s.goFunc(func() {
 		if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("sidecar API server stopped", "err", err)
@@ -269,7 +283,6 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 	s.goFunc(s.runSession)
 	s.goFunc(s.runReports)
 	s.goFunc(s.runStaleness)
-	s.publish()
 	return s, nil
 }
 
@@ -482,6 +495,7 @@ func (s *Sidecar) applyRegistry(u mirrorUpdate) {
 func (s *Sidecar) applyPolicy(u mirrorUpdate) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	clear(s.classifiers) // rebuilt from the new policies on the next call
 	decode := func(data []byte) (breaker.PolicySet, bool) {
 		var ps breaker.PolicySet
 		return ps, json.Unmarshal(data, &ps) == nil && ps.Validate() == nil

@@ -377,6 +377,10 @@ func egressListener(cfg Config) (*listenerv3.Listener, error) {
 			}},
 			TransportApiVersion: corev3.ApiVersion_V3,
 		},
+		// A gRPC call's outcome is in its trailers (or, for an error
+		// without a body, its headers): the sidecar classifies by it.
+		AdditionalResponseHeadersToLog:  []string{"grpc-status"},
+		AdditionalResponseTrailersToLog: []string{"grpc-status"},
 	})
 	if err != nil {
 		return nil, err

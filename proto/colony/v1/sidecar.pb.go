@@ -505,6 +505,574 @@ func (x *SidecarStatusResponse) GetEnforcers() []string {
 	return nil
 }
 
+type HoldRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`                 // first message: the lock
+	TtlMs         int64                  `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"` // first message: how long the lock survives the sidecar's death (default 10s)
+	Try           bool                   `protobuf:"varint,3,opt,name=try,proto3" json:"try,omitempty"`                  // first message: fail with FAILED_PRECONDITION instead of waiting
+	Release       bool                   `protobuf:"varint,4,opt,name=release,proto3" json:"release,omitempty"`          // later: release the lock (the stream then ends)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldRequest) Reset() {
+	*x = HoldRequest{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldRequest) ProtoMessage() {}
+
+func (x *HoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldRequest.ProtoReflect.Descriptor instead.
+func (*HoldRequest) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *HoldRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HoldRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *HoldRequest) GetTry() bool {
+	if x != nil {
+		return x.Try
+	}
+	return false
+}
+
+func (x *HoldRequest) GetRelease() bool {
+	if x != nil {
+		return x.Release
+	}
+	return false
+}
+
+type HoldResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"` // the lock node: use it for guarded writes
+	Lost          bool                   `protobuf:"varint,3,opt,name=lost,proto3" json:"lost,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldResponse) Reset() {
+	*x = HoldResponse{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldResponse) ProtoMessage() {}
+
+func (x *HoldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldResponse.ProtoReflect.Descriptor instead.
+func (*HoldResponse) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HoldResponse) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *HoldResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HoldResponse) GetLost() bool {
+	if x != nil {
+		return x.Lost
+	}
+	return false
+}
+
+func (x *HoldResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type AcquireRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	TtlMs         int64                  `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"` // lease TTL: KeepAlive at least this often (default 10s)
+	Try           bool                   `protobuf:"varint,3,opt,name=try,proto3" json:"try,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcquireRequest) Reset() {
+	*x = AcquireRequest{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcquireRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcquireRequest) ProtoMessage() {}
+
+func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcquireRequest.ProtoReflect.Descriptor instead.
+func (*AcquireRequest) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AcquireRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AcquireRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *AcquireRequest) GetTry() bool {
+	if x != nil {
+		return x.Try
+	}
+	return false
+}
+
+type AcquireResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId       string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcquireResponse) Reset() {
+	*x = AcquireResponse{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcquireResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcquireResponse) ProtoMessage() {}
+
+func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcquireResponse.ProtoReflect.Descriptor instead.
+func (*AcquireResponse) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AcquireResponse) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *AcquireResponse) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *AcquireResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type LeaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId       string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRequest) Reset() {
+	*x = LeaseRequest{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRequest) ProtoMessage() {}
+
+func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRequest) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LeaseRequest) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+type LeaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseResponse) Reset() {
+	*x = LeaseResponse{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseResponse) ProtoMessage() {}
+
+func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
+func (*LeaseResponse) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{13}
+}
+
+type CampaignRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"` // what observers see as the leader's value
+	TtlMs         int64                  `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CampaignRequest) Reset() {
+	*x = CampaignRequest{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CampaignRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CampaignRequest) ProtoMessage() {}
+
+func (x *CampaignRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CampaignRequest.ProtoReflect.Descriptor instead.
+func (*CampaignRequest) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CampaignRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CampaignRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *CampaignRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type CampaignResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         uint64                 `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Lost          bool                   `protobuf:"varint,3,opt,name=lost,proto3" json:"lost,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CampaignResponse) Reset() {
+	*x = CampaignResponse{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CampaignResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CampaignResponse) ProtoMessage() {}
+
+func (x *CampaignResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CampaignResponse.ProtoReflect.Descriptor instead.
+func (*CampaignResponse) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CampaignResponse) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *CampaignResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CampaignResponse) GetLost() bool {
+	if x != nil {
+		return x.Lost
+	}
+	return false
+}
+
+func (x *CampaignResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ObserveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObserveRequest) Reset() {
+	*x = ObserveRequest{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObserveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObserveRequest) ProtoMessage() {}
+
+func (x *ObserveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObserveRequest.ProtoReflect.Descriptor instead.
+func (*ObserveRequest) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ObserveRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type LeaderInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Present       bool                   `protobuf:"varint,1,opt,name=present,proto3" json:"present,omitempty"` // false: no candidate
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaderInfo) Reset() {
+	*x = LeaderInfo{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaderInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaderInfo) ProtoMessage() {}
+
+func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaderInfo.ProtoReflect.Descriptor instead.
+func (*LeaderInfo) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *LeaderInfo) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
+func (x *LeaderInfo) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *LeaderInfo) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
 var File_colony_v1_sidecar_proto protoreflect.FileDescriptor
 
 const file_colony_v1_sidecar_proto_rawDesc = "" +
@@ -543,11 +1111,56 @@ const file_colony_v1_sidecar_proto_rawDesc = "" +
 	"\x04mode\x18\x05 \x01(\tR\x04mode\x12\x1a\n" +
 	"\bdegraded\x18\x06 \x01(\bR\bdegraded\x12+\n" +
 	"\x05pairs\x18\a \x03(\v2\x15.colony.v1.PairStatusR\x05pairs\x12\x1c\n" +
-	"\tenforcers\x18\b \x03(\tR\tenforcers2\xf1\x01\n" +
+	"\tenforcers\x18\b \x03(\tR\tenforcers\"d\n" +
+	"\vHoldRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x15\n" +
+	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\x10\n" +
+	"\x03try\x18\x03 \x01(\bR\x03try\x12\x18\n" +
+	"\arelease\x18\x04 \x01(\bR\arelease\"d\n" +
+	"\fHoldResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04lost\x18\x03 \x01(\bR\x04lost\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"M\n" +
+	"\x0eAcquireRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x15\n" +
+	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\x10\n" +
+	"\x03try\x18\x03 \x01(\bR\x03try\"V\n" +
+	"\x0fAcquireResponse\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\")\n" +
+	"\fLeaseRequest\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\"\x0f\n" +
+	"\rLeaseResponse\"R\n" +
+	"\x0fCampaignRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"h\n" +
+	"\x10CampaignResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\x04R\x05token\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04lost\x18\x03 \x01(\bR\x04lost\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"$\n" +
+	"\x0eObserveRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"R\n" +
+	"\n" +
+	"LeaderInfo\x12\x18\n" +
+	"\apresent\x18\x01 \x01(\bR\apresent\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token2\xf1\x01\n" +
 	"\aSidecar\x12K\n" +
 	"\x06Report\x12\x1f.colony.v1.SidecarReportRequest\x1a .colony.v1.SidecarReportResponse\x12L\n" +
 	"\rWatchBreakers\x12\x1f.colony.v1.WatchBreakersRequest\x1a\x18.colony.v1.BreakerUpdate0\x01\x12K\n" +
-	"\x06Status\x12\x1f.colony.v1.SidecarStatusRequest\x1a .colony.v1.SidecarStatusResponseB7Z5github.com/colonymesh/colony/proto/colony/v1;colonyv1b\x06proto3"
+	"\x06Status\x12\x1f.colony.v1.SidecarStatusRequest\x1a .colony.v1.SidecarStatusResponse2\x84\x02\n" +
+	"\x05Locks\x12;\n" +
+	"\x04Hold\x12\x16.colony.v1.HoldRequest\x1a\x17.colony.v1.HoldResponse(\x010\x01\x12@\n" +
+	"\aAcquire\x12\x19.colony.v1.AcquireRequest\x1a\x1a.colony.v1.AcquireResponse\x12>\n" +
+	"\tKeepAlive\x12\x17.colony.v1.LeaseRequest\x1a\x18.colony.v1.LeaseResponse\x12<\n" +
+	"\aRelease\x12\x17.colony.v1.LeaseRequest\x1a\x18.colony.v1.LeaseResponse2\x91\x01\n" +
+	"\tElections\x12E\n" +
+	"\bCampaign\x12\x1a.colony.v1.CampaignRequest\x1a\x1b.colony.v1.CampaignResponse0\x01\x12=\n" +
+	"\aObserve\x12\x19.colony.v1.ObserveRequest\x1a\x15.colony.v1.LeaderInfo0\x01B7Z5github.com/colonymesh/colony/proto/colony/v1;colonyv1b\x06proto3"
 
 var (
 	file_colony_v1_sidecar_proto_rawDescOnce sync.Once
@@ -561,7 +1174,7 @@ func file_colony_v1_sidecar_proto_rawDescGZIP() []byte {
 	return file_colony_v1_sidecar_proto_rawDescData
 }
 
-var file_colony_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_colony_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_colony_v1_sidecar_proto_goTypes = []any{
 	(*CalleeOutcome)(nil),         // 0: colony.v1.CalleeOutcome
 	(*SidecarReportRequest)(nil),  // 1: colony.v1.SidecarReportRequest
@@ -571,23 +1184,45 @@ var file_colony_v1_sidecar_proto_goTypes = []any{
 	(*SidecarStatusRequest)(nil),  // 5: colony.v1.SidecarStatusRequest
 	(*PairStatus)(nil),            // 6: colony.v1.PairStatus
 	(*SidecarStatusResponse)(nil), // 7: colony.v1.SidecarStatusResponse
-	(*OutcomeCounts)(nil),         // 8: colony.v1.OutcomeCounts
+	(*HoldRequest)(nil),           // 8: colony.v1.HoldRequest
+	(*HoldResponse)(nil),          // 9: colony.v1.HoldResponse
+	(*AcquireRequest)(nil),        // 10: colony.v1.AcquireRequest
+	(*AcquireResponse)(nil),       // 11: colony.v1.AcquireResponse
+	(*LeaseRequest)(nil),          // 12: colony.v1.LeaseRequest
+	(*LeaseResponse)(nil),         // 13: colony.v1.LeaseResponse
+	(*CampaignRequest)(nil),       // 14: colony.v1.CampaignRequest
+	(*CampaignResponse)(nil),      // 15: colony.v1.CampaignResponse
+	(*ObserveRequest)(nil),        // 16: colony.v1.ObserveRequest
+	(*LeaderInfo)(nil),            // 17: colony.v1.LeaderInfo
+	(*OutcomeCounts)(nil),         // 18: colony.v1.OutcomeCounts
 }
 var file_colony_v1_sidecar_proto_depIdxs = []int32{
-	8, // 0: colony.v1.CalleeOutcome.counts:type_name -> colony.v1.OutcomeCounts
-	0, // 1: colony.v1.SidecarReportRequest.outcomes:type_name -> colony.v1.CalleeOutcome
-	6, // 2: colony.v1.SidecarStatusResponse.pairs:type_name -> colony.v1.PairStatus
-	1, // 3: colony.v1.Sidecar.Report:input_type -> colony.v1.SidecarReportRequest
-	3, // 4: colony.v1.Sidecar.WatchBreakers:input_type -> colony.v1.WatchBreakersRequest
-	5, // 5: colony.v1.Sidecar.Status:input_type -> colony.v1.SidecarStatusRequest
-	2, // 6: colony.v1.Sidecar.Report:output_type -> colony.v1.SidecarReportResponse
-	4, // 7: colony.v1.Sidecar.WatchBreakers:output_type -> colony.v1.BreakerUpdate
-	7, // 8: colony.v1.Sidecar.Status:output_type -> colony.v1.SidecarStatusResponse
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	18, // 0: colony.v1.CalleeOutcome.counts:type_name -> colony.v1.OutcomeCounts
+	0,  // 1: colony.v1.SidecarReportRequest.outcomes:type_name -> colony.v1.CalleeOutcome
+	6,  // 2: colony.v1.SidecarStatusResponse.pairs:type_name -> colony.v1.PairStatus
+	1,  // 3: colony.v1.Sidecar.Report:input_type -> colony.v1.SidecarReportRequest
+	3,  // 4: colony.v1.Sidecar.WatchBreakers:input_type -> colony.v1.WatchBreakersRequest
+	5,  // 5: colony.v1.Sidecar.Status:input_type -> colony.v1.SidecarStatusRequest
+	8,  // 6: colony.v1.Locks.Hold:input_type -> colony.v1.HoldRequest
+	10, // 7: colony.v1.Locks.Acquire:input_type -> colony.v1.AcquireRequest
+	12, // 8: colony.v1.Locks.KeepAlive:input_type -> colony.v1.LeaseRequest
+	12, // 9: colony.v1.Locks.Release:input_type -> colony.v1.LeaseRequest
+	14, // 10: colony.v1.Elections.Campaign:input_type -> colony.v1.CampaignRequest
+	16, // 11: colony.v1.Elections.Observe:input_type -> colony.v1.ObserveRequest
+	2,  // 12: colony.v1.Sidecar.Report:output_type -> colony.v1.SidecarReportResponse
+	4,  // 13: colony.v1.Sidecar.WatchBreakers:output_type -> colony.v1.BreakerUpdate
+	7,  // 14: colony.v1.Sidecar.Status:output_type -> colony.v1.SidecarStatusResponse
+	9,  // 15: colony.v1.Locks.Hold:output_type -> colony.v1.HoldResponse
+	11, // 16: colony.v1.Locks.Acquire:output_type -> colony.v1.AcquireResponse
+	13, // 17: colony.v1.Locks.KeepAlive:output_type -> colony.v1.LeaseResponse
+	13, // 18: colony.v1.Locks.Release:output_type -> colony.v1.LeaseResponse
+	15, // 19: colony.v1.Elections.Campaign:output_type -> colony.v1.CampaignResponse
+	17, // 20: colony.v1.Elections.Observe:output_type -> colony.v1.LeaderInfo
+	12, // [12:21] is the sub-list for method output_type
+	3,  // [3:12] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_colony_v1_sidecar_proto_init() }
@@ -602,9 +1237,9 @@ func file_colony_v1_sidecar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_colony_v1_sidecar_proto_rawDesc), len(file_colony_v1_sidecar_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   18,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   3,
 		},
 		GoTypes:           file_colony_v1_sidecar_proto_goTypes,
 		DependencyIndexes: file_colony_v1_sidecar_proto_depIdxs,

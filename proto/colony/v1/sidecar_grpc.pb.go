@@ -220,3 +220,402 @@ var Sidecar_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "colony/v1/sidecar.proto",
 }
+
+const (
+	Locks_Hold_FullMethodName      = "/colony.v1.Locks/Hold"
+	Locks_Acquire_FullMethodName   = "/colony.v1.Locks/Acquire"
+	Locks_KeepAlive_FullMethodName = "/colony.v1.Locks/KeepAlive"
+	Locks_Release_FullMethodName   = "/colony.v1.Locks/Release"
+)
+
+// LocksClient is the client API for Locks service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Locks are the coordinator's lock recipe, served to local apps. Every grant
+// carries a fencing token: the zxid at which the holder's lock node was
+// created, strictly increasing from holder to holder of one lock (see package
+// recipe). A lock lives as long as the app proves it is alive: the Hold
+// stream stays open, or, for Acquire, KeepAlive comes within the TTL.
+type LocksClient interface {
+	// Hold acquires the lock named in the first request and holds it while the
+	// stream is open. The first response carries the token; if the lock is
+	// lost (the sidecar's session with the coordinator expired), a response
+	// with lost set is sent and the stream ends with ABORTED. Closing the
+	// stream, or sending release, releases it.
+	Hold(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HoldRequest, HoldResponse], error)
+	// Acquire takes the lock, waiting until the call's deadline (or not at all
+	// with try), and returns a lease the app must KeepAlive within ttl_ms and
+	// Release.
+	Acquire(ctx context.Context, in *AcquireRequest, opts ...grpc.CallOption) (*AcquireResponse, error)
+	KeepAlive(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*LeaseResponse, error)
+	Release(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*LeaseResponse, error)
+}
+
+type locksClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewLocksClient(cc grpc.ClientConnInterface) LocksClient {
+	return &locksClient{cc}
+}
+
+func (c *locksClient) Hold(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HoldRequest, HoldResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Locks_ServiceDesc.Streams[0], Locks_Hold_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HoldRequest, HoldResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Locks_HoldClient = grpc.BidiStreamingClient[HoldRequest, HoldResponse]
+
+func (c *locksClient) Acquire(ctx context.Context, in *AcquireRequest, opts ...grpc.CallOption) (*AcquireResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcquireResponse)
+	err := c.cc.Invoke(ctx, Locks_Acquire_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *locksClient) KeepAlive(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*LeaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseResponse)
+	err := c.cc.Invoke(ctx, Locks_KeepAlive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *locksClient) Release(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*LeaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseResponse)
+	err := c.cc.Invoke(ctx, Locks_Release_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LocksServer is the server API for Locks service.
+// All implementations must embed UnimplementedLocksServer
+// for forward compatibility.
+//
+// Locks are the coordinator's lock recipe, served to local apps. Every grant
+// carries a fencing token: the zxid at which the holder's lock node was
+// created, strictly increasing from holder to holder of one lock (see package
+// recipe). A lock lives as long as the app proves it is alive: the Hold
+// stream stays open, or, for Acquire, KeepAlive comes within the TTL.
+type LocksServer interface {
+	// Hold acquires the lock named in the first request and holds it while the
+	// stream is open. The first response carries the token; if the lock is
+	// lost (the sidecar's session with the coordinator expired), a response
+	// with lost set is sent and the stream ends with ABORTED. Closing the
+	// stream, or sending release, releases it.
+	Hold(grpc.BidiStreamingServer[HoldRequest, HoldResponse]) error
+	// Acquire takes the lock, waiting until the call's deadline (or not at all
+	// with try), and returns a lease the app must KeepAlive within ttl_ms and
+	// Release.
+	Acquire(context.Context, *AcquireRequest) (*AcquireResponse, error)
+	KeepAlive(context.Context, *LeaseRequest) (*LeaseResponse, error)
+	Release(context.Context, *LeaseRequest) (*LeaseResponse, error)
+	mustEmbedUnimplementedLocksServer()
+}
+
+// UnimplementedLocksServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedLocksServer struct{}
+
+func (UnimplementedLocksServer) Hold(grpc.BidiStreamingServer[HoldRequest, HoldResponse]) error {
+	return status.Error(codes.Unimplemented, "method Hold not implemented")
+}
+func (UnimplementedLocksServer) Acquire(context.Context, *AcquireRequest) (*AcquireResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Acquire not implemented")
+}
+func (UnimplementedLocksServer) KeepAlive(context.Context, *LeaseRequest) (*LeaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method KeepAlive not implemented")
+}
+func (UnimplementedLocksServer) Release(context.Context, *LeaseRequest) (*LeaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedLocksServer) mustEmbedUnimplementedLocksServer() {}
+func (UnimplementedLocksServer) testEmbeddedByValue()               {}
+
+// UnsafeLocksServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to LocksServer will
+// result in compilation errors.
+type UnsafeLocksServer interface {
+	mustEmbedUnimplementedLocksServer()
+}
+
+func RegisterLocksServer(s grpc.ServiceRegistrar, srv LocksServer) {
+	// If the following call panics, it indicates UnimplementedLocksServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Locks_ServiceDesc, srv)
+}
+
+func _Locks_Hold_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LocksServer).Hold(&grpc.GenericServerStream[HoldRequest, HoldResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Locks_HoldServer = grpc.BidiStreamingServer[HoldRequest, HoldResponse]
+
+func _Locks_Acquire_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcquireRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LocksServer).Acquire(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Locks_Acquire_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LocksServer).Acquire(ctx, req.(*AcquireRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Locks_KeepAlive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LocksServer).KeepAlive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Locks_KeepAlive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LocksServer).KeepAlive(ctx, req.(*LeaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Locks_Release_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LocksServer).Release(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Locks_Release_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LocksServer).Release(ctx, req.(*LeaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Locks_ServiceDesc is the grpc.ServiceDesc for Locks service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Locks_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "colony.v1.Locks",
+	HandlerType: (*LocksServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Acquire",
+			Handler:    _Locks_Acquire_Handler,
+		},
+		{
+			MethodName: "KeepAlive",
+			Handler:    _Locks_KeepAlive_Handler,
+		},
+		{
+			MethodName: "Release",
+			Handler:    _Locks_Release_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Hold",
+			Handler:       _Locks_Hold_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "colony/v1/sidecar.proto",
+}
+
+const (
+	Elections_Campaign_FullMethodName = "/colony.v1.Elections/Campaign"
+	Elections_Observe_FullMethodName  = "/colony.v1.Elections/Observe"
+)
+
+// ElectionsClient is the client API for Elections service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Elections are the coordinator's leader-election recipe, served to local apps.
+type ElectionsClient interface {
+	// Campaign enters the election and answers once this candidate leads (with
+	// its token); it stays leader while the stream is open. If leadership is
+	// lost, a message with lost set is sent and the stream ends with ABORTED.
+	// Closing the stream resigns.
+	Campaign(ctx context.Context, in *CampaignRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CampaignResponse], error)
+	// Observe streams the election's leader and every change of it.
+	Observe(ctx context.Context, in *ObserveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LeaderInfo], error)
+}
+
+type electionsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewElectionsClient(cc grpc.ClientConnInterface) ElectionsClient {
+	return &electionsClient{cc}
+}
+
+func (c *electionsClient) Campaign(ctx context.Context, in *CampaignRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CampaignResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Elections_ServiceDesc.Streams[0], Elections_Campaign_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CampaignRequest, CampaignResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Elections_CampaignClient = grpc.ServerStreamingClient[CampaignResponse]
+
+func (c *electionsClient) Observe(ctx context.Context, in *ObserveRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LeaderInfo], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Elections_ServiceDesc.Streams[1], Elections_Observe_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ObserveRequest, LeaderInfo]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Elections_ObserveClient = grpc.ServerStreamingClient[LeaderInfo]
+
+// ElectionsServer is the server API for Elections service.
+// All implementations must embed UnimplementedElectionsServer
+// for forward compatibility.
+//
+// Elections are the coordinator's leader-election recipe, served to local apps.
+type ElectionsServer interface {
+	// Campaign enters the election and answers once this candidate leads (with
+	// its token); it stays leader while the stream is open. If leadership is
+	// lost, a message with lost set is sent and the stream ends with ABORTED.
+	// Closing the stream resigns.
+	Campaign(*CampaignRequest, grpc.ServerStreamingServer[CampaignResponse]) error
+	// Observe streams the election's leader and every change of it.
+	Observe(*ObserveRequest, grpc.ServerStreamingServer[LeaderInfo]) error
+	mustEmbedUnimplementedElectionsServer()
+}
+
+// UnimplementedElectionsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedElectionsServer struct{}
+
+func (UnimplementedElectionsServer) Campaign(*CampaignRequest, grpc.ServerStreamingServer[CampaignResponse]) error {
+	return status.Error(codes.Unimplemented, "method Campaign not implemented")
+}
+func (UnimplementedElectionsServer) Observe(*ObserveRequest, grpc.ServerStreamingServer[LeaderInfo]) error {
+	return status.Error(codes.Unimplemented, "method Observe not implemented")
+}
+func (UnimplementedElectionsServer) mustEmbedUnimplementedElectionsServer() {}
+func (UnimplementedElectionsServer) testEmbeddedByValue()                   {}
+
+// UnsafeElectionsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ElectionsServer will
+// result in compilation errors.
+type UnsafeElectionsServer interface {
+	mustEmbedUnimplementedElectionsServer()
+}
+
+func RegisterElectionsServer(s grpc.ServiceRegistrar, srv ElectionsServer) {
+	// If the following call panics, it indicates UnimplementedElectionsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Elections_ServiceDesc, srv)
+}
+
+func _Elections_Campaign_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CampaignRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ElectionsServer).Campaign(m, &grpc.GenericServerStream[CampaignRequest, CampaignResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Elections_CampaignServer = grpc.ServerStreamingServer[CampaignResponse]
+
+func _Elections_Observe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ObserveRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ElectionsServer).Observe(m, &grpc.GenericServerStream[ObserveRequest, LeaderInfo]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Elections_ObserveServer = grpc.ServerStreamingServer[LeaderInfo]
+
+// Elections_ServiceDesc is the grpc.ServiceDesc for Elections service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Elections_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "colony.v1.Elections",
+	HandlerType: (*ElectionsServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Campaign",
+			Handler:       _Elections_Campaign_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Observe",
+			Handler:       _Elections_Observe_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "colony/v1/sidecar.proto",
+}
