@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -32,9 +33,12 @@ var SlowCall = time.Duration(0)
 // the breaker of the pair this service -> callee. A rejected call fails with
 // codes.Unavailable and a message naming the breaker, without a network
 // round trip. Outcomes: UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,
-// INTERNAL, UNAVAILABLE and DATA_LOSS are failures; CANCELED is excluded; a
-// call the data plane aborted for a breaker (gRPC's fault injection) counts
-// as rejected; the rest are successes.
+// INTERNAL, UNAVAILABLE and DATA_LOSS are failures; CANCELED is excluded, and
+// so is a call that never reached a server for a reason of this client's own
+// (its xDS configuration not there yet, no endpoints, no route), while
+// connection errors and timeouts count as failures; a call the data plane
+// aborted for a breaker (gRPC's fault injection) counts as rejected; the
+// rest are successes.
 func (g *Guard) UnaryClientInterceptor(callee string) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		p, err := g.Allow(callee)
@@ -45,20 +49,42 @@ func (g *Guard) UnaryClientInterceptor(callee string) grpc.UnaryClientIntercepto
 			ctx = metadata.AppendToOutgoingContext(ctx, ProbeHeader, p.ProbeValue)
 		}
 		start := time.Now()
-		err = invoker(ctx, method, req, reply, cc, opts...)
-		p.finishGRPC(err, time.Since(start))
+		var pr peer.Peer
+		err = invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&pr))...)
+		p.finishGRPC(err, pr.Addr != nil, time.Since(start))
 		return err
 	}
 }
 
-func (p Permit) finishGRPC(err error, took time.Duration) {
+// transportFailure reports whether a call that never reached a server
+// failed because the callee could not be reached (a connection error, a
+// timeout), rather than because this client is not configured yet (no xDS
+// resources, no endpoints, no route): only the former says anything about
+// the callee.
+func transportFailure(st *status.Status) bool {
+	if st.Code() == codes.DeadlineExceeded {
+		return true
+	}
+	msg := st.Message()
+	for _, s := range []string{"connection error", "connection refused", "connection reset", "transport", "dial"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p Permit) finishGRPC(err error, reachedServer bool, took time.Duration) {
 	st, _ := status.FromError(err)
 	code := st.Code()
 	switch {
 	case code == codes.Canceled:
 		p.Exclude()
+	case err != nil && !reachedServer && !transportFailure(st) && !strings.Contains(st.Message(), "fault injection"):
+		p.Exclude() // the client is not ready (xDS resolving, no endpoints)
 	case code == codes.Unavailable && strings.Contains(st.Message(), "fault injection"):
 		// Aborted by the route (the breaker), not by the callee.
+		p.Refund()
 		if p.c != nil {
 			p.c.rejected.Add(1)
 		}
@@ -94,6 +120,7 @@ func (g *Guard) RoundTripper(callee string, next http.RoundTripper) http.RoundTr
 		case err != nil:
 			p.Done(true, false)
 		case resp.Header.Get(BreakerHeader) != "":
+			p.Refund()
 			if p.c != nil {
 				p.c.rejected.Add(1)
 			}

@@ -156,6 +156,16 @@ type Permit struct {
 	// ProbeValue.
 	Probe      bool
 	ProbeValue string
+	used       *atomic.Int64 // the generation's permit counter, for Refund
+}
+
+// Refund gives a probe permit back when its call was rejected before it
+// reached the callee (the data plane had not applied HALF_OPEN yet): only
+// calls that reach the callee use the fleet's probe budget.
+func (p Permit) Refund() {
+	if p.Probe && p.used != nil {
+		p.used.Add(-1)
+	}
 }
 
 // Allow checks a call to callee: nil error and a Permit when it may go,
@@ -172,7 +182,7 @@ func (g *Guard) Allow(callee string) (Permit, error) {
 		return Permit{c: p.counts}, nil
 	case breaker.HalfOpen:
 		if p.permits > 0 && p.used.Add(1) <= p.permits {
-			return Permit{c: p.counts, Probe: true, ProbeValue: p.genStr}, nil
+			return Permit{c: p.counts, Probe: true, ProbeValue: p.genStr, used: p.used}, nil
 		}
 	}
 	p.counts.rejected.Add(1)
