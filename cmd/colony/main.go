@@ -30,7 +30,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCoordinatorCmd(), newDevCmd())
+	root.AddCommand(newCoordinatorCmd(), newDevCmd(), newSidecarCmd())
 	addClientCommands(root)
 	return root
 }

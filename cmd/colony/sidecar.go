@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/sidecar"
+	"github.com/colonymesh/colony/xds"
+)
+
+// newSidecarCmd runs a sidecar beside one service instance.
+func newSidecarCmd() *cobra.Command {
+	var (
+		cfg          sidecar.Config
+		coordinators string
+		mode         string
+		modesFor     []string
+		egress       string
+		probeShare   int
+		logLevel     string
+	)
+	cmd := &cobra.Command{
+		Use:   "sidecar --service NAME --instance ID --address HOST:PORT",
+		Short: "Run the sidecar beside one service instance",
+		Long: `Run the sidecar beside one service instance until SIGINT or SIGTERM.
+
+It registers the instance (an ephemeral node under /colony/services/<service>,
+gone when the sidecar stops or dies), follows its service's shared breakers and
+the registry, and serves on --listen:
+  - xDS (ADS) for the local Envoy and for proxyless gRPC clients (target
+    xds:///<callee>, bootstrap server_uri = --listen);
+  - Envoy's access log service: outcomes of the calls Envoy proxies;
+  - the sidecar API (colony.v1.Sidecar, Locks, Elections) for apps and Colony's
+    client library (package sidecar/guard).
+It sums outcomes per callee and reports them to the coordinator every
+--report-interval. When the coordinator is unreachable for --degraded-after it
+applies --degraded-mode (last-known keeps enforcing the last state).`,
+		Example: `  colony sidecar --service checkout --instance checkout-1 --address 10.0.0.5:8080 \
+      --coordinators 10.0.0.1:7400,10.0.0.2:7400,10.0.0.3:7400`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			list := coordinators
+			if !cmd.Flags().Changed("coordinators") {
+				if env := os.Getenv(endpointsEnv); env != "" {
+					list = env
+				}
+			}
+			for _, ep := range strings.Split(list, ",") {
+				if ep = strings.TrimSpace(ep); ep != "" {
+					cfg.Coordinators = append(cfg.Coordinators, ep)
+				}
+			}
+			if cfg.Instance == "" {
+				host, err := os.Hostname()
+				if err != nil {
+					return fmt.Errorf("--instance: not given and no hostname: %w", err)
+				}
+				cfg.Instance = host
+			}
+			m, err := sidecar.ParseMode(mode)
+			if err != nil {
+				return fmt.Errorf("--degraded-mode: %w", err)
+			}
+			cfg.DegradedMode = m
+			for _, kv := range modesFor {
+				callee, name, ok := strings.Cut(kv, "=")
+				if !ok {
+					return fmt.Errorf("--degraded-mode-for: want CALLEE=MODE, got %q", kv)
+				}
+				m, err := sidecar.ParseMode(name)
+				if err != nil {
+					return fmt.Errorf("--degraded-mode-for %s: %w", callee, err)
+				}
+				if cfg.DegradedModes == nil {
+					cfg.DegradedModes = map[string]sidecar.Mode{}
+				}
+				cfg.DegradedModes[callee] = m
+			}
+			cfg.Logger = log
+			x, err := sidecar.NewXDS(xds.Config{EgressAddr: egress, ProbeSharePercent: probeShare, Logger: log})
+			if err != nil {
+				return err
+			}
+			defer x.Close()
+			s, err := sidecar.New(cfg, x)
+			if err != nil {
+				return err
+			}
+			log.Info("sidecar serving", "service", cfg.Service, "instance", cfg.Instance, "listen", s.Addr(),
+				"coordinators", strings.Join(cfg.Coordinators, ","), "degraded_mode", cfg.DegradedMode)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			<-ctx.Done()
+			log.Info("sidecar stopping: deregistering")
+			return s.Close()
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.Service, "service", "", "the service this instance belongs to (required)")
+	fl.StringVar(&cfg.Instance, "instance", "", "this instance's id, unique in the service (default: the hostname)")
+	fl.StringVar(&cfg.Address, "address", "", "host:port where this instance serves its callers (required; an IP for Envoy's EDS)")
+	fl.StringVar(&cfg.Zone, "zone", "", "the instance's zone (locality for callers' load balancing)")
+	fl.StringVar(&cfg.Protocol, "protocol", "grpc", "what callers speak to this instance: grpc or http")
+	fl.StringVar(&coordinators, "coordinators", client.DefaultEndpoint, "coordinator gRPC addresses, comma-separated; $"+endpointsEnv+" replaces the default")
+	fl.StringVar(&cfg.APIAddr, "listen", "127.0.0.1:7500", "address of the sidecar's gRPC server: xDS, Envoy access logs, the sidecar API")
+	fl.StringVar(&egress, "egress-addr", xds.DefaultEgressAddr, "address Envoy's egress listener binds (apps send outbound calls there)")
+	fl.IntVar(&probeShare, "probe-share", xds.DefaultProbeSharePercent, "percent of calls a probe-holding instance lets through in HALF_OPEN, for clients without Colony's library")
+	fl.DurationVar(&cfg.ReportInterval, "report-interval", 250*time.Millisecond, "how often summed outcomes go to the coordinator")
+	fl.DurationVar(&cfg.SessionTTL, "session-ttl", 6*time.Second, "coordinator session TTL: the registration outlives a dead sidecar this long")
+	fl.DurationVar(&cfg.DegradedAfter, "degraded-after", 5*time.Second, "how long the coordinator may be unreachable before the degraded mode applies")
+	fl.StringVar(&mode, "degraded-mode", string(sidecar.LastKnown), "last-known, local (gobreaker on this instance's outcomes), fail-open or fail-closed")
+	fl.StringArrayVar(&modesFor, "degraded-mode-for", nil, "CALLEE=MODE: a degraded mode for one callee (repeatable)")
+	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("service")
+	_ = cmd.MarkFlagRequired("address")
+	return cmd
+}
