@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/internal/telemetry"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -137,15 +138,19 @@ func calleeKnown(v interface {
 	return err == nil && len(kids) > 0
 }
 
-func (a *breakersAPI) Report(ctx context.Context, req *colonyv1.ReportRequest) (*colonyv1.ReportResponse, error) {
+func (a *breakersAPI) Report(ctx context.Context, req *colonyv1.ReportRequest) (_ *colonyv1.ReportResponse, err error) {
 	s := a.s
+	ctx, span := s.traceReport(ctx, req.GetReports())
+	defer func() { s.endReport(span, len(req.GetReports()), err) }()
 	if err := s.validateReports(req.GetReports()); err != nil {
 		return nil, err
 	}
-	err := s.onEngine(ctx,
-		func(e *engine) error { return e.report(time.Now(), req.Reports) },
+	err = s.onEngine(ctx,
+		func(e *engine) error { return e.report(ctx, time.Now(), req.Reports) },
 		func(ctx context.Context, addr string) error {
-			_, err := s.peers.reporter(addr).do(ctx, req.Reports)
+			span.SetAttributes(telemetry.AttrForwarded.Bool(true))
+			batch := &peerv1.ReportBatch{Reports: req.Reports, Traceparent: telemetry.Traceparent(span.SpanContext())}
+			_, err := s.peers.reporter(addr).do(ctx, batch)
 			return err
 		})
 	if err != nil {
@@ -166,7 +171,7 @@ func (p *peerAPI) ForwardReports(ctx context.Context, req *peerv1.ForwardReports
 	now := time.Now()
 	resp := &peerv1.ForwardReportsResponse{Errors: make([]*colonyv1.OpError, len(req.Batches))}
 	for i, b := range req.Batches {
-		if err := e.report(now, b.Reports); err != nil {
+		if err := e.report(ingestContext(ctx, b.Traceparent), now, b.Reports); err != nil {
 			st := status.Convert(toStatus(err))
 			resp.Errors[i] = &colonyv1.OpError{Code: int32(st.Code()), Message: st.Message()}
 		} else {
@@ -177,12 +182,9 @@ func (p *peerAPI) ForwardReports(ctx context.Context, req *peerv1.ForwardReports
 }
 
 // sendReports is the ForwardReports round trip of a report batcher.
-func sendReports(client peerv1.PeerClient) func(context.Context, [][]*colonyv1.OutcomeReport) ([]struct{}, []error, error) {
-	return func(ctx context.Context, batches [][]*colonyv1.OutcomeReport) ([]struct{}, []error, error) {
-		req := &peerv1.ForwardReportsRequest{Batches: make([]*peerv1.ReportBatch, len(batches))}
-		for i, b := range batches {
-			req.Batches[i] = &peerv1.ReportBatch{Reports: b}
-		}
+func sendReports(client peerv1.PeerClient) func(context.Context, []*peerv1.ReportBatch) ([]struct{}, []error, error) {
+	return func(ctx context.Context, batches []*peerv1.ReportBatch) ([]struct{}, []error, error) {
+		req := &peerv1.ForwardReportsRequest{Batches: batches}
 		resp, err := client.ForwardReports(ctx, req)
 		if err != nil {
 			return nil, nil, err
@@ -428,13 +430,18 @@ func (e *engine) override(ctx context.Context, k pairKey, o *breaker.Override, t
 		if ttl > 0 {
 			o.Until = now.Add(ttl)
 		}
-		e.setOverride(p, *o, now)
+		from := p.rec.State
+		if e.setOverride(p, *o, now) {
+			e.traceDecision(ctx, p, from, p.rec.State, p.rec.Cause, false, nil)
+		}
 	} else {
 		if p.rec.Override == nil {
 			e.mu.Unlock()
 			return nil, status.Errorf(codes.FailedPrecondition, "pair %s has no override to clear", k)
 		}
+		from := p.rec.State
 		e.clearOverride(p, now, breaker.HistoryCleared, by, reason)
+		e.traceDecision(ctx, p, from, p.rec.State, p.rec.Cause, false, nil)
 	}
 	e.mu.Unlock()
 	if err := e.flush(ctx, p); err != nil {

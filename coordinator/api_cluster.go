@@ -39,6 +39,7 @@ func (a *api) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.
 	registry := s.memberMap()
 	servers := f.Configuration().Servers
 	resp.Members = make([]*colonyv1.Member, len(servers))
+	statuses := make([]*peerv1.NodeStatusResponse, len(servers)) // for the diagnostics (observe.go)
 	var wg sync.WaitGroup
 	for i, srv := range servers {
 		m := &colonyv1.Member{
@@ -62,6 +63,7 @@ func (a *api) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.
 		}
 		if st != nil {
 			fillMember(m, st)
+			statuses[i] = st
 			continue
 		}
 		wg.Add(1)
@@ -75,9 +77,11 @@ func (a *api) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.
 				return
 			}
 			fillMember(m, st)
+			statuses[i] = st
 		}()
 	}
 	wg.Wait()
+	addDiagnostics(resp, statuses)
 	slices.SortFunc(resp.Members, func(a, b *colonyv1.Member) int { return strings.Compare(a.Id, b.Id) })
 	return resp, nil
 }
@@ -106,6 +110,7 @@ func (s *Server) nodeStatus() *peerv1.NodeStatusResponse {
 			st.LastContactMs = -1 // never heard from a leader
 		}
 	}
+	s.fillNodeStatus(st)
 	return st
 }
 

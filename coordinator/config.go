@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures one coordinator node. Start from DefaultConfig.
@@ -93,6 +96,13 @@ type Config struct {
 
 	// Logger receives the node's logs, raft's included. Nil discards.
 	Logger *slog.Logger
+	// TracerProvider traces the node's gRPC server and peer clients (W3C
+	// trace context) and its breaker decisions (internal/telemetry names the
+	// spans). Nil means no tracing.
+	TracerProvider trace.TracerProvider
+	// Metrics receives the node's Prometheus collectors (metrics.go; one
+	// node per registry). Nil means no metrics.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns a configuration with LAN-friendly raft timings and

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -88,6 +89,11 @@ type pair struct {
 
 	touched   bool                 // reports since the last evaluation
 	reporters map[string]time.Time // instance -> last report (leader time)
+
+	// Trace contexts (tracing.go): reports ingested since the last
+	// decision, and decisions not yet written.
+	reportSpans []trace.SpanContext
+	decisions   []trace.SpanContext
 
 	writeMu sync.Mutex // one write of this pair at a time
 }
@@ -248,7 +254,10 @@ func (p *pair) suspended() bool {
 
 // report feeds validated reports into their pairs at leader time now. It
 // fails as a whole (nothing counted) when a report would exceed a limit.
-func (e *engine) report(now time.Time, reports []*colonyv1.OutcomeReport) error {
+// ctx carries the report's span (tracing.go).
+func (e *engine) report(ctx context.Context, now time.Time, reports []*colonyv1.OutcomeReport) (err error) {
+	span := e.traceIngest(ctx, reports)
+	defer func() { endSpan(span, err, "reports rejected") }()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	newPairs := 0
@@ -277,6 +286,8 @@ func (e *engine) report(now time.Time, reports []*colonyv1.OutcomeReport) error 
 		}
 		p.reporters[r.Instance] = now
 		p.touched = true
+		p.reportSpans = appendRef(p.reportSpans, span.SpanContext())
+		e.s.metrics.countCalls(k, countsOf(r.Counts))
 		if p.suspended() {
 			continue
 		}
@@ -398,7 +409,9 @@ func (e *engine) step(ctx context.Context, now time.Time, all bool) {
 func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
 	p.touched = false
 	if o := p.rec.Override; o != nil && !o.Until.IsZero() && !now.Before(o.Until) {
+		from := p.rec.State
 		e.clearOverride(p, now, breaker.HistoryExpired, "colony", "override expired")
+		e.traceDecision(nil, p, from, p.rec.State, string(breaker.HistoryExpired), false, nil)
 		return
 	}
 	if p.suspended() {
@@ -417,6 +430,7 @@ func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
 			Cause: string(t.Evidence.Condition), Shadow: shadow, OpenUntil: t.OpenUntil, Probes: snap.Probes, Evidence: &ev,
 		})
 		e.setFromBreaker(p, string(t.Evidence.Condition))
+		e.traceDecision(nil, p, t.From, t.To, string(t.Evidence.Condition), shadow, &ev)
 		e.s.log.Info("breaker transition", "pair", p.key, "transition", t.String(), "shadow", shadow)
 		return
 	}
@@ -428,6 +442,7 @@ func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
 				Generation: snap.Generation, Shadow: shadow, Probes: probes,
 			})
 			e.setFromBreaker(p, "")
+			e.traceDecision(nil, p, breaker.HalfOpen, breaker.HalfOpen, string(breaker.HistoryProbes), shadow, nil)
 		}
 	}
 }
@@ -531,16 +546,21 @@ func (e *engine) flush(ctx context.Context, p *pair) error {
 	rec := p.rec.Clone()
 	hist := p.hist
 	version := p.version
-	p.hist, p.dirty = nil, false
+	decisions := p.decisions
+	p.hist, p.dirty, p.decisions = nil, false, nil
 	e.mu.Unlock()
 
-	err := e.write(ctx, p.key, rec, hist, version)
+	err := e.write(ctx, p.key, rec, hist, version, decisions)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err != nil {
 		p.dirty = true
 		p.hist = append(hist, p.hist...)
+		for _, sc := range p.decisions {
+			decisions = appendRef(decisions, sc)
+		}
+		p.decisions = decisions
 		return err
 	}
 	return nil
@@ -548,8 +568,19 @@ func (e *engine) flush(ctx context.Context, p *pair) error {
 
 // write commits one pair's record (created, or set at the expected version)
 // with its history entries, trimming the history to historyKeep, in one
-// transaction. It updates p.version (the caller holds p.writeMu).
-func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, hist []breaker.HistoryEntry, version int64) error {
+// transaction. It updates p.version (the caller holds p.writeMu). The
+// write is traced as a SpanApply of decisions, whose context the record
+// stores.
+func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, hist []breaker.HistoryEntry, version int64, decisions []trace.SpanContext) (err error) {
+	start := time.Now()
+	ctx, span := e.traceApply(ctx, k, &rec, decisions)
+	var index int64 = -1
+	defer func() {
+		endApply(span, index, err)
+		if err == nil {
+			e.s.metrics.recordWrite.Observe(time.Since(start).Seconds())
+		}
+	}()
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encoding record: %w", err)
@@ -604,9 +635,11 @@ func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, h
 	case *colonyv1.OpResult_Set:
 		st = r.Set.GetStat()
 	}
+	index = int64(st.GetMzxid())
 	e.mu.Lock()
 	if p := e.pairs[k]; p != nil {
 		p.version = st.GetVersion()
+		p.rec.Traceparent = rec.Traceparent
 	}
 	e.mu.Unlock()
 	return nil

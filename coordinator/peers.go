@@ -16,13 +16,14 @@ import (
 // peerPool holds one lazily dialled gRPC connection per peer address, and a
 // cache of the member registry.
 type peerPool struct {
-	maxMsg int
+	maxMsg      int
+	dialOptions []grpc.DialOption // more options for every connection (tracing)
 
 	mu         sync.Mutex
 	conns      map[string]*grpc.ClientConn
 	proposers  map[string]*batcher[*peerv1.Command, forwarded]
 	keepAlives map[string]*batcher[uint64, time.Duration]
-	reporters  map[string]*batcher[[]*colonyv1.OutcomeReport, struct{}]
+	reporters  map[string]*batcher[*peerv1.ReportBatch, struct{}]
 
 	// For batchers: who owns their goroutines, what cancels them, and how
 	// long one batch may take.
@@ -41,7 +42,7 @@ func newPeerPool(ctx context.Context, goFunc func(func()), maxDataBytes int, for
 		conns:          map[string]*grpc.ClientConn{},
 		proposers:      map[string]*batcher[*peerv1.Command, forwarded]{},
 		keepAlives:     map[string]*batcher[uint64, time.Duration]{},
-		reporters:      map[string]*batcher[[]*colonyv1.OutcomeReport, struct{}]{},
+		reporters:      map[string]*batcher[*peerv1.ReportBatch, struct{}]{},
 		goFunc:         goFunc,
 		ctx:            ctx,
 		forwardTimeout: forwardTimeout,
@@ -75,7 +76,7 @@ func (p *peerPool) keepAliver(addr string) *batcher[uint64, time.Duration] {
 
 // reporter returns the outcome-report batcher for the leader at addr: the
 // reports of many Report calls go to the leader in one ForwardReports.
-func (p *peerPool) reporter(addr string) *batcher[[]*colonyv1.OutcomeReport, struct{}] {
+func (p *peerPool) reporter(addr string) *batcher[*peerv1.ReportBatch, struct{}] {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b, ok := p.reporters[addr]
@@ -102,10 +103,11 @@ func (p *peerPool) connLocked(addr string) *grpc.ClientConn {
 	}
 	// NewClient does not dial; it fails only on a malformed target, which a
 	// registered address never is. A nil conn would panic loudly on use.
-	c, err := grpc.NewClient(addr,
+	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p.maxMsg), grpc.MaxCallSendMsgSize(p.maxMsg)),
-	)
+	}, p.dialOptions...)
+	c, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		c, _ = grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}

@@ -95,7 +95,7 @@ func (s *Server) enqueue(ctx context.Context, cmd *peerv1.Command) (raft.ApplyFu
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	return s.raft.Apply(data, timeout), nil
+	return s.applyTimed(data, timeout), nil
 }
 
 // awaitApply waits for an enqueued command to be applied on this node. raft

@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	"github.com/colonymesh/colony/internal/hclogslog"
+	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/watchhub"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
@@ -43,6 +45,12 @@ type Server struct {
 	peers    *peerPool
 	verifier *leaderVerifier
 	sessions *sessionTracker
+
+	// Telemetry: tracing.go, metrics.go, observe.go.
+	tracer            trace.Tracer
+	metrics           *nodeMetrics
+	diag              *diagnostics
+	unregisterMetrics func()
 
 	// leader holds the state of this node's current leadership term, nil
 	// when it does not lead. Guarded by leaderMu.
@@ -82,12 +90,18 @@ func New(cfg Config) (*Server, error) {
 	s.sessions = newSessionTracker(s)
 	s.fsm.onApplied = s.sessions.observeApplied
 	s.peers = newPeerPool(ctx, s.goFunc, cfg.MaxDataBytes, cfg.LeaderWait)
+	s.initTelemetry()
 	if err := s.start(); err != nil {
 		cancel()
 		s.shutdownRaft()
+		s.wg.Wait()
 		s.hub.Close()
 		s.peers.close()
 		return nil, err
+	}
+	if err := s.registerMetrics(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	return s, nil
 }
@@ -119,6 +133,7 @@ func (s *Server) start() error {
 	// (ResourceExhausted, naming the message size and this limit).
 	s.grpc = grpc.NewServer(
 		grpc.WaitForHandlers(true),
+		telemetry.ServerOption(s.cfg.TracerProvider),
 		grpc.MaxRecvMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
 		grpc.MaxSendMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
 	)
@@ -197,10 +212,11 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("reading raft state: %w", err)
 	}
-	s.raft, err = raft.NewRaft(rc, s.fsm, logs, store, snaps, s.transport)
+	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, &observedTransport{s.transport, s.diag})
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
+	s.diag.start(s.ctx, s.raft, s.goFunc)
 	s.verifier = newLeaderVerifier(s.raft, &s.wg)
 	if s.cfg.Bootstrap && !existing {
 		conf := raft.Configuration{}
@@ -301,6 +317,7 @@ func (s *Server) Close() error {
 		s.wg.Wait()
 		s.closeErr = s.shutdownRaft()
 		s.peers.close()
+		s.unregisterMetrics()
 	})
 	return s.closeErr
 }

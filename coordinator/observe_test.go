@@ -1,0 +1,184 @@
+package coordinator
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// TestSlowFollowerJudgement feeds the leader's per-follower view sample by
+// sample (no clock: each sample is given its time) and checks who is
+// flagged, and that one bad sample is not enough.
+func TestSlowFollowerJudgement(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	type follower struct {
+		rtt   time.Duration
+		age   time.Duration // since its last reply, at each sample
+		lag   uint64
+		never bool // never replied this term
+	}
+	tests := []struct {
+		name      string
+		followers map[raft.ServerID]follower
+		samples   int
+		wantSlow  string // "" for none
+		reason    string
+	}{
+		{
+			name:      "healthy followers",
+			followers: map[raft.ServerID]follower{"n2": {rtt: 300 * time.Microsecond, age: 20 * time.Millisecond}, "n3": {rtt: 400 * time.Microsecond, age: 30 * time.Millisecond}},
+			samples:   20,
+		},
+		{
+			name:      "one follower's round trip far above the others'",
+			followers: map[raft.ServerID]follower{"n2": {rtt: 300 * time.Microsecond}, "n3": {rtt: 80 * time.Millisecond}, "n4": {rtt: 500 * time.Microsecond}},
+			samples:   slowSamples,
+			wantSlow:  "n3",
+			reason:    "heartbeat round trip",
+		},
+		{
+			name:      "not consistently: one sample short",
+			followers: map[raft.ServerID]follower{"n2": {rtt: 300 * time.Microsecond}, "n3": {rtt: 80 * time.Millisecond}},
+			samples:   slowSamples - 1,
+		},
+		{
+			name:      "all slow alike is a slow network, not a slow follower",
+			followers: map[raft.ServerID]follower{"n2": {rtt: 80 * time.Millisecond}, "n3": {rtt: 90 * time.Millisecond}},
+			samples:   20,
+		},
+		{
+			name:      "a small absolute difference on a fast network",
+			followers: map[raft.ServerID]follower{"n2": {rtt: 100 * time.Microsecond}, "n3": {rtt: 2 * time.Millisecond}},
+			samples:   20,
+		},
+		{
+			name:      "silent follower",
+			followers: map[raft.ServerID]follower{"n2": {age: 20 * time.Millisecond}, "n3": {age: 3 * time.Second}},
+			samples:   slowSamples,
+			wantSlow:  "n3",
+			reason:    "no reply for 3s",
+		},
+		{
+			name:      "never replied this term",
+			followers: map[raft.ServerID]follower{"n2": {age: 20 * time.Millisecond}, "n3": {never: true}},
+			samples:   slowSamples,
+			wantSlow:  "n3",
+			reason:    "no reply",
+		},
+		{
+			name:      "lagging in entries",
+			followers: map[raft.ServerID]follower{"n2": {lag: 3}, "n3": {lag: 5000}},
+			samples:   slowSamples,
+			wantSlow:  "n3",
+			reason:    "5000 entries behind (the others: 3)",
+		},
+		{
+			name:      "lag within one append batch",
+			followers: map[raft.ServerID]follower{"n2": {lag: 0}, "n3": {lag: 200}},
+			samples:   20,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.NodeID = "n1"
+			d := newDiagnostics(&cfg, newNodeMetrics())
+			d.statsSince = t0.Add(-10 * time.Second)
+			now := t0
+			for i := 0; i < tt.samples; i++ {
+				for id, f := range tt.followers {
+					fs := d.follower(id)
+					fs.rtt, fs.lag = f.rtt, f.lag
+					if !f.never {
+						fs.lastContact = now.Add(-f.age)
+					}
+				}
+				d.judge(now)
+				now = now.Add(slowSampleTick)
+			}
+			for id, f := range d.followers {
+				if want := string(id) == tt.wantSlow; f.slow != want {
+					t.Errorf("%s: slow=%v, want %v (reason %q)", id, f.slow, want, f.reason)
+				}
+				if f.slow && !strings.Contains(f.reason, tt.reason) {
+					t.Errorf("%s: reason %q, want it to say %q", id, f.reason, tt.reason)
+				}
+			}
+		})
+	}
+}
+
+// TestSlowFollowerRecovers: the flag clears after slowSamples good samples,
+// not at the first one.
+func TestSlowFollowerRecovers(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.NodeID = "n1"
+	d := newDiagnostics(&cfg, newNodeMetrics())
+	now := time.Unix(1000, 0)
+	set := func(n3 time.Duration) {
+		d.follower("n2").rtt = 300 * time.Microsecond
+		d.follower("n3").rtt = n3
+		d.follower("n2").lastContact, d.follower("n3").lastContact = now, now
+	}
+	for range slowSamples {
+		set(100 * time.Millisecond)
+		d.judge(now)
+		now = now.Add(slowSampleTick)
+	}
+	if !d.followers["n3"].slow {
+		t.Fatal("n3 not flagged")
+	}
+	for i := 1; i <= slowSamples; i++ {
+		set(400 * time.Microsecond)
+		d.judge(now)
+		now = now.Add(slowSampleTick)
+		if want := i < slowSamples; d.followers["n3"].slow != want {
+			t.Fatalf("after %d good samples: slow=%v, want %v", i, d.followers["n3"].slow, want)
+		}
+	}
+}
+
+func TestMergeElections(t *testing.T) {
+	lc := func(term uint64, leader, prev string, at int64, cause colonyv1.ElectionCause) *colonyv1.LeaderChange {
+		return &colonyv1.LeaderChange{Term: term, LeaderId: leader, PreviousLeaderId: prev, AtMs: at, Cause: cause, Detail: cause.String()}
+	}
+	const (
+		first    = colonyv1.ElectionCause_ELECTION_CAUSE_FIRST_LEADER
+		timeout  = colonyv1.ElectionCause_ELECTION_CAUSE_HEARTBEAT_TIMEOUT
+		lost     = colonyv1.ElectionCause_ELECTION_CAUSE_LOST_QUORUM
+		transfer = colonyv1.ElectionCause_ELECTION_CAUSE_LEADERSHIP_TRANSFER
+		unknown  = colonyv1.ElectionCause_ELECTION_CAUSE_UNSPECIFIED
+	)
+	views := [][]*colonyv1.LeaderChange{
+		// n1: led term 2, lost its quorum, saw n2 win term 3.
+		{lc(2, "n1", "", 100, first), lc(3, "n2", "n1", 510, lost)},
+		// n2: saw n1's term 2 and won term 3 after the heartbeats stopped;
+		// then handed over to n3 in term 4.
+		{lc(2, "n1", "", 101, first), lc(3, "n2", "n1", 500, timeout), lc(4, "n3", "n2", 900, transfer)},
+		// n3: restarted after term 3 began: saw n2 already leading.
+		{lc(3, "n2", "", 700, unknown), lc(4, "n3", "n2", 901, timeout)},
+		nil, // a member that did not answer
+	}
+	got := mergeElections(views, 20)
+	want := []*colonyv1.LeaderChange{
+		lc(4, "n3", "n2", 900, transfer),
+		lc(3, "n2", "n1", 500, lost),
+		lc(2, "n1", "", 100, first),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d entries, want %d: %v", len(got), len(want), got)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Term != w.Term || g.LeaderId != w.LeaderId || g.PreviousLeaderId != w.PreviousLeaderId || g.AtMs != w.AtMs || g.Cause != w.Cause || g.Detail != w.Detail {
+			t.Errorf("entry %d: got %v, want %v", i, g, w)
+		}
+	}
+	if got := mergeElections(views, 2); len(got) != 2 || got[0].Term != 4 {
+		t.Errorf("limit 2: got %v", got)
+	}
+}
