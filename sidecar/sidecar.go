@@ -100,7 +100,12 @@ type Config struct {
 	// LastKnown); DegradedModes overrides it per callee.
 	DegradedMode  Mode
 	DegradedModes map[string]Mode
-	Logger        *slog.Logger
+	// Callees, when set, limits the data plane's resources to these services
+	// (and any with a breaker record for this service). Empty: every
+	// registered service, which in a large mesh makes every sidecar carry
+	// every service (Istio's Sidecar resource solves the same problem).
+	Callees []string
+	Logger  *slog.Logger
 }
 
 func (cfg *Config) withDefaults() {
@@ -155,6 +160,11 @@ func (cfg Config) Validate() error {
 	}
 	if _, err := ParseMode(string(cfg.DegradedMode)); err != nil {
 		errs = append(errs, fmt.Errorf("degraded mode: %w", err))
+	}
+	for i, callee := range cfg.Callees {
+		if err := breaker.ValidateServiceName(callee); err != nil {
+			errs = append(errs, fmt.Errorf("callees[%d]: %w", i, err))
+		}
 	}
 	for callee, m := range cfg.DegradedModes {
 		if _, err := ParseMode(string(m)); err != nil {
@@ -592,9 +602,15 @@ func (s *Sidecar) viewLocked(now time.Time) View {
 	for callee := range s.records {
 		names[callee] = true
 	}
-	for svc := range s.services {
-		if svc != s.cfg.Service {
+	if len(s.cfg.Callees) > 0 {
+		for _, svc := range s.cfg.Callees {
 			names[svc] = true
+		}
+	} else {
+		for svc := range s.services {
+			if svc != s.cfg.Service {
+				names[svc] = true
+			}
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(names)) {

@@ -229,3 +229,29 @@ func TestSidecarDegradedModes(t *testing.T) {
 		t.Fatalf("local trip from source %q", c.Source)
 	}
 }
+
+// TestSidecarCalleesScope: a sidecar told which services it calls carries
+// only those in its view (and its data plane), not every registered service.
+func TestSidecarCalleesScope(t *testing.T) {
+	srv := coordinatortest.StartNode(t)
+	startSidecar(t, srv.Addr(), "payments", "p1", 9001)
+	startSidecar(t, srv.Addr(), "ledger", "l1", 9002)
+	all := startSidecar(t, srv.Addr(), "checkout", "c1", 9100)
+	scoped := startSidecar(t, srv.Addr(), "checkout", "c2", 9101, func(c *sidecar.Config) { c.Callees = []string{"payments"} })
+	names := func(s *sidecar.Sidecar) []string {
+		var out []string
+		for _, c := range s.View().Callees {
+			if len(c.Endpoints) > 0 {
+				out = append(out, c.Name)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for fmt.Sprint(names(all)) != "[ledger payments]" || fmt.Sprint(names(scoped)) != "[payments]" {
+		if time.Now().After(deadline) {
+			t.Fatalf("callees with endpoints: unscoped %v, scoped %v; want [ledger payments] and [payments]", names(all), names(scoped))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -121,6 +121,7 @@ applies --degraded-mode (last-known keeps enforcing the last state).`,
 	fl.DurationVar(&cfg.DegradedAfter, "degraded-after", 5*time.Second, "how long the coordinator may be unreachable before the degraded mode applies")
 	fl.StringVar(&mode, "degraded-mode", string(sidecar.LastKnown), "last-known, local (gobreaker on this instance's outcomes), fail-open or fail-closed")
 	fl.StringArrayVar(&modesFor, "degraded-mode-for", nil, "CALLEE=MODE: a degraded mode for one callee (repeatable)")
+	fl.StringSliceVar(&cfg.Callees, "callees", nil, "the services this instance calls (comma-separated); default: every registered service")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = cmd.MarkFlagRequired("service")
 	_ = cmd.MarkFlagRequired("address")
