@@ -547,6 +547,11 @@ func (e *engine) flush(ctx context.Context, p *pair) error {
 	hist := p.hist
 	version := p.version
 	decisions := p.decisions
+	if len(decisions) == 0 && len(p.reportSpans) > 0 {
+		// No decision: the record of a pair a report created.
+		decisions = p.reportSpans[len(p.reportSpans)-1:]
+	}
+	decisions = slices.Clone(decisions)
 	p.hist, p.dirty, p.decisions = nil, false, nil
 	e.mu.Unlock()
 
