@@ -24,7 +24,7 @@ func newClusterCmd(f *clientFlags) *cobra.Command {
 func newClusterStatusCmd(f *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Print the leader, raft indexes and every member's state",
+		Short: "Print the leader, raft indexes, every member's state, replication health and elections",
 		Args:  cobra.NoArgs,
 	}
 	cmd.RunE = f.run(false, func(ctx context.Context, s *cli, _ []string) error {
@@ -51,7 +51,10 @@ func newClusterStatusCmd(f *clientFlags) *cobra.Command {
 			return err
 		}
 		fmt.Fprintln(s.out)
-		return s.printMembers(st.GetMembers())
+		if err := s.printMembers(st.GetMembers()); err != nil {
+			return err
+		}
+		return s.printDiagnostics(st) // cluster_diag.go
 	})
 	return cmd
 }

@@ -21,6 +21,9 @@ type coordinatorFlags struct {
 	peerAddr string // --raft-peer-addr
 	logLevel string
 	dev      bool
+
+	metricsAddr string // coordinator_telemetry.go
+	pprof       bool
 }
 
 func newCoordinatorCmd() *cobra.Command {
@@ -42,7 +45,11 @@ A 3-node cluster on one machine:
 A fourth node joins through any member (it is promoted to voter once caught up):
 
   colony coordinator --id n4 --data-dir /tmp/c4 --grpc-addr 127.0.0.1:7430 --raft-addr 127.0.0.1:7431 \
-      --join 127.0.0.1:7400`,
+      --join 127.0.0.1:7400
+
+Observability: --metrics-addr 127.0.0.1:7402 serves Prometheus metrics at
+/metrics (off by default); OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317
+exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCoordinator(cmd.Context(), f) },
 	}
@@ -74,6 +81,8 @@ A fourth node joins through any member (it is promoted to voter once caught up):
 	fl.DurationVar(&c.MaxSessionTTL, "max-session-ttl", c.MaxSessionTTL, "largest session TTL granted")
 	fl.DurationVar(&c.LeaderWait, "leader-wait", c.LeaderWait, "how long requests wait for a leader during an election")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:7402 (default: off)")
+	fl.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr")
 	fl.BoolVar(&f.dev, "dev", false, "single-node development mode: --id dev, bootstrap alone, data in $TMPDIR/colony-dev unless --data-dir")
 	return cmd
 }
@@ -136,6 +145,12 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	tel, err := startCoordinatorTelemetry(ctx, &cfg, f.metricsAddr, f.pprof, log)
+	if err != nil {
+		return err
+	}
+	defer tel.close() // after srv.Close: the stopping node's last spans are exported
 
 	srv, err := coordinator.New(cfg)
 	if err != nil {

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/colonymesh/colony/coordinator"
+	"github.com/colonymesh/colony/internal/telemetry"
+)
+
+// coordinatorTelemetry is what `colony coordinator` runs beside the node:
+// tracing configured from the OTEL_* environment, and the /metrics listener.
+type coordinatorTelemetry struct {
+	tracing *telemetry.Tracing
+	metrics *telemetry.MetricsServer // nil without --metrics-addr
+	log     *slog.Logger
+}
+
+// startCoordinatorTelemetry sets cfg's tracer provider (when OTLP export is
+// configured) and metrics registry (when metricsAddr is set, served there).
+func startCoordinatorTelemetry(ctx context.Context, cfg *coordinator.Config, metricsAddr string, pprof bool, log *slog.Logger) (*coordinatorTelemetry, error) {
+	if pprof && metricsAddr == "" {
+		return nil, errors.New("--pprof is served on --metrics-addr: set both")
+	}
+	tr, err := telemetry.TracingFromEnv(ctx, telemetry.ServiceCoordinator, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	t := &coordinatorTelemetry{tracing: tr, log: log}
+	if tr.Exporting {
+		cfg.TracerProvider = tr.Provider
+		log.Info("exporting traces over OTLP (OTEL_EXPORTER_OTLP_*)")
+	}
+	if metricsAddr != "" {
+		reg := telemetry.NewRegistry()
+		cfg.Metrics = reg
+		ms, err := telemetry.ListenMetrics(metricsAddr, telemetry.Handler(reg, telemetry.HandlerOptions{Pprof: pprof}))
+		if err != nil {
+			tr.Shutdown(ctx)
+			return nil, err
+		}
+		t.metrics = ms
+		log.Info("serving metrics", "url", "http://"+ms.Addr()+"/metrics", "pprof", pprof)
+	}
+	return t, nil
+}
+
+// close stops the metrics listener and exports the spans still buffered,
+// giving both at most 5s. Call it after the node has stopped.
+func (t *coordinatorTelemetry) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if t.metrics != nil {
+		t.metrics.Close(ctx)
+	}
+	if err := t.tracing.Shutdown(ctx); err != nil {
+		t.log.Warn("exporting the last spans failed", "err", err)
+	}
+}
