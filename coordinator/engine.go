@@ -411,7 +411,7 @@ func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
 	if o := p.rec.Override; o != nil && !o.Until.IsZero() && !now.Before(o.Until) {
 		from := p.rec.State
 		e.clearOverride(p, now, breaker.HistoryExpired, "colony", "override expired")
-		e.traceDecision(nil, p, from, p.rec.State, string(breaker.HistoryExpired), false, nil)
+		e.traceDecision(context.Background(), p, from, p.rec.State, string(breaker.HistoryExpired), false, nil)
 		return
 	}
 	if p.suspended() {
@@ -430,7 +430,7 @@ func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
 			Cause: string(t.Evidence.Condition), Shadow: shadow, OpenUntil: t.OpenUntil, Probes: snap.Probes, Evidence: &ev,
 		})
 		e.setFromBreaker(p, string(t.Evidence.Condition))
-		e.traceDecision(nil, p, t.From, t.To, string(t.Evidence.Condition), shadow, &ev)
+		e.traceDecision(context.Background(), p, t.From, t.To, string(t.Evidence.Condition), shadow, &ev)
 		e.s.log.Info("breaker transition", "pair", p.key, "transition", t.String(), "shadow", shadow)
 		return
 	}
@@ -442,7 +442,7 @@ func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
 				Generation: snap.Generation, Shadow: shadow, Probes: probes,
 			})
 			e.setFromBreaker(p, "")
-			e.traceDecision(nil, p, breaker.HalfOpen, breaker.HalfOpen, string(breaker.HistoryProbes), shadow, nil)
+			e.traceDecision(context.Background(), p, breaker.HalfOpen, breaker.HalfOpen, string(breaker.HistoryProbes), shadow, nil)
 		}
 	}
 }

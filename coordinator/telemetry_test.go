@@ -37,7 +37,7 @@ func tripPair(t *testing.T, first, second *testNode, caller, callee string) *bre
 func spanAttr(attrs []attribute.KeyValue, key attribute.Key) string {
 	for _, kv := range attrs {
 		if kv.Key == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -186,7 +186,7 @@ func resAttr(s tracetest.SpanStub, key attribute.Key) string {
 		return ""
 	}
 	v, _ := s.Resource.Set().Value(key)
-	return v.Emit()
+	return v.String()
 }
 
 // recordZxid is the zxid of the last write of a pair's record on n.

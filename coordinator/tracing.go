@@ -116,9 +116,6 @@ func (e *engine) traceIngest(ctx context.Context, reports []*colonyv1.OutcomeRep
 // with the pair's next flush (SpanApply).
 func (e *engine) traceDecision(ctx context.Context, p *pair, from, to breaker.State, cause string, shadow bool, ev *breaker.Evidence) {
 	e.s.metrics.countTransition(p.key, from, to, cause, shadow)
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	var links []trace.Link
 	if !trace.SpanContextFromContext(ctx).IsValid() && len(p.reportSpans) > 0 {
 		n := len(p.reportSpans)
