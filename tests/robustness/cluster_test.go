@@ -467,7 +467,33 @@ func (n *Node) Restart(ctx context.Context) error {
 	}
 }
 
-// Running returns the nodes whose processes run and are not paused.
+// Wipe deletes the stopped node's data dir and makes its next start join
+// the cluster through joinAddrs instead of bootstrapping: a new member with
+// the old identity and addresses.
+func (n *Node) Wipe(joinAddrs []string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc != nil {
+		return fmt.Errorf("wipe %s: still running", n.ID)
+	}
+	if err := os.RemoveAll(n.DataDir); err != nil {
+		return fmt.Errorf("wipe %s: %w", n.ID, err)
+	}
+	var args []string
+	for i := 0; i < len(n.args); i++ {
+		switch n.args[i] {
+		case "--bootstrap":
+		case "--peers", "--join":
+			i++ // and its value
+		default:
+			args = append(args, n.args[i])
+		}
+	}
+	n.args = append(args, "--join", strings.Join(joinAddrs, ","))
+	return nil
+}
+
+// Live returns the nodes whose processes run and are not paused.
 func (c *Cluster) Live() []*Node {
 	var out []*Node
 	for _, n := range c.Nodes {

@@ -1,6 +1,6 @@
 // Package robustness tests Colony's coordinator the way etcd's robustness
-// suite and Jepsen test etcd and ZooKeeper: a 3-node cluster of real
-// `colony coordinator` processes on 127.0.0.11-13, with the raft traffic of
+// suite and Jepsen test etcd and ZooKeeper: a 3-node (or 5-node) cluster of
+// real `colony coordinator` processes on 127.0.0.11-15, with the raft traffic of
 // every ordered pair of nodes (via --raft-peer-addr) and the workload's
 // client traffic routed through TCP fault proxies of its own; a nemesis
 // injecting faults from a seeded random schedule while clients record
@@ -15,7 +15,9 @@
 // raft link and at times every client link; leadership transfer storms;
 // clients cut from a node; a follower isolated for seconds while the others
 // snapshot and compact every few dozen entries, so it catches up by
-// InstallSnapshot. Blocked links blackhole (accept, never forward) or
+// InstallSnapshot; a random minority cut off from the majority (2 of 5 in a
+// 5-node cluster); a follower removed, wiped and re-added with --join.
+// Blocked links blackhole (accept, never forward) or
 // refuse (reset) new connections and cut existing ones: the proxy forwards
 // a connection's bytes whole and in order, or cuts the connection, and never
 // drops bytes mid-stream.
@@ -61,6 +63,11 @@
 //	make robustness ROBUSTNESS_SEEDS=random:5 ROBUSTNESS_DURATION=60s
 //	ROBUSTNESS_SEEDS=42 go test -race -count=1 -v ./tests/robustness/
 //	ROBUSTNESS_FAULTS=pause,isolate ROBUSTNESS_SEEDS=7 go test -race -count=1 -v ./tests/robustness/
+//	ROBUSTNESS_NODES=5 make robustness
+//
+// ROBUSTNESS_REPORT_DIR sets where report folders go (default: a
+// colony-robustness folder in the system temp dir); ROBUSTNESS_KEEP_REPORTS=1
+// keeps them for passing seeds too.
 //
 // TestMain builds ./cmd/colony (with -race when the tests run with it); set
 // COLONY_E2E_BINARY to use a prebuilt binary.

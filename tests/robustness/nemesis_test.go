@@ -11,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -83,12 +86,14 @@ const (
 	faultTransferStorm faultKind = "transfer-storm"   // leadership transferred several times in a row
 	faultClientCut     faultKind = "client-cut"       // clients' connections to a node cut and refused
 	faultLagFollower   faultKind = "lagging-follower" // a follower isolated long enough to need a snapshot, with low thresholds
+	faultPartition     faultKind = "partition"        // a random minority cut off from the majority (with 5 nodes: 2 of 5)
+	faultMembership    faultKind = "membership"       // a follower removed, wiped and re-added with --join
 )
 
 // allFaults is every fault the nemesis picks from.
 var allFaults = []faultKind{
 	faultKill, faultPause, faultIsolate, faultAsymmetric, faultLatency,
-	faultTransferStorm, faultClientCut, faultLagFollower,
+	faultTransferStorm, faultClientCut, faultLagFollower, faultPartition, faultMembership,
 }
 
 // nemesis injects faults into a cluster from a seeded random schedule: one
@@ -287,9 +292,92 @@ func (nm *nemesis) inject(ctx context.Context, f faultKind) {
 		defer end()
 		c.ClientProxy(i).SetMode(mode)
 		sleepCtx(ctx, d)
+	case faultPartition:
+		perm := nm.rng.Perm(len(c.Nodes))
+		minority := perm[:(len(c.Nodes)-1)/2]
+		d := nm.between(time.Second, 4*time.Second)
+		mode := nm.blockMode()
+		var ids []string
+		for _, i := range minority {
+			ids = append(ids, c.Nodes[i].ID)
+		}
+		end := nm.events.begin(string(f), "minority %v cut off from the majority (%s) for %v", ids, mode, d.Round(time.Millisecond))
+		defer end()
+		for _, i := range minority {
+			for j := range c.Nodes {
+				if !slices.Contains(minority, j) {
+					c.RaftProxy(i, j).SetMode(mode)
+					c.RaftProxy(j, i).SetMode(mode)
+				}
+			}
+		}
+		sleepCtx(ctx, d)
+	case faultMembership:
+		nm.membership(ctx)
 	default:
 		panic(fmt.Sprintf("unknown fault %q", f))
 	}
+}
+
+// membership removes a follower from the cluster, wipes its data dir and
+// starts it again with --join: it comes back as a new member (non-voter
+// first, promoted once caught up, by snapshot if the log was compacted).
+func (nm *nemesis) membership(ctx context.Context) {
+	c := nm.c
+	l := nm.target(ctx, 1)
+	i := (l + 1 + nm.rng.IntN(len(c.Nodes)-1)) % len(c.Nodes)
+	n := c.Nodes[i]
+	end := nm.events.begin(string(faultMembership), "remove %s, wipe it, re-add it with --join", n.ID)
+	defer end()
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := retryAdmin(rctx, c, func(ctx context.Context, via *Node) error {
+		if via == n {
+			return status.Error(codes.Unavailable, "not through the node being removed")
+		}
+		_, err := via.Cluster().RemoveMember(ctx, &colonyv1.RemoveMemberRequest{Id: n.ID})
+		return err
+	})
+	if err != nil {
+		nm.fail("remove member %s: %v", n.ID, err)
+		return
+	}
+	nm.events.note("member", "removed %s", n.ID)
+	if err := n.Kill(); err != nil {
+		nm.fail("%v", err)
+		return
+	}
+	var join []string
+	for _, o := range c.Nodes {
+		if o != n {
+			join = append(join, o.GRPCAddr)
+		}
+	}
+	if err := n.Wipe(join); err != nil {
+		nm.fail("%v", err)
+		return
+	}
+	sleepCtx(ctx, nm.between(200*time.Millisecond, 2*time.Second))
+	if err := n.Restart(context.Background()); err != nil {
+		nm.fail("%v", err)
+		return
+	}
+	// Wait until it is a voter again.
+	for rctx.Err() == nil {
+		sctx, scancel := context.WithTimeout(rctx, rpcTimeout)
+		st, err := n.Cluster().Status(sctx, &colonyv1.StatusRequest{})
+		scancel()
+		if err == nil {
+			for _, m := range st.GetMembers() {
+				if m.GetId() == n.ID && m.GetSuffrage() == colonyv1.Suffrage_SUFFRAGE_VOTER {
+					nm.events.note("member", "%s is a voter again", n.ID)
+					return
+				}
+			}
+		}
+		sleepCtx(rctx, 200*time.Millisecond)
+	}
+	nm.fail("%s did not become a voter again within 30s of rejoining", n.ID)
 }
 
 // blockMode picks how a blocked link behaves: silently (blackhole) or

@@ -39,6 +39,8 @@ const (
 	envReportDir = "ROBUSTNESS_REPORT_DIR"
 	// envKeepReports: "1" keeps a report folder for passing seeds too.
 	envKeepReports = "ROBUSTNESS_KEEP_REPORTS"
+	// envNodes: the cluster size, 3 (default) or 5.
+	envNodes = "ROBUSTNESS_NODES"
 )
 
 // The short default run: two fixed seeds, 12 s of faults each.
@@ -68,11 +70,18 @@ func TestRobustness(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v", envFaults, err)
 	}
+	nodes := 3
+	if s := os.Getenv(envNodes); s != "" {
+		if nodes, err = strconv.Atoi(s); err != nil || (nodes != 3 && nodes != 5) {
+			t.Fatalf("%s=%q: want 3 or 5", envNodes, s)
+		}
+	}
 	var mu sync.Mutex
 	var outcomes []string
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			sc := newScenario(seed, dur, faults)
+			sc.Nodes = nodes
 			start := time.Now()
 			report := runScenario(t, sc)
 			line := fmt.Sprintf("seed=%d %s in %v (%s)", seed, map[bool]string{true: "FAIL", false: "ok"}[t.Failed()],
@@ -119,6 +128,7 @@ func parseSeeds(s string) ([]uint64, error) {
 // scenario is what a seed decides beyond the fault schedule.
 type scenario struct {
 	Seed     uint64
+	Nodes    int
 	Duration time.Duration
 	Faults   []faultKind
 	Clients  int
@@ -133,6 +143,7 @@ func newScenario(seed uint64, d time.Duration, faults []faultKind) scenario {
 	r := rand.New(rand.NewPCG(seed, 1))
 	sc := scenario{
 		Seed:         seed,
+		Nodes:        3,
 		Duration:     d,
 		Faults:       faults,
 		Clients:      3 + r.IntN(3),
@@ -144,8 +155,8 @@ func newScenario(seed uint64, d time.Duration, faults []faultKind) scenario {
 }
 
 func (sc scenario) describe() string {
-	return fmt.Sprintf("%v of faults, %d clients, %d keys, %s log, low snapshot thresholds %v",
-		sc.Duration, sc.Clients, sc.Keys, sc.LogStore, sc.LowSnapshots)
+	return fmt.Sprintf("%d nodes, %v of faults, %d clients, %d keys, %s log, low snapshot thresholds %v",
+		sc.Nodes, sc.Duration, sc.Clients, sc.Keys, sc.LogStore, sc.LowSnapshots)
 }
 
 func (sc scenario) nodeArgs() []string {
@@ -188,8 +199,8 @@ func runScenario(t *testing.T, sc scenario) string {
 	start := time.Now()
 	r := &run{t: t, sc: sc, start: start, events: newEventLog(start), h: newHistory(start), files: map[string]string{}}
 	t.Logf("scenario: seed %d, %s", sc.Seed, sc.describe())
-	r.c = newCluster(t, t.TempDir(), clusterOptions{Nodes: 3, Seed: sc.Seed, ExtraArgs: sc.nodeArgs()}, r.events)
-	r.events.note("cluster", "3 nodes ready")
+	r.c = newCluster(t, t.TempDir(), clusterOptions{Nodes: sc.Nodes, Seed: sc.Seed, ExtraArgs: sc.nodeArgs()}, r.events)
+	r.events.note("cluster", "%d nodes ready", sc.Nodes)
 	for i := range sc.Keys {
 		r.keys = append(r.keys, fmt.Sprintf("%sk%d", keyPrefix, i))
 	}
