@@ -329,6 +329,11 @@ func (d *diagnostics) recordElection(term uint64, leader raft.ServerID) {
 			delete(d.lostQuorum, t)
 		}
 	}
+	for t := range d.votes {
+		if t+maxElections < term {
+			delete(d.votes, t)
+		}
+	}
 }
 
 // sample judges every follower against the others, while this node leads.
