@@ -65,6 +65,11 @@
 //	ROBUSTNESS_FAULTS=pause,isolate ROBUSTNESS_SEEDS=7 go test -race -count=1 -v ./tests/robustness/
 //	ROBUSTNESS_NODES=5 make robustness
 //
+// ROBUSTNESS_CANARY=stale-reads turns the clients' gets into local reads
+// (session consistency without a minimum zxid), which a partitioned or
+// lagging node serves stale: such a run must fail the linearizability
+// check, and shows the checker and the report at work.
+//
 // ROBUSTNESS_REPORT_DIR sets where report folders go (default: a
 // colony-robustness folder in the system temp dir); ROBUSTNESS_KEEP_REPORTS=1
 // keeps them for passing seeds too.

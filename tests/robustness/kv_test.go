@@ -92,6 +92,8 @@ type kvClient struct {
 	// unexpected collects errors that point to a harness bug (an invalid
 	// argument), not a fault.
 	unexpected []string
+	// staleReads makes gets local reads (ROBUSTNESS_CANARY=stale-reads).
+	staleReads bool
 }
 
 func newKVClient(id int, endpoints []string, seed uint64, h *history, keys []string) (*kvClient, error) {
@@ -223,7 +225,14 @@ func (c *kvClient) attempt(ctx context.Context, conn *grpc.ClientConn, in kvInpu
 	switch in.Kind {
 	case opGet:
 		var r *colonyv1.GetResponse
-		r, err = tree.Get(ctx, &colonyv1.GetRequest{Path: in.Key})
+		req := &colonyv1.GetRequest{Path: in.Key}
+		if c.staleReads {
+			// The canary: reads served from the node's own state without
+			// the read-index round trip, which an isolated or lagging node
+			// serves stale. The checker must catch them.
+			req.Consistency = colonyv1.Consistency_CONSISTENCY_SESSION
+		}
+		r, err = tree.Get(ctx, req)
 		if err == nil {
 			hdr = r.GetHeader()
 			out = kvOutput{Exists: true, Value: string(r.GetData()), Version: r.GetStat().GetVersion(), Zxid: r.GetStat().GetMzxid()}

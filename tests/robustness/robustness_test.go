@@ -41,6 +41,10 @@ const (
 	envKeepReports = "ROBUSTNESS_KEEP_REPORTS"
 	// envNodes: the cluster size, 3 (default) or 5.
 	envNodes = "ROBUSTNESS_NODES"
+	// envCanary: "stale-reads" makes the clients' gets local reads, which
+	// are not linearizable: a run that must fail, to show the checker and
+	// the report work end to end.
+	envCanary = "ROBUSTNESS_CANARY"
 )
 
 // The short default run: two fixed seeds, 12 s of faults each.
@@ -252,6 +256,7 @@ func runScenario(t *testing.T, sc scenario) string {
 			t.Fatalf("client: %v", err)
 		}
 		defer c.close()
+		c.staleReads = os.Getenv(envCanary) == "stale-reads"
 		clients = append(clients, c)
 		go1(func() { c.run(ctx) })
 	}
@@ -573,7 +578,13 @@ func (r *run) checkLinearizable() {
 		r.t.Logf("linearizability: the checker timed out on %d operations; inconclusive", len(ops))
 		r.events.note("checker", "porcupine timed out: inconclusive")
 	default:
-		r.fail("the history of %d operations is not linearizable (see linearizability.html in the report)", len(ops))
+		var bad []string
+		for _, part := range registerModel.Partition(ops) {
+			if porcupine.CheckOperationsTimeout(registerModel, part, time.Minute) == porcupine.Illegal {
+				bad = append(bad, fmt.Sprintf("%s (%d operations)", part[0].Input.(kvInput).Key, len(part)))
+			}
+		}
+		r.fail("the history of %d operations is not linearizable; keys %s (see linearizability.html in the report)", len(ops), strings.Join(bad, ", "))
 	}
 }
 
