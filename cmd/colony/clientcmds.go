@@ -31,7 +31,7 @@ const endpointsEnv = "COLONY_ENDPOINTS"
 // cluster through the client library: kv, cluster and session.
 func addClientCommands(root *cobra.Command) {
 	f := &clientFlags{}
-	for _, cmd := range []*cobra.Command{newKVCmd(f), newClusterCmd(f), newSessionCmd(f), newBreakerCmd(f), newPolicyCmd(f), newLockCmd(f), newElectCmd(f)} {
+	for _, cmd := range []*cobra.Command{newKVCmd(f), newClusterCmd(f), newSessionCmd(f), newBreakerCmd(f), newPolicyCmd(f), newLockCmd(f), newElectCmd(f), newDemoCmd(f)} {
 		f.register(cmd.PersistentFlags())
 		root.AddCommand(cmd)
 	}

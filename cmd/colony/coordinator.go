@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/colonymesh/colony/coordinator"
+	"github.com/colonymesh/colony/internal/demo"
 )
 
 type coordinatorFlags struct {
@@ -24,6 +25,7 @@ type coordinatorFlags struct {
 
 	metricsAddr string // coordinator_telemetry.go
 	pprof       bool
+	demo        bool // demo.go
 }
 
 func newCoordinatorCmd() *cobra.Command {
@@ -83,6 +85,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:7402 (default: off)")
 	fl.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr")
+	fl.BoolVar(&f.demo, "demo", false, "with --dev: also run a small demo mesh in this process (see `colony demo`)")
 	fl.BoolVar(&f.dev, "dev", false, "single-node development mode: --id dev, bootstrap alone, data in $TMPDIR/colony-dev unless --data-dir")
 	return cmd
 }
@@ -93,6 +96,8 @@ func newDevCmd() *cobra.Command {
 	cmd.Short = "Run Colony on one machine with an embedded single-node coordinator"
 	cmd.Long = "Run a single-node coordinator for development (the same as `colony coordinator --dev`)."
 	cmd.Flags().Set("dev", "true")
+	cmd.Flags().Set("demo", "true")
+	cmd.Flags().Lookup("demo").DefValue = "true"
 	return cmd
 }
 
@@ -160,8 +165,18 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	if f.dev {
 		fmt.Fprintf(os.Stderr, "\nColony dev coordinator on %s (data in %s).\nTry: go run ./cmd/colony kv create /hello world --endpoints %s\n\n", srv.Addr(), cfg.DataDir, srv.Addr())
 	}
+	var mesh *demo.Mesh
+	if f.dev && f.demo {
+		if mesh, err = startDevDemo(srv.Addr(), log); err != nil {
+			srv.Close()
+			return err
+		}
+	}
 	<-ctx.Done()
 	log.Info("shutting down")
+	if mesh != nil {
+		mesh.Close()
+	}
 	// Close hands leadership to another voter first when this node leads,
 	// then stops serving clients, then stops raft and closes the log.
 	return srv.Close()
