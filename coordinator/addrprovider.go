@@ -16,15 +16,23 @@ import (
 // shares, keeps the peers' real addresses; only this node's outgoing
 // connections change. Fault-injection tests use it to send the raft traffic
 // of every ordered pair of nodes through a proxy of its own.
-type peerAddrProvider map[string]string
+type peerAddrProvider struct {
+	self     raft.ServerID
+	selfAddr raft.ServerAddress // set once, before raft starts
+	peers    map[string]string
+}
 
-var _ raft.ServerAddressProvider = peerAddrProvider(nil)
+var _ raft.ServerAddressProvider = (*peerAddrProvider)(nil)
 
-// ServerAddr returns the override for id. For a peer it does not list it
-// returns an error, on which raft dials the configured address (and logs a
-// warning).
-func (p peerAddrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
-	if a, ok := p[string(id)]; ok {
+// ServerAddr returns the override for id. raft also looks up this node's
+// own address through it (to put it in every request it sends), which is
+// the transport's own. For a peer it does not list it returns an error, on
+// which raft dials the configured address (and logs a warning).
+func (p *peerAddrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if id == p.self && p.selfAddr != "" {
+		return p.selfAddr, nil
+	}
+	if a, ok := p.peers[string(id)]; ok {
 		return raft.ServerAddress(a), nil
 	}
 	return "", fmt.Errorf("no raft address override for %q", id)
@@ -32,10 +40,19 @@ func (p peerAddrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, erro
 
 // newRaftTransport is raft's TCP transport (5 pooled connections per peer,
 // 5 s I/O timeout), dialling the overrides in peerAddrs where there are any.
-func newRaftTransport(bind string, advertise net.Addr, peerAddrs map[string]string, logger hclog.Logger) (*raft.NetworkTransport, error) {
+func newRaftTransport(bind string, advertise net.Addr, self string, peerAddrs map[string]string, logger hclog.Logger) (*raft.NetworkTransport, error) {
 	cfg := &raft.NetworkTransportConfig{MaxPool: 5, Timeout: 5 * time.Second, Logger: logger}
+	var p *peerAddrProvider
 	if len(peerAddrs) > 0 {
-		cfg.ServerAddressProvider = peerAddrProvider(maps.Clone(peerAddrs))
+		p = &peerAddrProvider{self: raft.ServerID(self), peers: maps.Clone(peerAddrs)}
+		cfg.ServerAddressProvider = p
 	}
-	return raft.NewTCPTransportWithConfig(bind, advertise, cfg)
+	t, err := raft.NewTCPTransportWithConfig(bind, advertise, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil {
+		p.selfAddr = t.LocalAddr()
+	}
+	return t, nil
 }

@@ -7,12 +7,13 @@ import (
 )
 
 func TestPeerAddrProvider(t *testing.T) {
-	p := peerAddrProvider{"n2": "127.0.0.1:9002"}
+	p := &peerAddrProvider{self: "n1", selfAddr: "127.0.0.1:9001", peers: map[string]string{"n2": "127.0.0.1:9002"}}
 	tests := []struct {
 		id      raft.ServerID
 		want    raft.ServerAddress
 		wantErr bool
 	}{
+		{id: "n1", want: "127.0.0.1:9001"}, // its own, which raft encodes into requests
 		{id: "n2", want: "127.0.0.1:9002"},
 		{id: "n3", wantErr: true}, // raft then dials the configured address
 	}
@@ -23,5 +24,16 @@ func TestPeerAddrProvider(t *testing.T) {
 				t.Errorf("ServerAddr(%s) = %q, %v; want %q, error %v", tt.id, got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestRaftTransportEncodesOwnAddress(t *testing.T) {
+	tr, err := newRaftTransport("127.0.0.1:0", nil, "n1", map[string]string{"n2": "127.0.0.1:1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if got := string(tr.EncodePeer("n1", "ignored")); got != string(tr.LocalAddr()) {
+		t.Errorf("EncodePeer(self) = %q, want the transport's own %q", got, tr.LocalAddr())
 	}
 }

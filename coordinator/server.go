@@ -203,7 +203,7 @@ func (s *Server) startRaft() error {
 			return fmt.Errorf("raft advertise address %q: %w", s.cfg.RaftAdvertise, err)
 		}
 	}
-	s.transport, err = newRaftTransport(s.cfg.RaftAddr, advertise, s.cfg.RaftPeerAddrs, rc.Logger.Named("transport"))
+	s.transport, err = newRaftTransport(s.cfg.RaftAddr, advertise, s.cfg.NodeID, s.cfg.RaftPeerAddrs, rc.Logger.Named("transport"))
 	if err != nil {
 		return fmt.Errorf("raft transport on %s: %w", s.cfg.RaftAddr, err)
 	}
