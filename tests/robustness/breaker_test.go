@@ -31,10 +31,11 @@ const (
 // least at the last acknowledged generation and shows the last
 // acknowledged override (no transition is lost across leader changes).
 type breakerWorkload struct {
-	t     testing.TB
-	conns []*grpc.ClientConn
-	cur   int
-	watch *watchRecorder
+	t      testing.TB
+	events *eventLog
+	conns  []*grpc.ClientConn
+	cur    int
+	watch  *watchRecorder
 
 	mu      sync.Mutex
 	acks    []breakerAck
@@ -53,8 +54,8 @@ type breakerAck struct {
 	Override   bool
 }
 
-func newBreakerWorkload(t testing.TB, eps []string, seed uint64) *breakerWorkload {
-	w := &breakerWorkload{t: t}
+func newBreakerWorkload(t testing.TB, eps []string, seed uint64, events *eventLog) *breakerWorkload {
+	w := &breakerWorkload{t: t, events: events}
 	for _, ep := range eps {
 		conn, err := dial(ep)
 		if err != nil {
@@ -163,7 +164,8 @@ func (w *breakerWorkload) run(ctx, watchCtx context.Context) {
 			w.lastOK = true
 			w.acks = append(w.acks, breakerAck{Op: "clear-noop", Generation: 0, Override: false})
 		default:
-			w.errs = append(w.errs, fmt.Sprintf("%s: %v", op, err))
+			w.errs = append(w.errs, fmt.Sprintf("%s at %.3fs: %v", op, w.events.now().Seconds(), err))
+			w.events.note("breakers", "%s failed: %v", op, err)
 			w.lastOK = false
 		}
 		w.mu.Unlock()

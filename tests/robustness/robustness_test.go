@@ -45,6 +45,9 @@ const (
 	// are not linearizable: a run that must fail, to show the checker and
 	// the report work end to end.
 	envCanary = "ROBUSTNESS_CANARY"
+	// envLogStore: the raft log store, boltdb or wal (default: the seed
+	// picks one).
+	envLogStore = "ROBUSTNESS_LOG_STORE"
 )
 
 // The short default run: two fixed seeds, 12 s of faults each.
@@ -86,6 +89,9 @@ func TestRobustness(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			sc := newScenario(seed, dur, faults)
 			sc.Nodes = nodes
+			if ls := os.Getenv(envLogStore); ls != "" {
+				sc.LogStore = ls
+			}
 			start := time.Now()
 			report := runScenario(t, sc)
 			line := fmt.Sprintf("seed=%d %s in %v (%s)", seed, map[bool]string{true: "FAIL", false: "ok"}[t.Failed()],
@@ -263,7 +269,7 @@ func runScenario(t *testing.T, sc scenario) string {
 	r.sessions = newSessionWorkload(eps, sc.Seed, r.events)
 	defer r.sessions.close()
 	go1(func() { r.sessions.run(ctx, watchCtx) })
-	r.breakers = newBreakerWorkload(t, eps, sc.Seed)
+	r.breakers = newBreakerWorkload(t, eps, sc.Seed, r.events)
 	defer r.breakers.close()
 	go1(func() { r.breakers.run(ctx, watchCtx) })
 	r.locks = newLockWorkload(eps, sc.Seed)
