@@ -58,7 +58,8 @@ type Mesh struct {
 	c       *client.Client
 	closers []func()
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // traffic and control loops: end with cancel
+	servers sync.WaitGroup // gRPC Serve loops: end with their server's Stop
 	Callers []*Caller
 }
 
@@ -119,7 +120,7 @@ func Start(cfg Config) (m *Mesh, err error) {
 		}
 		gs := grpc.NewServer()
 		healthpb.RegisterHealthServer(gs, &calleeServer{failing: failing})
-		m.goFunc(func() { gs.Serve(lis) })
+		m.servers.Go(func() { gs.Serve(lis) })
 		m.closers = append(m.closers, gs.Stop)
 		sc, err := sidecar.New(sidecar.Config{Service: cfg.Callee, Instance: fmt.Sprintf("%s-%d", cfg.Callee, i),
 			Coordinators: []string{cfg.Coordinator}, Address: lis.Addr().String(), APIAddr: "127.0.0.1:0", Logger: quiet})
@@ -185,6 +186,7 @@ func (m *Mesh) Close() {
 	for i := len(m.closers) - 1; i >= 0; i-- {
 		m.closers[i]()
 	}
+	m.servers.Wait()
 	m.c.Close()
 }
 
