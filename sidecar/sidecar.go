@@ -24,11 +24,14 @@ import (
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/xds"
 )
 
 // Mode is how the sidecar decides what to enforce.
@@ -106,6 +109,12 @@ type Config struct {
 	// every service (Istio's Sidecar resource solves the same problem).
 	Callees []string
 	Logger  *slog.Logger
+	// TracerProvider, when set, traces the sidecar's part of a transition's
+	// path (watch delivery, xDS ACKs), linked to the coordinator's spans
+	// through the records' traceparent. Nil: no spans.
+	TracerProvider trace.TracerProvider
+	// Metrics, when set, receives the sidecar's Prometheus collector.
+	Metrics prometheus.Registerer
 }
 
 func (cfg *Config) withDefaults() {
@@ -226,6 +235,7 @@ type Sidecar struct {
 	enforcers   []Enforcer
 	subs        map[chan struct{}]struct{} // WatchBreakers streams to poke
 	lastView    View
+	metrics     *metrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -263,12 +273,27 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 		local: map[string]*localBreaker{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
 		ctx: ctx, cancel: cancel,
 	}
+	s.metrics = newMetrics(s)
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(s.metrics); err != nil {
+			cancel()
+			lis.Close()
+			c.Close()
+			return nil, fmt.Errorf("registering the sidecar's metrics: %w", err)
+		}
+	}
 	colonyv1.RegisterSidecarServer(s.grpc, &api{s: s})
 	lk := newLocks(s)
 	colonyv1.RegisterLocksServer(s.grpc, lk)
 	colonyv1.RegisterElectionsServer(s.grpc, lk)
 	accesslogv3.RegisterAccessLogServiceServer(s.grpc, &accessLogs{s: s})
 	for _, e := range enforcers {
+		if x, ok := e.(*XDS); ok {
+			x.observe(func(en xds.Enforcement) {
+				s.metrics.observe(en)
+				s.traceAck(en)
+			}, func(xds.NACK) { s.metrics.nacks.Inc() })
+		}
 		// An enforcer that serves gRPC (xDS, Envoy's access logs) shares the
 		// sidecar's port: one address for apps, Envoy and proxyless clients.
 		if r, ok := e.(interface{ Register(grpc.ServiceRegistrar) }); ok {
@@ -457,6 +482,7 @@ func (s *Sidecar) applyRecord(u mirrorUpdate) {
 		delete(s.records, path.Base(u.path))
 	} else if callee, rec := decode(u.path, u.data); rec != nil {
 		s.records[callee] = &coordRecord{rec: *rec, seen: now}
+		defer s.traceRecord(rec, now)
 	}
 	s.mu.Unlock()
 	s.publish()
@@ -794,7 +820,9 @@ func (s *Sidecar) runReports() {
 			cancel()
 			if err == nil {
 				s.contact()
+				s.metrics.reportsSent.Add(float64(n))
 			} else if s.ctx.Err() == nil {
+				s.metrics.reportsLost.Add(float64(n))
 				// Soft state: the next period brings fresh counts.
 				s.log.Debug("outcome report dropped", "pairs", n, "err", err)
 			}

@@ -255,3 +255,5 @@ func TestSidecarCalleesScope(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -20,6 +20,16 @@ type XDS struct {
 	mu    sync.Mutex
 	last  []xds.Enforcement // newest last, at most 1000
 	nacks []xds.NACK        // newest last, at most 100
+	// The sidecar's hooks (metrics, spans), set by observe.
+	onEnforced func(xds.Enforcement)
+	onNACK     func(xds.NACK)
+}
+
+// observe sets the sidecar's hooks for enforcements and NACKs.
+func (x *XDS) observe(enforced func(xds.Enforcement), nack func(xds.NACK)) {
+	x.mu.Lock()
+	x.onEnforced, x.onNACK = enforced, nack
+	x.mu.Unlock()
 }
 
 // NewXDS returns an XDS enforcer; cfg's OnEnforced and OnNACK are chained.
@@ -32,7 +42,11 @@ func NewXDS(cfg xds.Config) (*XDS, error) {
 		if len(x.last) > 1000 {
 			x.last = x.last[len(x.last)-1000:]
 		}
+		hook := x.onEnforced
 		x.mu.Unlock()
+		if hook != nil {
+			hook(e)
+		}
 		if onEnforced != nil {
 			onEnforced(e)
 		}
@@ -43,7 +57,11 @@ func NewXDS(cfg xds.Config) (*XDS, error) {
 		if len(x.nacks) > 100 {
 			x.nacks = x.nacks[len(x.nacks)-100:]
 		}
+		hook := x.onNACK
 		x.mu.Unlock()
+		if hook != nil {
+			hook(n)
+		}
 		if onNACK != nil {
 			onNACK(n)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/xds"
 )
@@ -25,6 +27,7 @@ func newSidecarCmd() *cobra.Command {
 		egress       string
 		probeShare   int
 		logLevel     string
+		metricsAddr  string
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar --service NAME --instance ID --address HOST:PORT",
@@ -88,6 +91,32 @@ applies --degraded-mode (last-known keeps enforcing the last state).`,
 				cfg.DegradedModes[callee] = m
 			}
 			cfg.Logger = log
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			// Tracing from OTEL_EXPORTER_OTLP_* (nothing is exported without
+			// it), metrics on --metrics-addr: the same as the coordinator's.
+			tr, err := telemetry.TracingFromEnv(ctx, telemetry.ServiceSidecar, cfg.Service+"/"+cfg.Instance)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				tr.Shutdown(sctx)
+			}()
+			if tr.Exporting {
+				cfg.TracerProvider = tr.Provider
+			}
+			if metricsAddr != "" {
+				reg := telemetry.NewRegistry()
+				cfg.Metrics = reg
+				ms, err := telemetry.ListenMetrics(metricsAddr, telemetry.Handler(reg, telemetry.HandlerOptions{}))
+				if err != nil {
+					return err
+				}
+				defer ms.Close(context.Background())
+				log.Info("serving metrics", "url", "http://"+ms.Addr()+"/metrics")
+			}
 			x, err := sidecar.NewXDS(xds.Config{EgressAddr: egress, ProbeSharePercent: probeShare, Logger: log})
 			if err != nil {
 				return err
@@ -99,8 +128,6 @@ applies --degraded-mode (last-known keeps enforcing the last state).`,
 			}
 			log.Info("sidecar serving", "service", cfg.Service, "instance", cfg.Instance, "listen", s.Addr(),
 				"coordinators", strings.Join(cfg.Coordinators, ","), "degraded_mode", cfg.DegradedMode)
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			<-ctx.Done()
 			log.Info("sidecar stopping: deregistering")
 			return s.Close()
@@ -122,6 +149,7 @@ applies --degraded-mode (last-known keeps enforcing the last state).`,
 	fl.StringVar(&mode, "degraded-mode", string(sidecar.LastKnown), "last-known, local (gobreaker on this instance's outcomes), fail-open or fail-closed")
 	fl.StringArrayVar(&modesFor, "degraded-mode-for", nil, "CALLEE=MODE: a degraded mode for one callee (repeatable)")
 	fl.StringSliceVar(&cfg.Callees, "callees", nil, "the services this instance calls (comma-separated); default: every registered service")
+	fl.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (default: off)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = cmd.MarkFlagRequired("service")
 	_ = cmd.MarkFlagRequired("address")

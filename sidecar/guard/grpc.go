@@ -2,10 +2,13 @@ package guard
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -43,6 +46,7 @@ func (g *Guard) UnaryClientInterceptor(callee string) grpc.UnaryClientIntercepto
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		p, err := g.Allow(callee)
 		if err != nil {
+			annotateRejection(ctx, err)
 			return status.Error(codes.Unavailable, err.Error())
 		}
 		if p.Probe {
@@ -105,6 +109,7 @@ func (g *Guard) RoundTripper(callee string, next http.RoundTripper) http.RoundTr
 	return roundTripper(func(req *http.Request) (*http.Response, error) {
 		p, err := g.Allow(callee)
 		if err != nil {
+			annotateRejection(req.Context(), err)
 			return nil, err
 		}
 		if p.Probe {
@@ -134,3 +139,37 @@ func (g *Guard) RoundTripper(callee string, next http.RoundTripper) http.RoundTr
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// annotateRejection marks the caller's current span (if it is recording) with
+// the breaker's decision: its generation, and a link to the coordinator's
+// trace of it, so a trace viewer goes from "why was my call rejected?" to the
+// failures that tripped the breaker.
+func annotateRejection(ctx context.Context, err error) {
+	span := trace.SpanFromContext(ctx)
+	var re *RejectedError
+	if !span.IsRecording() || !errors.As(err, &re) {
+		return
+	}
+	span.SetAttributes(
+		attribute.String("colony.breaker.caller", re.Caller), attribute.String("colony.breaker.callee", re.Callee),
+		attribute.String("colony.breaker.state", re.State.String()), attribute.Int64("colony.breaker.generation", int64(re.Generation)),
+		attribute.String("colony.breaker.traceparent", re.Traceparent),
+	)
+	if sc := spanContextOf(re.Traceparent); sc.IsValid() {
+		span.AddLink(trace.Link{SpanContext: sc})
+	}
+}
+
+// spanContextOf parses a W3C traceparent ("00-<trace>-<span>-<flags>").
+func spanContextOf(tp string) trace.SpanContext {
+	parts := strings.Split(tp, "-")
+	if len(parts) != 4 {
+		return trace.SpanContext{}
+	}
+	tid, err1 := trace.TraceIDFromHex(parts[1])
+	sid, err2 := trace.SpanIDFromHex(parts[2])
+	if err1 != nil || err2 != nil {
+		return trace.SpanContext{}
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true})
+}

@@ -46,6 +46,10 @@ type RejectedError struct {
 	Caller, Callee string
 	State          breaker.State
 	Generation     uint64
+	// Traceparent is the W3C trace context of the coordinator's write of the
+	// decision (empty when the coordinator does not trace): the rejected
+	// call's span links to it.
+	Traceparent string
 }
 
 func (e *RejectedError) Error() string {
@@ -290,7 +294,7 @@ func (g *Guard) apply(rec breaker.PairRecord) {
 	p := &pair{
 		state: rec.State, gen: rec.Generation, genStr: fmt.Sprint(rec.Generation),
 		permits: int64(rec.Probes[g.cfg.Instance]), used: &atomic.Int64{}, counts: c,
-		reject: &RejectedError{Caller: rec.Caller, Callee: rec.Callee, State: rec.State, Generation: rec.Generation},
+		reject: &RejectedError{Caller: rec.Caller, Callee: rec.Callee, State: rec.State, Generation: rec.Generation, Traceparent: rec.Traceparent},
 	}
 	if prev := old[rec.Callee]; prev != nil && prev.gen == rec.Generation {
 		p.used = prev.used // permits are per generation: a reassignment keeps what was used
