@@ -33,7 +33,10 @@ func TestRejectedCallLinksToDecision(t *testing.T) {
 	ctx, span := tracer.Start(context.Background(), "call payments")
 	invoked := false
 	err = g.UnaryClientInterceptor("payments")(ctx, "/svc/M", nil, nil, nil,
-		func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { invoked = true; return nil })
+		func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+			invoked = true
+			return nil
+		})
 	span.End()
 	if invoked {
 		t.Fatal("a rejected call reached the network")
