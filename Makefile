@@ -82,3 +82,13 @@ dev: ## Run a single-node coordinator for development.
 .PHONY: clean
 clean: ## Remove build output.
 	rm -rf bin
+
+IMAGE ?= ghcr.io/colonymesh/colony:dev
+
+.PHONY: docker
+docker: ## Build the colony image from the Dockerfile (needs Docker); IMAGE=ghcr.io/colonymesh/colony:dev.
+	docker build -t $(IMAGE) .
+
+.PHONY: test-deploy
+test-deploy: ## Check the Dockerfile, the Kubernetes manifests and the compose file (no Docker or cluster needed).
+	$(GO) test -race -count=1 ./deploy/...
