@@ -887,9 +887,7 @@ func (s *Sidecar) subscribe() (chan struct{}, func()) {
 	s.mu.Unlock()
 	return ch, func() {
 		s.mu.Lock()
-		if _, ok := s.subs[ch]; ok {
-			delete(s.subs, ch)
-		}
+		delete(s.subs, ch)
 		s.mu.Unlock()
 	}
 }

@@ -50,7 +50,7 @@ func TestRejectedCallLinksToDecision(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range got[0].Attributes {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	if attrs["colony.breaker.generation"] != "7" || attrs["colony.breaker.traceparent"] != tp {
 		t.Fatalf("span attributes %v", attrs)
