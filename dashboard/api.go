@@ -1,0 +1,461 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/coordinator/client"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// maxBody bounds a POST body: an override's reason is at most 1 KiB.
+const maxBody = 64 << 10
+
+// maxTTL bounds an override's expiry set from the UI.
+const maxTTL = 365 * 24 * time.Hour
+
+// apiError is every error response's body.
+type apiError struct {
+	// Field names the input at fault (a path parameter, a body field or a
+	// header), empty when the error is not about one.
+	Field string `json:"field,omitempty"`
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, field, msg string) {
+	writeJSON(w, code, apiError{Field: field, Error: msg})
+}
+
+// badInput is a 400 naming the field at fault.
+type badInput struct {
+	field string
+	err   error
+}
+
+func (b *badInput) Error() string { return b.field + ": " + b.err.Error() }
+
+// writeCoordError answers with the HTTP status that matches a coordinator
+// error: the one place coordinator errors become HTTP errors.
+func writeCoordError(w http.ResponseWriter, err error) {
+	var bad *badInput
+	code := http.StatusBadGateway
+	switch {
+	case errors.As(err, &bad):
+		writeError(w, http.StatusBadRequest, bad.field, err.Error())
+		return
+	case errors.Is(err, client.ErrInvalidArgument):
+		code = http.StatusBadRequest
+	case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrNoNode):
+		code = http.StatusNotFound
+	case status.Code(err) == codes.FailedPrecondition:
+		code = http.StatusConflict
+	case errors.Is(err, client.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusServiceUnavailable
+	}
+	writeError(w, code, "", err.Error())
+}
+
+// pairParams returns the caller and callee of a /api/breakers/{caller}/{callee}
+// path, validated.
+func pairParams(r *http.Request) (caller, callee string, err error) {
+	caller, callee = r.PathValue("caller"), r.PathValue("callee")
+	if err := breaker.ValidateServiceName(caller); err != nil {
+		return "", "", &badInput{"caller", err}
+	}
+	if err := breaker.ValidateServiceName(callee); err != nil {
+		return "", "", &badInput{"callee", err}
+	}
+	return caller, callee, nil
+}
+
+// decodeJSON reads a POST body that must be one JSON object of v's fields.
+// Only application/json is accepted: a cross-site form cannot send it
+// without a CORS preflight.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) (code int, err error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return http.StatusUnsupportedMediaType, &badInput{"Content-Type", fmt.Errorf("want application/json, got %q", r.Header.Get("Content-Type"))}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		var maxErr *http.MaxBytesError
+		switch {
+		case errors.As(err, &typeErr) && typeErr.Field != "":
+			return http.StatusBadRequest, &badInput{typeErr.Field, fmt.Errorf("want a %s, got %s", typeErr.Type, typeErr.Value)}
+		case errors.As(err, &maxErr):
+			return http.StatusRequestEntityTooLarge, &badInput{"body", fmt.Errorf("larger than %d bytes", maxBody)}
+		case errors.Is(err, io.EOF):
+			return http.StatusBadRequest, &badInput{"body", errors.New("empty: want a JSON object")}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return http.StatusBadRequest, &badInput{field, errors.New("unknown field")}
+		}
+		return http.StatusBadRequest, &badInput{"body", fmt.Errorf("not a JSON object: %w", err)}
+	}
+	if dec.More() {
+		return http.StatusBadRequest, &badInput{"body", errors.New("more than one JSON value")}
+	}
+	return 0, nil
+}
+
+func writeBad(w http.ResponseWriter, code int, err error) {
+	var bad *badInput
+	if errors.As(err, &bad) {
+		writeError(w, code, bad.field, err.Error())
+		return
+	}
+	writeError(w, code, "", err.Error())
+}
+
+func (d *Dashboard) reqCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), d.cfg.RequestTimeout)
+}
+
+// by is who an override set through r is recorded as.
+func (d *Dashboard) by(r *http.Request) (string, error) {
+	u := strings.TrimSpace(r.Header.Get(d.cfg.UserHeader))
+	if u == "" {
+		return d.cfg.By, nil
+	}
+	if len(u) > breaker.MaxByLen || !utf8.ValidString(u) {
+		return "", &badInput{d.cfg.UserHeader, fmt.Errorf("want at most %d bytes of UTF-8", breaker.MaxByLen)}
+	}
+	return u, nil
+}
+
+// GET /api/me: who overrides are recorded as.
+func (d *Dashboard) me(w http.ResponseWriter, r *http.Request) {
+	by, err := d.by(r)
+	if err != nil {
+		writeBad(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"by": by})
+}
+
+// pairState is what callers enforce for one pair (and why), from a record
+// or a ListBreakers row.
+type pairState struct {
+	Caller      string `json:"caller"`
+	Callee      string `json:"callee"`
+	State       string `json:"state"`
+	Generation  uint64 `json:"generation"`
+	SinceMs     int64  `json:"sinceMs"`
+	Override    string `json:"override,omitempty"`    // the override's mode
+	ShadowState string `json:"shadowState,omitempty"` // in shadow mode: what it would enforce
+	Cause       string `json:"cause,omitempty"`
+	// Evidence is the window that decided the last transition, from a
+	// record (ListBreakers rows do not carry it); unset without calls.
+	Evidence *transitionEvidence `json:"evidence,omitempty"`
+}
+
+// transitionEvidence is the gist of a record's breaker.Evidence.
+type transitionEvidence struct {
+	Condition          string  `json:"condition,omitempty"`
+	FailureRate        float64 `json:"failureRate"`
+	Calls              int64   `json:"calls"`
+	FailingInstances   int     `json:"failingInstances"`
+	ReportingInstances int     `json:"reportingInstances"`
+}
+
+// pairWindow is the leader's live window of one pair (soft state).
+type pairWindow struct {
+	FailureRate        float64 `json:"failureRate"`
+	WindowCalls        int64   `json:"windowCalls"`
+	FailingInstances   int32   `json:"failingInstances"`
+	ReportingInstances int32   `json:"reportingInstances"`
+}
+
+// pairSummary is one cell of the matrix. Window is unset in live updates
+// from the watch: records carry no live window.
+type pairSummary struct {
+	pairState
+	Window *pairWindow `json:"window,omitempty"`
+}
+
+func summaryFromProto(b *colonyv1.BreakerSummary) pairSummary {
+	return pairSummary{
+		pairState: pairState{
+			Caller: b.GetCaller(), Callee: b.GetCallee(), State: b.GetState(), Generation: b.GetGeneration(),
+			SinceMs: b.GetSinceMs(), Override: b.GetOverride(), ShadowState: b.GetShadowState(),
+		},
+		Window: &pairWindow{
+			FailureRate: b.GetFailureRate(), WindowCalls: b.GetWindowCalls(),
+			FailingInstances: b.GetFailingInstances(), ReportingInstances: b.GetReportingInstances(),
+		},
+	}
+}
+
+func stateFromRecord(rec *breaker.PairRecord) pairState {
+	s := pairState{
+		Caller: rec.Caller, Callee: rec.Callee, State: rec.State.String(), Generation: rec.Generation,
+		Cause: rec.Cause,
+	}
+	if !rec.Since.IsZero() {
+		s.SinceMs = rec.Since.UnixMilli()
+	}
+	if rec.Override != nil {
+		s.Override = string(rec.Override.Mode)
+	}
+	if rec.Shadow != nil {
+		s.ShadowState = rec.Shadow.State.String()
+	}
+	if ev := rec.Evidence; ev.Calls > 0 {
+		s.Evidence = &transitionEvidence{Condition: string(ev.Condition), FailureRate: ev.FailureRate, Calls: ev.Calls,
+			FailingInstances: ev.FailingInstances, ReportingInstances: ev.ReportingInstances}
+	}
+	return s
+}
+
+// breakerList is GET /api/breakers' body and the events' snapshot.
+type breakerList struct {
+	AtMs     int64         `json:"atMs"`
+	Breakers []pairSummary `json:"breakers"`
+}
+
+func listBreakers(ctx context.Context, c Coordinator) (breakerList, error) {
+	rows, err := c.ListBreakers(ctx, "", "")
+	if err != nil {
+		return breakerList{}, err
+	}
+	l := breakerList{AtMs: time.Now().UnixMilli(), Breakers: make([]pairSummary, 0, len(rows))}
+	for _, b := range rows {
+		l.Breakers = append(l.Breakers, summaryFromProto(b))
+	}
+	return l, nil
+}
+
+// GET /api/breakers: every pair, with the leader's live window.
+func (d *Dashboard) listBreakers(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := d.reqCtx(r)
+	defer cancel()
+	l, err := listBreakers(ctx, d.coord)
+	if err != nil {
+		writeCoordError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
+}
+
+// pairDetail is GET /api/breakers/{caller}/{callee}'s body.
+type pairDetail struct {
+	Record breaker.PairRecord `json:"record"`
+	Policy breaker.Policy     `json:"policy"`
+	// Live is the leader's window now.
+	Live breaker.Evidence `json:"live"`
+	// History is the audit trail, oldest first.
+	History []breaker.HistoryEntry `json:"history"`
+	// LastTrip is the newest transition to OPEN in History (enforced, or
+	// only recorded in shadow mode), nil when History has none.
+	LastTrip *breaker.HistoryEntry `json:"lastTrip"`
+	// TripFromClosed is, when LastTrip re-opened the breaker from
+	// HALF_OPEN (a failed probe), the newest trip from CLOSED before it:
+	// the window's evidence that began the episode.
+	TripFromClosed *breaker.HistoryEntry `json:"tripFromClosed,omitempty"`
+}
+
+// GET /api/breakers/{caller}/{callee}: one pair's record, policy, evidence
+// and audit trail.
+func (d *Dashboard) getBreaker(w http.ResponseWriter, r *http.Request) {
+	caller, callee, err := pairParams(r)
+	if err != nil {
+		writeBad(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := d.reqCtx(r)
+	defer cancel()
+	info, err := d.coord.GetBreaker(ctx, caller, callee, d.cfg.HistoryLimit)
+	if err != nil {
+		writeCoordError(w, err)
+		return
+	}
+	out := pairDetail{Record: info.Record, Policy: info.Policy, Live: info.Live, History: info.History}
+	if out.History == nil {
+		out.History = []breaker.HistoryEntry{}
+	}
+	for _, h := range slices.Backward(out.History) {
+		if h.Kind != breaker.HistoryTransition || h.To != breaker.Open {
+			continue
+		}
+		if out.LastTrip == nil {
+			out.LastTrip = &h
+		}
+		if out.LastTrip.From == breaker.Closed {
+			break
+		}
+		if h.From == breaker.Closed {
+			out.TripFromClosed = &h
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// overrideRequest is POST /api/breakers/{caller}/{callee}/override's body.
+type overrideRequest struct {
+	// Mode is force-open, force-closed (or force-close), disabled (or
+	// disable) or shadow.
+	Mode string `json:"mode"`
+	// Reason is required: it goes into the audit trail.
+	Reason string `json:"reason"`
+	// TTL makes the override expire by itself (a Go duration, "10m");
+	// empty keeps it until cleared.
+	TTL string `json:"ttl"`
+}
+
+// clearRequest is POST /api/breakers/{caller}/{callee}/clear's body.
+type clearRequest struct {
+	Reason string `json:"reason"`
+}
+
+func validReason(reason string) (string, error) {
+	reason = strings.TrimSpace(reason)
+	switch {
+	case reason == "":
+		return "", &badInput{"reason", errors.New("required: say why, for the audit trail")}
+	case len(reason) > breaker.MaxReasonLen:
+		return "", &badInput{"reason", fmt.Errorf("%d bytes, the limit is %d", len(reason), breaker.MaxReasonLen)}
+	case !utf8.ValidString(reason):
+		return "", &badInput{"reason", errors.New("not valid UTF-8")}
+	}
+	return reason, nil
+}
+
+// parseOverride validates an override request, naming the field at fault.
+func parseOverride(req overrideRequest) (mode breaker.OverrideMode, reason string, ttl time.Duration, err error) {
+	m := req.Mode
+	if m == "disable" {
+		m = string(breaker.Disabled)
+	}
+	if m == "" {
+		return "", "", 0, &badInput{"mode", errors.New("required: force-open, force-closed, disabled or shadow")}
+	}
+	if mode, err = breaker.ParseOverrideMode(m); err != nil {
+		return "", "", 0, &badInput{"mode", err}
+	}
+	if reason, err = validReason(req.Reason); err != nil {
+		return "", "", 0, err
+	}
+	if s := strings.TrimSpace(req.TTL); s != "" {
+		if ttl, err = time.ParseDuration(s); err != nil {
+			return "", "", 0, &badInput{"ttl", fmt.Errorf("want a duration such as 10m or 1h30m: %w", err)}
+		}
+		if ttl < time.Second || ttl > maxTTL {
+			return "", "", 0, &badInput{"ttl", fmt.Errorf("%v is outside 1s..%v (leave it empty to keep the override until cleared)", ttl, maxTTL)}
+		}
+	}
+	return mode, reason, ttl, nil
+}
+
+// POST /api/breakers/{caller}/{callee}/override: set an override.
+func (d *Dashboard) setOverride(w http.ResponseWriter, r *http.Request) {
+	caller, callee, err := pairParams(r)
+	if err != nil {
+		writeBad(w, http.StatusBadRequest, err)
+		return
+	}
+	var req overrideRequest
+	if code, err := decodeJSON(w, r, &req); err != nil {
+		writeBad(w, code, err)
+		return
+	}
+	mode, reason, ttl, err := parseOverride(req)
+	if err != nil {
+		writeBad(w, http.StatusBadRequest, err)
+		return
+	}
+	by, err := d.by(r)
+	if err != nil {
+		writeBad(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := d.reqCtx(r)
+	defer cancel()
+	rec, err := d.coord.SetOverride(ctx, caller, callee, mode, reason, by, ttl)
+	if err != nil {
+		writeCoordError(w, err)
+		return
+	}
+	d.log.Info("override set from the dashboard", "caller", caller, "callee", callee, "mode", mode, "by", by, "reason", reason, "ttl", ttl)
+	writeJSON(w, http.StatusOK, map[string]any{"record": rec})
+}
+
+// POST /api/breakers/{caller}/{callee}/clear: clear the pair's override.
+func (d *Dashboard) clearOverride(w http.ResponseWriter, r *http.Request) {
+	caller, callee, err := pairParams(r)
+	if err != nil {
+		writeBad(w, http.StatusBadRequest, err)
+		return
+	}
+	var req clearRequest
+	if code, err := decodeJSON(w, r, &req); err != nil {
+		writeBad(w, code, err)
+		return
+	}
+	reason, err := validReason(req.Reason)
+	if err != nil {
+		writeBad(w, http.StatusBadRequest, err)
+		return
+	}
+	by, err := d.by(r)
+	if err != nil {
+		writeBad(w, http.StatusBadRequest, err)
+		return
+	}
+	ctx, cancel := d.reqCtx(r)
+	defer cancel()
+	rec, err := d.coord.ClearOverride(ctx, caller, callee, reason, by)
+	if err != nil {
+		writeCoordError(w, err)
+		return
+	}
+	d.log.Info("override cleared from the dashboard", "caller", caller, "callee", callee, "by", by, "reason", reason)
+	writeJSON(w, http.StatusOK, map[string]any{"record": rec})
+}
+
+// protoJSON renders API messages with every field present (so the page
+// need not know proto3's defaults) and lowerCamelCase names. 64-bit
+// integers are JSON strings, as protojson writes them.
+var protoJSON = protojson.MarshalOptions{EmitUnpopulated: true}
+
+// GET /api/cluster: Cluster.Status as the node the client talks to sees it.
+func (d *Dashboard) cluster(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := d.reqCtx(r)
+	defer cancel()
+	st, err := d.coord.Status(ctx)
+	if err != nil {
+		writeCoordError(w, err)
+		return
+	}
+	b, err := protoJSON.Marshal(st)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
+}

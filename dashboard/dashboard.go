@@ -1,0 +1,254 @@
+// Package dashboard is Colony's web UI: an http.Handler that serves a
+// single page (plain HTML, CSS and JavaScript embedded with go:embed, no
+// build step, nothing fetched from elsewhere) and the JSON API under /api/
+// the page uses, all backed by the coordinator's Go client.
+//
+// The page shows the breaker matrix (callers x callees) live, each pair's
+// policy, evidence, audit trail and probe holders, lets an operator set and
+// clear overrides (with a reason and a confirmation), and shows the
+// cluster's health and the sidecars' staleness and degraded modes.
+//
+// Live updates come from one persistent recursive watch on /colony/breakers
+// per Dashboard, shared by every browser through server-sent events, plus a
+// periodic ListBreakers (only while a browser is connected) for the
+// leader's live failure ratios. See DESIGN.md beside this file.
+//
+// Usage:
+//
+//	c, _ := client.New(client.Config{Endpoints: []string{"127.0.0.1:7400"}})
+//	d, _ := dashboard.New(dashboard.Config{Coordinator: c})
+//	defer d.Close()
+//	http.ListenAndServe("127.0.0.1:7403", d)
+package dashboard
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/coordinator/client"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+//go:embed ui
+var uiFiles embed.FS
+
+// Coordinator is what the dashboard needs of the coordinator:
+// *client.Client implements it.
+type Coordinator interface {
+	ListBreakers(ctx context.Context, caller, callee string) ([]*colonyv1.BreakerSummary, error)
+	GetBreaker(ctx context.Context, caller, callee string, historyLimit int) (*client.BreakerInfo, error)
+	SetOverride(ctx context.Context, caller, callee string, mode breaker.OverrideMode, reason, by string, ttl time.Duration) (*breaker.PairRecord, error)
+	ClearOverride(ctx context.Context, caller, callee, reason, by string) (*breaker.PairRecord, error)
+	Status(ctx context.Context) (*colonyv1.StatusResponse, error)
+	Children(ctx context.Context, path string, opts ...client.ReadOption) ([]string, *colonyv1.Stat, error)
+	Get(ctx context.Context, path string, opts ...client.ReadOption) ([]byte, *colonyv1.Stat, error)
+	Watch(ctx context.Context, path string, kind colonyv1.WatchKind, opts ...client.WatchOption) (*client.Watcher, error)
+}
+
+var _ Coordinator = (*client.Client)(nil)
+
+// Config configures a Dashboard.
+type Config struct {
+	// Coordinator is the coordinator's client (required). The Dashboard
+	// does not close it.
+	Coordinator Coordinator
+	// By is who overrides set from the UI are recorded as when the request
+	// has no UserHeader. Empty: "dashboard".
+	By string
+	// UserHeader is the request header naming the user behind an
+	// authenticating proxy; its value becomes the override's "by". It is
+	// trusted as is: the dashboard authenticates nobody. Empty:
+	// "X-Forwarded-User".
+	UserHeader string
+	// MaxClients bounds the browsers following live updates at once; more
+	// get 503. Zero: 64.
+	MaxClients int
+	// PollInterval is how often the leader's live windows (failure ratios)
+	// are read while a browser is connected. Zero: 2s.
+	PollInterval time.Duration
+	// RequestTimeout bounds each coordinator call an API request makes.
+	// Zero: 5s.
+	RequestTimeout time.Duration
+	// SidecarTimeout bounds each sidecar's Status call. Zero: 1s.
+	SidecarTimeout time.Duration
+	// MaxSidecars bounds the registered instances listed (and asked for
+	// their status) by one request. Zero: 200.
+	MaxSidecars int
+	// HistoryLimit is how many audit-trail entries a pair's detail shows.
+	// Zero: 50.
+	HistoryLimit int
+	// Logger receives the dashboard's records. Nil: discard.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every default filled in (and no
+// Coordinator).
+func DefaultConfig() Config {
+	return Config{
+		By:             "dashboard",
+		UserHeader:     "X-Forwarded-User",
+		MaxClients:     64,
+		PollInterval:   2 * time.Second,
+		RequestTimeout: 5 * time.Second,
+		SidecarTimeout: time.Second,
+		MaxSidecars:    200,
+		HistoryLimit:   50,
+	}
+}
+
+func (cfg Config) withDefaults() Config {
+	def := DefaultConfig()
+	if cfg.By == "" {
+		cfg.By = def.By
+	}
+	if cfg.UserHeader == "" {
+		cfg.UserHeader = def.UserHeader
+	}
+	if cfg.MaxClients == 0 {
+		cfg.MaxClients = def.MaxClients
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = def.PollInterval
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = def.RequestTimeout
+	}
+	if cfg.SidecarTimeout == 0 {
+		cfg.SidecarTimeout = def.SidecarTimeout
+	}
+	if cfg.MaxSidecars == 0 {
+		cfg.MaxSidecars = def.MaxSidecars
+	}
+	if cfg.HistoryLimit == 0 {
+		cfg.HistoryLimit = def.HistoryLimit
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+// Validate reports whether the configuration can be used (after defaults).
+func (cfg Config) Validate() error {
+	cfg = cfg.withDefaults()
+	var errs []error
+	if cfg.Coordinator == nil {
+		errs = append(errs, errors.New("dashboard: Coordinator: required"))
+	}
+	if len(cfg.By) > breaker.MaxByLen {
+		errs = append(errs, errors.New("dashboard: By: longer than an override's by may be"))
+	}
+	if cfg.MaxClients < 0 {
+		errs = append(errs, errors.New("dashboard: MaxClients: must not be negative"))
+	}
+	if cfg.MaxSidecars < 0 {
+		errs = append(errs, errors.New("dashboard: MaxSidecars: must not be negative"))
+	}
+	if cfg.HistoryLimit < 0 || cfg.HistoryLimit > 200 {
+		errs = append(errs, errors.New("dashboard: HistoryLimit: want 0..200 (the coordinator keeps 200 per pair)"))
+	}
+	for name, d := range map[string]time.Duration{"PollInterval": cfg.PollInterval, "RequestTimeout": cfg.RequestTimeout, "SidecarTimeout": cfg.SidecarTimeout} {
+		if d < 0 {
+			errs = append(errs, errors.New("dashboard: "+name+": must not be negative"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Dashboard is the web UI's handler. It owns the shared breaker watch; Close
+// stops it and ends the browsers' event streams.
+type Dashboard struct {
+	cfg     Config
+	coord   Coordinator
+	log     *slog.Logger
+	handler http.Handler
+	hub     *hub
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ http.Handler = (*Dashboard)(nil)
+
+// New returns a Dashboard and starts its shared watch of the breakers.
+func New(cfg Config) (*Dashboard, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Dashboard{cfg: cfg, coord: cfg.Coordinator, log: cfg.Logger, ctx: ctx, cancel: cancel}
+	d.hub = newHub(cfg.Coordinator, cfg.Logger, cfg.MaxClients, cfg.PollInterval, cfg.RequestTimeout)
+	d.handler = d.routes()
+	d.goFunc(func() { d.hub.runWatch(ctx) })
+	d.goFunc(func() { d.hub.runPoll(ctx) })
+	return d, nil
+}
+
+func (d *Dashboard) goFunc(f func()) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		f()
+	}()
+}
+
+// ServeHTTP serves the page, its assets and the API.
+func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.handler.ServeHTTP(w, r) }
+
+// Close stops the shared watch, ends every event stream and waits for
+// the dashboard's goroutines. Other requests in flight finish on their own.
+func (d *Dashboard) Close() error {
+	d.cancel()
+	d.wg.Wait()
+	return nil
+}
+
+func (d *Dashboard) routes() http.Handler {
+	static, err := fs.Sub(uiFiles, "ui")
+	if err != nil {
+		panic(err) // the embedded tree always has ui/
+	}
+	mux := http.NewServeMux()
+	files := http.FileServerFS(static)
+	mux.Handle("GET /{$}", files)
+	mux.Handle("GET /static/", files)
+	mux.HandleFunc("GET /api/me", d.me)
+	mux.HandleFunc("GET /api/breakers", d.listBreakers)
+	mux.HandleFunc("GET /api/breakers/{caller}/{callee}", d.getBreaker)
+	mux.HandleFunc("GET /api/breakers/{caller}/{callee}/enforcement", d.enforcement)
+	mux.HandleFunc("POST /api/breakers/{caller}/{callee}/override", d.setOverride)
+	mux.HandleFunc("POST /api/breakers/{caller}/{callee}/clear", d.clearOverride)
+	mux.HandleFunc("GET /api/cluster", d.cluster)
+	mux.HandleFunc("GET /api/sidecars", d.sidecars)
+	mux.HandleFunc("GET /api/events", d.events)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "", "no such API endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	// Browsers send Sec-Fetch-Site and Origin: a page elsewhere cannot
+	// POST here. Requiring a JSON body also forces a CORS preflight that is
+	// never granted.
+	protect := http.NewCrossOriginProtection()
+	return securityHeaders(protect.Handler(mux))
+}
+
+// securityHeaders keeps the page to its own origin's scripts and styles and
+// out of other sites' frames.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("X-Frame-Options", "DENY")
+		h.ServeHTTP(w, r)
+	})
+}

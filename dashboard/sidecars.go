@@ -1,0 +1,248 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/colonymesh/colony/coordinator/client"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/sidecar"
+)
+
+const servicesRoot = "/colony/services"
+
+// statusParallelism bounds the registry reads and sidecar Status calls one
+// request makes at once.
+const statusParallelism = 8
+
+// sidecarInfo is one registered instance and, when its sidecar answered,
+// the sidecar's status.
+type sidecarInfo struct {
+	Registration sidecar.Registration `json:"registration"`
+	// Status is the sidecar's Status (protojson), absent when it could
+	// not be asked or did not answer.
+	Status json.RawMessage `json:"status,omitempty"`
+	// Error says why Status is absent.
+	Error string `json:"error,omitempty"`
+	// status is Status decoded, for the enforcement view.
+	status *colonyv1.SidecarStatusResponse
+}
+
+// registry reads the registered instances (of one service, or all), at
+// most limit of them; truncated says more were left out.
+func registry(ctx context.Context, c Coordinator, service string, limit int) (regs []sidecar.Registration, truncated bool, err error) {
+	var services []string
+	if service != "" {
+		services = []string{service}
+	} else if services, _, err = c.Children(ctx, servicesRoot, client.WithSessionConsistency()); errors.Is(err, client.ErrNoNode) {
+		return nil, false, nil
+	} else if err != nil {
+		return nil, false, fmt.Errorf("listing %s: %w", servicesRoot, err)
+	}
+	var paths []string
+	for _, svc := range services {
+		p := path.Join(servicesRoot, svc)
+		instances, _, err := c.Children(ctx, p, client.WithSessionConsistency())
+		if errors.Is(err, client.ErrNoNode) {
+			continue // gone since the listing
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("listing %s: %w", p, err)
+		}
+		for _, inst := range instances {
+			if len(paths) == limit {
+				truncated = true
+				break
+			}
+			paths = append(paths, path.Join(p, inst))
+		}
+	}
+	regs = make([]sidecar.Registration, len(paths))
+	ok := make([]bool, len(paths))
+	errs := make([]error, len(paths))
+	parallel(len(paths), func(i int) {
+		data, _, err := c.Get(ctx, paths[i], client.WithSessionConsistency())
+		if errors.Is(err, client.ErrNoNode) {
+			return // the instance went away
+		}
+		if err != nil {
+			errs[i] = fmt.Errorf("reading %s: %w", paths[i], err)
+			return
+		}
+		if err := json.Unmarshal(data, &regs[i]); err != nil {
+			// Show what the path names rather than hide the instance.
+			regs[i] = sidecar.Registration{Service: path.Base(path.Dir(paths[i])), Instance: path.Base(paths[i])}
+		}
+		ok[i] = true
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, false, err
+	}
+	out := regs[:0]
+	for i, r := range regs {
+		if ok[i] {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Service != out[j].Service {
+			return out[i].Service < out[j].Service
+		}
+		return out[i].Instance < out[j].Instance
+	})
+	return out, truncated, nil
+}
+
+// parallel runs f(0..n-1), at most statusParallelism at once.
+func parallel(n int, f func(i int)) {
+	sem := make(chan struct{}, statusParallelism)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f(i)
+		}()
+	}
+	wg.Wait()
+}
+
+// sidecarStatus asks the sidecar at addr for its Status, within timeout.
+func sidecarStatus(ctx context.Context, addr string, timeout time.Duration) (*colonyv1.SidecarStatusResponse, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return colonyv1.NewSidecarClient(conn).Status(ctx, &colonyv1.SidecarStatusRequest{})
+}
+
+// sidecarInfos reads the registry (one service's, or all) and asks each
+// registered sidecar for its status.
+func (d *Dashboard) sidecarInfos(ctx context.Context, service string) ([]sidecarInfo, bool, error) {
+	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+	regs, truncated, err := registry(rctx, d.coord, service, d.cfg.MaxSidecars)
+	cancel()
+	if err != nil {
+		return nil, false, err
+	}
+	infos := make([]sidecarInfo, len(regs))
+	parallel(len(regs), func(i int) {
+		in := &infos[i]
+		in.Registration = regs[i]
+		if regs[i].Sidecar == "" {
+			in.Error = "the registration names no sidecar address"
+			return
+		}
+		st, err := sidecarStatus(ctx, regs[i].Sidecar, d.cfg.SidecarTimeout)
+		if err != nil {
+			in.Error = fmt.Sprintf("sidecar %s did not answer within %v: %v", regs[i].Sidecar, d.cfg.SidecarTimeout, err)
+			return
+		}
+		b, err := protoJSON.Marshal(st)
+		if err != nil {
+			in.Error = err.Error()
+			return
+		}
+		in.Status, in.status = b, st
+	})
+	return infos, truncated, nil
+}
+
+// GET /api/sidecars: every registered instance and its sidecar's status.
+func (d *Dashboard) sidecars(w http.ResponseWriter, r *http.Request) {
+	infos, truncated, err := d.sidecarInfos(r.Context(), "")
+	if err != nil {
+		writeCoordError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"sidecars":         infos,
+		"truncated":        truncated,
+		"limit":            d.cfg.MaxSidecars,
+		"sidecarTimeoutMs": d.cfg.SidecarTimeout.Milliseconds(),
+	})
+}
+
+// enforcementNote says what the enforcement view can and cannot show.
+const enforcementNote = "No API reports each data-plane client's trip-to-enforce latency yet " +
+	"(the sidecar measures it per xDS client but exposes only its latest measurement, as text in Status.enforcers). " +
+	"Shown instead, from each caller sidecar's Status: the state it enforces, and how long after the leader's " +
+	"transition it learned the record (seen - since, across the leader's and the sidecar's clocks)."
+
+// pairEnforcement is one caller sidecar's view of the pair.
+type pairEnforcement struct {
+	Instance string `json:"instance"`
+	Sidecar  string `json:"sidecar"`
+	Mode     string `json:"mode,omitempty"`
+	Degraded bool   `json:"degraded"`
+	StaleMs  int64  `json:"staleMs"`
+	// Pair is the sidecar's PairStatus for the callee (protojson), absent
+	// when it does not enforce the pair.
+	Pair json.RawMessage `json:"pair,omitempty"`
+	// LearnedAfterMs is Pair's seen_ms - since_ms: how long after the
+	// leader's transition the sidecar had the record.
+	LearnedAfterMs *int64 `json:"learnedAfterMs,omitempty"`
+	// Enforcers is the sidecar's description of its data planes; the last
+	// xDS enforcement latency is in it, as text.
+	Enforcers []string `json:"enforcers"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// GET /api/breakers/{caller}/{callee}/enforcement: how the caller's sidecars
+// enforce the pair.
+func (d *Dashboard) enforcement(w http.ResponseWriter, r *http.Request) {
+	caller, callee, err := pairParams(r)
+	if err != nil {
+		writeBad(w, http.StatusBadRequest, err)
+		return
+	}
+	infos, truncated, err := d.sidecarInfos(r.Context(), caller)
+	if err != nil {
+		writeCoordError(w, err)
+		return
+	}
+	out := make([]pairEnforcement, 0, len(infos))
+	for _, in := range infos {
+		e := pairEnforcement{Instance: in.Registration.Instance, Sidecar: in.Registration.Sidecar, Error: in.Error, Enforcers: []string{}}
+		if st := in.status; st != nil {
+			e.Mode, e.Degraded, e.StaleMs = st.GetMode(), st.GetDegraded(), st.GetStaleMs()
+			if st.GetEnforcers() != nil {
+				e.Enforcers = st.GetEnforcers()
+			}
+			for _, p := range st.GetPairs() {
+				if p.GetCallee() != callee {
+					continue
+				}
+				if b, err := protoJSON.Marshal(p); err == nil {
+					e.Pair = b
+				}
+				if p.GetSeenMs() > 0 && p.GetSinceMs() > 0 {
+					lag := p.GetSeenMs() - p.GetSinceMs()
+					e.LearnedAfterMs = &lag
+				}
+			}
+		}
+		out = append(out, e)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"caller":    caller,
+		"callee":    callee,
+		"sidecars":  out,
+		"truncated": truncated,
+		"note":      enforcementNote,
+	})
+}

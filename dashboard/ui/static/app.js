@@ -1,0 +1,543 @@
+// Colony dashboard: plain JavaScript, no build step, no dependencies.
+// Live breaker updates arrive as server-sent events from api/events (one
+// coordinator watch shared by every browser); everything else is polled
+// from the JSON API under api/.
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+
+  // el builds an element: el('td', {class: 'num', text: '3', data: {x: 1}}, child...).
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'text') e.textContent = v;
+      else if (k === 'class') e.className = v;
+      else if (k === 'data') for (const [dk, dv] of Object.entries(v)) e.dataset[dk] = dv;
+      else if (k === 'on') for (const [ev, fn] of Object.entries(v)) e.addEventListener(ev, fn);
+      else e.setAttribute(k, v === true ? '' : v);
+    }
+    for (const c of children.flat()) {
+      if (c === undefined || c === null || c === false) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  function table(headers, rows, cls) {
+    return el('table', {class: cls},
+      el('thead', {}, el('tr', {}, headers.map((h) => el('th', {class: h.endsWith('#') ? 'num' : null, text: h.replace(/#$/, '')})))),
+      el('tbody', {}, rows));
+  }
+
+  function kv(pairs) {
+    const dl = el('dl', {class: 'kv'});
+    for (const [k, v] of pairs) {
+      if (v === undefined || v === null || v === '') continue;
+      dl.append(el('dt', {text: k}), el('dd', {}, v));
+    }
+    return dl;
+  }
+
+  const num = (v) => (v === undefined || v === null || v === '' ? 0 : Number(v));
+  const pct = (r) => (100 * r).toFixed(r > 0 && r < 0.1 ? 1 : 0) + '%';
+
+  function fmtTime(t) {
+    if (t === undefined || t === null || t === '' || t === 0 || t === '0') return '';
+    const d = typeof t === 'number' || /^\d+$/.test(t) ? new Date(Number(t)) : new Date(t);
+    if (isNaN(d) || d.getFullYear() < 2000) return '';
+    const pad = (n, w = 2) => String(n).padStart(w, '0');
+    const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+    const today = new Date();
+    if (d.toDateString() === today.toDateString()) return time;
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
+  }
+
+  function fmtMs(ms) {
+    ms = Number(ms);
+    if (ms < 1000) return `${Math.round(ms)}ms`;
+    if (ms < 60000) return `${(ms / 1000).toFixed(1)}s`;
+    if (ms < 3600000) return `${Math.floor(ms / 60000)}m${Math.round((ms % 60000) / 1000)}s`;
+    return `${(ms / 3600000).toFixed(1)}h`;
+  }
+
+  function ago(t) {
+    const d = typeof t === 'number' ? t : Date.parse(t);
+    if (!d) return '';
+    return fmtMs(Math.max(0, Date.now() - d)) + ' ago';
+  }
+
+  function pill(state) { return el('span', {class: `pill state-${state}`, text: state}); }
+
+  function enumName(v, prefix) {
+    return String(v || '').replace(prefix, '').toLowerCase().replace(/_/g, ' ');
+  }
+
+  async function api(path, opts) {
+    const res = await fetch(path, opts);
+    let body = null;
+    try { body = await res.json(); } catch (e) { /* not JSON */ }
+    if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
+    return body;
+  }
+
+  function post(path, body) {
+    return api(path, {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
+  }
+
+  function showError(id, err) {
+    const e = $(id);
+    e.hidden = !err;
+    e.textContent = err ? String(err.message || err) : '';
+  }
+
+  // every runs fn now and then ms after each run ends.
+  function every(ms, fn) {
+    const run = async () => {
+      try { await fn(); } finally { setTimeout(run, ms); }
+    };
+    run();
+  }
+
+  const pairKey = (caller, callee) => `${caller}/${callee}`;
+
+  // ---- state ----
+  const pairs = new Map(); // caller/callee -> pairSummary (state fields + window)
+  let selected = null;     // {caller, callee}
+  let feed = {open: false, watching: false, error: ''};
+
+  // ---- live feed ----
+  function applySnapshot(list) {
+    const now = Date.now();
+    const next = new Map();
+    for (const b of list.breakers || []) {
+      const k = pairKey(b.caller, b.callee);
+      const known = pairs.get(k);
+      // A record from the watch may be newer than a snapshot read just before it.
+      if (known && known.generation > b.generation) next.set(k, Object.assign({}, known, {window: b.window}));
+      // Rows carry no evidence: keep what the watch said about this generation.
+      else next.set(k, Object.assign({evidence: known && known.generation === b.generation ? known.evidence : undefined}, b, {seenAt: now}));
+    }
+    // Keep pairs the watch created after the snapshot was read.
+    for (const [k, p] of pairs) {
+      if (!next.has(k) && p.fromEvent && now - p.seenAt < 5000) next.set(k, p);
+    }
+    pairs.clear();
+    for (const [k, p] of next) pairs.set(k, p);
+    renderMatrix();
+  }
+
+  function applyPair(p) {
+    const k = pairKey(p.caller, p.callee);
+    const known = pairs.get(k);
+    if (known && known.generation > p.generation) return;
+    pairs.set(k, Object.assign({window: known && known.window}, p, {seenAt: Date.now(), fromEvent: true}));
+    renderMatrix();
+    if (selected && selected.caller === p.caller && selected.callee === p.callee) scheduleDetail();
+  }
+
+  function renderConn() {
+    const c = $('conn');
+    const live = feed.open && feed.watching;
+    c.textContent = live ? 'live' : (feed.open ? 'connecting to the coordinator…' : 'reconnecting…');
+    c.className = 'conn ' + (live ? 'conn-live' : 'conn-down');
+    showError('feed-error', feed.error);
+  }
+
+  function connectEvents() {
+    let backoff = 1000;
+    const open = () => {
+      const es = new EventSource('api/events');
+      es.addEventListener('open', () => { backoff = 1000; feed.open = true; renderConn(); });
+      es.addEventListener('snapshot', (ev) => applySnapshot(JSON.parse(ev.data)));
+      es.addEventListener('pair', (ev) => applyPair(JSON.parse(ev.data)));
+      es.addEventListener('deleted', (ev) => {
+        const p = JSON.parse(ev.data);
+        pairs.delete(pairKey(p.caller, p.callee));
+        renderMatrix();
+      });
+      es.addEventListener('status', (ev) => {
+        const s = JSON.parse(ev.data);
+        feed.watching = s.watching;
+        feed.error = s.error || '';
+        renderConn();
+      });
+      es.addEventListener('error', () => {
+        feed.open = false;
+        renderConn();
+        // The browser retries by itself after a dropped stream; a refused
+        // one (503: too many browsers) closes it for good, so retry here.
+        if (es.readyState === EventSource.CLOSED) {
+          setTimeout(open, backoff);
+          backoff = Math.min(2 * backoff, 15000);
+        }
+      });
+    };
+    open();
+  }
+
+  // ---- matrix ----
+  function cellFor(caller, callee) {
+    const p = pairs.get(pairKey(caller, callee));
+    if (!p) return el('div', {class: 'cell state-none', title: 'no breaker record: no reports yet', text: '–'});
+    const cls = ['cell', `state-${p.state}`];
+    if (p.override && p.override !== 'shadow') cls.push('overridden');
+    if (p.override === 'shadow' || p.shadowState) cls.push('shadowed');
+    if (selected && selected.caller === caller && selected.callee === callee) cls.push('selected');
+    let ratio = 'no live window';
+    const w = p.window;
+    const ev = p.evidence;
+    if (w && num(w.windowCalls) > 0) {
+      ratio = `${pct(w.failureRate)} failed of ${num(w.windowCalls)} · ${w.failingInstances}/${w.reportingInstances} inst.`;
+    } else if (ev && p.state !== 'CLOSED') {
+      // The window restarts at a transition and an open breaker's callers
+      // reject locally: show what tripped it.
+      ratio = `tripped at ${pct(ev.failureRate)} failed of ${ev.calls} · ${ev.failingInstances}/${ev.reportingInstances} inst.`;
+    } else if (w) {
+      ratio = 'no calls in window';
+    }
+    return el('button', {
+      type: 'button', class: cls.join(' '),
+      data: {caller, callee, state: p.state, override: p.override || '', generation: p.generation},
+      title: `${caller} → ${callee}: ${p.state}, generation ${p.generation}`,
+      on: {click: () => select(caller, callee)},
+    },
+    el('span', {class: 'st', text: p.state.replace('_', ' ')}),
+    el('span', {class: 'ratio', text: ratio}),
+    p.override && p.override !== 'shadow' ? el('span', {class: 'badge', text: p.override}) : null,
+    p.override === 'shadow' ? el('span', {class: 'badge', text: `shadow: would be ${p.shadowState || 'CLOSED'}`}) : null);
+  }
+
+  function renderMatrix() {
+    const callers = [...new Set([...pairs.values()].map((p) => p.caller))].sort();
+    const callees = [...new Set([...pairs.values()].map((p) => p.callee))].sort();
+    const m = $('matrix');
+    if (callers.length === 0) {
+      m.replaceChildren(el('p', {class: 'muted', text: 'No breakers yet: a pair gets one when its caller first reports calls to the callee (colony breaker report, or a sidecar).'}));
+      return;
+    }
+    m.replaceChildren(el('table', {class: 'matrix'},
+      el('thead', {}, el('tr', {},
+        el('th', {class: 'corner', text: 'caller ↓ / callee →'}),
+        callees.map((c) => el('th', {class: 'callee', text: c})))),
+      el('tbody', {}, callers.map((caller) => el('tr', {},
+        el('th', {class: 'caller', text: caller}),
+        callees.map((callee) => el('td', {}, cellFor(caller, callee))))))));
+  }
+
+  // ---- pair detail ----
+  let detailTimer = null;
+  function scheduleDetail() {
+    clearTimeout(detailTimer);
+    detailTimer = setTimeout(loadDetail, 150);
+  }
+
+  function select(caller, callee) {
+    selected = {caller, callee};
+    $('detail').hidden = false;
+    $('detail-title').textContent = `${caller} → ${callee}`;
+    renderMatrix();
+    loadDetail();
+    $('detail').scrollIntoView({block: 'nearest'});
+  }
+
+  function evidenceView(ev) {
+    if (!ev) return el('p', {class: 'muted', text: 'none'});
+    return kv([
+      ['condition', ev.condition],
+      ['quorum blocked', ev.quorumBlocked ? `${ev.quorumBlocked} held, but too few caller instances saw failures` : ''],
+      ['at', fmtTime(ev.at)],
+      ['window from', fmtTime(ev.windowStart)],
+      ['calls', `${ev.calls} (${ev.successes} ok, ${ev.failures} failed, ${ev.slow} slow)`],
+      ['rejected / excluded', `${ev.rejected} / ${ev.excluded}`],
+      ['failure rate', pct(ev.failureRate || 0)],
+      ['slow-call rate', pct(ev.slowCallRate || 0)],
+      ['consecutive failures', String(ev.consecutiveFailures || 0)],
+      ['failing instances', `${ev.failingInstances} of ${ev.reportingInstances} reporting` + (ev.fleetInstances ? ` (fleet ${ev.fleetInstances})` : '')],
+      ['probes', ev.probeSuccesses || ev.probeFailures ? `${ev.probeSuccesses || 0} ok, ${ev.probeFailures || 0} failed` : ''],
+    ]);
+  }
+
+  function overrideText(o) {
+    if (!o) return '';
+    let s = `${o.mode} by ${o.by || '?'} at ${fmtTime(o.at)}: “${o.reason}”`;
+    if (o.until) s += `, until ${fmtTime(o.until)}`;
+    return s;
+  }
+
+  function renderDetail(d) {
+    const r = d.record;
+    $('detail-state').replaceChildren(kv([
+      ['enforced', el('span', {}, pill(r.state), ` generation ${r.generation}`)],
+      ['since', `${fmtTime(r.since)} (${ago(r.since)})`],
+      ['cause', r.cause],
+      ['open until', r.openUntil ? fmtTime(r.openUntil) : ''],
+      ['opened', r.openCount ? `${r.openCount} time(s) since last CLOSED` : ''],
+      ['override', overrideText(r.override)],
+      ['shadow', r.shadow ? el('span', {}, 'would enforce ', pill(r.shadow.state), ` (generation ${r.shadow.generation})`) : ''],
+      ['policy version', r.policyVersion === -1 ? 'default policy' : String(r.policyVersion)],
+    ]));
+    $('act-clear').hidden = !r.override;
+
+    $('detail-live').replaceChildren(evidenceView(d.live));
+    const tripView = (trip) => el('div', {},
+      el('p', {class: 'small'}, `${fmtTime(trip.at)}: ${trip.from} → ${trip.to}, cause ${trip.cause || '?'}`,
+        trip.shadow ? ' (shadow: recorded only, not enforced)' : '',
+        trip.openUntil ? `, open until ${fmtTime(trip.openUntil)}` : ''),
+      evidenceView(trip.evidence));
+    $('detail-trip').replaceChildren(d.lastTrip
+      ? tripView(d.lastTrip)
+      : el('p', {class: 'muted', text: `no trip in the last ${d.history.length} history entries`}));
+    if (d.tripFromClosed) {
+      $('detail-trip').append(el('p', {class: 'small muted', text: 'It first opened from CLOSED on this evidence:'}), tripView(d.tripFromClosed));
+    }
+
+    const probes = Object.entries(r.probes || {}).sort();
+    $('detail-probes').replaceChildren(probes.length
+      ? table(['caller instance', 'permits#'], probes.map(([i, n]) => el('tr', {}, el('td', {text: i}), el('td', {class: 'num', text: String(n)}))))
+      : el('p', {class: 'muted', text: r.state === 'HALF_OPEN' ? 'none assigned' : 'none: probe permits are handed out only in HALF_OPEN'}));
+    if (r.shadow && r.shadow.probes) {
+      $('detail-probes').append(el('p', {class: 'small muted', text: 'shadow probes: ' + Object.entries(r.shadow.probes).map(([i, n]) => `${i}:${n}`).join(', ')}));
+    }
+
+    $('detail-policy').replaceChildren(kv(Object.entries(d.policy || {}).map(([k, v]) =>
+      [k, typeof v === 'object' ? JSON.stringify(v) : String(v)])));
+
+    const hist = [...d.history].reverse();
+    $('detail-history').replaceChildren(hist.length ? table(['at', 'what', 'state', 'gen#', 'why', 'who'], hist.map((h) => {
+      let what = h.kind;
+      let why = h.cause || '';
+      let who = '';
+      if (h.kind === 'override' && h.override) { what = `override ${h.override.mode}`; why = h.override.reason; who = h.override.by || ''; if (h.override.until) why += ` (until ${fmtTime(h.override.until)})`; }
+      if (h.kind === 'cleared') { what = `cleared ${h.override ? h.override.mode : ''}`; why = h.reason || ''; who = h.by || ''; }
+      if (h.kind === 'expired') { what = `expired ${h.override ? h.override.mode : ''}`; }
+      if (h.kind === 'probes') why = Object.entries(h.probes || {}).map(([i, n]) => `${i}:${n}`).join(', ');
+      const ev = h.evidence;
+      if (h.kind === 'transition' && ev && h.to === 'OPEN') {
+        why += h.from === 'HALF_OPEN'
+          ? ` · probes ${ev.probeSuccesses || 0} ok, ${ev.probeFailures || 0} failed`
+          : ` · ${ev.failures}/${ev.calls} failed on ${ev.failingInstances} of ${ev.reportingInstances} inst.`;
+      }
+      return el('tr', {class: `kind-${h.kind}` + (h.shadow ? ' shadow' : '')},
+        el('td', {text: fmtTime(h.at)}),
+        el('td', {text: what + (h.shadow ? ' (shadow)' : '')}),
+        el('td', {}, h.from === h.to && h.kind !== 'transition' ? pill(h.to) : el('span', {}, pill(h.from), ' → ', pill(h.to))),
+        el('td', {class: 'num', text: String(h.generation)}),
+        el('td', {text: why}),
+        el('td', {text: who}));
+    }), 'history') : el('p', {class: 'muted', text: 'no history yet'}));
+  }
+
+  function renderEnforcement(e) {
+    $('enforcement-note').textContent = e.note;
+    if (!e.sidecars.length) {
+      $('detail-enforcement').replaceChildren(el('p', {class: 'muted', text: `no registered instances of ${e.caller}`}));
+      return;
+    }
+    $('detail-enforcement').replaceChildren(table(
+      ['instance', 'sidecar', 'mode', 'stale#', 'enforces', 'gen#', 'decided by', 'learned after#', 'data planes'],
+      e.sidecars.map((s) => {
+        const p = s.pair;
+        if (s.error) {
+          return el('tr', {}, el('td', {text: s.instance}), el('td', {text: s.sidecar}), el('td', {colspan: 7, class: 'flag-bad', text: s.error}));
+        }
+        return el('tr', {class: s.degraded ? 'slow' : null},
+          el('td', {text: s.instance}),
+          el('td', {text: s.sidecar}),
+          el('td', {class: s.degraded ? 'flag-bad' : null, text: s.mode + (s.degraded ? ' (degraded)' : '')}),
+          el('td', {class: 'num', text: fmtMs(s.staleMs)}),
+          el('td', {}, p ? pill(p.state) : el('span', {class: 'muted', text: 'not enforced here'})),
+          el('td', {class: 'num', text: p ? String(p.generation) : ''}),
+          el('td', {text: p ? p.source : ''}),
+          el('td', {class: 'num', text: s.learnedAfterMs !== undefined ? fmtMs(s.learnedAfterMs) : ''}),
+          el('td', {}, el('pre', {class: 'enforcers', text: (s.enforcers || []).join('\n')})));
+      })));
+    if (e.truncated) $('detail-enforcement').append(el('p', {class: 'muted', text: 'more instances are registered than shown'}));
+  }
+
+  let detailSeq = 0;
+  async function loadDetail() {
+    if (!selected) return;
+    const {caller, callee} = selected;
+    const seq = ++detailSeq;
+    const base = `api/breakers/${encodeURIComponent(caller)}/${encodeURIComponent(callee)}`;
+    const enforcement = api(`${base}/enforcement`).catch((err) => ({error: err}));
+    try {
+      const d = await api(base);
+      if (seq !== detailSeq) return;
+      showError('detail-error', null);
+      renderDetail(d);
+    } catch (err) {
+      if (seq === detailSeq) showError('detail-error', err);
+    }
+    const e = await enforcement;
+    if (seq !== detailSeq) return;
+    if (e.error) $('detail-enforcement').replaceChildren(el('p', {class: 'error', text: String(e.error.message || e.error)}));
+    else renderEnforcement(e);
+  }
+
+  // ---- overrides ----
+  const modeText = {
+    'force-open': ['Force OPEN', (c, e) => `Every call from ${c} to ${e} will be rejected until the override is cleared or expires.`],
+    'force-closed': ['Force CLOSED', (c, e) => `Every call from ${c} to ${e} will go through; the breaker is not evaluated.`],
+    'disabled': ['Disable', (c, e) => `Every call from ${c} to ${e} will go through and reports are ignored: the pair never trips.`],
+    'shadow': ['Shadow', (c, e) => `The breaker for ${c} → ${e} keeps deciding and records what it would do, but callers enforce CLOSED.`],
+    'clear': ['Clear the override', (c, e) => `${c} → ${e} starts again CLOSED with a fresh window.`],
+  };
+  let pendingMode = null;
+
+  function openConfirm(mode) {
+    if (!selected) return;
+    pendingMode = mode;
+    const [title, text] = modeText[mode];
+    $('confirm-title').textContent = `${title}: ${selected.caller} → ${selected.callee}?`;
+    $('confirm-text').textContent = text(selected.caller, selected.callee);
+    $('confirm-ttl-row').hidden = mode === 'clear';
+    $('confirm-reason').value = '';
+    $('confirm-ttl').value = '';
+    $('confirm-ok').textContent = title;
+    $('confirm-ok').disabled = false;
+    showError('confirm-error', null);
+    $('confirm').showModal();
+    $('confirm-reason').focus();
+  }
+
+  async function submitConfirm(ev) {
+    ev.preventDefault();
+    const reason = $('confirm-reason').value.trim();
+    if (!reason) {
+      showError('confirm-error', 'A reason is required: it goes into the audit trail.');
+      return;
+    }
+    const {caller, callee} = selected;
+    const base = `api/breakers/${encodeURIComponent(caller)}/${encodeURIComponent(callee)}`;
+    $('confirm-ok').disabled = true;
+    try {
+      const res = pendingMode === 'clear'
+        ? await post(`${base}/clear`, {reason})
+        : await post(`${base}/override`, {mode: pendingMode, reason, ttl: $('confirm-ttl').value.trim()});
+      $('confirm').close();
+      const r = res.record;
+      applyPair({
+        caller: r.caller, callee: r.callee, state: r.state, generation: r.generation, cause: r.cause,
+        override: r.override ? r.override.mode : '', shadowState: r.shadow ? r.shadow.state : '',
+      });
+      loadDetail();
+    } catch (err) {
+      showError('confirm-error', err);
+    } finally {
+      $('confirm-ok').disabled = false;
+    }
+  }
+
+  // ---- cluster ----
+  async function loadCluster() {
+    let st;
+    try {
+      st = await api('api/cluster');
+      showError('cluster-error', null);
+    } catch (err) {
+      showError('cluster-error', err);
+      $('leader-summary').textContent = 'coordinator unreachable';
+      return;
+    }
+    $('leader-summary').textContent = st.leaderId ? `leader ${st.leaderId}, term ${st.term}` : 'no leader';
+    const slow = [];
+    const members = table(
+      ['member', 'state', 'suffrage', 'term#', 'applied#', 'commit#', 'heard from leader#', 'lag (entries)#', 'heartbeat rtt#', 'leader last reply#', 'failed heartbeats#', 'slow', 'error'],
+      (st.members || []).map((m) => {
+        const r = m.replication;
+        if (r && r.slow) slow.push(`${m.id} (${r.slowReason})`);
+        const rep = (f) => (r ? f(r) : '');
+        return el('tr', {class: [m.leader ? 'leader' : '', r && r.slow ? 'slow' : ''].join(' ').trim() || null, data: {member: m.id}},
+          el('td', {text: m.id + (m.leader ? ' ★' : ''), title: `raft ${m.raftAddress}, gRPC ${m.grpcAddress}`}),
+          el('td', {text: m.state || '?'}),
+          el('td', {text: enumName(m.suffrage, 'SUFFRAGE_')}),
+          el('td', {class: 'num', text: m.term}),
+          el('td', {class: 'num', text: m.appliedIndex}),
+          el('td', {class: 'num', text: m.commitIndex}),
+          el('td', {class: 'num', text: m.leader ? '—' : fmtMs(num(m.lastContactMs)) + ' ago'}),
+          el('td', {class: 'num', text: rep((x) => (num(x.lastContactMs) >= 0 ? x.lagEntries : '—'))}),
+          el('td', {class: 'num', text: rep((x) => (x.heartbeatRttMs ? `${Number(x.heartbeatRttMs).toFixed(2)}ms` : '—'))}),
+          el('td', {class: 'num', text: rep((x) => (num(x.lastContactMs) >= 0 ? fmtMs(num(x.lastContactMs)) + ' ago' : 'never'))}),
+          el('td', {class: 'num', text: rep((x) => x.failedHeartbeats)}),
+          el('td', {class: r && r.slow ? 'flag-slow' : null, text: rep((x) => (x.slow ? `slow: ${x.slowReason}` : 'no'))}),
+          el('td', {class: 'flag-bad', text: m.error}));
+      }));
+    const history = (st.leaderHistory || []).length
+      ? table(['term#', 'leader', 'previous', 'at', 'cause', 'detail'], st.leaderHistory.map((h) => el('tr', {},
+        el('td', {class: 'num', text: h.term}),
+        el('td', {text: h.leaderId}),
+        el('td', {text: h.previousLeaderId}),
+        el('td', {text: fmtTime(h.atMs)}),
+        el('td', {text: enumName(h.cause, 'ELECTION_CAUSE_')}),
+        el('td', {text: h.detail}))))
+      : el('p', {class: 'muted', text: 'none known'});
+    $('cluster').replaceChildren(
+      kv([
+        ['leader', st.leaderId ? `${st.leaderId} (${st.leaderGrpcAddress})` : 'none'],
+        ['term', st.term],
+        ['commit / applied index', `${st.commitIndex} / ${st.appliedIndex}`],
+        ['answered by', st.header ? st.header.memberId : ''],
+        ['slow follower', slow.length ? el('span', {class: 'flag-slow', text: slow.join(', ') + ': a slow voter can hold every write back'}) : el('span', {class: 'flag-good', text: 'none'})],
+      ]),
+      el('h3', {}, 'Members ', el('span', {class: 'muted small', text: '(replication columns: the leader’s view of each follower)'})),
+      members,
+      el('h3', {}, 'Elections ', el('span', {class: 'muted small', text: '(newest first)'})),
+      history);
+  }
+
+  // ---- sidecars ----
+  async function loadSidecars() {
+    let res;
+    try {
+      res = await api('api/sidecars');
+      showError('sidecars-error', null);
+    } catch (err) {
+      showError('sidecars-error', err);
+      return;
+    }
+    if (!res.sidecars.length) {
+      $('sidecars').replaceChildren(el('p', {class: 'muted', text: 'No registered instances (sidecars register under /colony/services).'}));
+      return;
+    }
+    $('sidecars').replaceChildren(table(
+      ['service', 'instance', 'sidecar', 'mode', 'degraded', 'stale#', 'session', 'enforces'],
+      res.sidecars.map((s) => {
+        const reg = s.registration;
+        const st = s.status;
+        if (!st) {
+          return el('tr', {data: {service: reg.service, instance: reg.instance}},
+            el('td', {text: reg.service}), el('td', {text: reg.instance}), el('td', {text: reg.sidecar || ''}),
+            el('td', {colspan: 5, class: 'flag-bad', text: s.error}));
+        }
+        return el('tr', {class: st.degraded ? 'slow' : null, data: {service: reg.service, instance: reg.instance}},
+          el('td', {text: reg.service}),
+          el('td', {text: reg.instance}),
+          el('td', {text: reg.sidecar}),
+          el('td', {text: st.mode}),
+          el('td', {class: st.degraded ? 'flag-bad' : 'flag-good', text: st.degraded ? 'yes' : 'no'}),
+          el('td', {class: 'num', text: fmtMs(num(st.staleMs))}),
+          el('td', {text: st.sessionId}),
+          el('td', {}, (st.pairs || []).map((p) => el('span', {title: `generation ${p.generation}, decided by ${p.source}`},
+            `${p.callee} `, pill(p.state), ' '))));
+      })));
+    if (res.truncated) $('sidecars').append(el('p', {class: 'muted', text: `only the first ${res.limit} instances are shown`}));
+  }
+
+  // ---- start ----
+  document.addEventListener('DOMContentLoaded', () => {
+    for (const b of document.querySelectorAll('#actions button[data-mode]')) {
+      b.addEventListener('click', () => openConfirm(b.dataset.mode));
+    }
+    $('confirm-form').addEventListener('submit', submitConfirm);
+    $('confirm-cancel').addEventListener('click', () => $('confirm').close());
+    $('detail-close').addEventListener('click', () => { selected = null; $('detail').hidden = true; renderMatrix(); });
+    api('api/me').then((m) => { $('me').textContent = m.by; }).catch(() => {});
+    connectEvents();
+    every(3000, loadCluster);
+    every(5000, loadSidecars);
+    every(5000, () => (selected && !$('confirm').open ? loadDetail() : null));
+  });
+})();
