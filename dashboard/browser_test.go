@@ -1,0 +1,301 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/coordinatortest"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+// liveSetup starts a single-node coordinator, a client, a policy for
+// payments that one failing caller instance can trip (open for a minute,
+// so the test sees OPEN), and the dashboard on 127.0.0.1:0.
+func liveSetup(t *testing.T) (*client.Client, *httptest.Server) {
+	t.Helper()
+	srv := coordinatortest.StartNode(t)
+	c, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	policy := []byte(`{"minFailingInstances": 1, "minimumCalls": 10, "openDuration": "1m", "maxOpenDuration": "2m"}`)
+	_, err = c.ApplyPolicies(ctx, []*colonyv1.PolicySpec{{Callee: "payments", Policy: policy}, {Callee: "inventory", Policy: policy}}, "test", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{Coordinator: c, PollInterval: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(d)
+	t.Cleanup(func() {
+		d.Close() // ends the event streams first, so the server can close
+		hs.Close()
+	})
+	return c, hs
+}
+
+// report sends one checkout instance's outcomes for checkout->payments.
+func report(t *testing.T, c *client.Client, instance string, counts *colonyv1.OutcomeCounts) {
+	t.Helper()
+	reportPair(t, c, "checkout", "payments", instance, counts)
+}
+
+func reportPair(t *testing.T, c *client.Client, caller, callee, instance string, counts *colonyv1.OutcomeCounts) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Report(ctx, &colonyv1.OutcomeReport{Caller: caller, Callee: callee, Instance: instance, Counts: counts}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLiveFeedFromCoordinator follows the event stream of a dashboard on a
+// real coordinator (no browser): the pair's record appears CLOSED, then
+// the trip arrives as a pair event.
+func TestLiveFeedFromCoordinator(t *testing.T) {
+	c, hs := liveSetup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", hs.URL+"/api/events", nil)
+	res, err := hs.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	events := readEvents(res.Body)
+	waitFor := func(what string, ok func(sse) bool) {
+		t.Helper()
+		for {
+			select {
+			case ev, open := <-events:
+				if !open {
+					t.Fatalf("event stream ended before %s", what)
+				}
+				if ok(ev) {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %s within the deadline", what)
+			}
+		}
+	}
+	waitFor("live status", func(ev sse) bool {
+		var st feedStatus
+		return ev.name == eventStatus && json.Unmarshal([]byte(ev.data), &st) == nil && st.Watching
+	})
+	report(t, c, "c1", &colonyv1.OutcomeCounts{Failures: 30, TrailingFailures: 30})
+	waitFor("OPEN pair event", func(ev sse) bool {
+		var p pairSummary
+		return ev.name == eventPair && json.Unmarshal([]byte(ev.data), &p) == nil &&
+			p.Caller == "checkout" && p.Callee == "payments" && p.State == "OPEN" && p.Window == nil &&
+			p.Evidence != nil && p.Evidence.Calls == 30
+	})
+	// Snapshots carry the evidence of the record's generation too, so a
+	// browser that connects now sees why the pair is open.
+	waitFor("snapshot with the trip's evidence", func(ev sse) bool {
+		var l breakerList
+		if ev.name != eventSnapshot || json.Unmarshal([]byte(ev.data), &l) != nil || len(l.Breakers) != 1 {
+			return false
+		}
+		b := l.Breakers[0]
+		return b.State == "OPEN" && b.Window != nil && b.Evidence != nil && b.Evidence.FailureRate == 1 && b.Cause == "failureRate"
+	})
+
+	// A dashboard started after the trip reads the records when its watch
+	// starts: its first snapshot has the evidence as well.
+	d2, err := New(Config{Coordinator: c, PollInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	s, err := d2.hub.subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.hub.unsubscribe(s)
+	for {
+		select {
+		case f := <-s.ch:
+			var l breakerList
+			name, data, _ := strings.Cut(strings.TrimPrefix(string(f), "event: "), "\ndata: ")
+			if name == eventSnapshot && json.Unmarshal([]byte(data), &l) == nil && len(l.Breakers) == 1 && l.Breakers[0].Evidence != nil {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("a new dashboard's snapshots never carried the open pair's evidence")
+		}
+	}
+}
+
+// TestBrowser drives the page in headless Chromium against a real
+// coordinator: the cell turns OPEN without a reload when the breaker
+// trips, and an override set from the page (reason, confirmation) is
+// applied. It saves a screenshot in $COLONY_ARTIFACTS or the test's
+// artifact directory (go test -artifacts keeps it).
+func TestBrowser(t *testing.T) {
+	chromium, err := exec.LookPath("/usr/bin/chromium")
+	if err != nil {
+		if chromium, err = exec.LookPath("chromium"); err != nil {
+			t.Skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it): skipping the browser test")
+		}
+	}
+	c, hs := liveSetup(t)
+	// A first report creates the pair's record, CLOSED; two more pairs
+	// fill the matrix out (web->inventory has none: an empty cell).
+	report(t, c, "c1", &colonyv1.OutcomeCounts{Successes: 5})
+	reportPair(t, c, "checkout", "inventory", "c1", &colonyv1.OutcomeCounts{Successes: 40, Failures: 2})
+	reportPair(t, c, "web", "payments", "w1", &colonyv1.OutcomeCounts{Successes: 12})
+	waitRecord(t, c, func(r breaker.PairRecord) bool { return r.State == breaker.Closed })
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.WindowSize(1400, 1100),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer bcancel()
+	// The browser lives as long as the context of the first call: start it
+	// without a deadline, then bound the steps.
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("starting %s: %v", chromium, err)
+	}
+	ctx, cancel := context.WithTimeout(bctx, 25*time.Second)
+	defer cancel()
+
+	cell := `button.cell[data-caller="checkout"][data-callee="payments"]`
+	var marker string
+	run(t, ctx, "load the page",
+		chromedp.Navigate(hs.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(cell+`[data-state="CLOSED"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn.conn-live`)),
+		// Survives only if the page is never reloaded.
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[any](`window.__colonyTestMarker = "loaded-once"`)(ctx, tg)
+			return err
+		}),
+	)
+
+	report(t, c, "c1", &colonyv1.OutcomeCounts{Failures: 30, TrailingFailures: 30})
+	run(t, ctx, "see the cell turn OPEN", chromedp.WaitVisible(chromedp.CSS(cell+`[data-state="OPEN"]`)))
+	marker, err = chromedp.Run(ctx, chromedp.Evaluate[string](`window.__colonyTestMarker`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if marker != "loaded-once" {
+		t.Fatalf("the page was reloaded (marker %q)", marker)
+	}
+	screenshot(t, ctx, "dashboard-open.png")
+
+	run(t, ctx, "open the pair and ask to force it closed",
+		chromedp.Click(chromedp.CSS(cell)),
+		chromedp.WaitVisible(chromedp.CSS(`#detail-history table`)),
+		chromedp.Click(chromedp.CSS(`#act-force-closed`)),
+		chromedp.WaitVisible(chromedp.CSS(`#confirm[open]`)),
+		// Confirming without a reason does nothing.
+		chromedp.Click(chromedp.CSS(`#confirm-ok`)),
+	)
+	time.Sleep(200 * time.Millisecond)
+	if info := getBreaker(t, c); info.Record.Override != nil {
+		t.Fatalf("an override was set without a reason: %+v", info.Record.Override)
+	}
+	run(t, ctx, "give a reason and confirm",
+		chromedp.WaitVisible(chromedp.CSS(`#confirm[open]`)),
+		chromedp.SendKeys(chromedp.CSS(`#confirm-reason`), "false alarm, INC-42"),
+		chromedp.SendKeys(chromedp.CSS(`#confirm-ttl`), "10m"),
+		chromedp.Click(chromedp.CSS(`#confirm-ok`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`#confirm[open]`)),
+	)
+	rec := waitRecord(t, c, func(r breaker.PairRecord) bool { return r.Override != nil })
+	if o := rec.Override; o.Mode != breaker.ForceClosed || o.Reason != "false alarm, INC-42" || o.By != "dashboard" || o.Until.IsZero() || rec.State != breaker.Closed {
+		t.Fatalf("override %+v, state %v: want force-closed with the reason, by dashboard, expiring", o, rec.State)
+	}
+	run(t, ctx, "see the override on the page",
+		chromedp.WaitVisible(chromedp.CSS(cell+`[data-override="force-closed"][data-state="CLOSED"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#detail-history tr.kind-override`)),
+		chromedp.WaitVisible(chromedp.CSS(`#cluster table`)),
+	)
+
+	screenshot(t, ctx, "dashboard.png")
+}
+
+// screenshot saves the whole page as a PNG in $COLONY_ARTIFACTS, or else
+// the test's artifact directory (kept with go test -artifacts).
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	dir := os.Getenv("COLONY_ARTIFACTS")
+	if dir == "" {
+		dir = t.ArtifactDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+func run(t *testing.T, ctx context.Context, step string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", step, err)
+	}
+}
+
+func getBreaker(t *testing.T, c *client.Client) *client.BreakerInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := c.GetBreaker(ctx, "checkout", "payments", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// waitRecord polls the pair's record until ok holds (5s at most).
+func waitRecord(t *testing.T, c *client.Client, ok func(breaker.PairRecord) bool) breaker.PairRecord {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		info, err := c.GetBreaker(ctx, "checkout", "payments", 0)
+		cancel()
+		if err == nil && ok(info.Record) {
+			return info.Record
+		}
+		last = fmt.Sprint(err)
+		if err == nil {
+			last = fmt.Sprintf("%+v", info.Record)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the record did not reach the expected state: %s", last)
+	return breaker.PairRecord{}
+}
