@@ -25,7 +25,8 @@ type coordinatorFlags struct {
 
 	metricsAddr string // coordinator_telemetry.go
 	pprof       bool
-	demo        bool // demo.go
+	demo        bool   // demo.go
+	uiAddr      string // ui.go
 }
 
 func newCoordinatorCmd() *cobra.Command {
@@ -85,6 +86,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:7402 (default: off)")
 	fl.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr")
+	addUIFlag(fl, &f.uiAddr)
 	fl.BoolVar(&f.demo, "demo", false, "with --dev: also run a small demo mesh in this process (see `colony demo`)")
 	fl.BoolVar(&f.dev, "dev", false, "single-node development mode: --id dev, bootstrap alone, data in $TMPDIR/colony-dev unless --data-dir")
 	return cmd
@@ -98,6 +100,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().Set("dev", "true")
 	cmd.Flags().Set("demo", "true")
 	cmd.Flags().Lookup("demo").DefValue = "true"
+	defaultDevUI(cmd)
 	return cmd
 }
 
@@ -165,6 +168,12 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	if f.dev {
 		fmt.Fprintf(os.Stderr, "\nColony dev coordinator on %s (data in %s).\nTry: go run ./cmd/colony kv create /hello world --endpoints %s\n\n", srv.Addr(), cfg.DataDir, srv.Addr())
 	}
+	ui, err := startUI(f.uiAddr, srv.Addr(), log)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	defer ui.close() // on early returns; shutdown closes it first
 	var mesh *demo.Mesh
 	if f.dev && f.demo {
 		if mesh, err = startDevDemo(srv.Addr(), log); err != nil {
@@ -174,6 +183,7 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
+	ui.close() // first: browsers see the node go at once
 	if mesh != nil {
 		mesh.Close()
 	}
