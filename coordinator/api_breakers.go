@@ -17,6 +17,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/internal/telemetry"
+	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -84,7 +85,7 @@ func forwardBreakers[Res interface {
 
 // validateReports checks a Report request as a whole against this node's
 // tree: names, counts, sizes, and that each callee is known.
-func (s *Server) validateReports(reports []*colonyv1.OutcomeReport) error {
+func (s *Server) validateReports(ctx context.Context, reports []*colonyv1.OutcomeReport) error {
 	if len(reports) == 0 {
 		return status.Error(codes.InvalidArgument, "reports: empty")
 	}
@@ -111,7 +112,11 @@ func (s *Server) validateReports(reports []*colonyv1.OutcomeReport) error {
 		}
 		k := r.Caller + "\x00" + r.Callee
 		if _, ok := known[k]; !ok {
-			known[k] = calleeKnown(v, r.Caller, r.Callee)
+			ok, err := s.knownCallee(ctx, v, r.Caller, r.Callee)
+			if err != nil {
+				return err
+			}
+			known[k] = ok
 		}
 		if !known[k] {
 			return status.Errorf(codes.NotFound, "reports[%d].callee: unknown callee %q: no policy at %s, no instance under %s and no breaker %s",
@@ -119,6 +124,21 @@ func (s *Server) validateReports(reports []*colonyv1.OutcomeReport) error {
 		}
 	}
 	return nil
+}
+
+// knownCallee is calleeKnown on this node's tree, and when that says no, on
+// a linearizable view: a node that lags (it has just restarted, or was cut
+// off) must not reject a callee whose policy was committed long ago. The
+// second look costs a read index, only on the rare miss.
+func (s *Server) knownCallee(ctx context.Context, v *ztree.View, caller, callee string) (bool, error) {
+	if calleeKnown(v, caller, callee) {
+		return true, nil
+	}
+	lv, err := s.view(ctx, policiesRoot, colonyv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
+	if err != nil {
+		return false, toStatus(err)
+	}
+	return calleeKnown(lv, caller, callee), nil
 }
 
 // calleeKnown reports whether a pair may get a breaker: its callee has a
@@ -142,7 +162,7 @@ func (a *breakersAPI) Report(ctx context.Context, req *colonyv1.ReportRequest) (
 	s := a.s
 	ctx, span := s.traceReport(ctx, req.GetReports())
 	defer func() { s.endReport(span, len(req.GetReports()), err) }()
-	if err := s.validateReports(req.GetReports()); err != nil {
+	if err := s.validateReports(ctx, req.GetReports()); err != nil {
 		return nil, err
 	}
 	err = s.onEngine(ctx,
@@ -362,7 +382,9 @@ func (a *breakersAPI) SetOverride(ctx context.Context, req *colonyv1.SetOverride
 	if err := o.Validate(); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "override: %v", err)
 	}
-	if !calleeKnown(s.fsm.tree.View(), k.caller, k.callee) {
+	if ok, err := s.knownCallee(ctx, s.fsm.tree.View(), k.caller, k.callee); err != nil {
+		return nil, err
+	} else if !ok {
 		return nil, status.Errorf(codes.NotFound, "callee: unknown callee %q: no policy at %s, no instance under %s and no breaker %s",
 			k.callee, path.Join(policiesRoot, k.callee), path.Join(servicesRoot, k.callee), path.Join(breakersRoot, k.caller, k.callee))
 	}

@@ -5,7 +5,6 @@ package robustness
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -15,16 +14,14 @@ import (
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
-// TestBreakerOverrideOnRestartedNode reproduces a bug the robustness run
-// found (seed 1007, 60s): Breakers.SetOverride checks that the callee is
-// known against the serving node's own tree, so a node that has just
-// restarted (and not yet replayed the policy's entry) answers NotFound
-// "unknown callee" for a callee whose policy was committed long before.
-// Skipped unless ROBUSTNESS_REPRO=1 while the bug is open.
+// TestBreakerOverrideOnRestartedNode is the regression test of a bug the
+// robustness run found (seed 1007, 60s): Breakers.SetOverride checked that
+// the callee is known against the serving node's own tree only, so a node
+// that had just restarted (and not yet replayed the policy's entry) answered
+// NotFound "unknown callee" for a callee whose policy was committed long
+// before. A miss on the local tree is now checked again on a linearizable
+// view (coordinator.knownCallee).
 func TestBreakerOverrideOnRestartedNode(t *testing.T) {
-	if os.Getenv("ROBUSTNESS_REPRO") != "1" {
-		t.Skip("known bug, see the comment; run with ROBUSTNESS_REPRO=1")
-	}
 	start := time.Now()
 	c := newCluster(t, t.TempDir(), clusterOptions{Nodes: 3, Seed: 1}, newEventLog(start))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
