@@ -239,8 +239,12 @@ func TestElectionHistory(t *testing.T) {
 	if h[0].LeaderId != target || h[0].PreviousLeaderId != l.cfg.NodeID || h[0].Cause != colonyv1.ElectionCause_ELECTION_CAUSE_LEADERSHIP_TRANSFER {
 		t.Errorf("newest election %v: want %s elected by a transfer from %s", h[0], target, l.cfg.NodeID)
 	}
-	if h[len(h)-1].LeaderId != "n1" || h[len(h)-1].Cause != colonyv1.ElectionCause_ELECTION_CAUSE_FIRST_LEADER {
-		t.Errorf("oldest election %v: want n1, the first leader", h[len(h)-1])
+	// On a loaded machine n1 may have lost and regained leadership before
+	// the transfer (a heartbeat timeout in term 2); the first election is
+	// then further back. Whatever came between, the oldest is n1's.
+	if oldest := h[len(h)-1]; oldest.LeaderId != "n1" ||
+		oldest.Term == 1 && oldest.Cause != colonyv1.ElectionCause_ELECTION_CAUSE_FIRST_LEADER {
+		t.Errorf("oldest election %v: want n1, the first leader", oldest)
 	}
 
 	// Stop both followers: the leader cannot reach a majority and steps
