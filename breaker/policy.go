@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -79,7 +80,16 @@ type Policy struct {
 	// that reported calls in the window must be >= it (0..1). 0 turns it
 	// off. When both quorum fields are set, both must hold.
 	MinFailingShare float64 `json:"minFailingShare" yaml:"minFailingShare"`
+
+	// DegradedMode is what a caller's sidecar enforces for this pair when it
+	// cannot reach the coordinator: "last-known" (keep the last record),
+	// "local" (a gobreaker on the instance's own outcomes), "fail-open" or
+	// "fail-closed". Empty: the sidecar's own setting (--degraded-mode).
+	DegradedMode string `json:"degradedMode,omitempty" yaml:"degradedMode,omitempty"`
 }
+
+// DegradedModes are the values of Policy.DegradedMode.
+var DegradedModes = []string{"last-known", "local", "fail-open", "fail-closed"}
 
 // DefaultPolicy returns the policy Colony uses when a callee has none: trip
 // at 50% failures over 10s (at least 20 calls) seen by at least 2 caller
@@ -179,6 +189,9 @@ func (p Policy) Validate() error {
 		add("minFailingInstances: %d must be >= 0", p.MinFailingInstances)
 	}
 	unit("minFailingShare", p.MinFailingShare)
+	if p.DegradedMode != "" && !slices.Contains(DegradedModes, p.DegradedMode) {
+		add("degradedMode: %q is not one of %v (or empty: the sidecar's setting)", p.DegradedMode, DegradedModes)
+	}
 
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidPolicy, err)

@@ -561,8 +561,13 @@ func (s *Sidecar) policyLocked(callee string) breaker.Policy {
 }
 
 // modeFor returns the degraded mode for calls to callee.
+// The sidecar's per-callee flag wins, then the pair's policy, then the
+// sidecar's default (under mu).
 func (s *Sidecar) modeFor(callee string) Mode {
 	if m, ok := s.cfg.DegradedModes[callee]; ok {
+		return m
+	}
+	if m, err := ParseMode(s.policyLocked(callee).DegradedMode); err == nil {
 		return m
 	}
 	return s.cfg.DegradedMode
@@ -609,6 +614,11 @@ func (s *Sidecar) startTime() time.Time { return processStart }
 func (s *Sidecar) anyLocalLocked() bool {
 	if s.cfg.DegradedMode == Local {
 		return true
+	}
+	for callee := range s.policies {
+		if s.modeFor(callee) == Local {
+			return true
+		}
 	}
 	for _, m := range s.cfg.DegradedModes {
 		if m == Local {

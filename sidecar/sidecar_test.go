@@ -257,3 +257,34 @@ func TestSidecarCalleesScope(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestSidecarDegradedModeFromPolicy: a pair's policy can choose its degraded
+// mode; it overrides the sidecar's default (here last-known, which would keep
+// the OPEN state).
+func TestSidecarDegradedModeFromPolicy(t *testing.T) {
+	srv := coordinatortest.StartNode(t)
+	admin, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := admin.ApplyPolicies(ctx, []*colonyv1.PolicySpec{{Callee: "payments", Policy: []byte(`{"degradedMode":"fail-open"}`)}}, "test", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ApplyPolicies(ctx, []*colonyv1.PolicySpec{{Callee: "ledger", Policy: []byte(`{"degradedMode":"fail-sideways"}`)}}, "test", false); err == nil {
+		t.Fatal("an unknown degraded mode was accepted")
+	}
+	startSidecar(t, srv.Addr(), "payments", "p1", 9001)
+	s := startSidecar(t, srv.Addr(), "checkout", "c1", 9100)
+	if _, err := admin.SetOverride(ctx, "checkout", "payments", breaker.ForceOpen, "drill", "test", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitCallee(t, s, 10*time.Second, "OPEN", func(c sidecar.Callee, _ sidecar.View) bool { return state(c) == breaker.Open })
+	srv.Close()
+	c := waitCallee(t, s, 10*time.Second, "degraded", func(c sidecar.Callee, v sidecar.View) bool { return v.Mode != sidecar.ModeCoordinator })
+	if state(c) != breaker.Closed || c.Source != sidecar.FailOpen {
+		t.Fatalf("degraded: enforcing %v from %q, want CLOSED from the policy's fail-open", state(c), c.Source)
+	}
+}
