@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"io"
 	"time"
 
@@ -35,6 +37,12 @@ func (a *api) Open(ctx context.Context, req *colonyv1.OpenSessionRequest) (*colo
 	}
 	if len(req.Name) > 256 {
 		return nil, toStatus(fmt.Errorf("%w: name: %d bytes exceeds the limit of 256", ztree.ErrInvalidArgument, len(req.Name)))
+	}
+	// A bound on the sessions a misbehaving client can leave behind. It is
+	// checked on this node's state, so a burst through many nodes may pass
+	// it by a little; the point is a safe ceiling, not an exact count.
+	if n := a.s.fsm.tree.View().SessionCount(); n >= a.s.cfg.MaxSessions {
+		return nil, status.Errorf(codes.ResourceExhausted, "sessions: the cluster already has %d open sessions, its limit (MaxSessions); close unused ones", n)
 	}
 	cmd := &peerv1.Command{RequestId: req.RequestId, Op: &peerv1.Command_OpenSession{
 		OpenSession: &peerv1.OpenSession{TtlMs: ttl.Milliseconds(), Name: req.Name},

@@ -1,11 +1,14 @@
 package coordinator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/internal/watchhub"
@@ -28,6 +31,11 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 		return status.Errorf(codes.InvalidArgument, "recursive: only PERSISTENT watches can be recursive, got %s", req.Kind)
 	}
 	s := a.s
+	release, err := s.watches.acquire(stream.Context(), s.cfg.MaxWatchesPerConn, s.cfg.MaxWatches)
+	if err != nil {
+		return err
+	}
+	defer release()
 	after := s.hub.Index()
 	if req.AfterZxid != nil {
 		after = *req.AfterZxid
@@ -63,4 +71,41 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 			return err
 		}
 	}
+}
+
+// watchLimits counts open watches per client connection and per node.
+type watchLimits struct {
+	mu     sync.Mutex
+	total  int
+	byConn map[string]int
+}
+
+// acquire counts one more watch for ctx's connection, or refuses it with
+// ResourceExhausted naming the limit. release undoes it.
+func (w *watchLimits) acquire(ctx context.Context, perConn, total int) (release func(), err error) {
+	conn := "unknown"
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		conn = p.Addr.String()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.byConn == nil {
+		w.byConn = map[string]int{}
+	}
+	switch {
+	case w.byConn[conn] >= perConn:
+		return nil, status.Errorf(codes.ResourceExhausted, "watches: this connection (%s) already has %d open watches, the limit (MaxWatchesPerConn)", conn, perConn)
+	case w.total >= total:
+		return nil, status.Errorf(codes.ResourceExhausted, "watches: this node already serves %d watches, its limit (MaxWatches); watch through another node", total)
+	}
+	w.byConn[conn]++
+	w.total++
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.total--
+		if w.byConn[conn]--; w.byConn[conn] <= 0 {
+			delete(w.byConn, conn)
+		}
+	}, nil
 }

@@ -89,6 +89,15 @@ type Config struct {
 	// to delete.
 	ReapInterval time.Duration
 
+	// MaxWatchesPerConn limits the open watches of one client connection on
+	// this node, MaxWatches all of the node's. Zero means 10,000 and
+	// 100,000.
+	MaxWatchesPerConn int
+	MaxWatches        int
+	// MaxSessions limits the cluster's open sessions (checked on the node a
+	// client opens one through). Zero means 100,000.
+	MaxSessions int
+
 	// WatchHistoryEvents and WatchHistoryBytes bound the events each node
 	// retains for resuming watches. Zero means the watch hub's defaults.
 	WatchHistoryEvents int
@@ -187,6 +196,15 @@ func (c *Config) withDefaults() {
 	}
 	if c.MaxAppendEntries == 0 {
 		c.MaxAppendEntries = 256
+	}
+	if c.MaxWatchesPerConn == 0 {
+		c.MaxWatchesPerConn = 10000
+	}
+	if c.MaxWatches == 0 {
+		c.MaxWatches = 100000
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = 100000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -44,6 +44,7 @@ type Server struct {
 
 	peers    *peerPool
 	verifier *leaderVerifier
+	watches  watchLimits // open watches per connection and node
 	sessions *sessionTracker
 
 	// Telemetry: tracing.go, metrics.go, observe.go.

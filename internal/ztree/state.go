@@ -254,6 +254,9 @@ func (v *View) Session(id uint64) (*colonyv1.SessionInfo, bool) {
 	return s.info(), true
 }
 
+// SessionCount returns the number of open sessions, in O(1).
+func (v *View) SessionCount() int { return v.s.sessions.Len() }
+
 // Sessions returns every open session, sorted by id.
 func (v *View) Sessions() []*colonyv1.SessionInfo {
 	out := make([]*colonyv1.SessionInfo, 0, v.s.sessions.Len())
