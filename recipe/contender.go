@@ -67,10 +67,22 @@ func (k *contender) blocker(me member, ms []member) (m member, ok bool) {
 }
 
 // members lists dir and returns its recipe nodes and the zxid of the read.
-// A missing dir has no members.
-func (k *contender) members(ctx context.Context) ([]member, uint64, error) {
+// A missing dir has no members. The read is linearizable unless
+// afterOwnCreate is set: a contender whose node exists (its create's zxid,
+// and any watch event since, are in the client's session) only asks whether
+// a node below its own remains, and that answer can only change from yes to
+// no, since sequence numbers grow and the directory is not reaped while its
+// node is in it. So any state at or after what the client has seen answers
+// it, and a session-consistent read (any node, no read index on the leader)
+// suffices. The fencing token and guarded writes, not this read, are what
+// protect the holder's writes.
+func (k *contender) members(ctx context.Context, afterOwnCreate bool) ([]member, uint64, error) {
 	var hdr *colonyv1.ResponseHeader
-	names, _, err := k.c.Children(ctx, k.dir, client.WithHeader(&hdr))
+	opts := []client.ReadOption{client.WithHeader(&hdr)}
+	if afterOwnCreate {
+		opts = append(opts, client.WithSessionConsistency())
+	}
+	names, _, err := k.c.Children(ctx, k.dir, opts...)
 	if errors.Is(err, client.ErrNoNode) {
 		return nil, 0, nil
 	}
@@ -144,7 +156,7 @@ func (k *contender) attempt(ctx context.Context, id string, data []byte, wait bo
 	mine := path[len(k.dir)+1:]
 	me, _ := parseMember(mine)
 	for {
-		ms, zxid, err := k.members(ctx)
+		ms, zxid, err := k.members(ctx, true)
 		if err != nil {
 			return nil, err
 		}
@@ -216,7 +228,7 @@ func isDefinite(err error) bool {
 
 // findOwn returns this attempt's node (found by id), if it exists.
 func (k *contender) findOwn(ctx context.Context, id string) (string, *colonyv1.Stat, bool, error) {
-	ms, _, err := k.members(ctx)
+	ms, _, err := k.members(ctx, false) // the create's reply was lost: its zxid is not in the session
 	if err != nil {
 		return "", nil, false, err
 	}
@@ -292,7 +304,7 @@ func (k *contender) waitChange(ctx context.Context, p string, zxid uint64) error
 func (k *contender) abandon(ctx context.Context, id string) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	ms, _, err := k.members(cctx)
+	ms, _, err := k.members(cctx, false)
 	if err != nil {
 		return
 	}

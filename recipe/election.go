@@ -95,7 +95,7 @@ func (e *Election) Leader(ctx context.Context) (Leader, error) {
 // state it reflects.
 func (e *Election) leader(ctx context.Context) (Leader, uint64, error) {
 	for {
-		ms, zxid, err := e.k.members(ctx)
+		ms, zxid, err := e.k.members(ctx, false)
 		if err != nil {
 			return Leader{}, 0, err
 		}
@@ -107,7 +107,7 @@ func (e *Election) leader(ctx context.Context) (Leader, uint64, error) {
 				return Leader{}, 0, fmt.Errorf("stat %s: %w", e.k.dir, err)
 			}
 			zxid = hdr.GetZxid()
-			if ms, _, err = e.k.members(ctx); err != nil {
+			if ms, _, err = e.k.members(ctx, false); err != nil {
 				return Leader{}, 0, err
 			}
 			if len(ms) > 0 { // created meanwhile: read again

@@ -79,7 +79,7 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 func children(t *testing.T, ctx context.Context, c *client.Client, dir string) []string {
 	t.Helper()
 	k := contender{c: c, dir: dir, kinds: []string{kindExclusive, kindShared, kindCandidate}}
-	ms, _, err := k.members(ctx)
+	ms, _, err := k.members(ctx, false)
 	if err != nil {
 		t.Fatal(err)
 	}
