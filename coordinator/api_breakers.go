@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/internal/outcome"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
@@ -107,7 +108,7 @@ func (s *Server) validateReports(ctx context.Context, reports []*colonyv1.Outcom
 		if r.GetCounts() == nil {
 			return status.Errorf(codes.InvalidArgument, "reports[%d].counts: missing", i)
 		}
-		if err := countsOf(r.Counts).Validate(); err != nil {
+		if err := outcome.FromProto(r.Counts).Validate(); err != nil {
 			return status.Errorf(codes.InvalidArgument, "reports[%d].counts: %v", i, err)
 		}
 		k := r.Caller + "\x00" + r.Callee

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/internal/outcome"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -287,13 +288,14 @@ func (e *engine) report(ctx context.Context, now time.Time, reports []*colonyv1.
 		p.reporters[r.Instance] = now
 		p.touched = true
 		p.reportSpans = appendRef(p.reportSpans, span.SpanContext())
-		e.s.metrics.countCalls(k, countsOf(r.Counts))
+		counts := outcome.FromProto(r.Counts)
+		e.s.metrics.countCalls(k, counts)
 		if p.suspended() {
 			continue
 		}
 		// Validated by the receiving node; Report rechecks and would
 		// reject without counting anything.
-		if err := p.b.Report(now, r.Instance, countsOf(r.Counts)); err != nil {
+		if err := p.b.Report(now, r.Instance, counts); err != nil {
 			e.s.log.Warn("breaker report rejected", "pair", k, "instance", r.Instance, "err", err)
 		}
 	}
@@ -311,13 +313,6 @@ func (p *pair) sweepReporters(now time.Time) {
 		if now.Sub(t) > keep {
 			delete(p.reporters, id)
 		}
-	}
-}
-
-func countsOf(c *colonyv1.OutcomeCounts) breaker.Counts {
-	return breaker.Counts{
-		Successes: c.GetSuccesses(), Failures: c.GetFailures(), Slow: c.GetSlow(),
-		Rejected: c.GetRejected(), Excluded: c.GetExcluded(), TrailingFailures: c.GetTrailingFailures(),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/internal/outcome"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -22,25 +23,19 @@ func (a *api) Report(_ context.Context, req *colonyv1.SidecarReportRequest) (*co
 	if len(req.GetOutcomes()) > 1000 {
 		return nil, status.Errorf(codes.InvalidArgument, "outcomes: %d entries, the limit is 1000", len(req.Outcomes))
 	}
+	// Validate the whole request before counting any of it.
+	counts := make([]breaker.Counts, len(req.GetOutcomes()))
 	for i, o := range req.GetOutcomes() {
-		c := o.GetCounts()
-		counts := breaker.Counts{
-			Successes: c.GetSuccesses(), Failures: c.GetFailures(), Slow: c.GetSlow(),
-			Rejected: c.GetRejected(), Excluded: c.GetExcluded(), TrailingFailures: c.GetTrailingFailures(),
-		}
+		counts[i] = outcome.FromProto(o.GetCounts())
 		if err := breaker.ValidateServiceName(o.GetCallee()); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "outcomes[%d].callee: %v", i, err)
 		}
-		if err := counts.Validate(); err != nil {
+		if err := counts[i].Validate(); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "outcomes[%d].counts: %v", i, err)
 		}
 	}
 	for i, o := range req.GetOutcomes() {
-		c := o.GetCounts()
-		if err := a.s.Report(o.Callee, breaker.Counts{
-			Successes: c.GetSuccesses(), Failures: c.GetFailures(), Slow: c.GetSlow(),
-			Rejected: c.GetRejected(), Excluded: c.GetExcluded(), TrailingFailures: c.GetTrailingFailures(),
-		}); err != nil {
+		if err := a.s.Report(o.Callee, counts[i]); err != nil {
 			return nil, status.Errorf(codes.ResourceExhausted, "outcomes[%d]: %v", i, err)
 		}
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/outcome"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/xds"
 )
@@ -53,11 +54,10 @@ const (
 
 // ParseMode parses a degraded mode name.
 func ParseMode(s string) (Mode, error) {
-	switch m := Mode(s); m {
-	case LastKnown, Local, FailOpen, FailClosed:
-		return m, nil
+	if slices.Contains(breaker.DegradedModes, s) { // one list: what policies accept
+		return Mode(s), nil
 	}
-	return "", fmt.Errorf("unknown degraded mode %q (want last-known, local, fail-open or fail-closed)", s)
+	return "", fmt.Errorf("unknown degraded mode %q (want one of %v)", s, breaker.DegradedModes)
 }
 
 // Registration is what a sidecar writes at /colony/services/<service>/<instance>
@@ -236,6 +236,7 @@ type Sidecar struct {
 	subs        map[chan struct{}]struct{} // WatchBreakers streams to poke
 	lastView    View
 	metrics     *metrics
+	started     time.Time // New: a sidecar that never reached the coordinator is stale from then
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -271,7 +272,7 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 		records: map[string]*coordRecord{}, services: map[string]map[string]Registration{},
 		policies: map[string]breaker.PolicySet{}, agg: map[string]*breaker.Counts{},
 		local: map[string]*localBreaker{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, started: time.Now(),
 	}
 	s.metrics = newMetrics(s)
 	if cfg.Metrics != nil {
@@ -586,7 +587,7 @@ func (s *Sidecar) runStaleness() {
 		}
 		s.mu.Lock()
 		stale := s.staleLocked(time.Now())
-		degraded := stale < 0 && time.Since(s.startTime()) > s.cfg.DegradedAfter || stale > s.cfg.DegradedAfter
+		degraded := stale < 0 && time.Since(s.started) > s.cfg.DegradedAfter || stale > s.cfg.DegradedAfter
 		changed := degraded != s.degraded
 		s.degraded = degraded
 		if changed && !degraded {
@@ -606,10 +607,6 @@ func (s *Sidecar) runStaleness() {
 		}
 	}
 }
-
-var processStart = time.Now()
-
-func (s *Sidecar) startTime() time.Time { return processStart }
 
 func (s *Sidecar) anyLocalLocked() bool {
 	if s.cfg.DegradedMode == Local {
@@ -736,25 +733,13 @@ func viewsEqual(a, b View) bool {
 		if (x.Record == nil) != (y.Record == nil) {
 			return false
 		}
-		if x.Record != nil {
-			xr, _ := json.Marshal(recordKey(x.Record))
-			yr, _ := json.Marshal(recordKey(y.Record))
-			if string(xr) != string(yr) {
-				return false
-			}
+		// What of a record matters to enforcement.
+		if xr, yr := x.Record, y.Record; xr != nil && (xr.State != yr.State || xr.Generation != yr.Generation ||
+			xr.Cause != yr.Cause || !maps.Equal(xr.Probes, yr.Probes)) {
+			return false
 		}
 	}
 	return true
-}
-
-// recordKey is what of a record matters to enforcement.
-func recordKey(r *breaker.PairRecord) any {
-	return struct {
-		S breaker.State
-		G uint64
-		P map[string]int
-		C string
-	}{r.State, r.Generation, r.Probes, r.Cause}
 }
 
 // Report adds outcome counts for calls to callee (from the data plane or an
@@ -817,10 +802,7 @@ func (s *Sidecar) runReports() {
 			c := agg[callee]
 			reports = append(reports, &colonyv1.OutcomeReport{
 				Caller: s.cfg.Service, Callee: callee, Instance: s.cfg.Instance,
-				Counts: &colonyv1.OutcomeCounts{
-					Successes: c.Successes, Failures: c.Failures, Slow: c.Slow,
-					Rejected: c.Rejected, Excluded: c.Excluded, TrailingFailures: c.TrailingFailures,
-				},
+				Counts: outcome.ToProto(*c),
 			})
 		}
 		for len(reports) > 0 {

@@ -160,7 +160,10 @@ func annotateRejection(ctx context.Context, err error) {
 	}
 }
 
-// spanContextOf parses a W3C traceparent ("00-<trace>-<span>-<flags>").
+// spanContextOf parses a W3C traceparent ("00-<trace>-<span>-<flags>"). It
+// is internal/telemetry's SpanContextFromTraceparent again on purpose: that
+// package brings the OTel SDK and Prometheus, which apps linking the guard
+// should not have to.
 func spanContextOf(tp string) trace.SpanContext {
 	parts := strings.Split(tp, "-")
 	if len(parts) != 4 {
