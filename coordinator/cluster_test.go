@@ -395,11 +395,7 @@ func TestClusterSessionExpiryDeletesEphemerals(t *testing.T) {
 }
 
 func TestClusterRestartFromDiskAndSnapshot(t *testing.T) {
-	for _, store := range []string{LogStoreBolt, LogStoreWAL} {
-		t.Run(store, func(t *testing.T) {
-			testRestartFromDiskAndSnapshot(t, newTestCluster(t, 3, func(c *Config) { c.LogStore = store }))
-		})
-	}
+	testRestartFromDiskAndSnapshot(t, newTestCluster(t, 3))
 }
 
 func testRestartFromDiskAndSnapshot(t *testing.T, c *testCluster) {

@@ -66,8 +66,8 @@ type Config struct {
 	// TrailingLogs is how many entries are kept after a snapshot, so slow
 	// followers catch up from the log instead of a snapshot.
 	TrailingLogs uint64
-	// LogStore selects the raft log and stable store: LogStoreBolt (the
-	// default when empty) or LogStoreWAL.
+	// LogStore selects the raft log and stable store: LogStoreBolt, the
+	// only one (and the default when empty).
 	LogStore string
 	// NoSync turns off fsync of the raft log. Only for benchmarks that want
 	// to measure the cost of durability; never in production.
@@ -172,8 +172,8 @@ func (c *Config) Validate() error {
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("LeaderLeaseTimeout (%v) must not exceed HeartbeatTimeout (%v)", c.LeaderLeaseTimeout, c.HeartbeatTimeout))
 	}
-	if c.LogStore != "" && c.LogStore != LogStoreBolt && c.LogStore != LogStoreWAL {
-		errs = append(errs, fmt.Errorf("LogStore: want %q or %q, got %q", LogStoreBolt, LogStoreWAL, c.LogStore))
+	if err := checkLogStore(c.LogStore); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxSessionTTL < c.MinSessionTTL {
 		errs = append(errs, fmt.Errorf("MaxSessionTTL (%v) must be at least MinSessionTTL (%v)", c.MaxSessionTTL, c.MinSessionTTL))

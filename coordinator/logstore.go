@@ -8,11 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"go.etcd.io/bbolt"
 )
 
@@ -20,26 +17,16 @@ import (
 const (
 	// LogStoreBolt keeps the raft log and the stable store (term, vote) in
 	// one bbolt file, raft.db: hashicorp/raft-boltdb/v2, the long-proven
-	// default. A bbolt commit costs two fsyncs.
+	// store. A bbolt commit costs two fsyncs.
 	LogStoreBolt = "boltdb"
-	// LogStoreWAL keeps them in hashicorp/raft-wal, an append-only segment
-	// log with one fsync per append (about 1.5x the write throughput here,
-	// see tests/bench). Its authors still call it experimental; Consul
-	// offers it as an opt-in. A data dir cannot switch stores.
-	LogStoreWAL = "wal"
+	// logStoreWAL named hashicorp/raft-wal, offered until v0.4.0's tail
+	// truncation bug (raft-wal#31: after raft truncates a deposed leader's
+	// log tail, the node panics on every restart) was found by
+	// tests/robustness. The fix (#33) is in no release the module proxy
+	// serves, and a store that can brick a node is not an option; the name
+	// is kept so a wal data dir or flag gets an explanation, not a guess.
+	logStoreWAL = "wal"
 )
-
-// walStore closes the WAL's meta database too: raft-wal v0.4.0's Close
-// leaves it open, and with it the file lock, so the same process could not
-// open the data dir again.
-type walStore struct {
-	*wal.WAL
-	meta *metadb.BoltMetaDB
-}
-
-func (s *walStore) Close() error {
-	return errors.Join(s.WAL.Close(), s.meta.Close())
-}
 
 // logStore is what raft needs from its log and stable storage.
 type logStore interface {
@@ -48,17 +35,16 @@ type logStore interface {
 	io.Closer
 }
 
-// openLogStore opens the raft log and stable store of dataDir. A data dir
-// written by one kind of store refuses to open as the other, so a flag
-// change cannot silently start a node with an empty log.
-func openLogStore(dataDir, kind string, noSync bool, logger hclog.Logger) (logStore, error) {
+// openLogStore opens the raft log and stable store of dataDir.
+func openLogStore(dataDir, kind string, noSync bool) (logStore, error) {
 	boltPath := filepath.Join(dataDir, "raft.db")
 	walDir := filepath.Join(dataDir, "wal")
-	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
 	switch kind {
 	case "", LogStoreBolt:
-		if exists(walDir) {
-			return nil, fmt.Errorf("data dir %s holds a %q log store, not %q", dataDir, LogStoreWAL, LogStoreBolt)
+		if _, err := os.Stat(walDir); err == nil {
+			return nil, fmt.Errorf("data dir %s holds a raft-wal log store (%s), which this version no longer opens "+
+				"(hashicorp/raft-wal#31 can make a node unable to restart); move the node to a new data dir: "+
+				"remove it from the cluster, wipe the dir and add it back so it catches up from the others", dataDir, walDir)
 		}
 		// NoSync applies to the whole file, so it also drops the durability
 		// of votes: benchmarks only.
@@ -74,24 +60,19 @@ func openLogStore(dataDir, kind string, noSync bool, logger hclog.Logger) (logSt
 			return nil, fmt.Errorf("opening raft log %s: %w", boltPath, err)
 		}
 		return store, nil
-	case LogStoreWAL:
-		if exists(boltPath) {
-			return nil, fmt.Errorf("data dir %s holds a %q log store, not %q", dataDir, LogStoreBolt, LogStoreWAL)
-		}
-		if noSync {
-			return nil, errors.New("NoSync is only supported with the boltdb log store")
-		}
-		if err := os.MkdirAll(walDir, 0o755); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", walDir, err)
-		}
-		meta := &metadb.BoltMetaDB{}
-		w, err := wal.Open(walDir, wal.WithLogger(logger.Named("wal")), wal.WithMetaStore(meta))
-		if err != nil {
-			meta.Close()
-			return nil, fmt.Errorf("opening raft log %s: %w", walDir, err)
-		}
-		return &walStore{WAL: w, meta: meta}, nil
 	default:
-		return nil, fmt.Errorf("LogStore: want %q or %q, got %q", LogStoreBolt, LogStoreWAL, kind)
+		return nil, checkLogStore(kind)
+	}
+}
+
+// checkLogStore says what is wrong with a LogStore setting, or nil.
+func checkLogStore(kind string) error {
+	switch kind {
+	case "", LogStoreBolt:
+		return nil
+	case logStoreWAL:
+		return errors.New(`LogStore: "wal" (raft-wal) was removed: v0.4.0 can leave a node unable to restart after a leader change (hashicorp/raft-wal#31); use "boltdb"`)
+	default:
+		return fmt.Errorf("LogStore: want %q, got %q", LogStoreBolt, kind)
 	}
 }

@@ -183,7 +183,7 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("raft config: %w", err)
 	}
 
-	store, err := openLogStore(s.cfg.DataDir, s.cfg.LogStore, s.cfg.NoSync, rc.Logger)
+	store, err := openLogStore(s.cfg.DataDir, s.cfg.LogStore, s.cfg.NoSync)
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.DurationVar(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often raft considers a snapshot")
 	fl.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "entries since the last snapshot that trigger one")
 	fl.Uint64Var(&c.TrailingLogs, "trailing-logs", c.TrailingLogs, "entries kept after a snapshot")
-	fl.StringVar(&c.LogStore, "log-store", coordinator.LogStoreBolt, "raft log store: boltdb (raft-boltdb, the default) or wal (raft-wal v0.4.0: one fsync per append, faster, but do not use it in production: after a leader change truncates a node's log tail, the node cannot restart, hashicorp/raft-wal#31, found by tests/robustness)")
+	fl.StringVar(&c.LogStore, "log-store", coordinator.LogStoreBolt, "raft log store: boltdb (raft-boltdb; raft-wal was removed, hashicorp/raft-wal#31)")
 	fl.BoolVar(&c.NoSync, "unsafe-no-fsync", false, "do not fsync the raft log (benchmarks only: acknowledged writes can be lost on power failure)")
 	fl.IntVar(&c.MaxDataBytes, "max-data-bytes", c.MaxDataBytes, "largest znode data")
 	fl.DurationVar(&c.MinSessionTTL, "min-session-ttl", c.MinSessionTTL, "smallest session TTL granted")

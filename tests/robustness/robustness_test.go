@@ -45,8 +45,8 @@ const (
 	// are not linearizable: a run that must fail, to show the checker and
 	// the report work end to end.
 	envCanary = "ROBUSTNESS_CANARY"
-	// envLogStore: the raft log store, boltdb or wal (default: the seed
-	// picks one).
+	// envLogStore: the raft log store passed to --log-store (default:
+	// boltdb, the only one since raft-wal was removed).
 	envLogStore = "ROBUSTNESS_LOG_STORE"
 )
 
@@ -158,7 +158,7 @@ func newScenario(seed uint64, d time.Duration, faults []faultKind) scenario {
 		Faults:       faults,
 		Clients:      3 + r.IntN(3),
 		Keys:         2 + r.IntN(4),
-		LogStore:     []string{"boltdb", "wal"}[r.IntN(2)],
+		LogStore:     "boltdb",
 		LowSnapshots: r.IntN(2) == 0 || slices.Contains(faults, faultLagFollower) && len(faults) == 1,
 	}
 	return sc
