@@ -44,6 +44,11 @@ func (a *api) Open(ctx context.Context, req *colonyv1.OpenSessionRequest) (*colo
 	if n := a.s.fsm.tree.View().SessionCount(); n >= a.s.cfg.MaxSessions {
 		return nil, status.Errorf(codes.ResourceExhausted, "sessions: the cluster already has %d open sessions, its limit (MaxSessions); close unused ones", n)
 	}
+	conn := connKey(ctx)
+	isOpen := func(id uint64) bool { _, ok := a.s.fsm.tree.View().Session(id); return ok }
+	if err := a.s.sessionsPerConn.admit(conn, a.s.cfg.MaxSessionsPerConn, isOpen); err != nil {
+		return nil, err
+	}
 	cmd := &peerv1.Command{RequestId: req.RequestId, Op: &peerv1.Command_OpenSession{
 		OpenSession: &peerv1.OpenSession{TtlMs: ttl.Milliseconds(), Name: req.Name},
 	}}
@@ -55,6 +60,7 @@ func (a *api) Open(ctx context.Context, req *colonyv1.OpenSessionRequest) (*colo
 		return nil, toStatus(ztree.FromOpError(e))
 	}
 	o := res.GetOpenSession()
+	a.s.sessionsPerConn.opened(conn, o.GetSessionId())
 	return &colonyv1.OpenSessionResponse{Header: a.s.header(), SessionId: o.GetSessionId(), TtlMs: o.GetTtlMs()}, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/internal/watchhub"
@@ -83,10 +82,7 @@ type watchLimits struct {
 // acquire counts one more watch for ctx's connection, or refuses it with
 // ResourceExhausted naming the limit. release undoes it.
 func (w *watchLimits) acquire(ctx context.Context, perConn, total int) (release func(), err error) {
-	conn := "unknown"
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		conn = p.Addr.String()
-	}
+	conn := connKey(ctx)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.byConn == nil {

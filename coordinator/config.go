@@ -97,6 +97,10 @@ type Config struct {
 	// MaxSessions limits the cluster's open sessions (checked on the node a
 	// client opens one through). Zero means 100,000.
 	MaxSessions int
+	// MaxSessionsPerConn limits the open sessions opened through one client
+	// connection on this node, so one runaway client cannot use up
+	// MaxSessions. Zero means 1,000.
+	MaxSessionsPerConn int
 
 	// WatchHistoryEvents and WatchHistoryBytes bound the events each node
 	// retains for resuming watches. Zero means the watch hub's defaults.
@@ -181,6 +185,9 @@ func (c *Config) Validate() error {
 	if c.MaxDataBytes < 0 || c.MaxOps < 0 || c.MaxAppendEntries < 0 {
 		errs = append(errs, errors.New("MaxDataBytes, MaxOps and MaxAppendEntries must not be negative"))
 	}
+	if c.MaxWatchesPerConn < 0 || c.MaxWatches < 0 || c.MaxSessionsPerConn < 0 || c.MaxSessions < 0 {
+		errs = append(errs, errors.New("MaxWatchesPerConn, MaxWatches, MaxSessionsPerConn and MaxSessions must not be negative (zero means the default)"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("coordinator config: %w", err)
 	}
@@ -202,6 +209,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.MaxWatches == 0 {
 		c.MaxWatches = 100000
+	}
+	if c.MaxSessionsPerConn == 0 {
+		c.MaxSessionsPerConn = 1000
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = 100000

@@ -17,7 +17,7 @@ import (
 // per-connection limit, nor the cluster more sessions than its limit; the
 // refusal names the limit, and other clients are still served.
 func TestWatchAndSessionLimits(t *testing.T) {
-	c := newTestCluster(t, 1, func(cfg *Config) { cfg.MaxWatchesPerConn, cfg.MaxSessions = 3, 4 })
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.MaxWatchesPerConn, cfg.MaxSessionsPerConn, cfg.MaxSessions = 3, 2, 4 })
 	n := c.leader()
 	ctx, cancel := context.WithCancel(ctxT(t))
 	defer cancel()
@@ -54,14 +54,54 @@ func TestWatchAndSessionLimits(t *testing.T) {
 		t.Fatalf("a watch on another connection: %v %v", r, err)
 	}
 
-	for i := range 4 {
-		if _, err := n.sess.Open(ctx, &colonyv1.OpenSessionRequest{TtlMs: 10000}); err != nil {
+	// Sessions: one connection hits its own ceiling first, and closing one
+	// of its sessions frees a slot.
+	var ids []uint64
+	for i := range 2 {
+		o, err := n.sess.Open(ctx, &colonyv1.OpenSessionRequest{TtlMs: 10000})
+		if err != nil {
 			t.Fatalf("session %d: %v", i, err)
 		}
+		ids = append(ids, o.SessionId)
 	}
 	_, err = n.sess.Open(ctx, &colonyv1.OpenSessionRequest{TtlMs: 10000})
-	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "MaxSessions") {
-		t.Fatalf("fifth session: %v, want ResourceExhausted naming MaxSessions", err)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "MaxSessionsPerConn") {
+		t.Fatalf("third session on one connection: %v, want ResourceExhausted naming MaxSessionsPerConn", err)
 	}
+	if _, err := n.sess.Close(ctx, &colonyv1.CloseSessionRequest{SessionId: ids[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.sess.Open(ctx, &colonyv1.OpenSessionRequest{TtlMs: 10000}); err != nil {
+		t.Fatalf("a session after closing one: %v", err)
+	}
+	// Other connections are served up to the cluster's ceiling.
+	otherSess := colonyv1.NewSessionsClient(other)
+	for i := range 2 {
+		if _, err := otherSess.Open(ctx, &colonyv1.OpenSessionRequest{TtlMs: 10000}); err != nil {
+			t.Fatalf("session %d on another connection: %v", i, err)
+		}
+	}
+	third, err := grpc.NewClient(n.srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	_, err = colonyv1.NewSessionsClient(third).Open(ctx, &colonyv1.OpenSessionRequest{TtlMs: 10000})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "MaxSessions)") {
+		t.Fatalf("fifth session in the cluster: %v, want ResourceExhausted naming MaxSessions", err)
+	}
+	// A connection's count goes when the connection does (its sessions stay:
+	// they are the cluster's), so the bookkeeping does not grow with every
+	// client port ever seen.
+	countedConns := func() int {
+		n.srv.sessionsPerConn.mu.Lock()
+		defer n.srv.sessionsPerConn.mu.Unlock()
+		return len(n.srv.sessionsPerConn.byConn)
+	}
+	if got := countedConns(); got != 2 {
+		t.Fatalf("connections counted: %d, want 2", got)
+	}
+	other.Close()
+	waitFor(t, func() bool { return countedConns() == 1 })
 	_ = streams
 }

@@ -45,7 +45,9 @@ type Server struct {
 	peers    *peerPool
 	verifier *leaderVerifier
 	watches  watchLimits // open watches per connection and node
-	sessions *sessionTracker
+	// sessionsPerConn counts open sessions per client connection.
+	sessionsPerConn sessionLimits
+	sessions        *sessionTracker
 
 	// Telemetry: tracing.go, metrics.go, observe.go.
 	tracer            trace.Tracer
@@ -137,6 +139,7 @@ func (s *Server) start() error {
 		telemetry.ServerOption(s.cfg.TracerProvider),
 		grpc.MaxRecvMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
 		grpc.MaxSendMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
+		grpc.StatsHandler(connStats{sessions: &s.sessionsPerConn}),
 	)
 	api := &api{s: s}
 	colonyv1.RegisterTreeServer(s.grpc, api)

@@ -85,6 +85,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.IntVar(&c.MaxWatchesPerConn, "max-watches-per-conn", 10000, "open watches one client connection may hold on this node")
 	fl.IntVar(&c.MaxWatches, "max-watches", 100000, "open watches this node serves")
 	fl.IntVar(&c.MaxSessions, "max-sessions", 100000, "open sessions in the cluster (checked where a session is opened)")
+	fl.IntVar(&c.MaxSessionsPerConn, "max-sessions-per-conn", 1000, "open sessions opened through one client connection on this node")
 	fl.DurationVar(&c.LeaderWait, "leader-wait", c.LeaderWait, "how long requests wait for a leader during an election")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:7402 (default: off)")
