@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -351,6 +352,12 @@ func TestSidecarsAndEnforcement(t *testing.T) {
 		Pairs: []*colonyv1.PairStatus{{Callee: "payments", State: "OPEN", Generation: 4, Source: "last-known",
 			SinceMs: now.Add(-80 * time.Millisecond).UnixMilli(), SeenMs: now.UnixMilli()}},
 		Enforcers: []string{"xds client c1"},
+		Enforcements: []*colonyv1.Enforcement{
+			{Callee: "payments", Generation: 3, State: "CLOSED", Client: "checkout/c1", FromLeaderUs: 9000, Initial: true},
+			{Callee: "payments", Generation: 3, State: "CLOSED", Client: "checkout/c1-envoy", FromLeaderUs: 8000, Initial: true},
+			{Callee: "payments", Generation: 4, State: "OPEN", Client: "checkout/c1", FromLeaderUs: 12500, FromSeenUs: 2500},
+			{Callee: "ledger", Generation: 9, State: "OPEN", Client: "checkout/c1", FromLeaderUs: 1000},
+		},
 	}})
 	go gs.Serve(lis)
 	defer gs.Stop()
@@ -422,8 +429,16 @@ func TestSidecarsAndEnforcement(t *testing.T) {
 	if e.Instance != "c1" || e.LearnedAfterMs == nil || *e.LearnedAfterMs < 79 || *e.LearnedAfterMs > 81 || !e.Degraded || len(e.Pair) == 0 {
 		t.Errorf("c1 enforcement %+v", e)
 	}
-	if enf.Sidecars[1].Error == "" {
-		t.Errorf("c2 enforcement %+v: want an error", enf.Sidecars[1])
+	// Each data-plane client's newest enforcement of this pair, not of others.
+	wantClients := []clientEnforcement{
+		{Client: "checkout/c1", Generation: 4, State: "OPEN", TripToEnforceMs: 12.5, FromSeenMs: 2.5},
+		{Client: "checkout/c1-envoy", Generation: 3, State: "CLOSED", TripToEnforceMs: 8, Initial: true},
+	}
+	if !reflect.DeepEqual(e.Clients, wantClients) {
+		t.Errorf("c1 clients %+v, want %+v", e.Clients, wantClients)
+	}
+	if enf.Sidecars[1].Error == "" || enf.Sidecars[1].Clients == nil {
+		t.Errorf("c2 enforcement %+v: want an error and an empty client list", enf.Sidecars[1])
 	}
 }
 

@@ -25,6 +25,12 @@ import (
 // payments that one failing caller instance can trip (open for a minute,
 // so the test sees OPEN), and the dashboard on 127.0.0.1:0.
 func liveSetup(t *testing.T) (*client.Client, *httptest.Server) {
+	c, hs, _ := liveSetupAt(t)
+	return c, hs
+}
+
+// liveSetupAt is liveSetup that also returns the coordinator's address.
+func liveSetupAt(t *testing.T) (*client.Client, *httptest.Server, string) {
 	t.Helper()
 	srv := coordinatortest.StartNode(t)
 	c, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
@@ -48,7 +54,7 @@ func liveSetup(t *testing.T) (*client.Client, *httptest.Server) {
 		d.Close() // ends the event streams first, so the server can close
 		hs.Close()
 	})
-	return c, hs
+	return c, hs, srv.Addr()
 }
 
 // report sends one checkout instance's outcomes for checkout->payments.
@@ -156,13 +162,16 @@ func TestBrowser(t *testing.T) {
 			t.Skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it): skipping the browser test")
 		}
 	}
-	c, hs := liveSetup(t)
+	c, hs, coord := liveSetupAt(t)
 	// A first report creates the pair's record, CLOSED; two more pairs
 	// fill the matrix out (web->inventory has none: an empty cell).
 	report(t, c, "c1", &colonyv1.OutcomeCounts{Successes: 5})
 	reportPair(t, c, "checkout", "inventory", "c1", &colonyv1.OutcomeCounts{Successes: 40, Failures: 2})
 	reportPair(t, c, "web", "payments", "w1", &colonyv1.OutcomeCounts{Successes: 12})
 	waitRecord(t, c, func(r breaker.PairRecord) bool { return r.State == breaker.Closed })
+	// checkout/c1 has a real sidecar and a proxyless gRPC client, so the
+	// pair's detail has a data-plane client's trip-to-enforce to show.
+	caller := startEnforcingCaller(t, coord)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
@@ -205,10 +214,23 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("the page was reloaded (marker %q)", marker)
 	}
 	screenshot(t, ctx, "dashboard-open.png")
+	open := waitRecord(t, c, func(r breaker.PairRecord) bool { return r.State == breaker.Open })
+	waitEnforced(t, caller, "payments", open.Generation)
 
-	run(t, ctx, "open the pair and ask to force it closed",
+	run(t, ctx, "open the pair: the client's trip-to-enforce is shown",
 		chromedp.Click(chromedp.CSS(cell)),
 		chromedp.WaitVisible(chromedp.CSS(`#detail-history table`)),
+		chromedp.WaitVisible(chromedp.CSS(`#detail-enforcement li[data-client="checkout/c1"] .enforce-ms`)),
+	)
+	enforceMs, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#detail-enforcement li[data-client="checkout/c1"]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(enforceMs, "OPEN") || !strings.Contains(enforceMs, fmt.Sprintf("gen %d", open.Generation)) {
+		t.Fatalf("the client's enforcement on the page: %q; want OPEN, generation %d and a latency", enforceMs, open.Generation)
+	}
+
+	run(t, ctx, "ask to force it closed",
 		chromedp.Click(chromedp.CSS(`#act-force-closed`)),
 		chromedp.WaitVisible(chromedp.CSS(`#confirm[open]`)),
 		// Confirming without a reason does nothing.

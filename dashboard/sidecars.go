@@ -177,11 +177,47 @@ func (d *Dashboard) sidecars(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// enforcementNote says what the enforcement view can and cannot show.
-const enforcementNote = "No API reports each data-plane client's trip-to-enforce latency yet " +
-	"(the sidecar measures it per xDS client but exposes only its latest measurement, as text in Status.enforcers). " +
-	"Shown instead, from each caller sidecar's Status: the state it enforces, and how long after the leader's " +
-	"transition it learned the record (seen - since, across the leader's and the sidecar's clocks)."
+// enforcementNote says what the enforcement view shows.
+const enforcementNote = "From each caller sidecar's Status: the state it enforces, how long after the leader's " +
+	"transition it learned the record, and for each data-plane client (Envoy or proxyless gRPC process) the newest " +
+	"generation it ACKed and its trip-to-enforce: the ACK minus the leader's decision, across the leader's and the " +
+	"sidecar's clocks. A generation found at start (initial) measures nothing."
+
+// clientEnforcement is one data-plane client's newest enforcement of the
+// pair, as its sidecar measured it.
+type clientEnforcement struct {
+	Client     string `json:"client"`
+	Generation uint64 `json:"generation"`
+	State      string `json:"state"`
+	AtMs       int64  `json:"atMs"`
+	// TripToEnforceMs is the ACK minus the leader's decision; FromSeenMs the
+	// ACK minus when the sidecar learned it.
+	TripToEnforceMs float64 `json:"tripToEnforceMs"`
+	FromSeenMs      float64 `json:"fromSeenMs"`
+	Initial         bool    `json:"initial"`
+}
+
+// newestPerClient keeps, for each client, its newest enforcement of callee.
+func newestPerClient(list []*colonyv1.Enforcement, callee string) []clientEnforcement {
+	out := []clientEnforcement{}
+	at := map[string]int{}
+	for _, e := range list {
+		if e.GetCallee() != callee {
+			continue
+		}
+		c := clientEnforcement{Client: e.GetClient(), Generation: e.GetGeneration(), State: e.GetState(), AtMs: e.GetAtMs(),
+			TripToEnforceMs: float64(e.GetFromLeaderUs()) / 1000, FromSeenMs: float64(e.GetFromSeenUs()) / 1000, Initial: e.GetInitial()}
+		i, seen := at[c.Client]
+		switch {
+		case !seen:
+			at[c.Client] = len(out)
+			out = append(out, c)
+		case c.Generation >= out[i].Generation:
+			out[i] = c
+		}
+	}
+	return out
+}
 
 // pairEnforcement is one caller sidecar's view of the pair.
 type pairEnforcement struct {
@@ -199,7 +235,9 @@ type pairEnforcement struct {
 	// Enforcers is the sidecar's description of its data planes; the last
 	// xDS enforcement latency is in it, as text.
 	Enforcers []string `json:"enforcers"`
-	Error     string   `json:"error,omitempty"`
+	// Clients is each data-plane client's newest enforcement of the pair.
+	Clients []clientEnforcement `json:"clients"`
+	Error   string              `json:"error,omitempty"`
 }
 
 // GET /api/breakers/{caller}/{callee}/enforcement: how the caller's sidecars
@@ -217,8 +255,10 @@ func (d *Dashboard) enforcement(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]pairEnforcement, 0, len(infos))
 	for _, in := range infos {
-		e := pairEnforcement{Instance: in.Registration.Instance, Sidecar: in.Registration.Sidecar, Error: in.Error, Enforcers: []string{}}
+		e := pairEnforcement{Instance: in.Registration.Instance, Sidecar: in.Registration.Sidecar, Error: in.Error,
+			Enforcers: []string{}, Clients: []clientEnforcement{}}
 		if st := in.status; st != nil {
+			e.Clients = newestPerClient(st.GetEnforcements(), callee)
 			e.Mode, e.Degraded, e.StaleMs = st.GetMode(), st.GetDegraded(), st.GetStaleMs()
 			if st.GetEnforcers() != nil {
 				e.Enforcers = st.GetEnforcers()

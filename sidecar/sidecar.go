@@ -853,9 +853,28 @@ func (s *Sidecar) Status() *colonyv1.SidecarStatusResponse {
 		if d, ok := e.(interface{ Describe() []string }); ok {
 			st.Enforcers = append(st.Enforcers, d.Describe()...)
 		}
+		if m, ok := e.(interface{ Enforcements() []xds.Enforcement }); ok {
+			for _, en := range m.Enforcements() {
+				st.Enforcements = append(st.Enforcements, enforcementStatus(en))
+			}
+		}
 	}
 	sort.Strings(st.Enforcers)
+	if n := len(st.Enforcements); n > maxStatusEnforcements {
+		st.Enforcements = st.Enforcements[n-maxStatusEnforcements:]
+	}
 	return st
+}
+
+// maxStatusEnforcements bounds the trip-to-enforce measurements in Status.
+const maxStatusEnforcements = 200
+
+func enforcementStatus(e xds.Enforcement) *colonyv1.Enforcement {
+	return &colonyv1.Enforcement{
+		Callee: e.Callee, Generation: e.Generation, State: e.State.String(), Client: e.NodeID,
+		AtMs: e.At.UnixMilli(), FromLeaderUs: e.FromLeader.Microseconds(), FromSeenUs: e.FromSeen.Microseconds(),
+		Initial: e.Initial,
+	}
 }
 
 // View returns what the sidecar enforces now.

@@ -18,6 +18,7 @@ import (
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/coordinatortest"
 	"github.com/colonymesh/colony/internal/telemetry"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/xds"
 )
@@ -120,5 +121,18 @@ func TestSidecarTelemetry(t *testing.T) {
 	}
 	if state != float64(breaker.Open) || enforced < 1 {
 		t.Fatalf("metrics: breaker state %v (want %d, OPEN), trip-to-enforce samples %v (want >= 1)", state, breaker.Open, enforced)
+	}
+
+	// Status reports the same measurement per client, which is what the
+	// dashboard shows for the pair.
+	var found *colonyv1.Enforcement
+	for _, e := range sc.Status().GetEnforcements() {
+		if e.GetCallee() == "payments" && e.GetGeneration() == rec.Generation {
+			found = e
+		}
+	}
+	if found == nil || found.GetClient() != "checkout/c1" || found.GetState() != breaker.Open.String() ||
+		found.GetInitial() || found.GetFromLeaderUs() <= 0 || found.GetFromSeenUs() < 0 {
+		t.Fatalf("status enforcement of generation %d: %v; want checkout/c1 enforcing OPEN, measured from the leader's decision", rec.Generation, found)
 	}
 }

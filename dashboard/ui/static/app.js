@@ -336,7 +336,7 @@
       return;
     }
     $('detail-enforcement').replaceChildren(table(
-      ['instance', 'sidecar', 'mode', 'stale#', 'enforces', 'gen#', 'decided by', 'learned after#', 'data planes'],
+      ['instance', 'sidecar', 'mode', 'stale#', 'enforces', 'gen#', 'decided by', 'learned after#', 'data-plane clients: trip-to-enforce'],
       e.sidecars.map((s) => {
         const p = s.pair;
         if (s.error) {
@@ -351,9 +351,20 @@
           el('td', {class: 'num', text: p ? String(p.generation) : ''}),
           el('td', {text: p ? p.source : ''}),
           el('td', {class: 'num', text: s.learnedAfterMs !== undefined ? fmtMs(s.learnedAfterMs) : ''}),
-          el('td', {}, el('pre', {class: 'enforcers', text: (s.enforcers || []).join('\n')})));
+          el('td', {}, clientList(s.clients || []),
+            el('details', {}, el('summary', {class: 'muted small', text: 'data planes'}),
+              el('pre', {class: 'enforcers', text: (s.enforcers || []).join('\n')}))));
       })));
     if (e.truncated) $('detail-enforcement').append(el('p', {class: 'muted', text: 'more instances are registered than shown'}));
+  }
+
+  // clientList shows each data-plane client's newest enforcement of the pair.
+  function clientList(clients) {
+    if (!clients.length) return el('span', {class: 'muted', text: 'no client has ACKed a transition of this pair'});
+    return el('ul', {class: 'clients'}, clients.map((c) => el('li', {data: {client: c.client}},
+      el('span', {text: c.client + ' '}), pill(c.state), el('span', {text: ` gen ${c.generation}: `}),
+      c.initial ? el('span', {class: 'muted', text: 'found at start'})
+        : el('span', {class: 'num enforce-ms', text: `${c.tripToEnforceMs.toFixed(1)}ms`, title: `${c.fromSeenMs.toFixed(1)}ms after the sidecar learned it`}))));
   }
 
   let detailSeq = 0;

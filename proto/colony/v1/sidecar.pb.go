@@ -414,7 +414,10 @@ type SidecarStatusResponse struct {
 	Pairs    []*PairStatus `protobuf:"bytes,7,rep,name=pairs,proto3" json:"pairs,omitempty"`
 	// enforcers describes the data planes the sidecar feeds (xDS clients and
 	// their ACKed versions); free text for operators.
-	Enforcers     []string `protobuf:"bytes,8,rep,name=enforcers,proto3" json:"enforcers,omitempty"`
+	Enforcers []string `protobuf:"bytes,8,rep,name=enforcers,proto3" json:"enforcers,omitempty"`
+	// enforcements are the sidecar's newest trip-to-enforce measurements (up
+	// to 200, oldest first): one per data-plane client and breaker transition.
+	Enforcements  []*Enforcement `protobuf:"bytes,9,rep,name=enforcements,proto3" json:"enforcements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -505,6 +508,123 @@ func (x *SidecarStatusResponse) GetEnforcers() []string {
 	return nil
 }
 
+func (x *SidecarStatusResponse) GetEnforcements() []*Enforcement {
+	if x != nil {
+		return x.Enforcements
+	}
+	return nil
+}
+
+// Enforcement is one data-plane client (an Envoy or a proxyless gRPC
+// process) ACKing the routes that carry one breaker transition: from then on
+// it enforces it.
+type Enforcement struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Callee     string                 `protobuf:"bytes,1,opt,name=callee,proto3" json:"callee,omitempty"`
+	Generation uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	State      string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// client is the xDS node id of the data-plane client.
+	Client string `protobuf:"bytes,4,opt,name=client,proto3" json:"client,omitempty"`
+	// at_ms is when the client ACKed (unix ms, the sidecar's clock).
+	AtMs int64 `protobuf:"varint,5,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	// from_leader_us is trip-to-enforce: the ACK minus the leader's transition
+	// time, across the leader's and the sidecar's clocks.
+	FromLeaderUs int64 `protobuf:"varint,6,opt,name=from_leader_us,json=fromLeaderUs,proto3" json:"from_leader_us,omitempty"`
+	// from_seen_us is the ACK minus when the sidecar learned the transition.
+	FromSeenUs int64 `protobuf:"varint,7,opt,name=from_seen_us,json=fromSeenUs,proto3" json:"from_seen_us,omitempty"`
+	// initial marks a generation the sidecar found on start rather than saw
+	// happen, so from_leader_us says nothing about enforcement speed.
+	Initial       bool `protobuf:"varint,8,opt,name=initial,proto3" json:"initial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Enforcement) Reset() {
+	*x = Enforcement{}
+	mi := &file_colony_v1_sidecar_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Enforcement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Enforcement) ProtoMessage() {}
+
+func (x *Enforcement) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_sidecar_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Enforcement.ProtoReflect.Descriptor instead.
+func (*Enforcement) Descriptor() ([]byte, []int) {
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Enforcement) GetCallee() string {
+	if x != nil {
+		return x.Callee
+	}
+	return ""
+}
+
+func (x *Enforcement) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *Enforcement) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Enforcement) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *Enforcement) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *Enforcement) GetFromLeaderUs() int64 {
+	if x != nil {
+		return x.FromLeaderUs
+	}
+	return 0
+}
+
+func (x *Enforcement) GetFromSeenUs() int64 {
+	if x != nil {
+		return x.FromSeenUs
+	}
+	return 0
+}
+
+func (x *Enforcement) GetInitial() bool {
+	if x != nil {
+		return x.Initial
+	}
+	return false
+}
+
 type HoldRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`                 // first message: the lock
@@ -517,7 +637,7 @@ type HoldRequest struct {
 
 func (x *HoldRequest) Reset() {
 	*x = HoldRequest{}
-	mi := &file_colony_v1_sidecar_proto_msgTypes[8]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +649,7 @@ func (x *HoldRequest) String() string {
 func (*HoldRequest) ProtoMessage() {}
 
 func (x *HoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_sidecar_proto_msgTypes[8]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +662,7 @@ func (x *HoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldRequest.ProtoReflect.Descriptor instead.
 func (*HoldRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{8}
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HoldRequest) GetName() string {
@@ -585,7 +705,7 @@ type HoldResponse struct {
 
 func (x *HoldResponse) Reset() {
 	*x = HoldResponse{}
-	mi := &file_colony_v1_sidecar_proto_msgTypes[9]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +717,7 @@ func (x *HoldResponse) String() string {
 func (*HoldResponse) ProtoMessage() {}
 
 func (x *HoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_sidecar_proto_msgTypes[9]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +730,7 @@ func (x *HoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldResponse.ProtoReflect.Descriptor instead.
 func (*HoldResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{9}
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HoldResponse) GetToken() uint64 {
@@ -652,7 +772,7 @@ type AcquireRequest struct {
 
 func (x *AcquireRequest) Reset() {
 	*x = AcquireRequest{}
-	mi := &file_colony_v1_sidecar_proto_msgTypes[10]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +784,7 @@ func (x *AcquireRequest) String() string {
 func (*AcquireRequest) ProtoMessage() {}
 
 func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_sidecar_proto_msgTypes[10]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +797,7 @@ func (x *AcquireRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireRequest.ProtoReflect.Descriptor instead.
 func (*AcquireRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{10}
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AcquireRequest) GetName() string {
@@ -712,7 +832,7 @@ type AcquireResponse struct {
 
 func (x *AcquireResponse) Reset() {
 	*x = AcquireResponse{}
-	mi := &file_colony_v1_sidecar_proto_msgTypes[11]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +844,7 @@ func (x *AcquireResponse) String() string {
 func (*AcquireResponse) ProtoMessage() {}
 
 func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_sidecar_proto_msgTypes[11]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +857,7 @@ func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireResponse.ProtoReflect.Descriptor instead.
 func (*AcquireResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{11}
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AcquireResponse) GetLeaseId() string {
@@ -770,7 +890,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_colony_v1_sidecar_proto_msgTypes[12]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +902,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_sidecar_proto_msgTypes[12]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +915,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{12}
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LeaseRequest) GetLeaseId() string {
@@ -813,7 +933,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_colony_v1_sidecar_proto_msgTypes[13]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +945,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_sidecar_proto_msgTypes[13]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +958,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{13}
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{14}
 }
 
 type CampaignRequest struct {
@@ -852,7 +972,7 @@ type CampaignRequest struct {
 
 func (x *CampaignRequest) Reset() {
 	*x = CampaignRequest{}
-	mi := &file_colony_v1_sidecar_proto_msgTypes[14]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +984,7 @@ func (x *CampaignRequest) String() string {
 func (*CampaignRequest) ProtoMessage() {}
 
 func (x *CampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_sidecar_proto_msgTypes[14]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +997,7 @@ func (x *CampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignRequest.ProtoReflect.Descriptor instead.
 func (*CampaignRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{14}
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CampaignRequest) GetName() string {
@@ -913,7 +1033,7 @@ type CampaignResponse struct {
 
 func (x *CampaignResponse) Reset() {
 	*x = CampaignResponse{}
-	mi := &file_colony_v1_sidecar_proto_msgTypes[15]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1045,7 @@ func (x *CampaignResponse) String() string {
 func (*CampaignResponse) ProtoMessage() {}
 
 func (x *CampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_sidecar_proto_msgTypes[15]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1058,7 @@ func (x *CampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignResponse.ProtoReflect.Descriptor instead.
 func (*CampaignResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{15}
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CampaignResponse) GetToken() uint64 {
@@ -978,7 +1098,7 @@ type ObserveRequest struct {
 
 func (x *ObserveRequest) Reset() {
 	*x = ObserveRequest{}
-	mi := &file_colony_v1_sidecar_proto_msgTypes[16]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1110,7 @@ func (x *ObserveRequest) String() string {
 func (*ObserveRequest) ProtoMessage() {}
 
 func (x *ObserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_sidecar_proto_msgTypes[16]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1123,7 @@ func (x *ObserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObserveRequest.ProtoReflect.Descriptor instead.
 func (*ObserveRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{16}
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ObserveRequest) GetName() string {
@@ -1024,7 +1144,7 @@ type LeaderInfo struct {
 
 func (x *LeaderInfo) Reset() {
 	*x = LeaderInfo{}
-	mi := &file_colony_v1_sidecar_proto_msgTypes[17]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1156,7 @@ func (x *LeaderInfo) String() string {
 func (*LeaderInfo) ProtoMessage() {}
 
 func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_sidecar_proto_msgTypes[17]
+	mi := &file_colony_v1_sidecar_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1169,7 @@ func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderInfo.ProtoReflect.Descriptor instead.
 func (*LeaderInfo) Descriptor() ([]byte, []int) {
-	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{17}
+	return file_colony_v1_sidecar_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LeaderInfo) GetPresent() bool {
@@ -1101,7 +1221,7 @@ const file_colony_v1_sidecar_proto_rawDesc = "" +
 	"\x11coordinator_state\x18\x05 \x01(\tR\x10coordinatorState\x12\x17\n" +
 	"\aseen_ms\x18\x06 \x01(\x03R\x06seenMs\x12\x19\n" +
 	"\bsince_ms\x18\a \x01(\x03R\asinceMs\x12\x1c\n" +
-	"\tendpoints\x18\b \x01(\x05R\tendpoints\"\x82\x02\n" +
+	"\tendpoints\x18\b \x01(\x05R\tendpoints\"\xbe\x02\n" +
 	"\x15SidecarStatusResponse\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1a\n" +
 	"\binstance\x18\x02 \x01(\tR\binstance\x12\x1d\n" +
@@ -1111,7 +1231,20 @@ const file_colony_v1_sidecar_proto_rawDesc = "" +
 	"\x04mode\x18\x05 \x01(\tR\x04mode\x12\x1a\n" +
 	"\bdegraded\x18\x06 \x01(\bR\bdegraded\x12+\n" +
 	"\x05pairs\x18\a \x03(\v2\x15.colony.v1.PairStatusR\x05pairs\x12\x1c\n" +
-	"\tenforcers\x18\b \x03(\tR\tenforcers\"d\n" +
+	"\tenforcers\x18\b \x03(\tR\tenforcers\x12:\n" +
+	"\fenforcements\x18\t \x03(\v2\x16.colony.v1.EnforcementR\fenforcements\"\xea\x01\n" +
+	"\vEnforcement\x12\x16\n" +
+	"\x06callee\x18\x01 \x01(\tR\x06callee\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x16\n" +
+	"\x06client\x18\x04 \x01(\tR\x06client\x12\x13\n" +
+	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs\x12$\n" +
+	"\x0efrom_leader_us\x18\x06 \x01(\x03R\ffromLeaderUs\x12 \n" +
+	"\ffrom_seen_us\x18\a \x01(\x03R\n" +
+	"fromSeenUs\x12\x18\n" +
+	"\ainitial\x18\b \x01(\bR\ainitial\"d\n" +
 	"\vHoldRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\x10\n" +
@@ -1174,7 +1307,7 @@ func file_colony_v1_sidecar_proto_rawDescGZIP() []byte {
 	return file_colony_v1_sidecar_proto_rawDescData
 }
 
-var file_colony_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_colony_v1_sidecar_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_colony_v1_sidecar_proto_goTypes = []any{
 	(*CalleeOutcome)(nil),         // 0: colony.v1.CalleeOutcome
 	(*SidecarReportRequest)(nil),  // 1: colony.v1.SidecarReportRequest
@@ -1184,45 +1317,47 @@ var file_colony_v1_sidecar_proto_goTypes = []any{
 	(*SidecarStatusRequest)(nil),  // 5: colony.v1.SidecarStatusRequest
 	(*PairStatus)(nil),            // 6: colony.v1.PairStatus
 	(*SidecarStatusResponse)(nil), // 7: colony.v1.SidecarStatusResponse
-	(*HoldRequest)(nil),           // 8: colony.v1.HoldRequest
-	(*HoldResponse)(nil),          // 9: colony.v1.HoldResponse
-	(*AcquireRequest)(nil),        // 10: colony.v1.AcquireRequest
-	(*AcquireResponse)(nil),       // 11: colony.v1.AcquireResponse
-	(*LeaseRequest)(nil),          // 12: colony.v1.LeaseRequest
-	(*LeaseResponse)(nil),         // 13: colony.v1.LeaseResponse
-	(*CampaignRequest)(nil),       // 14: colony.v1.CampaignRequest
-	(*CampaignResponse)(nil),      // 15: colony.v1.CampaignResponse
-	(*ObserveRequest)(nil),        // 16: colony.v1.ObserveRequest
-	(*LeaderInfo)(nil),            // 17: colony.v1.LeaderInfo
-	(*OutcomeCounts)(nil),         // 18: colony.v1.OutcomeCounts
+	(*Enforcement)(nil),           // 8: colony.v1.Enforcement
+	(*HoldRequest)(nil),           // 9: colony.v1.HoldRequest
+	(*HoldResponse)(nil),          // 10: colony.v1.HoldResponse
+	(*AcquireRequest)(nil),        // 11: colony.v1.AcquireRequest
+	(*AcquireResponse)(nil),       // 12: colony.v1.AcquireResponse
+	(*LeaseRequest)(nil),          // 13: colony.v1.LeaseRequest
+	(*LeaseResponse)(nil),         // 14: colony.v1.LeaseResponse
+	(*CampaignRequest)(nil),       // 15: colony.v1.CampaignRequest
+	(*CampaignResponse)(nil),      // 16: colony.v1.CampaignResponse
+	(*ObserveRequest)(nil),        // 17: colony.v1.ObserveRequest
+	(*LeaderInfo)(nil),            // 18: colony.v1.LeaderInfo
+	(*OutcomeCounts)(nil),         // 19: colony.v1.OutcomeCounts
 }
 var file_colony_v1_sidecar_proto_depIdxs = []int32{
-	18, // 0: colony.v1.CalleeOutcome.counts:type_name -> colony.v1.OutcomeCounts
+	19, // 0: colony.v1.CalleeOutcome.counts:type_name -> colony.v1.OutcomeCounts
 	0,  // 1: colony.v1.SidecarReportRequest.outcomes:type_name -> colony.v1.CalleeOutcome
 	6,  // 2: colony.v1.SidecarStatusResponse.pairs:type_name -> colony.v1.PairStatus
-	1,  // 3: colony.v1.Sidecar.Report:input_type -> colony.v1.SidecarReportRequest
-	3,  // 4: colony.v1.Sidecar.WatchBreakers:input_type -> colony.v1.WatchBreakersRequest
-	5,  // 5: colony.v1.Sidecar.Status:input_type -> colony.v1.SidecarStatusRequest
-	8,  // 6: colony.v1.Locks.Hold:input_type -> colony.v1.HoldRequest
-	10, // 7: colony.v1.Locks.Acquire:input_type -> colony.v1.AcquireRequest
-	12, // 8: colony.v1.Locks.KeepAlive:input_type -> colony.v1.LeaseRequest
-	12, // 9: colony.v1.Locks.Release:input_type -> colony.v1.LeaseRequest
-	14, // 10: colony.v1.Elections.Campaign:input_type -> colony.v1.CampaignRequest
-	16, // 11: colony.v1.Elections.Observe:input_type -> colony.v1.ObserveRequest
-	2,  // 12: colony.v1.Sidecar.Report:output_type -> colony.v1.SidecarReportResponse
-	4,  // 13: colony.v1.Sidecar.WatchBreakers:output_type -> colony.v1.BreakerUpdate
-	7,  // 14: colony.v1.Sidecar.Status:output_type -> colony.v1.SidecarStatusResponse
-	9,  // 15: colony.v1.Locks.Hold:output_type -> colony.v1.HoldResponse
-	11, // 16: colony.v1.Locks.Acquire:output_type -> colony.v1.AcquireResponse
-	13, // 17: colony.v1.Locks.KeepAlive:output_type -> colony.v1.LeaseResponse
-	13, // 18: colony.v1.Locks.Release:output_type -> colony.v1.LeaseResponse
-	15, // 19: colony.v1.Elections.Campaign:output_type -> colony.v1.CampaignResponse
-	17, // 20: colony.v1.Elections.Observe:output_type -> colony.v1.LeaderInfo
-	12, // [12:21] is the sub-list for method output_type
-	3,  // [3:12] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	8,  // 3: colony.v1.SidecarStatusResponse.enforcements:type_name -> colony.v1.Enforcement
+	1,  // 4: colony.v1.Sidecar.Report:input_type -> colony.v1.SidecarReportRequest
+	3,  // 5: colony.v1.Sidecar.WatchBreakers:input_type -> colony.v1.WatchBreakersRequest
+	5,  // 6: colony.v1.Sidecar.Status:input_type -> colony.v1.SidecarStatusRequest
+	9,  // 7: colony.v1.Locks.Hold:input_type -> colony.v1.HoldRequest
+	11, // 8: colony.v1.Locks.Acquire:input_type -> colony.v1.AcquireRequest
+	13, // 9: colony.v1.Locks.KeepAlive:input_type -> colony.v1.LeaseRequest
+	13, // 10: colony.v1.Locks.Release:input_type -> colony.v1.LeaseRequest
+	15, // 11: colony.v1.Elections.Campaign:input_type -> colony.v1.CampaignRequest
+	17, // 12: colony.v1.Elections.Observe:input_type -> colony.v1.ObserveRequest
+	2,  // 13: colony.v1.Sidecar.Report:output_type -> colony.v1.SidecarReportResponse
+	4,  // 14: colony.v1.Sidecar.WatchBreakers:output_type -> colony.v1.BreakerUpdate
+	7,  // 15: colony.v1.Sidecar.Status:output_type -> colony.v1.SidecarStatusResponse
+	10, // 16: colony.v1.Locks.Hold:output_type -> colony.v1.HoldResponse
+	12, // 17: colony.v1.Locks.Acquire:output_type -> colony.v1.AcquireResponse
+	14, // 18: colony.v1.Locks.KeepAlive:output_type -> colony.v1.LeaseResponse
+	14, // 19: colony.v1.Locks.Release:output_type -> colony.v1.LeaseResponse
+	16, // 20: colony.v1.Elections.Campaign:output_type -> colony.v1.CampaignResponse
+	18, // 21: colony.v1.Elections.Observe:output_type -> colony.v1.LeaderInfo
+	13, // [13:22] is the sub-list for method output_type
+	4,  // [4:13] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_colony_v1_sidecar_proto_init() }
@@ -1237,7 +1372,7 @@ func file_colony_v1_sidecar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_colony_v1_sidecar_proto_rawDesc), len(file_colony_v1_sidecar_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
