@@ -31,8 +31,13 @@ BENCH_PKGS := ./tests/bench/...
 UNIT_PKGS   = $(shell $(GO) list ./... | grep -v -e /tests/)
 
 .PHONY: test
-test: ## Run every test (unit, in-process cluster, process-level cluster) with -race.
+test: ## Every test (unit, in-process cluster, process-level cluster, short robustness seeds) with -race, then each fuzz target for TEST_FUZZTIME.
 	$(GO) test -race -count=1 $(UNIT_PKGS) $(E2E_PKGS) $(ROBUSTNESS_PKGS)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+# TEST_FUZZTIME is how long make test fuzzes each target (seed corpora are
+# replayed by the plain test run either way); 0 skips fuzzing.
+TEST_FUZZTIME ?= 5s
 
 .PHONY: test-unit
 test-unit: ## Unit and in-process cluster tests only.
@@ -49,8 +54,9 @@ bench: ## Benchmarks: 3-node CAS throughput and 200-watcher fan-out, beside etcd
 FUZZTIME ?= 10s
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target (func Fuzz* in *_test.go) for FUZZTIME each (default 10s).
-	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+fuzz: ## Run every fuzz target (func Fuzz* in *_test.go) for FUZZTIME each (default 10s); a finding is saved under the package's testdata/fuzz.
+	@if [ "$(FUZZTIME)" = 0 ]; then echo "fuzzing skipped (FUZZTIME=0)"; exit 0; fi; \
+	set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
 		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
 			echo "== $$name in $$(dirname $$file), $(FUZZTIME)"; \
 			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$file)/; \
