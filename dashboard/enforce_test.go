@@ -2,16 +2,12 @@ package dashboard
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	grpcxds "google.golang.org/grpc/xds" // registers the xds:/// resolver and balancers
-
+	"github.com/colonymesh/colony/internal/xdsdial"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/xds"
 )
@@ -39,12 +35,7 @@ func startEnforcingCaller(t *testing.T, coord string) *sidecar.Sidecar {
 	}
 	t.Cleanup(func() { x.Close() })
 	sc := start("checkout", "c1", "127.0.0.1:9100", x)
-	rb, err := grpcxds.NewXDSResolverWithConfigForTesting([]byte(fmt.Sprintf(`{"xds_servers": [{"server_uri": %q,
-		"channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}], "node": {"id": "checkout/c1", "cluster": "checkout"}}`, sc.Addr())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := grpc.NewClient("xds:///payments", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+	cc, err := xdsdial.Dial(sc.Addr(), "checkout/c1", "checkout", "payments")
 	if err != nil {
 		t.Fatal(err)
 	}

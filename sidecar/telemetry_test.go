@@ -2,22 +2,19 @@ package sidecar_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/coordinatortest"
 	"github.com/colonymesh/colony/internal/telemetry"
+	"github.com/colonymesh/colony/internal/xdsdial"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/xds"
@@ -54,12 +51,7 @@ func TestSidecarTelemetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	rb, err := grpcxds.NewXDSResolverWithConfigForTesting([]byte(fmt.Sprintf(`{"xds_servers": [{"server_uri": %q,
-		"channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}], "node": {"id": "checkout/c1", "cluster": "checkout"}}`, sc.Addr())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := grpc.NewClient("xds:///payments", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+	cc, err := xdsdial.Dial(sc.Addr(), "checkout/c1", "checkout", "payments")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,13 +13,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/internal/xdsdial"
 )
 
 // backend is a real gRPC server standing in for one callee instance: it
@@ -96,15 +95,7 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 // bootstrap naming the server and the caller's node.
 func dialXDS(t testing.TB, serverAddr, nodeID, target string) *grpc.ClientConn {
 	t.Helper()
-	bootstrap := fmt.Sprintf(`{
-		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": %q, "cluster": "checkout"}
-	}`, serverAddr, nodeID)
-	rb, err := grpcxds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := grpc.NewClient("xds:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+	cc, err := xdsdial.Dial(serverAddr, nodeID, "checkout", target)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,12 +20,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/xdsdial"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/sidecar/guard"
@@ -150,16 +149,8 @@ func Start(cfg Config) (m *Mesh, err error) {
 			return nil, err
 		}
 		m.closers = append(m.closers, func() { g.Close() })
-		// One bootstrap per client, as each would have in its own pod; the
-		// grpc-go API for an in-process bootstrap is named ForTesting.
-		bootstrap := fmt.Sprintf(`{"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-			"node": {"id": %q, "cluster": %q}}`, sc.Addr(), svc+"/"+instance, svc)
-		rb, err := grpcxds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-		if err != nil {
-			return nil, err
-		}
-		cc, err := grpc.NewClient("xds:///"+cfg.Callee, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithResolvers(rb), grpc.WithUnaryInterceptor(g.UnaryClientInterceptor(cfg.Callee)))
+		// One bootstrap per client, as each would have in its own pod.
+		cc, err := xdsdial.Dial(sc.Addr(), svc+"/"+instance, svc, cfg.Callee, grpc.WithUnaryInterceptor(g.UnaryClientInterceptor(cfg.Callee)))
 		if err != nil {
 			return nil, err
 		}

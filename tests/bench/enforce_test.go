@@ -14,12 +14,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/xdsdial"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/xds"
@@ -141,13 +140,7 @@ func benchEnforce(b *testing.B, n int) {
 			b.Fatal(err)
 		}
 		closers = append(closers, func() { sc.Close(); x.Close() })
-		bootstrap := fmt.Sprintf(`{"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-			"node": {"id": "checkout/c%d", "cluster": "checkout"}}`, sc.Addr(), i)
-		rb, err := grpcxds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-		if err != nil {
-			b.Fatal(err)
-		}
-		cc, err := grpc.NewClient("xds:///payments", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+		cc, err := xdsdial.Dial(sc.Addr(), fmt.Sprintf("checkout/c%d", i), "checkout", "payments")
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -23,10 +23,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/xdsdial"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar/guard"
 )
@@ -206,12 +206,6 @@ func newMeshCaller(t *testing.T, dir, service, instance, coords string) *meshCal
 	}
 	t.Cleanup(func() { g.Close() })
 	m.guard = g
-	bootstrap := fmt.Sprintf(`{"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": %q, "cluster": %q}}`, m.sidecar.addr, m.id, service)
-	rb, err := grpcxds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tag := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		return invoker(metadata.AppendToOutgoingContext(ctx, "x-test-caller", m.id), method, req, reply, cc, opts...)
 	}
@@ -228,7 +222,7 @@ func newMeshCaller(t *testing.T, dir, service, instance, coords string) *meshCal
 		}
 		return conn, err
 	}
-	m.cc, err = grpc.NewClient("xds:///payments", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb),
+	m.cc, err = xdsdial.Dial(m.sidecar.addr, m.id, service, "payments",
 		grpc.WithChainUnaryInterceptor(g.UnaryClientInterceptor("payments"), tag), grpc.WithContextDialer(dial))
 	if err != nil {
 		t.Fatal(err)
