@@ -309,8 +309,16 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 	})
 	mirrors := []*mirror{
 		{root: path.Join("/colony/breakers", cfg.Service), depth: 1, apply: s.applyRecord},
-		{root: "/colony/services", depth: 2, apply: s.applyRegistry},
 		{root: "/colony/policies", depth: 1, apply: s.applyPolicy},
+	}
+	// The registry: all of it, or with Callees only theirs, so a sidecar in
+	// a large mesh reads and follows the instances it routes to, not every
+	// registration change of every service.
+	if len(cfg.Callees) == 0 {
+		mirrors = append(mirrors, &mirror{root: registryRoot, depth: 2, apply: s.registryApplier("")})
+	}
+	for _, callee := range cfg.Callees {
+		mirrors = append(mirrors, &mirror{root: path.Join(registryRoot, callee), depth: 1, apply: s.registryApplier(callee)})
 	}
 	for _, m := range mirrors {
 		m.c, m.log, m.contact = c, s.log, s.contact
@@ -426,7 +434,7 @@ func (s *Sidecar) register() (*client.Session, error) {
 		Service: s.cfg.Service, Instance: s.cfg.Instance, Address: host, Port: p,
 		Zone: s.cfg.Zone, Protocol: s.cfg.Protocol, XDSNode: s.cfg.Service + "/" + s.cfg.Instance, Sidecar: s.Addr(),
 	})
-	svc := path.Join("/colony/services", s.cfg.Service)
+	svc := path.Join(registryRoot, s.cfg.Service)
 	if _, _, err := s.c.Create(ctx, svc, nil); err != nil && !errors.Is(err, client.ErrNodeExists) {
 		sess.Close(ctx)
 		return nil, fmt.Errorf("creating %s: %w", svc, err)
@@ -489,10 +497,15 @@ func (s *Sidecar) applyRecord(u mirrorUpdate) {
 	s.publish()
 }
 
-// applyRegistry is the mirror's callback for /colony/services.
-func (s *Sidecar) applyRegistry(u mirrorUpdate) {
+// registryRoot holds /colony/services/<service>/<instance> registrations.
+const registryRoot = "/colony/services"
+
+// registryApplier returns the mirror callback for the registry: of one
+// service's instances, or of every service's when service is empty. A full
+// read replaces exactly what that mirror covers.
+func (s *Sidecar) registryApplier(service string) func(mirrorUpdate) {
 	decode := func(p string, data []byte) (svc, inst string, r Registration, ok bool) {
-		if levels("/colony/services", p) != 2 {
+		if levels(registryRoot, p) != 2 {
 			return "", "", r, false
 		}
 		svc, inst = path.Base(path.Dir(p)), path.Base(p)
@@ -501,31 +514,37 @@ func (s *Sidecar) applyRegistry(u mirrorUpdate) {
 		}
 		return svc, inst, r, true
 	}
-	s.mu.Lock()
-	if u.full != nil {
-		s.services = map[string]map[string]Registration{}
-		for p, data := range u.full {
-			if svc, inst, r, ok := decode(p, data); ok {
+	return func(u mirrorUpdate) {
+		s.mu.Lock()
+		if u.full != nil {
+			if service == "" {
+				s.services = map[string]map[string]Registration{}
+			} else {
+				delete(s.services, service)
+			}
+			for p, data := range u.full {
+				if svc, inst, r, ok := decode(p, data); ok {
+					if s.services[svc] == nil {
+						s.services[svc] = map[string]Registration{}
+					}
+					s.services[svc][inst] = r
+				}
+			}
+		} else {
+			svc, inst, r, ok := decode(u.path, u.data)
+			switch {
+			case u.deleted && svc != "":
+				delete(s.services[svc], inst)
+			case ok:
 				if s.services[svc] == nil {
 					s.services[svc] = map[string]Registration{}
 				}
 				s.services[svc][inst] = r
 			}
 		}
-	} else {
-		svc, inst, r, ok := decode(u.path, u.data)
-		switch {
-		case u.deleted && svc != "":
-			delete(s.services[svc], inst)
-		case ok:
-			if s.services[svc] == nil {
-				s.services[svc] = map[string]Registration{}
-			}
-			s.services[svc][inst] = r
-		}
+		s.mu.Unlock()
+		s.publish()
 	}
-	s.mu.Unlock()
-	s.publish()
 }
 
 // applyPolicy is the mirror's callback for /colony/policies.

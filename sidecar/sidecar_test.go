@@ -234,7 +234,7 @@ func TestSidecarDegradedModes(t *testing.T) {
 // only those in its view (and its data plane), not every registered service.
 func TestSidecarCalleesScope(t *testing.T) {
 	srv := coordinatortest.StartNode(t)
-	startSidecar(t, srv.Addr(), "payments", "p1", 9001)
+	p1 := startSidecar(t, srv.Addr(), "payments", "p1", 9001)
 	startSidecar(t, srv.Addr(), "ledger", "l1", 9002)
 	all := startSidecar(t, srv.Addr(), "checkout", "c1", 9100)
 	scoped := startSidecar(t, srv.Addr(), "checkout", "c2", 9101, func(c *sidecar.Config) { c.Callees = []string{"payments"} })
@@ -253,6 +253,15 @@ func TestSidecarCalleesScope(t *testing.T) {
 			t.Fatalf("callees with endpoints: unscoped %v, scoped %v; want [ledger payments] and [payments]", names(all), names(scoped))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The scoped sidecar follows only its callees' registrations, and
+	// follows them: an instance joining and one leaving.
+	startSidecar(t, srv.Addr(), "payments", "p2", 9003)
+	waitCallee(t, scoped, 10*time.Second, "p2 joining", func(c sidecar.Callee, _ sidecar.View) bool { return len(c.Endpoints) == 2 })
+	p1.Close()
+	c := waitCallee(t, scoped, 10*time.Second, "p1 leaving", func(c sidecar.Callee, _ sidecar.View) bool { return len(c.Endpoints) == 1 })
+	if c.Endpoints[0].Port != 9003 {
+		t.Fatalf("payments endpoints after p1 left: %+v, want p2's", c.Endpoints)
 	}
 }
 
