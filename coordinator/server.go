@@ -147,6 +147,7 @@ func (s *Server) start() error {
 	colonyv1.RegisterWatchServer(s.grpc, api)
 	colonyv1.RegisterClusterServer(s.grpc, api)
 	colonyv1.RegisterBreakersServer(s.grpc, &breakersAPI{s: s})
+	colonyv1.RegisterMaintenanceServer(s.grpc, &maintenanceAPI{s: s}) // snapshot_api.go
 	peerv1.RegisterPeerServer(s.grpc, &peerAPI{s: s})
 	s.goFunc(func() {
 		if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
