@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
@@ -218,6 +219,9 @@ type Sidecar struct {
 	cfg Config
 	log *slog.Logger
 	c   *client.Client
+	// closing is set when Close starts, so the session it closes is not
+	// mistaken for a lost one.
+	closing atomic.Bool
 
 	grpc *grpc.Server
 	lis  net.Listener
@@ -349,6 +353,7 @@ func (s *Sidecar) goFunc(f func()) {
 // Close deregisters the instance (closing its session) and stops every
 // goroutine of the sidecar.
 func (s *Sidecar) Close() error {
+	s.closing.Store(true)
 	s.mu.Lock()
 	sess := s.session
 	s.mu.Unlock()
@@ -414,6 +419,9 @@ func (s *Sidecar) runSession() {
 		case <-s.ctx.Done():
 			return
 		case <-sess.Done():
+			if s.closing.Load() {
+				return
+			}
 			s.log.Warn("coordinator session lost; registering again", "err", sess.Err())
 		}
 	}
