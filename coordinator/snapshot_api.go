@@ -341,6 +341,9 @@ func RestoreSnapshot(path string, cfg RestoreConfig) (*SnapshotInfo, error) {
 			os.RemoveAll(tmp)
 		}
 	}()
+	if err := os.Chmod(tmp, 0o755); err != nil { // as a node makes its own
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(tmp, 1, hclog.NewNullLogger())
 	if err != nil {
