@@ -66,11 +66,18 @@ a registered instance, or an existing breaker).`,
 				return err
 			}
 		}
-		if !s.json {
-			fmt.Fprintf(s.out, "reported %d time(s): %s->%s from %s: %d successes, %d failures, %d slow, %d rejected, %d excluded\n",
-				count, args[0], args[1], instance, counts.Successes, counts.Failures, counts.Slow, counts.Rejected, counts.Excluded)
+		if s.json {
+			return writeIndentedJSON(s.out, struct {
+				Caller   string          `json:"caller"`
+				Callee   string          `json:"callee"`
+				Instance string          `json:"instance"`
+				Reports  int             `json:"reports"`
+				Counts   json.RawMessage `json:"counts"`
+			}{args[0], args[1], instance, count, protoJSON(&counts)})
 		}
-		return nil
+		_, err := fmt.Fprintf(s.out, "reported %d time(s): %s->%s from %s: %d successes, %d failures, %d slow, %d rejected, %d excluded\n",
+			count, args[0], args[1], instance, counts.Successes, counts.Failures, counts.Slow, counts.Rejected, counts.Excluded)
+		return err
 	})
 	fl := cmd.Flags()
 	fl.StringVar(&instance, "instance", "", "caller instance id (required)")

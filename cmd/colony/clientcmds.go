@@ -28,13 +28,16 @@ import (
 const endpointsEnv = "COLONY_ENDPOINTS"
 
 // addClientCommands adds the operator commands that talk to a coordinator
-// cluster through the client library: kv, cluster and session.
+// cluster: kv, cluster, session, breaker, policy, lock, elect, demo and
+// snapshot (whose save alone is a client).
 func addClientCommands(root *cobra.Command) {
 	f := &clientFlags{}
 	for _, cmd := range []*cobra.Command{newKVCmd(f), newClusterCmd(f), newSessionCmd(f), newBreakerCmd(f), newPolicyCmd(f), newLockCmd(f), newElectCmd(f), newDemoCmd(f)} {
-		f.register(cmd.PersistentFlags())
+		f.register(cmd, cmd.PersistentFlags())
 		root.AddCommand(cmd)
 	}
+	root.AddCommand(newSnapshotCmd(f))
+	addCompletions(root, f)
 }
 
 // clientFlags are the flags every client command shares.
@@ -44,12 +47,13 @@ type clientFlags struct {
 	timeout   time.Duration
 }
 
-func (f *clientFlags) register(fs *pflag.FlagSet) {
+// register adds the flags to fs, which belongs to cmd.
+func (f *clientFlags) register(cmd *cobra.Command, fs *pflag.FlagSet) {
 	fs.StringVar(&f.endpoints, "endpoints", client.DefaultEndpoint,
 		"coordinator gRPC addresses, comma-separated; $"+endpointsEnv+" replaces the default")
-	fs.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	addOutputFlag(cmd, fs, &f.output)
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second,
-		"time limit of the command, failover included (watch, session open: of setting up)")
+		"time limit of the command, failover included (watch, session open, snapshot save: of setting up)")
 }
 
 // cli is what a client command works with: a client, the output format and
@@ -65,22 +69,34 @@ type cli struct {
 
 // connect validates the shared flags and makes a client. The caller closes it.
 func (f *clientFlags) connect(cmd *cobra.Command) (*cli, error) {
-	var asJSON bool
-	switch f.output {
-	case "text":
-	case "json":
-		asJSON = true
-	default:
-		return nil, fmt.Errorf("--output: want text or json, got %q", f.output)
+	asJSON, err := parseOutput(f.output)
+	if err != nil {
+		return nil, err
 	}
 	if f.timeout <= 0 {
 		return nil, fmt.Errorf("--timeout: must be positive, got %v", f.timeout)
 	}
-	list := f.endpoints
-	if fl := cmd.Flags().Lookup("endpoints"); fl != nil && !fl.Changed {
-		if env := os.Getenv(endpointsEnv); env != "" {
-			list = env
-		}
+	eps, err := endpointsOf(cmd)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(client.Config{Endpoints: eps})
+	if err != nil {
+		return nil, err
+	}
+	return &cli{c: c, json: asJSON, in: cmd.InOrStdin(), out: cmd.OutOrStdout(), errw: cmd.ErrOrStderr(), f: f}, nil
+}
+
+// endpointsOf returns the coordinator addresses a client command uses:
+// --endpoints, or $COLONY_ENDPOINTS when the flag is not given.
+func endpointsOf(cmd *cobra.Command) ([]string, error) {
+	fl := cmd.Flags().Lookup("endpoints")
+	if fl == nil {
+		return []string{client.DefaultEndpoint}, nil
+	}
+	list := fl.Value.String()
+	if env := os.Getenv(endpointsEnv); env != "" && !fl.Changed {
+		list = env
 	}
 	var eps []string
 	for _, e := range strings.Split(list, ",") {
@@ -91,11 +107,34 @@ func (f *clientFlags) connect(cmd *cobra.Command) (*cli, error) {
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("--endpoints: no address in %q", list)
 	}
-	c, err := client.New(client.Config{Endpoints: eps})
-	if err != nil {
-		return nil, err
+	return eps, nil
+}
+
+// Output formats of --output. "text" is the old name of "table", kept so
+// that scripts written for it go on working.
+const (
+	outputTable = "table"
+	outputJSON  = "json"
+)
+
+// addOutputFlag registers --output (-o) on fs, which belongs to cmd, and
+// completes its values.
+func addOutputFlag(cmd *cobra.Command, fs *pflag.FlagSet, p *string) {
+	fs.StringVarP(p, "output", "o", outputTable,
+		"output format: table (for people) or json (one JSON document; an array for lists, one object per line for streams)")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(
+		[]string{outputTable + "\tfor people", outputJSON + "\tfor programs"}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// parseOutput reports whether --output asks for JSON.
+func parseOutput(v string) (asJSON bool, err error) {
+	switch strings.ToLower(v) {
+	case outputTable, "text":
+		return false, nil
+	case outputJSON:
+		return true, nil
 	}
-	return &cli{c: c, json: asJSON, in: cmd.InOrStdin(), out: cmd.OutOrStdout(), errw: cmd.ErrOrStderr(), f: f}, nil
+	return false, fmt.Errorf("--output: want table or json, got %q", v)
 }
 
 // run adapts a client command body to cobra: it connects, bounds the work by
@@ -153,6 +192,15 @@ func (s *cli) printProtoLine(m proto.Message) error {
 	return err
 }
 
+// protoJSON is m in JSON, for embedding in a larger document.
+func protoJSON(m proto.Message) json.RawMessage {
+	b, err := jsonLine.Marshal(m)
+	if err != nil {
+		return json.RawMessage("null") // protojson fails only on invalid UTF-8 in strings
+	}
+	return b
+}
+
 // printProtoList writes ms as a JSON array.
 func printProtoList[M proto.Message](s *cli, ms []M) error {
 	parts := make([]json.RawMessage, len(ms))
@@ -172,8 +220,11 @@ func printProtoList[M proto.Message](s *cli, ms []M) error {
 }
 
 // table returns a tabwriter for aligned columns; call Flush when done.
-func (s *cli) table() *tabwriter.Writer {
-	return tabwriter.NewWriter(s.out, 0, 0, 2, ' ', 0)
+func (s *cli) table() *tabwriter.Writer { return newTable(s.out) }
+
+// newTable returns a tabwriter on w for aligned columns; call Flush when done.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 }
 
 // printStat writes a znode's stat as "key: value" lines.

@@ -48,7 +48,7 @@ func runColony(ctx context.Context, out, errw *syncBuffer, stdin string, args ..
 	root.SetIn(strings.NewReader(stdin))
 	root.SetOut(out)
 	root.SetErr(errw)
-	err := root.ExecuteContext(ctx)
+	err := execute(ctx, root)
 	return out.String(), err
 }
 

@@ -17,7 +17,7 @@ func newClusterCmd(f *clientFlags) *cobra.Command {
 		Short: "Inspect and change the coordinator cluster's membership",
 	}
 	cmd.AddCommand(newClusterStatusCmd(f), newClusterMembersCmd(f), newClusterAddCmd(f),
-		newClusterRemoveCmd(f), newClusterTransferCmd(f))
+		newClusterRemoveCmd(f), newClusterTransferCmd(f), newClusterWaitCmd(f))
 	return cmd
 }
 

@@ -66,8 +66,15 @@ func newDemoCmd(f *clientFlags) *cobra.Command {
 				}
 				return err
 			}
-			fmt.Fprintf(s.out, "demo callee %s: %s\n", args[0], map[string]string{"fail": "failing", "ok": "healthy"}[c.value])
-			return nil
+			state := map[string]string{"fail": "failing", "ok": "healthy"}[c.value]
+			if s.json {
+				return writeIndentedJSON(s.out, struct {
+					Callee string `json:"callee"`
+					State  string `json:"state"`
+				}{args[0], state})
+			}
+			_, err := fmt.Fprintf(s.out, "demo callee %s: %s\n", args[0], state)
+			return err
 		})
 		cmd.AddCommand(sub)
 	}

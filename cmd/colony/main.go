@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +14,7 @@ import (
 )
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
+	if err := execute(context.Background(), newRootCmd()); err != nil {
 		var st *exitStatus
 		if errors.As(err, &st) { // a status passed on (colony lock's command's)
 			os.Exit(st.code)
@@ -27,11 +28,14 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "colony",
 		Short:         "Colony: shared circuit breakers and locks for microservices",
+		Version:       currentVersion().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCoordinatorCmd(), newDevCmd(), newSidecarCmd())
+	root.SetVersionTemplate("colony {{.Version}}\n")
+	root.AddCommand(newCoordinatorCmd(), newDevCmd(), newSidecarCmd(), newVersionCmd())
 	addClientCommands(root)
+	markUsageErrors(root)
 	return root
 }
 

@@ -78,7 +78,7 @@ func newSessionLsCmd(f *clientFlags) *cobra.Command {
 			return err
 		}
 		if s.json {
-			return s.printProto(&colonyv1.ListSessionsResponse{Sessions: sessions})
+			return printProtoList(s, sessions)
 		}
 		tw := s.table()
 		fmt.Fprintln(tw, "ID\tNAME\tTTL\tCREATED\tEPHEMERALS")

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/colonymesh/colony/coordinator"
+	"github.com/colonymesh/colony/coordinator/client"
+)
+
+// clientErr is what the client returns for a status: it matches kind.
+type clientErr struct {
+	st   *status.Status
+	kind error
+}
+
+func (e *clientErr) Error() string              { return e.st.Message() }
+func (e *clientErr) Unwrap() error              { return e.kind }
+func (e *clientErr) GRPCStatus() *status.Status { return e.st }
+
+func TestExplain(t *testing.T) {
+	refused := &clientErr{status.New(codes.Unavailable,
+		`connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:7400: connect: connection refused"`), client.ErrUnavailable}
+	tests := []struct {
+		name    string
+		args    []string // the command line that failed
+		err     error
+		want    []string // in the explained error's text
+		matches error
+	}{
+		{
+			name: "no coordinator",
+			args: []string{"kv", "get", "/a", "--endpoints", "127.0.0.1:7400,127.0.0.1:7410"},
+			err:  fmt.Errorf("%w (gave up after 7 attempts)", refused),
+			want: []string{"no coordinator reachable at 127.0.0.1:7400, 127.0.0.1:7410: dial tcp 127.0.0.1:7400: connect: connection refused",
+				"colony dev", "--endpoints", "$COLONY_ENDPOINTS"},
+			matches: client.ErrUnavailable,
+		},
+		{
+			name:    "no leader",
+			args:    []string{"kv", "set", "/a", "b"},
+			err:     &clientErr{status.New(codes.Unavailable, "coordinator: no leader known"), client.ErrUnavailable},
+			want:    []string{"the coordinator at 127.0.0.1:7400 cannot serve the request: coordinator: no leader known", "colony cluster status", "colony cluster wait"},
+			matches: client.ErrUnavailable,
+		},
+		{
+			name: "a bare gRPC status, from snapshot save",
+			args: []string{"snapshot", "save", "f"},
+			err:  refused.st.Err(),
+			want: []string{"no coordinator reachable at 127.0.0.1:7400"},
+		},
+		{
+			name:    "unknown callee",
+			args:    []string{"breaker", "report", "checkout", "nope", "--instance", "c1"},
+			err:     &clientErr{status.New(codes.NotFound, `reports[0].callee: unknown callee "nope": no policy ...`), client.ErrNotFound},
+			want:    []string{`unknown callee "nope"`, "colony policy apply -f FILE", "colony breaker ls"},
+			matches: client.ErrNotFound,
+		},
+		{
+			name:    "no such pair",
+			args:    []string{"breaker", "get", "checkout", "payments"},
+			err:     &clientErr{status.New(codes.NotFound, "no breaker for checkout->payments"), client.ErrNotFound},
+			want:    []string{"no breaker for checkout->payments", "`colony breaker ls` lists the pairs"},
+			matches: client.ErrNotFound,
+		},
+		{
+			name: "no policy to remove",
+			args: []string{"policy", "rm", "payments"},
+			err:  &clientErr{status.New(codes.NotFound, "callee payments has no policy (it uses the default)"), client.ErrNotFound},
+			want: []string{"colony policy get CALLEE"},
+		},
+		{
+			name:    "no znode",
+			args:    []string{"kv", "get", "/app/x"},
+			err:     &clientErr{status.New(codes.NotFound, "node /app/x does not exist"), client.ErrNoNode},
+			want:    []string{"node /app/x does not exist", "`colony kv ls /app`"},
+			matches: client.ErrNoNode,
+		},
+		{
+			name: "session gone",
+			args: []string{"session", "close", "0x2a"},
+			err:  &clientErr{status.New(codes.NotFound, "session 0x2a not found"), client.ErrSessionExpired},
+			want: []string{"colony session ls"},
+		},
+		{
+			name:    "timeout",
+			args:    []string{"cluster", "status", "--timeout", "2s"},
+			err:     fmt.Errorf("status: %w", errors.Join(errors.New("attempt"), context.DeadlineExceeded)),
+			want:    []string{"no answer from 127.0.0.1:7400 within --timeout 2s", "give a slow cluster a longer --timeout"},
+			matches: context.DeadlineExceeded,
+		},
+		{
+			name:    "corrupt snapshot",
+			args:    []string{"snapshot", "status", "f"},
+			err:     fmt.Errorf("%w: f: checksum mismatch", coordinator.ErrSnapshotCorrupt),
+			want:    []string{"checksum mismatch", "colony snapshot save FILE"},
+			matches: coordinator.ErrSnapshotCorrupt,
+		},
+		{
+			name: "data dir in use",
+			args: []string{"snapshot", "restore", "f", "--data-dir", "d", "--id", "n1"},
+			err:  fmt.Errorf("%w: d holds raft.db", coordinator.ErrDataDirNotEmpty),
+			want: []string{"a new directory"},
+		},
+		{
+			name: "an error with nothing to add",
+			args: []string{"kv", "set", "/a", "b"},
+			err:  errors.New("version mismatch"),
+			want: []string{"version mismatch"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := newRootCmd()
+			cmd, rest, err := root.Find(tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.ParseFlags(rest); err != nil {
+				t.Fatal(err)
+			}
+			got := explain(cmd, tt.err)
+			for _, w := range tt.want {
+				if !strings.Contains(got.Error(), w) {
+					t.Errorf("explained error lacks %q:\n%s", w, got)
+				}
+			}
+			if tt.matches != nil && !errors.Is(got, tt.matches) {
+				t.Errorf("explained error no longer matches %v", tt.matches)
+			}
+			if !errors.Is(got, tt.err) {
+				t.Errorf("explained error no longer matches the original")
+			}
+		})
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	ctx := t.Context()
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"breaker", "get", "checkout"}, []string{"accepts 2 arg(s), received 1", "Usage: colony breaker get CALLER CALLEE", "See 'colony breaker get --help'"}},
+		{[]string{"kv", "get", "/a", "--timeout", "5"}, []string{`invalid argument "5" for "--timeout" flag`, "want a duration like 500ms", "Usage: colony kv get PATH"}},
+		{[]string{"breaker", "get", "a", "b", "--history", "many"}, []string{"--history", "want a whole number"}},
+		{[]string{"kv", "get", "/a", "--no-such-flag"}, []string{"unknown flag: --no-such-flag", "See 'colony kv get --help'"}},
+		{[]string{"kv", "get", "/a", "-o", "yaml"}, []string{`--output: want table or json, got "yaml"`}},
+		{[]string{"kv", "watch", "/a", "--kind", "all"}, []string{"--kind: want data, children, exists or persistent"}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := colony(ctx, t, "", append(tt.args, "--endpoints", freeAddr(t))...)
+			if err == nil {
+				t.Fatal("succeeded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%s", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestErrorsFromARealCluster checks the explained errors end to end.
+func TestErrorsFromARealCluster(t *testing.T) {
+	ctx := t.Context()
+	nobody := freeAddr(t)
+	_, err := colony(ctx, t, "", "kv", "get", "/a", "--endpoints", nobody, "--timeout", "300ms")
+	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "no coordinator reachable at "+nobody) ||
+		!strings.Contains(err.Error(), "colony dev") {
+		t.Errorf("no coordinator: %v", err)
+	}
+
+	addr := startTestCoordinator(t)
+	_, err = colony(ctx, t, "", "breaker", "report", "checkout", "nope", "--instance", "c1", "--failures", "1", "--endpoints", addr)
+	if !errors.Is(err, client.ErrNotFound) || !strings.Contains(err.Error(), "colony policy apply") {
+		t.Errorf("report for an unknown callee: %v", err)
+	}
+	_, err = colony(ctx, t, "", "breaker", "force-open", "checkout", "nope", "--reason", "x", "--endpoints", addr)
+	if !errors.Is(err, client.ErrNotFound) || !strings.Contains(err.Error(), "colony policy apply") {
+		t.Errorf("override for an unknown callee: %v", err)
+	}
+	if _, err := colony(ctx, t, "", "policy", "apply", "-f", examplePolicies, "--endpoints", addr); err != nil {
+		t.Fatal(err)
+	}
+	_, err = colony(ctx, t, "", "breaker", "get", "checkout", "payments", "--endpoints", addr)
+	if !errors.Is(err, client.ErrNotFound) || !strings.Contains(err.Error(), "colony breaker ls") {
+		t.Errorf("get of a pair nobody reported: %v", err)
+	}
+	_, err = colony(ctx, t, "", "snapshot", "status", filepath.Join(t.TempDir(), "none.snap"))
+	if err == nil || !strings.Contains(err.Error(), "none.snap") {
+		t.Errorf("status of a missing file: %v", err)
+	}
+}
