@@ -64,7 +64,7 @@ func bytesProgress(what string, done, total int64, elapsed time.Duration) string
 	if total > 0 {
 		s += fmt.Sprintf(" of %s (%d%%)", sizeText(total), done*100/total)
 	}
-	if elapsed > 0 {
+	if elapsed > 0 && done > 0 {
 		s += ", " + rateText(done, elapsed)
 	}
 	return s
