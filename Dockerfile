@@ -13,6 +13,10 @@
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 ARG TARGETOS
 ARG TARGETARCH
+# VERSION and COMMIT are what `colony version` reports: .git is not in the
+# build context, so pass them (make docker does).
+ARG VERSION=devel
+ARG COMMIT=
 WORKDIR /src
 # Modules first, so that a source change does not download them again.
 COPY go.mod go.sum ./
@@ -20,7 +24,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags '-s -w' -o /out/colony ./cmd/colony
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/colony ./cmd/colony
 # The data directory, owned by the runtime user: a fresh Docker volume
 # mounted there takes this ownership, so the coordinator can write to it.
 RUN mkdir -p /out/data
