@@ -358,13 +358,14 @@ func (nm *nemesis) slowDisk(ctx context.Context) {
 	go func() { sampled <- sampleLeaders(sctx, c, nm.events) }()
 	apply()
 	sleepCtx(ctx, d)
-	var released time.Time
+	// The rest is measurement: not cut short when the faults end.
+	ctx = context.WithoutCancel(ctx)
 	var target uint64
 	if v == stallFollower {
 		target = leaderCommitIndex(ctx, c)
 	}
 	ds.heal()
-	released = time.Now()
+	released := time.Now()
 	rd.End = nm.events.now()
 	end()
 	stopSampling()
