@@ -65,14 +65,18 @@ fuzz: ## Run every fuzz target (func Fuzz* in *_test.go) for FUZZTIME each (defa
 
 # make robustness: randomised fault scenarios against 3-node clusters of real
 # processes (tests/robustness). Override on the command line or in the env.
+# ROBUSTNESS_OVERLAP: share of rounds with two faults at once (on = 0.5).
 ROBUSTNESS_SEEDS    ?= random:3
 ROBUSTNESS_DURATION ?= 60s
 ROBUSTNESS_FAULTS   ?=
+ROBUSTNESS_OVERLAP  ?=
+ROBUSTNESS_NODES    ?=
 ROBUSTNESS_TIMEOUT  ?= 3h
 
 .PHONY: robustness
-robustness: ## Fault scenarios: ROBUSTNESS_SEEDS=1,2|random:N ROBUSTNESS_DURATION=60s ROBUSTNESS_FAULTS=kill,pause,...; a failing seed prints its report folder.
+robustness: ## Fault scenarios: ROBUSTNESS_SEEDS=1,2|random:N ROBUSTNESS_DURATION=60s ROBUSTNESS_FAULTS=kill,pause,... ROBUSTNESS_OVERLAP=on ROBUSTNESS_NODES=5; a failing seed prints its report folder.
 	ROBUSTNESS_SEEDS='$(ROBUSTNESS_SEEDS)' ROBUSTNESS_DURATION='$(ROBUSTNESS_DURATION)' ROBUSTNESS_FAULTS='$(ROBUSTNESS_FAULTS)' \
+		ROBUSTNESS_OVERLAP='$(ROBUSTNESS_OVERLAP)' ROBUSTNESS_NODES='$(ROBUSTNESS_NODES)' \
 		$(GO) test -race -count=1 -v -timeout $(ROBUSTNESS_TIMEOUT) -run '^TestRobustness$$' $(ROBUSTNESS_PKGS)
 
 .PHONY: lint

@@ -19,20 +19,32 @@ import (
 )
 
 const (
-	rbCaller = "rb-caller"
-	rbCallee = "rb-callee"
+	rbCaller  = "rb-caller"
+	rbCallee  = "rb-callee"
+	rbCallee2 = "rb-callee-2"
+)
+
+// The breaker workloads: one pair flipped between force-open and cleared,
+// another cycled through force-closed, force-open, shadow and cleared
+// (every step a new generation; shadow enforces CLOSED while the record
+// keeps the shadow breaker).
+var (
+	rbOps  = []string{"force-open", "clear"}
+	rbOps2 = []string{"force-closed", "force-open", "shadow", "clear"}
 )
 
 // breakerWorkload drives one breaker pair through committed transitions
-// with overrides (force-open, clear, force-open, ...), one at a time, while
-// a watch records /colony/breakers/<caller>/<callee>. Checks: generations
-// never go backwards, neither in the answers nor in the watch; every
-// acknowledged transition is in the watch; after healing, the record is at
-// least at the last acknowledged generation and shows the last
+// with overrides (ops in turn, e.g. force-open, clear, force-open, ...), one
+// at a time, while a watch records /colony/breakers/<caller>. Checks:
+// generations never go backwards, neither in the answers nor in the watch;
+// every acknowledged transition is in the watch; after healing, the record
+// is at least at the last acknowledged generation and shows the last
 // acknowledged override (no transition is lost across leader changes).
 type breakerWorkload struct {
 	t      testing.TB
 	events *eventLog
+	callee string
+	ops    []string
 	conns  []*grpc.ClientConn
 	cur    int
 	watch  *watchRecorder
@@ -48,14 +60,14 @@ type breakerWorkload struct {
 
 // breakerAck is one answered override operation.
 type breakerAck struct {
-	Op         string // "force-open" or "clear"
+	Op         string // one of the workload's ops, or "clear-noop"
 	Generation uint64
 	State      breaker.State
 	Override   bool
 }
 
-func newBreakerWorkload(t testing.TB, eps []string, seed uint64, events *eventLog) *breakerWorkload {
-	w := &breakerWorkload{t: t, events: events}
+func newBreakerWorkload(t testing.TB, eps []string, seed uint64, events *eventLog, callee string, ops []string) *breakerWorkload {
+	w := &breakerWorkload{t: t, events: events, callee: callee, ops: ops}
 	for _, ep := range eps {
 		conn, err := dial(ep)
 		if err != nil {
@@ -66,7 +78,7 @@ func newBreakerWorkload(t testing.TB, eps []string, seed uint64, events *eventLo
 	}
 	w.cur = int(seed % uint64(len(w.conns)))
 	var err error
-	w.watch, err = newWatchRecorder("breakers", "/colony/breakers/"+rbCaller, eps, int(seed))
+	w.watch, err = newWatchRecorder("breakers-"+callee, "/colony/breakers/"+rbCaller, eps, int(seed))
 	if err != nil {
 		w.setup = err
 	}
@@ -111,7 +123,7 @@ func (w *breakerWorkload) run(ctx, watchCtx context.Context) {
 	}
 	err, ok := w.call(func(ctx context.Context, c colonyv1.BreakersClient) error {
 		_, err := c.ApplyPolicies(ctx, &colonyv1.ApplyPoliciesRequest{
-			Policies: []*colonyv1.PolicySpec{{Callee: rbCallee, Policy: []byte(`{}`)}}, By: "robustness",
+			Policies: []*colonyv1.PolicySpec{{Callee: w.callee, Policy: []byte(`{}`)}}, By: "robustness",
 		})
 		return err
 	})
@@ -131,18 +143,15 @@ func (w *breakerWorkload) run(ctx, watchCtx context.Context) {
 		return
 	}
 	for i := 0; ctx.Err() == nil; i++ {
-		op := "force-open"
-		if i%2 == 1 {
-			op = "clear"
-		}
+		op := w.ops[i%len(w.ops)]
 		reason := fmt.Sprintf("robustness %d", i)
 		var resp *colonyv1.OverrideResponse
 		err, ok := w.call(func(ctx context.Context, c colonyv1.BreakersClient) (err error) {
 			if op == "clear" {
-				resp, err = c.ClearOverride(ctx, &colonyv1.ClearOverrideRequest{Caller: rbCaller, Callee: rbCallee, Reason: reason, By: "robustness"})
+				resp, err = c.ClearOverride(ctx, &colonyv1.ClearOverrideRequest{Caller: rbCaller, Callee: w.callee, Reason: reason, By: "robustness"})
 			} else {
-				resp, err = c.SetOverride(ctx, &colonyv1.SetOverrideRequest{Caller: rbCaller, Callee: rbCallee,
-					Mode: colonyv1.OverrideMode_OVERRIDE_MODE_FORCE_OPEN, Reason: reason, By: "robustness"})
+				resp, err = c.SetOverride(ctx, &colonyv1.SetOverrideRequest{Caller: rbCaller, Callee: w.callee,
+					Mode: overrideModes[op], Reason: reason, By: "robustness"})
 			}
 			return err
 		})
@@ -158,6 +167,9 @@ func (w *breakerWorkload) run(ctx, watchCtx context.Context) {
 				break
 			}
 			w.acks = append(w.acks, breakerAck{Op: op, Generation: rec.Generation, State: rec.State, Override: rec.Override != nil})
+			if rec.Override != nil && string(rec.Override.Mode) != op || rec.Override == nil && op != "clear" {
+				w.errs = append(w.errs, fmt.Sprintf("%s answered a record with override %+v", op, rec.Override))
+			}
 			w.lastOK = true
 		case status.Code(err) == codes.FailedPrecondition && op == "clear":
 			// Nothing to clear: the previous force-open never applied.
@@ -180,7 +192,7 @@ func (w *breakerWorkload) finish(r *run) {
 	}
 	var resp *colonyv1.GetBreakerResponse
 	err, ok := w.call(func(ctx context.Context, c colonyv1.BreakersClient) (err error) {
-		resp, err = c.GetBreaker(ctx, &colonyv1.GetBreakerRequest{Caller: rbCaller, Callee: rbCallee})
+		resp, err = c.GetBreaker(ctx, &colonyv1.GetBreakerRequest{Caller: rbCaller, Callee: w.callee})
 		return err
 	})
 	w.mu.Lock()
@@ -212,7 +224,7 @@ func (w *breakerWorkload) watchedRecords() ([][]breaker.PairRecord, []string) {
 	for _, seg := range w.watch.snapshot() {
 		var recs []breaker.PairRecord
 		for _, ev := range seg.Events {
-			if ev.GetPath() != "/colony/breakers/"+rbCaller+"/"+rbCallee || ev.GetType() == colonyv1.EventType_EVENT_TYPE_DELETED {
+			if ev.GetPath() != "/colony/breakers/"+rbCaller+"/"+w.callee || ev.GetType() == colonyv1.EventType_EVENT_TYPE_DELETED {
 				continue
 			}
 			var rec breaker.PairRecord
@@ -242,11 +254,11 @@ func (w *breakerWorkload) check(r *run) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.setup != nil {
-		r.fail("breakers: setup: %v", w.setup)
+		r.fail("breakers %s: setup: %v", w.callee, w.setup)
 		return
 	}
 	for _, e := range w.errs {
-		r.fail("breakers: %s", e)
+		r.fail("breakers %s: %s", w.callee, e)
 	}
 	var maxGen uint64
 	var lastAck *breakerAck
@@ -257,21 +269,21 @@ func (w *breakerWorkload) check(r *run) {
 			continue
 		}
 		if a.Generation < maxGen {
-			r.fail("breakers: %s answered generation %d after generation %d had been answered: a committed transition was lost", a.Op, a.Generation, maxGen)
+			r.fail("breakers %s: %s answered generation %d after generation %d had been answered: a committed transition was lost", w.callee, a.Op, a.Generation, maxGen)
 		}
 		maxGen = max(maxGen, a.Generation)
 		lastAck = a
 	}
 	segs, errs := w.watchedRecords()
 	for _, e := range errs {
-		r.fail("breakers: %s", e)
+		r.fail("breakers %s: %s", w.callee, e)
 	}
 	seen := map[uint64]bool{}
 	for si, s := range segs {
 		var last uint64
 		for _, rec := range s {
 			if rec.Generation < last {
-				r.fail("breakers: watch segment %d: generation %d after %d", si, rec.Generation, last)
+				r.fail("breakers %s: watch segment %d: generation %d after %d", w.callee, si, rec.Generation, last)
 			}
 			last = rec.Generation
 			seen[rec.Generation] = true
@@ -280,19 +292,42 @@ func (w *breakerWorkload) check(r *run) {
 	if len(segs) == 1 {
 		for _, a := range w.acks {
 			if a.Op != "clear-noop" && !seen[a.Generation] {
-				r.fail("breakers: acknowledged %s at generation %d is not in the watch of /colony/breakers", a.Op, a.Generation)
+				r.fail("breakers %s: acknowledged %s at generation %d is not in the watch of /colony/breakers", w.callee, a.Op, a.Generation)
 			}
 		}
 	}
 	if w.final != nil {
 		if w.final.Generation < maxGen {
-			r.fail("breakers: final record at generation %d, below the acknowledged generation %d", w.final.Generation, maxGen)
+			r.fail("breakers %s: final record at generation %d, below the acknowledged generation %d", w.callee, w.final.Generation, maxGen)
 		}
 		if w.lastOK && lastAck != nil {
-			if wantOverride := lastAck.Op == "force-open"; (w.final.Override != nil) != wantOverride {
-				r.fail("breakers: the last acknowledged operation was %s, but the final record has override %v", lastAck.Op, w.final.Override)
+			wantOverride := lastAck.Op != "clear" && lastAck.Op != "clear-noop"
+			if (w.final.Override != nil) != wantOverride || wantOverride && string(w.final.Override.Mode) != lastAck.Op {
+				r.fail("breakers %s: the last acknowledged operation was %s, but the final record has override %+v", w.callee, lastAck.Op, w.final.Override)
 			}
 		}
 	}
-	r.t.Logf("breakers: %d answered overrides, %d without an answer, generation up to %d, %d watch segments", len(w.acks), w.unknown, maxGen, len(segs))
+	r.t.Logf("breakers %s: %d answered overrides, %d without an answer, generation up to %d, %d watch segments", w.callee, len(w.acks), w.unknown, maxGen, len(segs))
+}
+
+// overrideModes maps the workloads' ops to SetOverride's modes.
+var overrideModes = map[string]colonyv1.OverrideMode{
+	"force-open":   colonyv1.OverrideMode_OVERRIDE_MODE_FORCE_OPEN,
+	"force-closed": colonyv1.OverrideMode_OVERRIDE_MODE_FORCE_CLOSED,
+	"shadow":       colonyv1.OverrideMode_OVERRIDE_MODE_SHADOW,
+}
+
+// committedRecords decodes every record of the workload's pair its watch
+// delivered: generation -> enforced state. complete says the watch never
+// resynced (it started before the workload's first override), so it holds
+// every record committed until the end of the run.
+func (w *breakerWorkload) committedRecords() (map[uint64]breaker.State, bool) {
+	out := map[uint64]breaker.State{}
+	segs, _ := w.watchedRecords()
+	for _, recs := range segs {
+		for _, rec := range recs {
+			out[rec.Generation] = rec.State
+		}
+	}
+	return out, len(segs) == 1 && w.watch.snapshot()[0].Resync == ""
 }

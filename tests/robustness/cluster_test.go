@@ -46,6 +46,14 @@ type Cluster struct {
 	events  *eventLog
 	ctx     context.Context // ends in cleanup; kills every process still running
 	stop    context.CancelFunc
+
+	pmu sync.Mutex
+	// extra[k][j]: the k-th further set of client proxies (a sidecar's)
+	// dialling node j; client faults and healing apply to them as to
+	// clients.
+	extra [][]*Proxy
+	// held proxies stay as set through HealNetwork (a canary's cut).
+	held map[*Proxy]bool
 }
 
 // Node is one coordinator process. Its addresses and data dir stay the same
@@ -214,6 +222,50 @@ func (c *Cluster) ClientEndpoints() []string {
 	return out
 }
 
+// AddClientProxies starts one more proxy to every node's gRPC port, for a
+// client of its own (a sidecar process), and returns their addresses.
+// Client faults (client-cut, latency) and HealNetwork apply to them too.
+func (c *Cluster) AddClientProxies(name string) ([]string, []*Proxy, error) {
+	var ps []*Proxy
+	var eps []string
+	for j, n := range c.Nodes {
+		p, err := newProxy(name+"->"+n.ID, n.GRPCAddr, uint64(len(c.extra))*7919+uint64(j))
+		if err != nil {
+			for _, q := range ps {
+				q.Close()
+			}
+			return nil, nil, err
+		}
+		ps = append(ps, p)
+		eps = append(eps, p.Addr())
+	}
+	c.pmu.Lock()
+	c.extra = append(c.extra, ps)
+	c.pmu.Unlock()
+	return eps, ps, nil
+}
+
+// ClientProxiesTo returns every client proxy to node j: the workload's and
+// the further sets'.
+func (c *Cluster) ClientProxiesTo(j int) []*Proxy {
+	out := []*Proxy{c.clients[j]}
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	for _, set := range c.extra {
+		out = append(out, set[j])
+	}
+	return out
+}
+
+// allClientProxies returns every client proxy.
+func (c *Cluster) allClientProxies() []*Proxy {
+	var out []*Proxy
+	for j := range c.clients {
+		out = append(out, c.ClientProxiesTo(j)...)
+	}
+	return out
+}
+
 // allProxies returns every proxy, raft and client.
 func (c *Cluster) allProxies() []*Proxy {
 	var out []*Proxy
@@ -229,14 +281,41 @@ func (c *Cluster) allProxies() []*Proxy {
 			out = append(out, p)
 		}
 	}
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	for _, set := range c.extra {
+		out = append(out, set...)
+	}
 	return out
 }
 
-// HealNetwork lets every proxy forward again, without latency.
+// Hold sets ps to mode and keeps them so through HealNetwork, until the
+// end of the test (canaries use it to keep one client cut off).
+func (c *Cluster) Hold(ps []*Proxy, mode proxyMode) {
+	c.pmu.Lock()
+	if c.held == nil {
+		c.held = map[*Proxy]bool{}
+	}
+	for _, p := range ps {
+		c.held[p] = true
+	}
+	c.pmu.Unlock()
+	for _, p := range ps {
+		p.SetMode(mode)
+	}
+}
+
+// HealNetwork lets every proxy forward again, without latency (except the
+// held ones).
 func (c *Cluster) HealNetwork() {
 	for _, p := range c.allProxies() {
-		p.SetMode(modePass)
-		p.SetLatency(0, 0)
+		c.pmu.Lock()
+		held := c.held[p]
+		c.pmu.Unlock()
+		if !held {
+			p.SetMode(modePass)
+			p.SetLatency(0, 0)
+		}
 	}
 }
 
@@ -245,6 +324,9 @@ func (c *Cluster) closeProxies() {
 		p.Close()
 	}
 	c.raft, c.clients = nil, nil
+	c.pmu.Lock()
+	c.extra, c.held = nil, nil
+	c.pmu.Unlock()
 }
 
 // start starts the node's process with its arguments, logging to LogPath.
@@ -254,12 +336,28 @@ func (n *Node) start() error {
 	if n.proc != nil {
 		return fmt.Errorf("%s is already running", n.ID)
 	}
-	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := startProcess(n.c.ctx, n.args, n.LogPath)
 	if err != nil {
-		return err
+		return fmt.Errorf("starting %s: %w", n.ID, err)
 	}
-	fmt.Fprintf(logf, "=== robustness %s: starting %s %s\n", time.Now().Format(time.RFC3339Nano), colonyBin, strings.Join(n.args, " "))
-	cmd := exec.CommandContext(n.c.ctx, colonyBin, n.args...)
+	n.proc, n.paused = p, false
+	if n.conn != nil {
+		n.conn.Close() // a fresh connection: the old one may be deep in reconnect backoff
+	}
+	n.conn, err = dial(n.GRPCAddr)
+	return err
+}
+
+// startProcess runs the colony binary with args in a process group of its
+// own, appending its output to logPath. ctx ending kills it; its Wait runs
+// in a goroutine that ends when the process has exited.
+func startProcess(ctx context.Context, args []string, logPath string) (*process, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(logf, "=== robustness %s: starting %s %s\n", time.Now().Format(time.RFC3339Nano), colonyBin, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, colonyBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
 	p := &process{cmd: cmd, done: make(chan struct{})}
@@ -267,7 +365,7 @@ func (n *Node) start() error {
 	cmd.WaitDelay = exitTimeout
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("starting %s: %w", n.ID, err)
+		return nil, err
 	}
 	go func() {
 		p.err = cmd.Wait()
@@ -275,12 +373,7 @@ func (n *Node) start() error {
 		logf.Close()
 		close(p.done)
 	}()
-	n.proc, n.paused = p, false
-	if n.conn != nil {
-		n.conn.Close() // a fresh connection: the old one may be deep in reconnect backoff
-	}
-	n.conn, err = dial(n.GRPCAddr)
-	return err
+	return p, nil
 }
 
 // dial opens a gRPC client connection that reconnects quickly.
@@ -624,15 +717,19 @@ func (c *Cluster) cleanup() {
 // copyLogs copies every node's log into dir.
 func (c *Cluster) copyLogs(dir string) error {
 	for _, n := range c.Nodes {
-		b, err := os.ReadFile(n.LogPath)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, n.ID+".log"), b, 0o644); err != nil {
+		if err := copyFile(n.LogPath, filepath.Join(dir, n.ID+".log")); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
 }
 
 func excerpt(b []byte, i, lines int) string {

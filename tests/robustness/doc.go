@@ -6,8 +6,10 @@
 // injecting faults from a seeded random schedule while clients record
 // histories; and checkers run on those histories afterwards.
 //
-// Faults (nemesis_test.go), one at a time, each healed before the next:
-// SIGKILL and restart on the same data dir; SIGSTOP/SIGCONT past the
+// Faults (nemesis_test.go), one at a time, or with ROBUSTNESS_OVERLAP two
+// at once (the second starting inside the first's window), each round
+// healed before the next: SIGKILL and restart on the same data dir;
+// SIGSTOP/SIGCONT past the
 // election timeout and at times past a session TTL; a node (often the
 // leader) cut off from its peers in both directions, the 1-2
 // minority/majority split of three nodes; asymmetric cuts (a node cannot
@@ -16,7 +18,8 @@
 // clients cut from a node; a follower isolated for seconds while the others
 // snapshot and compact every few dozen entries, so it catches up by
 // InstallSnapshot; a random minority cut off from the majority (2 of 5 in a
-// 5-node cluster); a follower removed, wiped and re-added with --join.
+// 5-node cluster); a follower removed, wiped and re-added with --join
+// (never overlapped); a sidecar process killed and restarted, or paused.
 // Blocked links blackhole (accept, never forward) or
 // refuse (reset) new connections and cut existing ones: the proxy forwards
 // a connection's bytes whole and in order, or cuts the connection, and never
@@ -39,13 +42,25 @@
 //     gap (every event any watcher got and every acknowledged write is in
 //     every stream whose range covers it, unless the stream ended with an
 //     explicit resync), and replaying a stream gives the final state.
-//   - Sessions (session_test.go): a session the coordinator expires was not
-//     expired before its TTL after the send time of its last acknowledged
-//     keep-alive, and its ephemeral node goes.
-//   - Breakers (breaker_test.go): override transitions of one pair, watched
+//   - Sessions (session_test.go): sessions with 1-3 ephemerals each, closed,
+//     abandoned (left to expire) or held until they end. A session the
+//     coordinator expires was not expired before its TTL after the send
+//     time of its last acknowledged keep-alive. Its ephemerals are deleted
+//     in one entry, the one that ends it, and none is observable after it:
+//     checked against two watches of the ephemerals' parent, reads of it
+//     (linearizable, or a node's own state) and lists of the open sessions,
+//     each placed at its answer's zxid (checkEphemerals).
+//   - Breakers (breaker_test.go): override transitions of two pairs, watched
 //     on /colony/breakers: generations never go backwards, every
 //     acknowledged transition is in the watch, and the final record keeps
 //     the last acknowledged one across leader changes.
+//   - Sidecars (sidecars_test.go): two `colony sidecar` processes of the
+//     pairs' caller, through client proxies of their own, in degraded modes
+//     the seed picks. On their WatchBreakers streams a pair's generation
+//     never goes back within a process's life, and a record enforced in
+//     coordinator mode was committed with that state; after healing every
+//     live sidecar enforces the latest committed record of every pair,
+//     state and generation, in coordinator mode, within 15 s.
 //   - Locks (lock_test.go): recipe.Mutex contenders with guarded writes:
 //     tokens unique and increasing, and committed guarded writes ordered by
 //     token (never two holders with valid tokens).
@@ -54,7 +69,8 @@
 // timeline of faults, history, watch streams, porcupine's visualisation
 // (linearizability.html, fault windows annotated) and the nodes' logs.
 //
-// The default run is short (two fixed seeds, 12 s of faults each):
+// The default run is short (two fixed seeds, 12 s of faults each; seed 2
+// overlaps faults in half its rounds):
 //
 //	go test -race -count=1 ./tests/robustness/
 //
@@ -64,11 +80,17 @@
 //	ROBUSTNESS_SEEDS=42 go test -race -count=1 -v ./tests/robustness/
 //	ROBUSTNESS_FAULTS=pause,isolate ROBUSTNESS_SEEDS=7 go test -race -count=1 -v ./tests/robustness/
 //	ROBUSTNESS_NODES=5 make robustness
+//	make robustness ROBUSTNESS_OVERLAP=on   # half the rounds overlap two faults
 //
-// ROBUSTNESS_CANARY=stale-reads turns the clients' gets into local reads
-// (session consistency without a minimum zxid), which a partitioned or
-// lagging node serves stale: such a run must fail the linearizability
-// check, and shows the checker and the report at work.
+// Canaries are runs that must fail, to show a checker and the report at
+// work: ROBUSTNESS_CANARY=stale-reads turns the clients' gets into local
+// reads (session consistency without a minimum zxid), which a partitioned
+// or lagging node serves stale (the linearizability check fails);
+// ephemeral-delete makes the session holders delete an ephemeral
+// themselves before the session ends (the ephemeral check fails);
+// sidecar-cut cuts one sidecar off from the coordinators for good halfway
+// through the faults (the sidecar convergence check fails). The checkers
+// are also fed broken histories in unit tests (harness_test.go).
 //
 // ROBUSTNESS_REPORT_DIR sets where report folders go (default: a
 // colony-robustness folder in the system temp dir); ROBUSTNESS_KEEP_REPORTS=1

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/breaker"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -41,20 +42,32 @@ const (
 	envKeepReports = "ROBUSTNESS_KEEP_REPORTS"
 	// envNodes: the cluster size, 3 (default) or 5.
 	envNodes = "ROBUSTNESS_NODES"
-	// envCanary: "stale-reads" makes the clients' gets local reads, which
-	// are not linearizable: a run that must fail, to show the checker and
-	// the report work end to end.
+	// envCanary: a deliberately broken run that must fail, to show a
+	// checker and the report work end to end: "stale-reads" makes the
+	// clients' gets local reads (not linearizable); "ephemeral-delete"
+	// makes the session holders delete an ephemeral themselves before
+	// their session ends; "sidecar-cut" cuts one sidecar off from the
+	// coordinators halfway through the faults, for good.
 	envCanary = "ROBUSTNESS_CANARY"
+	// envOverlap: the share of nemesis rounds that inject two faults at
+	// once, 0..1 ("on" is 0.5); default 0 (the short default run overlaps
+	// seed 2's).
+	envOverlap = "ROBUSTNESS_OVERLAP"
 	// envLogStore: the raft log store passed to --log-store (default:
 	// boltdb, the only one since raft-wal was removed).
 	envLogStore = "ROBUSTNESS_LOG_STORE"
 )
 
-// The short default run: two fixed seeds, 12 s of faults each.
+// The short default run: two fixed seeds, 12 s of faults each; seed 2
+// overlaps two faults in half its rounds.
 var (
 	defaultSeeds    = []uint64{1, 2}
 	defaultDuration = 12 * time.Second
+	defaultOverlap  = map[uint64]float64{2: 0.5}
 )
+
+// canaries are the values ROBUSTNESS_CANARY accepts.
+var canaries = []string{"stale-reads", "ephemeral-delete", "sidecar-cut"}
 
 // TestRobustness runs one randomised fault scenario per seed against a
 // 3-node cluster of real processes and checks the recorded histories. A
@@ -77,6 +90,14 @@ func TestRobustness(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v", envFaults, err)
 	}
+	overlap, overlapSet, err := parseOverlap(os.Getenv(envOverlap))
+	if err != nil {
+		t.Fatalf("%s: %v", envOverlap, err)
+	}
+	if c := os.Getenv(envCanary); c != "" && !slices.Contains(canaries, c) {
+		t.Fatalf("%s=%q: want one of %v", envCanary, c, canaries)
+	}
+	defaultRun := strings.TrimSpace(os.Getenv(envSeeds)) == ""
 	nodes := 3
 	if s := os.Getenv(envNodes); s != "" {
 		if nodes, err = strconv.Atoi(s); err != nil || (nodes != 3 && nodes != 5) {
@@ -89,6 +110,10 @@ func TestRobustness(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			sc := newScenario(seed, dur, faults)
 			sc.Nodes = nodes
+			sc.Overlap = overlap
+			if !overlapSet && defaultRun {
+				sc.Overlap = defaultOverlap[seed]
+			}
 			if ls := os.Getenv(envLogStore); ls != "" {
 				sc.LogStore = ls
 			}
@@ -106,6 +131,24 @@ func TestRobustness(t *testing.T) {
 		})
 	}
 	t.Logf("outcomes:\n  %s", strings.Join(outcomes, "\n  "))
+}
+
+// parseOverlap parses ROBUSTNESS_OVERLAP: empty (not set), "on", "off", or
+// a share of rounds in [0, 1].
+func parseOverlap(s string) (float64, bool, error) {
+	switch s = strings.TrimSpace(s); s {
+	case "":
+		return 0, false, nil
+	case "on":
+		return 0.5, true, nil
+	case "off":
+		return 0, true, nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 || v > 1 {
+		return 0, false, fmt.Errorf("%q: want on, off or a share of rounds in [0, 1]", s)
+	}
+	return v, true, nil
 }
 
 func parseSeeds(s string) ([]uint64, error) {
@@ -141,6 +184,8 @@ type scenario struct {
 	Nodes    int
 	Duration time.Duration
 	Faults   []faultKind
+	// Overlap is the share of nemesis rounds with two faults at once.
+	Overlap  float64
 	Clients  int
 	Keys     int
 	LogStore string
@@ -165,8 +210,24 @@ func newScenario(seed uint64, d time.Duration, faults []faultKind) scenario {
 }
 
 func (sc scenario) describe() string {
-	return fmt.Sprintf("%d nodes, %v of faults, %d clients, %d keys, %s log, low snapshot thresholds %v",
-		sc.Nodes, sc.Duration, sc.Clients, sc.Keys, sc.LogStore, sc.LowSnapshots)
+	return fmt.Sprintf("%d nodes, %v of faults, overlap %v, %d clients, %d keys, %s log, low snapshot thresholds %v",
+		sc.Nodes, sc.Duration, sc.Overlap, sc.Clients, sc.Keys, sc.LogStore, sc.LowSnapshots)
+}
+
+// rerun is the command that runs this scenario again.
+func (sc scenario) rerun() string {
+	cmd := fmt.Sprintf("ROBUSTNESS_SEEDS=%d ROBUSTNESS_DURATION=%v ROBUSTNESS_NODES=%d ROBUSTNESS_OVERLAP=%v", sc.Seed, sc.Duration, sc.Nodes, sc.Overlap)
+	if len(sc.Faults) != len(allFaults) {
+		var fs []string
+		for _, f := range sc.Faults {
+			fs = append(fs, string(f))
+		}
+		cmd += " ROBUSTNESS_FAULTS=" + strings.Join(fs, ",")
+	}
+	if c := os.Getenv(envCanary); c != "" {
+		cmd += " ROBUSTNESS_CANARY=" + c
+	}
+	return cmd + " make robustness"
 }
 
 func (sc scenario) nodeArgs() []string {
@@ -188,7 +249,8 @@ type run struct {
 	keys     []string
 	watchers []*watchRecorder
 	sessions *sessionWorkload
-	breakers *breakerWorkload
+	breakers []*breakerWorkload
+	sidecars *sidecarFleet
 	locks    *lockWorkload
 	final    map[string]regState
 	failures []string
@@ -266,12 +328,37 @@ func runScenario(t *testing.T, sc scenario) string {
 		clients = append(clients, c)
 		go1(func() { c.run(ctx) })
 	}
-	r.sessions = newSessionWorkload(eps, sc.Seed, r.events)
+	canary := os.Getenv(envCanary)
+	var err error
+	r.sessions, err = newSessionWorkload(eps, sc.Seed, r.events, canary == "ephemeral-delete")
+	if err != nil {
+		t.Fatalf("sessions: %v", err)
+	}
 	defer r.sessions.close()
 	go1(func() { r.sessions.run(ctx, watchCtx) })
-	r.breakers = newBreakerWorkload(t, eps, sc.Seed, r.events)
-	defer r.breakers.close()
-	go1(func() { r.breakers.run(ctx, watchCtx) })
+	for i, callee := range []string{rbCallee, rbCallee2} {
+		ops := [][]string{rbOps, rbOps2}[i]
+		b := newBreakerWorkload(t, eps, sc.Seed+uint64(i), r.events, callee, ops)
+		defer b.close()
+		r.breakers = append(r.breakers, b)
+		go1(func() { b.run(ctx, watchCtx) })
+	}
+	r.sidecars, err = newSidecarFleet(r.c, t.TempDir(), sidecarCount, sc.Seed, r.events)
+	if err != nil {
+		t.Fatalf("sidecars: %v", err)
+	}
+	defer r.sidecars.close()
+	r.events.note("sidecars", "%s", r.sidecars.describe())
+	go1(func() { r.sidecars.run(watchCtx) })
+	if canary == "sidecar-cut" {
+		go1(func() {
+			if sleepUntil(ctx, sc.Duration/2) {
+				sp := r.sidecars.procs[0]
+				r.c.Hold(sp.proxies, modeBlackhole)
+				r.events.note("canary", "sidecar %s cut off from every coordinator for good", sp.name)
+			}
+		})
+	}
 	r.locks = newLockWorkload(eps, sc.Seed)
 	defer r.locks.close()
 	go1(func() { r.locks.run(ctx) })
@@ -279,10 +366,11 @@ func runScenario(t *testing.T, sc scenario) string {
 	// Faults, then a healed cluster for a moment, then quiet.
 	nctx, cancel := context.WithTimeout(context.Background(), sc.Duration)
 	nm := newNemesis(r.c, sc.Seed, sc.Faults, r.events)
+	nm.overlap, nm.sidecars = sc.Overlap, r.sidecars
 	nm.run(nctx)
 	cancel()
 	r.events.note("healed", "every fault healed")
-	for _, e := range nm.errs {
+	for _, e := range nm.errors() {
 		r.fail("harness: %s", e)
 	}
 	time.Sleep(time.Second)
@@ -292,7 +380,11 @@ func runScenario(t *testing.T, sc scenario) string {
 	r.checkConvergence()
 	r.finalReads()
 	r.waitWatchesCatchUp()
-	r.breakers.finish(r)
+	r.sessions.finish(r)
+	for _, b := range r.breakers {
+		b.finish(r)
+	}
+	r.sidecars.finish()
 	stopWatches()
 	wg.Wait()
 
@@ -304,7 +396,17 @@ func runScenario(t *testing.T, sc scenario) string {
 	r.checkLinearizable()
 	r.checkWatches()
 	r.sessions.check(r)
-	r.breakers.check(r)
+	for _, b := range r.breakers {
+		b.check(r)
+	}
+	committed := map[string]map[uint64]breaker.State{}
+	for _, b := range r.breakers {
+		if recs, complete := b.committedRecords(); complete {
+			committed[b.callee] = recs
+		}
+	}
+	r.sidecars.check(r, committed)
+	r.sidecars.checkLogs(r)
 	r.locks.check(r)
 	r.logStats(clients)
 	if t.Failed() || os.Getenv(envKeepReports) == "1" {
@@ -632,7 +734,10 @@ func (r *run) logStats(clients []*kvClient) {
 	}
 	var faults []string
 	for _, e := range r.events.events() {
-		if slices.Contains(allFaults, faultKind(e.Kind)) {
+		switch {
+		case slices.Contains(allFaults, faultKind(e.Kind)) && e.Lane > 0:
+			faults = append(faults, "+"+e.Kind) // overlapping the one before
+		case slices.Contains(allFaults, faultKind(e.Kind)):
 			faults = append(faults, e.Kind)
 		}
 	}
@@ -658,7 +763,7 @@ func (r *run) writeReport() {
 		return
 	}
 	var sum strings.Builder
-	fmt.Fprintf(&sum, "seed %d: %s\nrerun: ROBUSTNESS_SEEDS=%d ROBUSTNESS_DURATION=%v make robustness\n\n", r.sc.Seed, r.sc.describe(), r.sc.Seed, r.sc.Duration)
+	fmt.Fprintf(&sum, "seed %d: %s\nrerun: %s\n\n", r.sc.Seed, r.sc.describe(), r.sc.rerun())
 	if len(r.failures) == 0 {
 		sum.WriteString("no failures\n")
 	}
@@ -691,9 +796,20 @@ func (r *run) writeReport() {
 			if end < e.Start {
 				end = e.Start
 			}
+			// One row per lane of faults (two overlapping faults on two
+			// rows), one for the overlap windows, one for other events.
+			tag, color := "harness", "#e2e3e5"
+			switch {
+			case e.Kind == "overlap":
+				tag, color = "nemesis overlap", "#f8d7a0"
+			case slices.Contains(allFaults, faultKind(e.Kind)) && e.Lane > 0:
+				tag, color = "nemesis 2", "#f5c6cb"
+			case slices.Contains(allFaults, faultKind(e.Kind)):
+				tag, color = "nemesis", "#f5c6cb"
+			}
 			anns = append(anns, porcupine.Annotation{
-				Tag: "nemesis", Start: int64(e.Start), End: int64(end),
-				Description: e.Kind, Details: e.What, BackgroundColor: "#f5c6cb",
+				Tag: tag, Start: int64(e.Start), End: int64(end),
+				Description: e.Kind, Details: e.What, BackgroundColor: color,
 			})
 		}
 		info.AddAnnotations(anns)
@@ -703,6 +819,11 @@ func (r *run) writeReport() {
 	}
 	if err := r.c.copyLogs(dir); err != nil {
 		r.t.Logf("report: logs: %v", err)
+	}
+	if r.sidecars != nil {
+		if err := r.sidecars.copyLogs(dir); err != nil {
+			r.t.Logf("report: sidecar logs: %v", err)
+		}
 	}
 	r.t.Logf("report folder: %s", dir)
 }
