@@ -123,8 +123,9 @@ var allFaults = []faultKind{
 
 // soloFaults never overlap another fault: removing and re-adding a member
 // waits for it to be a voter again, which another fault could delay past
-// the harness's bound.
-var soloFaults = []faultKind{faultMembership}
+// the harness's bound; slow-disk's first round restarts every node onto
+// its mount, and each round measures what the disk alone costs.
+var soloFaults = []faultKind{faultMembership, faultSlowDisk}
 
 // nemesis injects faults into a cluster from a seeded random schedule: one
 // fault at a time, or with overlap two at once, each round healed before
