@@ -12,9 +12,14 @@ PROTOS    := $(shell find proto -name '*.proto')
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# What `colony version` reports (the binary falls back to Go's build info).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 .PHONY: build
-build: ## Build bin/colony.
-	$(GO) build -o bin/colony ./cmd/colony
+build: ## Build bin/colony, stamped with VERSION and COMMIT.
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/colony ./cmd/colony
 
 .PHONY: proto
 proto: ## Regenerate the committed protobuf code (needs protoc: apt-get install protobuf-compiler).
@@ -97,7 +102,7 @@ IMAGE ?= ghcr.io/colonymesh/colony:dev
 
 .PHONY: docker
 docker: ## Build the colony image from the Dockerfile (needs Docker); IMAGE=ghcr.io/colonymesh/colony:dev.
-	docker build -t $(IMAGE) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
 
 .PHONY: test-deploy
 test-deploy: ## Check the Dockerfile, the Kubernetes manifests and the compose file (no Docker or cluster needed).
