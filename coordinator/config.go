@@ -57,6 +57,10 @@ type Config struct {
 	// CommitTimeout bounds how long followers wait to learn a commit index on
 	// an idle cluster, and so how stale their watches can be.
 	CommitTimeout time.Duration
+	// DiskStallTimeout is how long a raft log write may hang before this
+	// node, as leader, fails its heartbeats so that a node with a working
+	// disk takes over (diskstall.go). Zero means 5s; negative, never.
+	DiskStallTimeout time.Duration
 	// MaxAppendEntries is the most entries per AppendEntries and per group commit.
 	MaxAppendEntries int
 	// SnapshotInterval and SnapshotThreshold: raft checks every interval
@@ -128,6 +132,7 @@ func DefaultConfig() Config {
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
 		CommitTimeout:      5 * time.Millisecond,
+		DiskStallTimeout:   5 * time.Second,
 		MaxAppendEntries:   256,
 		SnapshotInterval:   30 * time.Second,
 		SnapshotThreshold:  16384,
@@ -209,6 +214,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.MaxWatches == 0 {
 		c.MaxWatches = 100000
+	}
+	if c.DiskStallTimeout == 0 {
+		c.DiskStallTimeout = 5 * time.Second
 	}
 	if c.MaxSessionsPerConn == 0 {
 		c.MaxSessionsPerConn = 1000

@@ -103,6 +103,9 @@ func newDiagnostics(cfg *Config, m *nodeMetrics) *diagnostics {
 type observedTransport struct {
 	*raft.NetworkTransport
 	d *diagnostics
+	// stall fails this node's AppendEntries while its disk hangs
+	// (diskstall.go).
+	stall *stallGuard
 }
 
 var (
@@ -112,12 +115,42 @@ var (
 )
 
 func (t *observedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if err := t.stall.check(); err != nil {
+		return err
+	}
 	start := time.Now()
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 	if err == nil {
 		t.d.sawReply(id, args.Term, isHeartbeat(args), start, time.Now(), resp.LastLog)
 	}
 	return err
+}
+
+// AppendEntriesPipeline is the network transport's pipeline behind the
+// disk-stall guard: raft's replication goroutines also send the commit
+// index every CommitTimeout through it, which would keep the followers'
+// leader alive as surely as heartbeats.
+func (t *observedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	if err := t.stall.check(); err != nil {
+		return nil, err
+	}
+	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	return &guardedPipeline{AppendPipeline: p, stall: t.stall}, nil
+}
+
+type guardedPipeline struct {
+	raft.AppendPipeline
+	stall *stallGuard
+}
+
+func (p *guardedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	if err := p.stall.check(); err != nil {
+		return nil, err
+	}
+	return p.AppendPipeline.AppendEntries(args, resp)
 }
 
 func (t *observedTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {

@@ -187,10 +187,11 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("raft config: %w", err)
 	}
 
-	store, err := openLogStore(s.cfg.DataDir, s.cfg.LogStore, s.cfg.NoSync)
+	opened, err := openLogStore(s.cfg.DataDir, s.cfg.LogStore, s.cfg.NoSync)
 	if err != nil {
 		return err
 	}
+	store := &stallWatchedStore{logStore: opened}
 	s.store = store
 	logs, err := raft.NewLogCache(512, store)
 	if err != nil {
@@ -217,7 +218,8 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("reading raft state: %w", err)
 	}
-	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, &observedTransport{s.transport, s.diag})
+	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, &observedTransport{NetworkTransport: s.transport, d: s.diag,
+		stall: &stallGuard{store: store, timeout: s.cfg.DiskStallTimeout, log: s.log}})
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}

@@ -84,6 +84,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.DurationVar(&c.MaxSessionTTL, "max-session-ttl", c.MaxSessionTTL, "largest session TTL granted")
 	fl.IntVar(&c.MaxWatchesPerConn, "max-watches-per-conn", 10000, "open watches one client connection may hold on this node")
 	fl.IntVar(&c.MaxWatches, "max-watches", 100000, "open watches this node serves")
+	fl.DurationVar(&c.DiskStallTimeout, "disk-stall-timeout", c.DiskStallTimeout, "a raft log write hung this long makes a leader fail its heartbeats, so a node with a working disk takes over; negative: never")
 	fl.IntVar(&c.MaxSessions, "max-sessions", 100000, "open sessions in the cluster (checked where a session is opened)")
 	fl.IntVar(&c.MaxSessionsPerConn, "max-sessions-per-conn", 1000, "open sessions opened through one client connection on this node")
 	fl.DurationVar(&c.LeaderWait, "leader-wait", c.LeaderWait, "how long requests wait for a leader during an election")
