@@ -8,20 +8,15 @@ import (
 	"strings"
 	"testing"
 
-	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/anypb"
-	"sigs.k8s.io/yaml"
 
 	// The typed configs the bootstrap's Anys name, for protojson.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 
+	"github.com/colonymesh/colony/internal/envoycheck"
 	"github.com/colonymesh/colony/xds"
 )
 
@@ -44,16 +39,9 @@ type envoyFacts struct {
 // configuration from a Colony sidecar the way the sidecar serves it.
 func loadBootstrap(t reporter, where string, data []byte) envoyFacts {
 	t.Helper()
-	js, err := yaml.YAMLToJSON(data)
+	b, err := envoycheck.DecodeBootstrap(data)
 	if err != nil {
 		t.Fatalf("%s: %v", where, err)
-	}
-	var b bootstrapv3.Bootstrap
-	if err := (protojson.UnmarshalOptions{}).Unmarshal(js, &b); err != nil { // unknown fields are errors
-		t.Fatalf("%s: not an Envoy v3 bootstrap: %v", where, err)
-	}
-	if err := validateDeep(&b); err != nil {
-		t.Fatalf("%s: invalid: %v", where, err)
 	}
 	f := envoyFacts{listeners: map[int]string{}, ready: map[int][]string{}, nodeID: b.GetNode().GetId()}
 
@@ -172,53 +160,6 @@ func loadBootstrap(t reporter, where string, data []byte) envoyFacts {
 		t.Errorf("%s: admin and a listener on port %d", where, f.adminPort)
 	}
 	return f
-}
-
-// validateDeep runs ValidateAll on m and on every message packed in an Any
-// inside it, recursively: Bootstrap.ValidateAll does not look into typed
-// configs, which Envoy validates when it loads them.
-func validateDeep(m proto.Message) error {
-	if v, ok := m.(interface{ ValidateAll() error }); ok {
-		if err := v.ValidateAll(); err != nil {
-			return fmt.Errorf("%s: %w", m.ProtoReflect().Descriptor().FullName(), err)
-		}
-	}
-	var err error
-	walkAnys(m.ProtoReflect(), func(a *anypb.Any) {
-		if err != nil {
-			return
-		}
-		inner, e := a.UnmarshalNew()
-		if e != nil {
-			err = fmt.Errorf("typed config %s: %w", a.GetTypeUrl(), e)
-			return
-		}
-		err = validateDeep(inner)
-	})
-	return err
-}
-
-func walkAnys(m protoreflect.Message, fn func(*anypb.Any)) {
-	if a, ok := m.Interface().(*anypb.Any); ok {
-		fn(a)
-		return
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList() && fd.Message() != nil:
-			for i := 0; i < v.List().Len(); i++ {
-				walkAnys(v.List().Get(i).Message(), fn)
-			}
-		case fd.IsMap() && fd.MapValue().Message() != nil:
-			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				walkAnys(mv.Message(), fn)
-				return true
-			})
-		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
-			walkAnys(v.Message(), fn)
-		}
-		return true
-	})
 }
 
 func TestEnvoyBootstrap(t *testing.T) {

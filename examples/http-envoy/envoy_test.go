@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -25,11 +24,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/anypb"
-	"sigs.k8s.io/yaml"
 
 	// Typed configs that the bootstrap's and the sidecar's Anys name, for
 	// protojson and UnmarshalNew.
@@ -37,6 +32,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/internal/coordinatortest"
+	"github.com/colonymesh/colony/internal/envoycheck"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/sidecar/guard"
 	"github.com/colonymesh/colony/xds"
@@ -67,16 +63,9 @@ func loadBootstrap(t *testing.T) bootstrap {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := yaml.YAMLToJSON(data)
+	b, err := envoycheck.DecodeBootstrap(data)
 	if err != nil {
 		t.Fatalf("%s: %v", bootstrapFile, err)
-	}
-	var b bootstrapv3.Bootstrap
-	if err := (protojson.UnmarshalOptions{}).Unmarshal(js, &b); err != nil {
-		t.Fatalf("%s: not an Envoy v3 bootstrap: %v", bootstrapFile, err)
-	}
-	if err := validateDeep(&b); err != nil {
-		t.Fatalf("%s: invalid: %v", bootstrapFile, err)
 	}
 	out := bootstrap{node: b.GetNode(), staticClusters: map[string]struct{}{}}
 
@@ -133,54 +122,6 @@ func loadBootstrap(t *testing.T) bootstrap {
 	return out
 }
 
-// validateDeep runs ValidateAll on m and on every message packed in an Any
-// inside it: ValidateAll does not look into typed configs, which Envoy
-// validates when it loads them. (deploy/envoy_test.go does the same for the
-// deployment's bootstrap.)
-func validateDeep(m proto.Message) error {
-	if v, ok := m.(interface{ ValidateAll() error }); ok {
-		if err := v.ValidateAll(); err != nil {
-			return fmt.Errorf("%s: %w", m.ProtoReflect().Descriptor().FullName(), err)
-		}
-	}
-	var err error
-	walkAnys(m.ProtoReflect(), func(a *anypb.Any) {
-		if err != nil {
-			return
-		}
-		inner, e := a.UnmarshalNew()
-		if e != nil {
-			err = fmt.Errorf("typed config %s: %w", a.GetTypeUrl(), e)
-			return
-		}
-		err = validateDeep(inner)
-	})
-	return err
-}
-
-func walkAnys(m protoreflect.Message, fn func(*anypb.Any)) {
-	if a, ok := m.Interface().(*anypb.Any); ok {
-		fn(a)
-		return
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList() && fd.Message() != nil:
-			for i := 0; i < v.List().Len(); i++ {
-				walkAnys(v.List().Get(i).Message(), fn)
-			}
-		case fd.IsMap() && fd.MapValue().Message() != nil:
-			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				walkAnys(mv.Message(), fn)
-				return true
-			})
-		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
-			walkAnys(v.Message(), fn)
-		}
-		return true
-	})
-}
-
 // adsClient speaks state-of-the-world ADS the way Envoy does, by hand.
 type adsClient struct {
 	t      *testing.T
@@ -233,7 +174,7 @@ func only[M proto.Message](t *testing.T, resp *discoveryv3.DiscoveryResponse, m 
 	if err := resp.GetResources()[0].UnmarshalTo(m); err != nil {
 		t.Fatal(err)
 	}
-	if err := validateDeep(m); err != nil {
+	if err := envoycheck.ValidateDeep(m); err != nil {
 		t.Fatalf("%s: invalid: %v", resp.GetTypeUrl(), err)
 	}
 	return m
@@ -347,7 +288,7 @@ func TestEnvoyLeg(t *testing.T) {
 		if err := a.UnmarshalTo(&c); err != nil {
 			t.Fatal(err)
 		}
-		if err := validateDeep(&c); err != nil {
+		if err := envoycheck.ValidateDeep(&c); err != nil {
 			t.Fatalf("cluster %s: %v", c.GetName(), err)
 		}
 		if _, clash := b.staticClusters[c.GetName()]; clash {
