@@ -881,7 +881,8 @@ func (s *Sidecar) Status() *colonyv1.SidecarStatusResponse {
 			st.Enforcers = append(st.Enforcers, d.Describe()...)
 		}
 		if m, ok := e.(interface{ Enforcements() []xds.Enforcement }); ok {
-			for _, en := range m.Enforcements() {
+			list := m.Enforcements()
+			for _, en := range list[max(0, len(list)-maxStatusEnforcements):] {
 				st.Enforcements = append(st.Enforcements, enforcementStatus(en))
 			}
 		}
