@@ -354,9 +354,11 @@ type requestIDKey struct{}
 
 // WithRequestID returns a context that makes the next write made with it
 // (Create, Set, Delete, Multi, OpenSession, CloseSession) carry id as its
-// request id instead of a fresh random one. Use it to retry a write across
-// process restarts: the coordinator applies a request id once and answers
-// repeats with the first result.
+// request id instead of a fresh random one. Use it, with a fixed
+// Config.ClientID, to retry a write across process restarts: the coordinator
+// applies a request id once per client id and answers repeats of the same
+// write with the first result (a different write with that id is
+// ErrInvalidArgument).
 func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, id)
 }
