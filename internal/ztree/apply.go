@@ -40,6 +40,8 @@ type Entry struct {
 	Index uint64
 	// Cmd is the decoded command; nil for a raft entry that carries no FSM
 	// command (configuration change, barrier), which only advances the index.
+	// The tree may keep its fingerprint: the caller must not modify the
+	// command's byte slices after Apply.
 	Cmd *peerv1.Command
 }
 
@@ -563,13 +565,13 @@ func (w *writer) emit(typ colonyv1.EventType, path string, stat *colonyv1.Stat, 
 }
 
 // remember stores a command's result under its dedup key. The stored result
-// is a private clone: the caller may modify the one it got.
+// is a private clone: the caller may modify the one it got. The fingerprint
+// is kept as it is (see Entry).
 func (w *writer) remember(key []byte, cmd *peerv1.Command, res *peerv1.CommandResult) {
 	e := &dedupEntry{
-		key:         string(key),
 		clientID:    cmd.GetClientId(),
 		requestID:   cmd.GetRequestId(),
-		fingerprint: bytes.Clone(cmd.GetFingerprint()),
+		fingerprint: cmd.GetFingerprint(),
 		timeMs:      w.timeMs,
 		index:       w.index,
 		result:      proto.CloneOf(res),

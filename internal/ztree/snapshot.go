@@ -274,7 +274,6 @@ func (b *builder) dedup(sd *peerv1.SnapshotDedup) error {
 	}
 	key := dedupKey(client, id)
 	e := &dedupEntry{
-		key:         string(key),
 		clientID:    client,
 		requestID:   id,
 		fingerprint: sd.GetFingerprint(),

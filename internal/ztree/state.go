@@ -84,10 +84,9 @@ func (s *session) info() *colonyv1.SessionInfo {
 // dedupEntry remembers the result of a command that carried a request id.
 // result is never modified (it is a private clone).
 type dedupEntry struct {
-	key         string // dedupKey(clientID, requestID)
 	clientID    string
 	requestID   string
-	fingerprint []byte // the command's Fingerprint as logged (empty in old entries)
+	fingerprint []byte // the command's Fingerprint as logged (empty in old entries); never modified
 	timeMs      int64
 	index       uint64
 	result      *peerv1.CommandResult
@@ -205,13 +204,17 @@ func dedupKey(clientID, requestID string) []byte {
 	return append(k, requestID...)
 }
 
+// dedupOrderKey must end with the entry's dedupKey (dropDedup relies on it).
+
 // dedupOrderPrefix is the length of a dedupOrder key before its dedup key.
 const dedupOrderPrefix = 16
 
 func dedupOrderKey(e *dedupEntry) []byte {
-	k := sortable64(make([]byte, 0, dedupOrderPrefix+len(e.key)), e.timeMs)
+	k := sortable64(make([]byte, 0, dedupOrderPrefix+binary.MaxVarintLen64+len(e.clientID)+len(e.requestID)), e.timeMs)
 	k = binary.BigEndian.AppendUint64(k, e.index)
-	return append(k, e.key...)
+	k = binary.AppendUvarint(k, uint64(len(e.clientID)))
+	k = append(k, e.clientID...)
+	return append(k, e.requestID...)
 }
 
 // View is an immutable, point-in-time view of the tree: it sees every command
