@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/colonymesh/colony/internal/wiretime"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -20,14 +21,22 @@ import (
 const defaultSessionTTL = 10 * time.Second
 
 func (s *Server) clampTTL(ms int64) (time.Duration, error) {
+	return clampTTL(ms, s.cfg.MinSessionTTL, s.cfg.MaxSessionTTL)
+}
+
+// clampTTL turns a requested session TTL from the wire into the TTL granted:
+// 0 is the default, anything else is clamped to [lo, hi]. The conversion
+// saturates before the clamp, so a huge ttl_ms gets hi, never a wrapped
+// (small or negative) duration.
+func clampTTL(ms int64, lo, hi time.Duration) (time.Duration, error) {
 	if ms < 0 {
 		return 0, fmt.Errorf("%w: ttl_ms: must not be negative, got %d", ztree.ErrInvalidArgument, ms)
 	}
-	ttl := time.Duration(ms) * time.Millisecond
+	ttl := wiretime.Millis(ms)
 	if ms == 0 {
 		ttl = defaultSessionTTL
 	}
-	return min(max(ttl, s.cfg.MinSessionTTL), s.cfg.MaxSessionTTL), nil
+	return min(max(ttl, lo), hi), nil
 }
 
 func (a *api) Open(ctx context.Context, req *colonyv1.OpenSessionRequest) (*colonyv1.OpenSessionResponse, error) {
@@ -44,12 +53,16 @@ func (a *api) Open(ctx context.Context, req *colonyv1.OpenSessionRequest) (*colo
 	if n := a.s.fsm.tree.View().SessionCount(); n >= a.s.cfg.MaxSessions {
 		return nil, status.Errorf(codes.ResourceExhausted, "sessions: the cluster already has %d open sessions, its limit (MaxSessions); close unused ones", n)
 	}
+	scope, err := requestScope(ctx)
+	if err != nil {
+		return nil, err
+	}
 	conn := connKey(ctx)
 	isOpen := func(id uint64) bool { _, ok := a.s.fsm.tree.View().Session(id); return ok }
 	if err := a.s.sessionsPerConn.admit(conn, a.s.cfg.MaxSessionsPerConn, isOpen); err != nil {
 		return nil, err
 	}
-	cmd := &peerv1.Command{RequestId: req.RequestId, Op: &peerv1.Command_OpenSession{
+	cmd := &peerv1.Command{ClientId: scope, RequestId: req.RequestId, Op: &peerv1.Command_OpenSession{
 		OpenSession: &peerv1.OpenSession{TtlMs: ttl.Milliseconds(), Name: req.Name},
 	}}
 	_, res, err := a.s.propose(ctx, cmd)
@@ -60,6 +73,9 @@ func (a *api) Open(ctx context.Context, req *colonyv1.OpenSessionRequest) (*colo
 		return nil, toStatus(ztree.FromOpError(e))
 	}
 	o := res.GetOpenSession()
+	if o == nil {
+		return nil, toStatus(fmt.Errorf("coordinator: open session answered %v", res))
+	}
 	a.s.sessionsPerConn.opened(conn, o.GetSessionId())
 	return &colonyv1.OpenSessionResponse{Header: a.s.header(), SessionId: o.GetSessionId(), TtlMs: o.GetTtlMs()}, nil
 }
@@ -91,8 +107,17 @@ func (a *api) KeepAliveStream(stream colonyv1.Sessions_KeepAliveStreamServer) er
 	}
 }
 
+// Close ends a session. A session that does not exist (never opened, closed
+// or expired) is NotFound, always: the FSM decides, so every node answers
+// alike. The leader's tracker stops tracking the session only once the
+// applied state no longer holds it (sessionTracker.observeApplied), never
+// because of this reply.
 func (a *api) Close(ctx context.Context, req *colonyv1.CloseSessionRequest) (*colonyv1.CloseSessionResponse, error) {
-	cmd := &peerv1.Command{RequestId: req.RequestId, Op: &peerv1.Command_CloseSession{
+	scope, err := requestScope(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cmd := &peerv1.Command{ClientId: scope, RequestId: req.RequestId, Op: &peerv1.Command_CloseSession{
 		CloseSession: &peerv1.CloseSession{SessionId: req.SessionId},
 	}}
 	_, res, err := a.s.propose(ctx, cmd)
@@ -138,7 +163,7 @@ func (s *Server) keepAlive(ctx context.Context, id uint64) (time.Duration, error
 	if err != nil {
 		return 0, err
 	}
-	if ttl == 0 {
+	if ttl <= 0 {
 		return 0, ztree.SessionNotFound(id)
 	}
 	return ttl, nil

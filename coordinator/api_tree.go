@@ -38,7 +38,11 @@ func (s *Server) write(ctx context.Context, requestID string, ops ...*colonyv1.O
 	if err := checkNotReserved(ops); err != nil {
 		return nil, err
 	}
-	cmd := &peerv1.Command{RequestId: requestID, Op: &peerv1.Command_Txn{Txn: &peerv1.Txn{Ops: ops}}}
+	scope, err := requestScope(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cmd := &peerv1.Command{ClientId: scope, RequestId: requestID, Op: &peerv1.Command_Txn{Txn: &peerv1.Txn{Ops: ops}}}
 	_, res, err := s.propose(ctx, cmd)
 	if err != nil {
 		return nil, err

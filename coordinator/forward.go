@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/internal/wiretime"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 )
 
@@ -150,7 +151,7 @@ func sendKeepAlives(client peerv1.PeerClient) func(context.Context, []uint64) ([
 		}
 		ttls := make([]time.Duration, len(ids))
 		for i, ms := range resp.TtlMs {
-			ttls[i] = time.Duration(ms) * time.Millisecond
+			ttls[i] = wiretime.Millis(ms)
 		}
 		return ttls, make([]error, len(ids)), nil
 	}

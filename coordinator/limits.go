@@ -50,14 +50,17 @@ func (l *sessionLimits) admit(conn string, limit int, isOpen func(uint64) bool) 
 		"sessions: this connection (%s) already has %d open sessions, the limit (MaxSessionsPerConn); reuse a session or close unused ones", conn, len(ids))
 }
 
-// opened counts session id against conn.
+// opened counts session id against conn, once: a retried Open answered from
+// the dedup table names a session already counted.
 func (l *sessionLimits) opened(conn string, id uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.byConn == nil {
 		l.byConn = map[string][]uint64{}
 	}
-	l.byConn[conn] = append(l.byConn[conn], id)
+	if !slices.Contains(l.byConn[conn], id) { // at most MaxSessionsPerConn ids
+		l.byConn[conn] = append(l.byConn[conn], id)
+	}
 }
 
 // connEnded forgets conn.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 )
 
@@ -83,10 +84,17 @@ func (s *Server) applyLocal(ctx context.Context, cmd *peerv1.Command) (uint64, *
 	return awaitApply(f)
 }
 
-// enqueue hands cmd to raft, stamped with the leader's clock, without
-// waiting for it: commands enqueued together share a group commit.
+// enqueue hands cmd to raft, stamped with the leader's clock and, when it has
+// a request id, its fingerprint, without waiting for it: commands enqueued
+// together share a group commit. Every command reaches the log through here,
+// so the fingerprint is computed in one place and carried in the entry: each
+// node compares the logged bytes, whatever version of the code it runs.
 func (s *Server) enqueue(ctx context.Context, cmd *peerv1.Command) (raft.ApplyFuture, error) {
 	cmd.TimeMs = time.Now().UnixMilli()
+	cmd.Fingerprint = nil
+	if cmd.RequestId != "" {
+		cmd.Fingerprint = ztree.Fingerprint(cmd)
+	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("encoding command: %w", err)

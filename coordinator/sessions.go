@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/colonymesh/colony/internal/wiretime"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 )
@@ -54,7 +55,7 @@ func (t *sessionTracker) arm() {
 	t.expiring = map[uint64]bool{}
 	now := time.Now()
 	for _, si := range t.s.fsm.tree.View().Sessions() {
-		ttl := time.Duration(si.TtlMs) * time.Millisecond
+		ttl := wiretime.Millis(si.TtlMs)
 		t.deadlines[si.SessionId] = now.Add(ttl)
 		t.ttls[si.SessionId] = ttl
 	}
@@ -68,13 +69,19 @@ func (t *sessionTracker) disarm() {
 }
 
 // observeApplied runs on the FSM goroutine after every batch: it starts
-// tracking sessions opened and stops tracking sessions closed or expired.
+// tracking sessions the batch opened and stops tracking sessions the batch
+// ended. It follows what the applied state holds, never what a command asked
+// for or what its reply said: a command answered from the dedup table (a
+// retried Open, a Close whose request id was used before) changes nothing in
+// the tree and so nothing here. view is the state right after the batch (the
+// FSM goroutine is the tree's only writer).
 func (t *sessionTracker) observeApplied(entries []ztree.Entry, results []*peerv1.CommandResult) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.active {
 		return
 	}
+	view := t.s.fsm.tree.View()
 	now := time.Now()
 	for i, e := range entries {
 		if e.Cmd == nil {
@@ -82,20 +89,32 @@ func (t *sessionTracker) observeApplied(entries []ztree.Entry, results []*peerv1
 		}
 		switch op := e.Cmd.Op.(type) {
 		case *peerv1.Command_OpenSession:
-			if r := results[i].GetOpenSession(); r != nil {
-				ttl := time.Duration(r.TtlMs) * time.Millisecond
-				if _, known := t.deadlines[r.SessionId]; !known {
-					t.deadlines[r.SessionId] = now.Add(ttl)
-					t.ttls[r.SessionId] = ttl
-				}
+			// A session is opened by the entry whose index is its id; a
+			// result naming another id is a replay from the dedup table.
+			r := results[i].GetOpenSession()
+			if r == nil || r.SessionId != e.Index {
+				continue
+			}
+			si, open := view.Session(r.SessionId) // closed again in this batch?
+			if _, known := t.deadlines[r.SessionId]; open && !known {
+				ttl := wiretime.Millis(si.TtlMs)
+				t.deadlines[r.SessionId] = now.Add(ttl)
+				t.ttls[r.SessionId] = ttl
 			}
 		case *peerv1.Command_CloseSession:
-			t.forget(op.CloseSession.SessionId)
+			t.forgetEnded(view, op.CloseSession.SessionId)
 		case *peerv1.Command_ExpireSessions:
 			for _, id := range op.ExpireSessions.SessionIds {
-				t.forget(id)
+				t.forgetEnded(view, id)
 			}
 		}
+	}
+}
+
+// forgetEnded stops tracking a session if the applied state no longer holds it.
+func (t *sessionTracker) forgetEnded(view *ztree.View, id uint64) {
+	if _, open := view.Session(id); !open {
+		t.forget(id)
 	}
 }
 
@@ -106,8 +125,9 @@ func (t *sessionTracker) forget(id uint64) {
 }
 
 // touch extends a session by its TTL from now. It reports the TTL, or
-// ok=false when the session is unknown or already expiring. The caller must
-// confirm leadership before acknowledging (a deposed leader must not).
+// ok=false when the session is unknown, already expiring or not held by the
+// applied state. The caller must confirm leadership before acknowledging (a
+// deposed leader must not).
 func (t *sessionTracker) touch(id uint64) (ttl time.Duration, ok bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -116,6 +136,10 @@ func (t *sessionTracker) touch(id uint64) (ttl time.Duration, ok bool, err error
 	}
 	ttl, known := t.ttls[id]
 	if !known || t.expiring[id] {
+		return 0, false, nil
+	}
+	if _, open := t.s.fsm.tree.View().Session(id); !open {
+		// Ended in the applied state; observeApplied is about to forget it.
 		return 0, false, nil
 	}
 	t.deadlines[id] = time.Now().Add(ttl)

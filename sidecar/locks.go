@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/wiretime"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/recipe"
 )
@@ -48,7 +49,7 @@ type lease struct {
 func newLocks(s *Sidecar) *locks { return &locks{s: s, leases: map[string]*lease{}} }
 
 func lockTTL(ms int64) (time.Duration, error) {
-	ttl := time.Duration(ms) * time.Millisecond
+	ttl := wiretime.Millis(ms) // saturates: a huge ttl_ms stays above the maximum
 	switch {
 	case ms == 0:
 		return defaultLockTTL, nil

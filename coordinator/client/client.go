@@ -52,6 +52,10 @@ type Config struct {
 	// Logger receives debug records about failover, reconnects and sessions.
 	// Nil: discard.
 	Logger *slog.Logger
+	// ClientID scopes this client's request ids on the coordinator (1 to 64
+	// characters of A-Z a-z 0-9 . _ : -). Set it, with WithRequestID, to
+	// retry a write across process restarts. Empty: a random id per Client.
+	ClientID string
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -102,6 +106,8 @@ type Client struct {
 	log *slog.Logger
 	eps []*endpoint
 
+	clientID string // sent with every request (clientid.go)
+
 	cur  atomic.Int64  // index into eps of the sticky current endpoint
 	zxid atomic.Uint64 // highest zxid seen in any response or event
 
@@ -136,10 +142,14 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger}
+	clientID, err := clientIDFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, clientID: clientID}
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	for i, addr := range cfg.Endpoints {
-		conn, err := grpc.NewClient(addr,
+		conn, err := grpc.NewClient(addr, append(clientIDDialOptions(clientID),
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithConnectParams(grpc.ConnectParams{
 				// Reconnect quickly: a restarted node should be usable again
@@ -152,7 +162,7 @@ func New(cfg Config) (*Client, error) {
 				},
 				MinConnectTimeout: cfg.DialTimeout,
 			}),
-		)
+		)...)
 		if err != nil {
 			c.cancel(ErrClosed)
 			for _, ep := range c.eps {
@@ -344,9 +354,11 @@ type requestIDKey struct{}
 
 // WithRequestID returns a context that makes the next write made with it
 // (Create, Set, Delete, Multi, OpenSession, CloseSession) carry id as its
-// request id instead of a fresh random one. Use it to retry a write across
-// process restarts: the coordinator applies a request id once and answers
-// repeats with the first result.
+// request id instead of a fresh random one. Use it, with a fixed
+// Config.ClientID, to retry a write across process restarts: the coordinator
+// applies a request id once per client id and answers repeats of the same
+// write with the first result (a different write with that id is
+// ErrInvalidArgument).
 func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, id)
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/internal/wiretime"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -62,7 +63,7 @@ func (c *Client) OpenSession(ctx context.Context, ttl time.Duration, name string
 		return nil, err
 	}
 	c.observe(resp.GetHeader())
-	granted := time.Duration(resp.GetTtlMs()) * time.Millisecond
+	granted := wiretime.Millis(resp.GetTtlMs())
 	if granted <= 0 {
 		return nil, fmt.Errorf("client: open session: server granted ttl_ms %d", resp.GetTtlMs())
 	}
@@ -197,7 +198,7 @@ func (s *Session) keepAlive(ctx context.Context, ep *endpoint, lastAck *time.Tim
 		}
 		*lastAck, acked = sent, true
 		s.lastAck.Store(sent.UnixNano())
-		if g := time.Duration(resp.GetTtlMs()) * time.Millisecond; g > 0 {
+		if g := wiretime.Millis(resp.GetTtlMs()); g > 0 {
 			s.ttl.Store(int64(g))
 		}
 		s.c.observe(resp.GetHeader())

@@ -2,6 +2,7 @@ package ztree
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -14,12 +15,16 @@ import (
 )
 
 // Request-id deduplication. A command with a request id is remembered with
-// its result; a later command with the same id gets that result back and
-// changes nothing. Entries are evicted deterministically, from leader time and
-// log order only, so every node holds the same table: an entry is dropped
-// once it is older than DedupWindowMs of leader time, and the oldest entries
-// are dropped while there are more than DedupMaxEntries. Changing either
-// constant changes the state machine: every node of a cluster must agree.
+// its result under the key (client id, request id), together with its
+// fingerprint (see Fingerprint). A later command with the same key and the
+// same fingerprint is a retry: it gets the remembered result back and changes
+// nothing. The same key with another fingerprint is a different request
+// reusing the id: it gets an InvalidArgument result and changes nothing.
+// Entries are evicted deterministically, from leader time and log order only,
+// so every node holds the same table: an entry is dropped once it is older
+// than DedupWindowMs of leader time, and the oldest entries are dropped while
+// there are more than DedupMaxEntries. Changing either constant changes the
+// state machine: every node of a cluster must agree.
 const (
 	// DedupWindowMs is how long (in leader time) a request id is remembered:
 	// a retry is deduplicated if it is applied within 10 minutes of the first
@@ -35,6 +40,8 @@ type Entry struct {
 	Index uint64
 	// Cmd is the decoded command; nil for a raft entry that carries no FSM
 	// command (configuration change, barrier), which only advances the index.
+	// The tree may keep its fingerprint: the caller must not modify the
+	// command's byte slices after Apply.
 	Cmd *peerv1.Command
 }
 
@@ -103,14 +110,15 @@ func applyCommand(s *state, index uint64, cmd *peerv1.Command, dedupMax int, eve
 		w.evictDedupBefore(cutoff)
 	}
 
-	id := cmd.GetRequestId()
-	if id != "" {
+	var key []byte
+	if cmd.GetRequestId() != "" {
+		key = dedupKey(cmd.GetClientId(), cmd.GetRequestId())
 		// An id older than the window counts as forgotten, exactly as if it
 		// had been evicted before the lookup.
-		if e, ok := s.dedup.Get([]byte(id)); ok && e.timeMs >= cutoff {
+		if e, ok := s.dedup.Get(key); ok && e.timeMs >= cutoff {
 			w := begin(s)
 			bookkeeping(w)
-			return w.commit(), proto.CloneOf(e.result), events
+			return w.commit(), e.replay(s, cmd), events
 		}
 	}
 
@@ -123,8 +131,8 @@ func applyCommand(s *state, index uint64, cmd *peerv1.Command, dedupMax int, eve
 		w = begin(s)
 	}
 	bookkeeping(w)
-	if id != "" {
-		w.remember(id, res)
+	if key != nil {
+		w.remember(key, cmd, res)
 		if n := w.dedup.len() - dedupMax; n > 0 {
 			w.evictOldestDedup(n)
 		}
@@ -556,12 +564,37 @@ func (w *writer) emit(typ colonyv1.EventType, path string, stat *colonyv1.Stat, 
 	w.events = append(w.events, &colonyv1.Event{Type: typ, Path: path, Zxid: w.index, Stat: stat, Data: data})
 }
 
-// remember stores a command's result under its request id. The stored result
-// is a private clone: the caller may modify the one it got.
-func (w *writer) remember(id string, res *peerv1.CommandResult) {
-	e := &dedupEntry{id: id, timeMs: w.timeMs, index: w.index, result: proto.CloneOf(res)}
-	w.dedup.insert([]byte(id), e)
+// remember stores a command's result under its dedup key. The stored result
+// is a private clone: the caller may modify the one it got. The fingerprint
+// is kept as it is (see Entry).
+func (w *writer) remember(key []byte, cmd *peerv1.Command, res *peerv1.CommandResult) {
+	e := &dedupEntry{
+		clientID:    cmd.GetClientId(),
+		requestID:   cmd.GetRequestId(),
+		fingerprint: cmd.GetFingerprint(),
+		timeMs:      w.timeMs,
+		index:       w.index,
+		result:      proto.CloneOf(res),
+	}
+	w.dedup.insert(key, e)
 	w.dedupOrder.insert(dedupOrderKey(e), struct{}{})
+}
+
+// replay answers cmd, whose key e remembers, from the table: the remembered
+// result if cmd is the same request (a retry), an InvalidArgument result if
+// it is a different one. A retried OpenSession whose session has ended since
+// is NotFound: answering its id would hand out a session that no longer
+// exists. It reads s and changes nothing.
+func (e *dedupEntry) replay(s *state, cmd *peerv1.Command) *peerv1.CommandResult {
+	if !bytes.Equal(e.fingerprint, cmd.GetFingerprint()) {
+		return resultErr(errRequestIDReused(e.requestID))
+	}
+	if o := e.result.GetOpenSession(); o != nil {
+		if _, open := s.sessions.Get(be64(o.GetSessionId())); !open {
+			return resultErr(errSessionEnded(o.GetSessionId()))
+		}
+	}
+	return proto.CloneOf(e.result)
 }
 
 // evictDedupBefore forgets the request ids remembered before cutoffMs.
@@ -590,8 +623,24 @@ func (w *writer) evictOldestDedup(n int) {
 func (w *writer) dropDedup(orderKeys [][]byte) {
 	for _, k := range orderKeys {
 		w.dedupOrder.delete(k)
-		w.dedup.delete(k[16:])
+		w.dedup.delete(k[dedupOrderPrefix:])
 	}
+}
+
+// Fingerprint returns what identifies cmd's request for deduplication: a
+// SHA-256 of its operation (the deterministic encoding of cmd without
+// request_id, time_ms, client_id and fingerprint). The leader stamps it into
+// the command as it appends it to the log, so every node compares the same
+// bytes whatever version of this code computed them.
+func Fingerprint(cmd *peerv1.Command) []byte {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&peerv1.Command{Op: cmd.GetOp()})
+	if err != nil {
+		// Only an invalid message fails (e.g. a string that is not UTF-8);
+		// hash its error text, so such commands share a fingerprint of their own.
+		b = []byte(err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return sum[:]
 }
 
 // cloneData copies data on its way into the tree, so that nothing the caller

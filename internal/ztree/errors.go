@@ -165,6 +165,18 @@ func errSessionNotFound(id uint64) error {
 	return newErr(ErrSessionNotFound, "session %#x not found or expired", id)
 }
 
+// errSessionEnded answers a retried OpenSession whose session has been
+// closed or has expired since the first attempt opened it.
+func errSessionEnded(id uint64) error {
+	return newErr(ErrSessionNotFound, "session %#x opened by this request has ended", id)
+}
+
+// errRequestIDReused answers a command whose request id its client already
+// used for a different command.
+func errRequestIDReused(requestID string) error {
+	return errInvalid("request_id %q: already used by this client for a different request (a request id is remembered for %d minutes)", requestID, DedupWindowMs/60_000)
+}
+
 // errInvalid is an InvalidArgument error; the message should name the field
 // and, where there is one, the limit.
 func errInvalid(format string, args ...any) error {

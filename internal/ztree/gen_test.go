@@ -63,6 +63,7 @@ func (g *gen) next(v *View) *peerv1.Command {
 	c := &peerv1.Command{TimeMs: g.timeMs}
 	if g.pick(4) == 0 {
 		c.RequestId = fmt.Sprint("r", g.pick(12))
+		c.ClientId = []string{"", "c1", "c2"}[g.pick(3)]
 	}
 	switch g.pick(16) {
 	case 0, 1, 2, 3, 4, 5, 6, 7, 8:
@@ -93,6 +94,9 @@ func (g *gen) next(v *View) *peerv1.Command {
 		c.Op = &peerv1.Command_ForgetMember{ForgetMember: &peerv1.ForgetMember{Id: fmt.Sprint("n", g.pick(4))}}
 	default:
 		c.Op = &peerv1.Command_Noop{Noop: &peerv1.Noop{}}
+	}
+	if c.RequestId != "" {
+		c.Fingerprint = Fingerprint(c) // as the leader stamps it
 	}
 	return c
 }

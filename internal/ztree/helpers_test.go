@@ -88,8 +88,17 @@ func txn(ops ...*colonyv1.Op) *peerv1.Command {
 	return &peerv1.Command{Op: &peerv1.Command_Txn{Txn: &peerv1.Txn{Ops: ops}}}
 }
 
+// withID gives c a request id in the anonymous client scope and stamps its
+// fingerprint, as the leader does.
 func withID(id string, c *peerv1.Command) *peerv1.Command {
-	c.RequestId = id
+	return withClientID("", id, c)
+}
+
+// withClientID gives c a request id in a client's scope and stamps its
+// fingerprint, as the leader does.
+func withClientID(client, id string, c *peerv1.Command) *peerv1.Command {
+	c.ClientId, c.RequestId = client, id
+	c.Fingerprint = Fingerprint(c)
 	return c
 }
 
@@ -287,7 +296,7 @@ func checkInvariants(s *state) error {
 		return fmt.Errorf("dedup %d entries, order index %d", s.dedup.Len(), s.dedupOrder.Len())
 	}
 	s.dedupOrder.Root().Walk(func(k []byte, _ struct{}) bool {
-		e, ok := s.dedup.Get(k[16:])
+		e, ok := s.dedup.Get(k[dedupOrderPrefix:])
 		if !ok || !bytes.Equal(dedupOrderKey(e), k) {
 			return fail("dedup order key %q has no matching entry", k)
 		}

@@ -55,9 +55,10 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 		}}})
 	})
 	s.dedupOrder.Root().Walk(func(k []byte, _ struct{}) bool {
-		e, _ := s.dedup.Get(k[16:])
+		e, _ := s.dedup.Get(k[dedupOrderPrefix:])
 		return put(&peerv1.SnapshotRecord{Record: &peerv1.SnapshotRecord_Dedup{Dedup: &peerv1.SnapshotDedup{
-			RequestId: e.id, TimeMs: e.timeMs, Index: e.index, Result: e.result,
+			RequestId: e.requestID, TimeMs: e.timeMs, Index: e.index, Result: e.result,
+			ClientId: e.clientID, Fingerprint: e.fingerprint,
 		}}})
 	})
 	s.members.Root().Walk(func(_ []byte, m *peerv1.RegisterMember) bool {
@@ -258,19 +259,33 @@ func (b *builder) session(ss *peerv1.SnapshotSession) error {
 	return nil
 }
 
+// dedup restores a remembered request id. A record written before client
+// ids and fingerprints existed has neither: it restores in the empty client
+// scope with an empty fingerprint, exactly what it meant then.
 func (b *builder) dedup(sd *peerv1.SnapshotDedup) error {
-	id := sd.GetRequestId()
+	id, client := sd.GetRequestId(), sd.GetClientId()
 	switch {
 	case id == "":
 		return errBadSnapshot("dedup: empty request id")
 	case sd.GetResult() == nil:
-		return errBadSnapshot("dedup %q: no result", id)
+		return errBadSnapshot("dedup %q/%q: no result", client, id)
 	case sd.GetIndex() > b.hdr.GetIndex():
-		return errBadSnapshot("dedup %q: index above the snapshot index %d", id, b.hdr.GetIndex())
+		return errBadSnapshot("dedup %q/%q: index above the snapshot index %d", client, id, b.hdr.GetIndex())
 	}
-	e := &dedupEntry{id: id, timeMs: sd.GetTimeMs(), index: sd.GetIndex(), result: sd.GetResult()}
-	if _, dup := b.dedups.Insert([]byte(id), e); dup {
-		return errBadSnapshot("dedup %q: duplicate", id)
+	key := dedupKey(client, id)
+	e := &dedupEntry{
+		clientID:    client,
+		requestID:   id,
+		fingerprint: sd.GetFingerprint(),
+		timeMs:      sd.GetTimeMs(),
+		index:       sd.GetIndex(),
+		result:      sd.GetResult(),
+	}
+	if len(e.fingerprint) == 0 {
+		e.fingerprint = nil // as remember stores an absent one
+	}
+	if _, dup := b.dedups.Insert(key, e); dup {
+		return errBadSnapshot("dedup %q/%q: duplicate", client, id)
 	}
 	b.dedupOrder.Insert(dedupOrderKey(e), struct{}{})
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -242,6 +243,12 @@ func (w failWriter) Write([]byte) (int, error) { return 0, w.err }
 // TestDeterminism applies the same generated commands to two trees, in
 // different batches, and expects identical results, events and snapshots.
 func TestDeterminism(t *testing.T) {
+	reused := 0 // request ids reused for a different request, over all seeds
+	defer func() {
+		if reused < 10 { // the fixed seeds give 15
+			t.Errorf("only %d request ids reused for a different request: the generator does not exercise the check", reused)
+		}
+	}()
 	for seed := range uint64(20) {
 		t.Run("seed"+string(rune('A'+seed)), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 42))
@@ -298,9 +305,15 @@ func TestDeterminism(t *testing.T) {
 					t.Fatalf("events out of zxid order at %d", i)
 				}
 			}
-			// Make sure the generator exercises the tree.
+			// Make sure the generator exercises the tree, and request ids
+			// reused for different requests (refused alike everywhere).
 			if len(e1) < 50 {
 				t.Errorf("only %d events from %d entries", len(e1), len(entries))
+			}
+			for _, r := range r1 {
+				if strings.Contains(r.GetError().GetMessage(), "already used by this client") {
+					reused++
+				}
 			}
 		})
 	}

@@ -84,10 +84,12 @@ func (s *session) info() *colonyv1.SessionInfo {
 // dedupEntry remembers the result of a command that carried a request id.
 // result is never modified (it is a private clone).
 type dedupEntry struct {
-	id     string
-	timeMs int64
-	index  uint64
-	result *peerv1.CommandResult
+	clientID    string
+	requestID   string
+	fingerprint []byte // the command's Fingerprint as logged (empty in old entries); never modified
+	timeMs      int64
+	index       uint64
+	result      *peerv1.CommandResult
 }
 
 // state is one immutable version of everything the state machine holds.
@@ -106,9 +108,9 @@ type state struct {
 	ttls *iradix.Tree[struct{}]
 	// containers: path -> {}, for every container node.
 	containers *iradix.Tree[struct{}]
-	// dedup: request id -> entry.
+	// dedup: dedupKey(client id, request id) -> entry.
 	dedup *iradix.Tree[*dedupEntry]
-	// dedupOrder: sortable64(time) ‖ be64(index) ‖ request id -> {}: the
+	// dedupOrder: sortable64(time) ‖ be64(index) ‖ dedup key -> {}: the
 	// eviction order of dedup (oldest first).
 	dedupOrder *iradix.Tree[struct{}]
 	// members: id -> registration.
@@ -193,10 +195,26 @@ func ttlKey(n *node, path string) []byte {
 	return append(sortable64(make([]byte, 0, 8+len(path)), n.expiresMs()), path...)
 }
 
+// dedupKey scopes a request id by its client: uvarint(len(client id)) ‖
+// client id ‖ request id, so that no two (client, request) pairs share a key.
+func dedupKey(clientID, requestID string) []byte {
+	k := make([]byte, 0, binary.MaxVarintLen64+len(clientID)+len(requestID))
+	k = binary.AppendUvarint(k, uint64(len(clientID)))
+	k = append(k, clientID...)
+	return append(k, requestID...)
+}
+
+// dedupOrderKey must end with the entry's dedupKey (dropDedup relies on it).
+
+// dedupOrderPrefix is the length of a dedupOrder key before its dedup key.
+const dedupOrderPrefix = 16
+
 func dedupOrderKey(e *dedupEntry) []byte {
-	k := sortable64(make([]byte, 0, 16+len(e.id)), e.timeMs)
+	k := sortable64(make([]byte, 0, dedupOrderPrefix+binary.MaxVarintLen64+len(e.clientID)+len(e.requestID)), e.timeMs)
 	k = binary.BigEndian.AppendUint64(k, e.index)
-	return append(k, e.id...)
+	k = binary.AppendUvarint(k, uint64(len(e.clientID)))
+	k = append(k, e.clientID...)
+	return append(k, e.requestID...)
 }
 
 // View is an immutable, point-in-time view of the tree: it sees every command

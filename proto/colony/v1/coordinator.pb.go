@@ -564,6 +564,14 @@ type CreateRequest struct {
 	// request_id makes the write idempotent: a retry with the same id is applied
 	// once and answered with the first result. Empty: the server assigns one
 	// (no retry protection across a lost reply).
+	//
+	// Request ids are scoped by client: the coordinator remembers a result under
+	// (the colony-client-id request metadata, request_id) for 10 minutes. The
+	// metadata is 1..64 characters of [A-Za-z0-9._:-]; without it the client is
+	// the anonymous one shared by every caller that sends none. A retry must be
+	// the same request: the same id with a different request from the same
+	// client is InvalidArgument and applies nothing. The same applies to the
+	// request_id of every write (Set, Delete, Multi, OpenSession, CloseSession).
 	RequestId     string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -835,7 +843,7 @@ type SetRequest struct {
 	// expected_version: the write only applies if the node's version equals it
 	// (compare-and-set). Unset or -1: any version.
 	ExpectedVersion *int64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
-	RequestId       string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId       string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // as in CreateRequest
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -955,7 +963,7 @@ type DeleteRequest struct {
 	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// expected_version as in SetRequest. Unset or -1: any version.
 	ExpectedVersion *int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
-	RequestId       string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId       string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // as in CreateRequest
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1649,7 +1657,7 @@ func (*OpResult_Error) isOpResult_Result() {}
 type MultiRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ops           []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
-	RequestId     string                 `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // as in CreateRequest
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1771,10 +1779,14 @@ func (x *MultiResponse) GetResults() []*OpResult {
 
 type OpenSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// ttl_ms requested; clamped to the server's [min, max] session TTL.
+	// ttl_ms requested; clamped to the server's [min, max] session TTL (any
+	// value above the maximum, however large, is granted the maximum). 0: the
+	// default (10s, clamped likewise); negative: InvalidArgument.
 	TtlMs int64 `protobuf:"varint,1,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	// name describes the owner (e.g. "orders-7f9c/sidecar"); informational.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// request_id as in CreateRequest. A retry answers the session the first
+	// attempt opened, or NotFound once that session has been closed or expired.
 	RequestId     string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1997,10 +2009,13 @@ func (x *KeepAliveResponse) GetTtlMs() int64 {
 	return 0
 }
 
+// CloseSessionRequest ends a session and deletes its ephemeral nodes. A
+// session that does not exist (never opened, already closed or expired) is
+// NotFound; a retry with the request_id of a close that succeeded answers OK.
 type CloseSessionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     uint64                 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId     string                 `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // as in CreateRequest
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

@@ -31,7 +31,9 @@ const (
 // Command is one raft log entry of the znode FSM.
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// request_id deduplicates retried writes (empty: no deduplication).
+	// request_id deduplicates retried writes (empty: no deduplication). It is
+	// scoped by client_id: the FSM remembers a result under (client_id,
+	// request_id), so two clients may use the same request id.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// time_ms is the leader's wall clock when it proposed the entry (unix ms).
 	// The FSM never reads a clock: it uses max(time_ms, last applied time_ms).
@@ -46,7 +48,17 @@ type Command struct {
 	//	*Command_RegisterMember
 	//	*Command_ForgetMember
 	//	*Command_Noop
-	Op            isCommand_Op `protobuf_oneof:"op"`
+	Op isCommand_Op `protobuf_oneof:"op"`
+	// client_id is the scope of request_id: the colony-client-id metadata of
+	// the client's request, as validated by the node that received it (empty
+	// without the metadata). Followers forward it with the command.
+	ClientId string `protobuf:"bytes,11,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// fingerprint identifies the request a request_id was first used for: a
+	// hash of the command without request_id, time_ms, client_id and
+	// fingerprint (ztree.Fingerprint), set by the leader as it appends the
+	// entry. A remembered request id answers only a command with the same
+	// fingerprint; any other gets InvalidArgument and changes nothing.
+	Fingerprint   []byte `protobuf:"bytes,12,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -170,6 +182,20 @@ func (x *Command) GetNoop() *Noop {
 		if x, ok := x.Op.(*Command_Noop); ok {
 			return x.Noop
 		}
+	}
+	return nil
+}
+
+func (x *Command) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Command) GetFingerprint() []byte {
+	if x != nil {
+		return x.Fingerprint
 	}
 	return nil
 }
@@ -1011,12 +1037,17 @@ func (x *SnapshotSession) GetCreatedMs() int64 {
 	return 0
 }
 
+// SnapshotDedup is one remembered request id. client_id and fingerprint
+// were added after format 1 was first written: a snapshot without them
+// restores entries in the empty client scope with an empty fingerprint.
 type SnapshotDedup struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	TimeMs        int64                  `protobuf:"varint,2,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
 	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
 	Result        *CommandResult         `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	ClientId      string                 `protobuf:"bytes,5,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Fingerprint   []byte                 `protobuf:"bytes,6,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1075,6 +1106,20 @@ func (x *SnapshotDedup) GetIndex() uint64 {
 func (x *SnapshotDedup) GetResult() *CommandResult {
 	if x != nil {
 		return x.Result
+	}
+	return nil
+}
+
+func (x *SnapshotDedup) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *SnapshotDedup) GetFingerprint() []byte {
+	if x != nil {
+		return x.Fingerprint
 	}
 	return nil
 }
@@ -1824,7 +1869,7 @@ var File_colony_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x19colony/peer/v1/peer.proto\x12\x0ecolony.peer.v1\x1a\x18colony/v1/breakers.proto\x1a\x1bcolony/v1/coordinator.proto\"\xaa\x04\n" +
+	"\x19colony/peer/v1/peer.proto\x12\x0ecolony.peer.v1\x1a\x18colony/v1/breakers.proto\x1a\x1bcolony/v1/coordinator.proto\"\xe9\x04\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x17\n" +
@@ -1837,7 +1882,9 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\x0fregister_member\x18\b \x01(\v2\x1e.colony.peer.v1.RegisterMemberH\x00R\x0eregisterMember\x12C\n" +
 	"\rforget_member\x18\t \x01(\v2\x1c.colony.peer.v1.ForgetMemberH\x00R\fforgetMember\x12*\n" +
 	"\x04noop\x18\n" +
-	" \x01(\v2\x14.colony.peer.v1.NoopH\x00R\x04noopB\x04\n" +
+	" \x01(\v2\x14.colony.peer.v1.NoopH\x00R\x04noop\x12\x1b\n" +
+	"\tclient_id\x18\v \x01(\tR\bclientId\x12 \n" +
+	"\vfingerprint\x18\f \x01(\fR\vfingerprintB\x04\n" +
 	"\x02op\"&\n" +
 	"\x03Txn\x12\x1f\n" +
 	"\x03ops\x18\x01 \x03(\v2\r.colony.v1.OpR\x03ops\"8\n" +
@@ -1886,13 +1933,15 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"created_ms\x18\x04 \x01(\x03R\tcreatedMs\"\x94\x01\n" +
+	"created_ms\x18\x04 \x01(\x03R\tcreatedMs\"\xd3\x01\n" +
 	"\rSnapshotDedup\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x17\n" +
 	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x125\n" +
-	"\x06result\x18\x04 \x01(\v2\x1d.colony.peer.v1.CommandResultR\x06result\"\x90\x02\n" +
+	"\x06result\x18\x04 \x01(\v2\x1d.colony.peer.v1.CommandResultR\x06result\x12\x1b\n" +
+	"\tclient_id\x18\x05 \x01(\tR\bclientId\x12 \n" +
+	"\vfingerprint\x18\x06 \x01(\fR\vfingerprint\"\x90\x02\n" +
 	"\x0eSnapshotRecord\x122\n" +
 	"\x04node\x18\x01 \x01(\v2\x1c.colony.peer.v1.SnapshotNodeH\x00R\x04node\x12;\n" +
 	"\asession\x18\x02 \x01(\v2\x1f.colony.peer.v1.SnapshotSessionH\x00R\asession\x125\n" +
