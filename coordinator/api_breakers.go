@@ -18,6 +18,7 @@ import (
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/internal/outcome"
 	"github.com/colonymesh/colony/internal/telemetry"
+	"github.com/colonymesh/colony/internal/wiretime"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -372,9 +373,9 @@ func (a *breakersAPI) SetOverride(ctx context.Context, req *colonyv1.SetOverride
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "mode: %v is not an override (want FORCE_OPEN, FORCE_CLOSED, DISABLED or SHADOW)", req.GetMode())
 	}
-	ttl := time.Duration(req.GetTtlMs()) * time.Millisecond
-	if req.GetTtlMs() < 0 || ttl > maxOverrideTTL {
-		return nil, status.Errorf(codes.InvalidArgument, "ttl_ms: %d is outside 0..%d (0: until cleared)", req.GetTtlMs(), maxOverrideTTL.Milliseconds())
+	ttl, err := overrideTTL(req.GetTtlMs())
+	if err != nil {
+		return nil, err
 	}
 	o := breaker.Override{Mode: mode, Reason: req.GetReason(), By: req.GetBy(), At: time.Now()}
 	if ttl > 0 {
@@ -405,6 +406,18 @@ func (a *breakersAPI) SetOverride(ctx context.Context, req *colonyv1.SetOverride
 			return err
 		})
 	return resp, toStatus(err)
+}
+
+// overrideTTL converts SetOverrideRequest.ttl_ms, saturating before the
+// range check: a plain time.Duration(ms)*time.Millisecond wraps negative for
+// ms >= 9,223,372,036,855 and such an override passed the maximum check and
+// never expired.
+func overrideTTL(ms int64) (time.Duration, error) {
+	ttl := wiretime.Millis(ms)
+	if ttl < 0 || ttl > maxOverrideTTL {
+		return 0, status.Errorf(codes.InvalidArgument, "ttl_ms: %d is outside 0..%d (0: until cleared)", ms, maxOverrideTTL.Milliseconds())
+	}
+	return ttl, nil
 }
 
 func (a *breakersAPI) ClearOverride(ctx context.Context, req *colonyv1.ClearOverrideRequest) (*colonyv1.OverrideResponse, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -421,6 +422,17 @@ func TestBreakerBadInput(t *testing.T) {
 		}, codes.InvalidArgument, "reason: required"},
 		{"override negative ttl", func() error {
 			_, err := bc.SetOverride(ctx, &colonyv1.SetOverrideRequest{Caller: "checkout", Callee: "payments", Mode: colonyv1.OverrideMode_OVERRIDE_MODE_FORCE_OPEN, Reason: "x", TtlMs: -5})
+			return err
+		}, codes.InvalidArgument, "ttl_ms"},
+		// Issue 13 item 6: these wrapped negative (or small) in the
+		// ms -> Duration conversion, passed the maximum check and stored an
+		// override that never expired.
+		{"override ttl that overflowed", func() error {
+			_, err := bc.SetOverride(ctx, &colonyv1.SetOverrideRequest{Caller: "checkout", Callee: "payments", Mode: colonyv1.OverrideMode_OVERRIDE_MODE_FORCE_OPEN, Reason: "x", TtlMs: 9_223_372_036_855})
+			return err
+		}, codes.InvalidArgument, "ttl_ms: 9223372036855 is outside 0..31622400000"},
+		{"override ttl max int64", func() error {
+			_, err := bc.SetOverride(ctx, &colonyv1.SetOverrideRequest{Caller: "checkout", Callee: "payments", Mode: colonyv1.OverrideMode_OVERRIDE_MODE_FORCE_OPEN, Reason: "x", TtlMs: math.MaxInt64})
 			return err
 		}, codes.InvalidArgument, "ttl_ms"},
 		{"hand-written record", func() error {
