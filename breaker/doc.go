@@ -91,8 +91,9 @@
 //	automaticTransitionFromOpenToHalfOpen-  always on: the leader's timer moves OPEN -> HALF_OPEN
 //	  Enabled
 //	recordExceptions / ignoreExceptions     Classification failures / excluded (statuses, not exceptions)
-//	maxWaitDurationInHalfOpenState          no equivalent: silent probe holders lose their
-//	                                        permits after ProbeTimeout instead
+//	maxWaitDurationInHalfOpenState          HalfOpenMaxWait (0 there means forever; here it is
+//	                                        always bounded, default 1m); silent probe holders
+//	                                        also lose their permits after ProbeTimeout
 //	(no equivalent)                         quorum
 //
 // Two semantic differences matter. In HALF_OPEN resilience4j waits for all

@@ -472,8 +472,9 @@ func (e *engine) override(ctx context.Context, k pairKey, o *breaker.Override, t
 		}
 	} else {
 		if p.rec.Override == nil {
+			err := noOverrideError(k, p.rec.Record, p.b.Policy())
 			e.mu.Unlock()
-			return nil, status.Errorf(codes.FailedPrecondition, "pair %s has no override to clear", k)
+			return nil, err
 		}
 		from := p.rec.State
 		e.clearOverride(p, now, breaker.HistoryCleared, by, reason)
@@ -491,6 +492,28 @@ func (e *engine) override(ctx context.Context, k pairKey, o *breaker.Override, t
 		return nil, err
 	}
 	return &colonyv1.OverrideResponse{Record: data}, nil
+}
+
+// noOverrideError is ClearOverride's answer for a pair without an override:
+// what the pair will do by itself, and how to force it now. Clearing does
+// not reset a breaker the engine decided on: resilience4j's reset() and
+// gobreaker's new breaker are an application's own choice, while here other
+// callers' protection depends on the pair, so closing it takes an explicit
+// override (force-close, then clear).
+func noOverrideError(k pairKey, rec breaker.Record, pol breaker.Policy) error {
+	var what string
+	switch rec.State {
+	case breaker.HalfOpen:
+		what = fmt.Sprintf("it is HALF_OPEN and leaves by itself: CLOSED after %d probe successes, OPEN again on a probe failure or, at the latest, at %s (halfOpenMaxWait %v after it half-opened)",
+			pol.SuccessesToClose, rec.Since.Add(pol.HalfOpenBound()).Format(time.RFC3339), pol.HalfOpenBound())
+	case breaker.Open:
+		what = fmt.Sprintf("it is OPEN until %s, then HALF_OPEN", rec.OpenUntil.Format(time.RFC3339))
+	default:
+		return status.Errorf(codes.FailedPrecondition, "pair %s has no override to clear (it is %v)", k, rec.State)
+	}
+	return status.Errorf(codes.FailedPrecondition,
+		"pair %s has no override to clear: %s; to close it now, force-close it (colony breaker force-close %s %s --reason ...), then clear",
+		k, what, k.caller, k.callee)
 }
 
 // resolvePolicies turns the user's specs (JSON overlays) into stored policy

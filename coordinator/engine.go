@@ -430,12 +430,12 @@ func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
 		return
 	}
 	if p.b.State() == breaker.HalfOpen {
-		if probes, changed := p.b.ReassignProbes(now, e.live(f, p, now)); changed {
-			snap := p.b.Snapshot()
-			p.hist = append(p.hist, breaker.HistoryEntry{
-				At: now, Kind: breaker.HistoryProbes, From: breaker.HalfOpen, To: breaker.HalfOpen,
-				Generation: snap.Generation, Shadow: shadow, Probes: probes,
-			})
+		// A reassignment is written (sidecars enforce the permits) but is
+		// no history entry: callers that report nothing make permits go
+		// round every ProbeTimeout, and two entries per cycle pushed the
+		// trip out of the 200 kept in minutes (issue 13 item 8). The
+		// HALF_OPEN entry has the first assignment, the record the current.
+		if _, changed := p.b.ReassignProbes(now, e.live(f, p, now)); changed {
 			e.setFromBreaker(p, "")
 			e.traceDecision(context.Background(), p, breaker.HalfOpen, breaker.HalfOpen, string(breaker.HistoryProbes), shadow, nil)
 		}
@@ -603,11 +603,12 @@ func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, h
 		ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Set{Set: &colonyv1.SetRequest{Path: recPath, Data: data, ExpectedVersion: &version}}})
 		// Keep the newest historyKeep entries, counting the new ones.
 		if names, _, err := v.Children(histDir); err == nil {
-			sort.Strings(names) // sequence suffixes are zero-padded
-			if drop := len(names) + len(hist) - historyKeep; drop > 0 {
-				for _, n := range names[:min(drop, len(names))] {
-					ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Delete{Delete: &colonyv1.DeleteRequest{Path: path.Join(histDir, n)}}})
-				}
+			get := func(n string) []byte {
+				data, _, _ := v.Get(path.Join(histDir, n))
+				return data
+			}
+			for _, n := range historyToTrim(names, hist, get) {
+				ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Delete{Delete: &colonyv1.DeleteRequest{Path: path.Join(histDir, n)}}})
 			}
 		}
 	}
@@ -643,6 +644,46 @@ func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, h
 	}
 	e.mu.Unlock()
 	return nil
+}
+
+// historyToTrim returns the stored history entries (names, h-<seq>) to
+// delete so that, with the new entries added, historyKeep remain: the
+// oldest, except the newest trip (a CLOSED -> OPEN transition), which
+// started the episode the pair may still be in. OPEN/HALF_OPEN cycles
+// (re-opens, half-open timeouts) add entries for as long as the callee stays
+// down, and must not push out why it went down. get reads a stored entry.
+func historyToTrim(names []string, added []breaker.HistoryEntry, get func(string) []byte) []string {
+	drop := len(names) + len(added) - historyKeep
+	if drop <= 0 {
+		return nil
+	}
+	names = slices.Clone(names)
+	sort.Strings(names) // sequence suffixes are zero-padded
+	isTrip := func(kind breaker.HistoryKind, from, to breaker.State) bool {
+		return kind == breaker.HistoryTransition && from == breaker.Closed && to == breaker.Open
+	}
+	protect := -1
+	tripAdded := slices.ContainsFunc(added, func(h breaker.HistoryEntry) bool { return isTrip(h.Kind, h.From, h.To) })
+	for i := len(names) - 1; i >= 0 && !tripAdded; i-- {
+		var h struct {
+			Kind     breaker.HistoryKind `json:"kind"`
+			From, To breaker.State
+		}
+		if json.Unmarshal(get(names[i]), &h) == nil && isTrip(h.Kind, h.From, h.To) {
+			protect = i
+			break
+		}
+	}
+	out := make([]string, 0, drop)
+	for i, n := range names {
+		if len(out) == drop {
+			break
+		}
+		if i != protect {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // propose commits ops as one transaction through this node, the leader, and

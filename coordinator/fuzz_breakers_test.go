@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/breaker"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -55,6 +56,7 @@ func FuzzBreakerDurations(f *testing.F) {
 		p := sets[0].Policy
 		for name, d := range map[string]time.Duration{
 			"window": p.Window, "openDuration": p.OpenDuration, "probeTimeout": p.ProbeTimeout,
+			"halfOpenMaxWait": p.HalfOpenMaxWait,
 		} {
 			if d <= 0 {
 				t.Fatalf("policy %q accepted with %s %v", policy, name, d)
@@ -66,6 +68,9 @@ func FuzzBreakerDurations(f *testing.F) {
 		now := time.Now()
 		if d := p.OpenDurationFor(1000, 1); d <= 0 || !now.Add(d).After(now) {
 			t.Fatalf("policy %q: open duration %v after 1000 opens", policy, d)
+		}
+		if b := p.HalfOpenBound(); b <= 0 || b > breaker.MaxHalfOpenMaxWait || !now.Add(b).After(now) {
+			t.Fatalf("policy %q: half-open bound %v", policy, b)
 		}
 	})
 }

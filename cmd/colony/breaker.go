@@ -381,8 +381,8 @@ func policyLines(p breaker.Policy) [][2]string {
 		{"quorum", quorum},
 		{"failures", failText},
 		{"open for", open},
-		{"half-open", fmt.Sprintf("%d probe calls fleet-wide, %d successes close it, probe timeout %v",
-			p.ProbeBudget, p.SuccessesToClose, p.ProbeTimeout)},
+		{"half-open", fmt.Sprintf("%d probe calls fleet-wide, %d successes close it, probe timeout %v, OPEN again after %v without a decision",
+			p.ProbeBudget, p.SuccessesToClose, p.ProbeTimeout, p.HalfOpenBound())},
 	}
 }
 
