@@ -332,9 +332,10 @@ func (e *engine) get(k pairKey, limit int, now time.Time) (*colonyv1.GetBreakerR
 	}
 	rec := p.rec.Clone()
 	pol := p.b.Policy()
+	_, pv := e.policyFor(k) // the version pol comes from: rec's can be older
 	ev := p.b.Evidence(now)
 	e.mu.Unlock()
-	resp := &colonyv1.GetBreakerResponse{}
+	resp := &colonyv1.GetBreakerResponse{PolicyVersion: &pv}
 	var errs [3]error
 	resp.Record, errs[0] = json.Marshal(rec)
 	resp.Policy, errs[1] = json.Marshal(pol)

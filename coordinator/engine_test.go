@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -688,5 +689,34 @@ func TestHistoryToTrimKeepsTheTrip(t *testing.T) {
 				t.Fatalf("historyToTrim = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestGetBreakerPolicyVersion (issue 13 item 11): GetBreaker names the
+// version of the policy it returns, not the older one in the record.
+func TestGetBreakerPolicyVersion(t *testing.T) {
+	c := newTestCluster(t, 1)
+	n := c.leader()
+	applyTestPolicy(t, n, "payments", testPolicy(time.Second))
+	report(t, n, "checkout", "payments", "c1", 5, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for recordOn(t, n, "checkout", "payments") == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no record for checkout->payments within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	applyTestPolicy(t, n, "payments", strings.Replace(testPolicy(time.Second), `"failureRateThreshold":0.5`, `"failureRateThreshold":0.25`, 1))
+	got, err := breakersOf(n).GetBreaker(ctxT(t), &colonyv1.GetBreakerRequest{Caller: "checkout", Callee: "payments"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pol breaker.Policy
+	var rec breaker.PairRecord
+	if err := errors.Join(json.Unmarshal(got.Policy, &pol), json.Unmarshal(got.Record, &rec)); err != nil {
+		t.Fatal(err)
+	}
+	if pol.FailureRateThreshold != 0.25 || got.PolicyVersion == nil || got.GetPolicyVersion() != 1 {
+		t.Fatalf("policy %v with version %v, want the second policy (0.25), version 1 (record says %d)", pol.FailureRateThreshold, got.PolicyVersion, rec.PolicyVersion)
 	}
 }

@@ -138,7 +138,7 @@ schema of the documents under /colony/breakers, /colony/policies and
 		}
 		if s.json {
 			return writeIndentedJSON(s.out, breakerInfoJSON{
-				Record: info.Record, Policy: info.Policy, Live: info.Live, History: info.History,
+				Record: info.Record, Policy: info.Policy, PolicyVersion: info.PolicyVersion, Live: info.Live, History: info.History,
 			})
 		}
 		return printBreakerInfo(s.out, info, time.Now())
@@ -150,10 +150,11 @@ schema of the documents under /colony/breakers, /colony/policies and
 // breakerInfoJSON is client.BreakerInfo with the same lower-case keys as
 // the documents it holds and the API's GetBreakerResponse.
 type breakerInfoJSON struct {
-	Record  breaker.PairRecord     `json:"record"`
-	Policy  breaker.Policy         `json:"policy"`
-	Live    breaker.Evidence       `json:"live"`
-	History []breaker.HistoryEntry `json:"history"`
+	Record        breaker.PairRecord     `json:"record"`
+	Policy        breaker.Policy         `json:"policy"`
+	PolicyVersion int64                  `json:"policyVersion"`
+	Live          breaker.Evidence       `json:"live"`
+	History       []breaker.HistoryEntry `json:"history"`
 }
 
 // printBreakerInfo writes what breaker get shows, for a person.
@@ -204,10 +205,13 @@ func printBreakerInfo(w io.Writer, info *client.BreakerInfo, now time.Time) erro
 		}
 	}
 
-	if rec.PolicyVersion < 0 {
+	// The version of the policy shown below, not the record's
+	// policyVersion: that is the one the engine last decided with, older
+	// when the policy changed since (issue 13 item 11).
+	if info.PolicyVersion < 0 {
 		fmt.Fprintf(tw, "Policy in force: the default (%s has no policy of its own)\n", rec.Callee)
 	} else {
-		fmt.Fprintf(tw, "Policy in force: version %d of /colony/policies/%s\n", rec.PolicyVersion, rec.Callee)
+		fmt.Fprintf(tw, "Policy in force: version %d of /colony/policies/%s\n", info.PolicyVersion, rec.Callee)
 	}
 	for _, l := range policyLines(info.Policy) {
 		row(l[0], "%s", l[1])

@@ -301,3 +301,31 @@ func TestAgoText(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintBreakerInfoPolicyVersion (issue 13 item 11): breaker get printed
+// the record's policyVersion (the version the engine last decided with, 0
+// here) above the values of the policy in force (version 1).
+func TestPrintBreakerInfoPolicyVersion(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	pol := breaker.DefaultPolicy()
+	pol.FailureRateThreshold = 0.25
+	info := &client.BreakerInfo{
+		Record: breaker.PairRecord{Caller: "checkout", Callee: "payments", PolicyVersion: 0,
+			Record: breaker.Record{State: breaker.Closed, Generation: 1, Since: now.Add(-time.Minute)}},
+		Policy: pol, PolicyVersion: 1, Live: breaker.Evidence{At: now},
+	}
+	var out strings.Builder
+	if err := printBreakerInfo(&out, info, now); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "breaker get", out.String(), "Policy in force: version 1 of /colony/policies/payments", "25%")
+	if strings.Contains(out.String(), "version 0") {
+		t.Fatalf("breaker get shows the record's stale policy version:\n%s", out.String())
+	}
+	info.PolicyVersion = -1
+	out.Reset()
+	if err := printBreakerInfo(&out, info, now); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "breaker get", out.String(), "Policy in force: the default (payments has no policy of its own)")
+}
