@@ -495,6 +495,65 @@ func (e *engine) override(ctx context.Context, k pairKey, o *breaker.Override, t
 	return &colonyv1.OverrideResponse{Record: data}, nil
 }
 
+func (a *breakersAPI) DeleteBreaker(ctx context.Context, req *colonyv1.DeleteBreakerRequest) (*colonyv1.DeleteBreakerResponse, error) {
+	s := a.s
+	k, err := validPair(req.GetCaller(), req.GetCallee())
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetReason()) > breaker.MaxReasonLen {
+		return nil, status.Errorf(codes.InvalidArgument, "reason: %d bytes, the limit is %d", len(req.GetReason()), breaker.MaxReasonLen)
+	}
+	if len(req.GetBy()) > breaker.MaxByLen {
+		return nil, status.Errorf(codes.InvalidArgument, "by: %d bytes, the limit is %d", len(req.GetBy()), breaker.MaxByLen)
+	}
+	var resp *colonyv1.DeleteBreakerResponse
+	err = s.onEngine(ctx,
+		func(e *engine) error {
+			rec, err := e.deletePair(ctx, k, func(p *pair) error {
+				if req.GetForce() {
+					return nil
+				}
+				return deleteRefusal(k, p.rec)
+			}, "deleted", req.GetBy(), req.GetReason())
+			if err != nil {
+				return err
+			}
+			data, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			resp = &colonyv1.DeleteBreakerResponse{Header: s.header(), Record: data}
+			return nil
+		},
+		func(ctx context.Context, addr string) (err error) {
+			resp, err = forwardBreakers(s, ctx, addr, func(c colonyv1.BreakersClient) (*colonyv1.DeleteBreakerResponse, error) {
+				return c.DeleteBreaker(ctx, req)
+			})
+			return err
+		})
+	return resp, toStatus(err)
+}
+
+// deleteRefusal is DeleteBreaker's answer, without force, for a pair whose
+// deletion would undo a decision: OPEN or HALF_OPEN protects the callee (a
+// gobreaker or Envoy user expects a tripped breaker to stay tripped until it
+// recovers, not to vanish), an override is an operator's. nil when the pair
+// is CLOSED with no override: deleting it loses nothing a report would not
+// recreate.
+func deleteRefusal(k pairKey, rec breaker.PairRecord) error {
+	var why string
+	switch {
+	case rec.Override != nil:
+		why = fmt.Sprintf("it has a %s override (by %s: %q); clear it first, or", rec.Override.Mode, rec.Override.By, rec.Override.Reason)
+	case rec.State != breaker.Closed:
+		why = fmt.Sprintf("it is %v, protecting %s: deleting it lets every caller call again at once; wait until it closes, or", rec.State, k.callee)
+	default:
+		return nil
+	}
+	return status.Errorf(codes.FailedPrecondition, "pair %s not deleted: %s delete with force (colony breaker rm --force)", k, why)
+}
+
 // noOverrideError is ClearOverride's answer for a pair without an override:
 // what the pair will do by itself, and how to force it now. Clearing does
 // not reset a breaker the engine decided on: resilience4j's reset() and

@@ -44,7 +44,7 @@ $USER@hostname): both stay in the pair's history, which "breaker get" shows.`,
 	} {
 		cmd.AddCommand(newBreakerOverrideCmd(f, m.use, m.mode, m.short))
 	}
-	cmd.AddCommand(newBreakerClearCmd(f), newBreakerReportCmd(f), newBreakerWatchCmd(f))
+	cmd.AddCommand(newBreakerClearCmd(f), newBreakerRmCmd(f), newBreakerReportCmd(f), newBreakerWatchCmd(f))
 	return cmd
 }
 
@@ -448,6 +448,45 @@ the pair's history.`,
 	})
 	cmd.Flags().StringVar(&reason, "reason", "", "why (kept in the history)")
 	cmd.Flags().StringVar(&by, "by", "", "who clears it (default $USER@hostname)")
+	return cmd
+}
+
+func newBreakerRmCmd(f *clientFlags) *cobra.Command {
+	var (
+		reason, by string
+		force      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "rm CALLER CALLEE",
+		Short: "Delete a pair's breaker: its record and history",
+		Long: `Delete a caller -> callee pair's breaker: its record and history are removed
+(through the raft log), and callers enforce nothing for the pair until it is
+reported again, when it comes back CLOSED with a fresh window.
+
+A pair that is OPEN or HALF_OPEN protects its callee, and an override is an
+operator's decision: deleting either needs --force. The leader also deletes
+idle pairs by itself (CLOSED, no override, no report for the coordinator's
+--breaker-idle-expiry, 24h by default).`,
+		Example: `  colony breaker rm checkout paymnts --reason "misspelt callee"
+  colony breaker rm checkout payments --force --reason "payments retired"`,
+		Aliases: []string{"delete"},
+		Args:    cobra.ExactArgs(2),
+	}
+	cmd.RunE = f.run(false, func(ctx context.Context, s *cli, args []string) error {
+		rec, err := s.c.DeleteBreaker(ctx, args[0], args[1], force, reason, byOrUser(by))
+		if err != nil {
+			return err
+		}
+		if s.json {
+			return writeIndentedJSON(s.out, rec)
+		}
+		_, err = fmt.Fprintf(s.out, "%s -> %s: deleted (was %s, generation %d)\n", rec.Caller, rec.Callee, rec.State, rec.Generation)
+		return err
+	})
+	fl := cmd.Flags()
+	fl.BoolVar(&force, "force", false, "delete a pair that is OPEN or HALF_OPEN or has an override")
+	fl.StringVar(&reason, "reason", "", "why (logged by the leader)")
+	fl.StringVar(&by, "by", "", "who deletes it (default $USER@hostname)")
 	return cmd
 }
 

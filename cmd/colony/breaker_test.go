@@ -283,6 +283,20 @@ func TestBreakerCommands(t *testing.T) {
 	if err := runErr("breaker", "get", "web", "inventory", "--history", "500"); !errors.Is(err, client.ErrInvalidArgument) {
 		t.Errorf("--history 500: %v, want the server's invalid argument", err)
 	}
+
+	// rm: an override (or an OPEN pair) needs --force; then the pair is gone.
+	run("breaker", "force-open", "web", "inventory", "--reason", "maintenance")
+	err = runErr("breaker", "rm", "web", "inventory")
+	mustContain(t, "rm of a pair with an override", err.Error(), "force-open override", "--force")
+	out = run("breaker", "rm", "web", "inventory", "--force", "--reason", "inventory retired")
+	mustContain(t, "rm --force", out, "web -> inventory: deleted (was OPEN, generation")
+	if out := run("breaker", "ls"); strings.Contains(out, "inventory") {
+		t.Errorf("breaker ls lists the deleted pair:\n%s", out)
+	}
+	err = runErr("breaker", "get", "web", "inventory")
+	mustContain(t, "get of the deleted pair", err.Error(), "no breaker for web->inventory")
+	err = runErr("breaker", "rm", "web", "inventory")
+	mustContain(t, "rm of a deleted pair", err.Error(), "no breaker for web->inventory")
 }
 
 func TestAgoText(t *testing.T) {

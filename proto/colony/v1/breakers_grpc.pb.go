@@ -51,7 +51,10 @@ type BreakersClient interface {
 	// one entry per pair. The request is validated as a whole: a bad entry
 	// rejects it (InvalidArgument naming the entry and field) and nothing is
 	// counted. A callee is known when it has a policy or registered instances;
-	// reports for unknown callees are rejected (NotFound).
+	// reports for unknown callees are rejected (NotFound). A request that
+	// would create a pair beyond the engine's limit (MaxBreakerPairs) or its
+	// caller's share of it (MaxBreakerPairsPerCaller) is rejected as a whole
+	// (ResourceExhausted naming the limit).
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
 	// ListBreakers returns every pair's record with the leader's live window.
 	ListBreakers(ctx context.Context, in *ListBreakersRequest, opts ...grpc.CallOption) (*ListBreakersResponse, error)
@@ -189,7 +192,10 @@ type BreakersServer interface {
 	// one entry per pair. The request is validated as a whole: a bad entry
 	// rejects it (InvalidArgument naming the entry and field) and nothing is
 	// counted. A callee is known when it has a policy or registered instances;
-	// reports for unknown callees are rejected (NotFound).
+	// reports for unknown callees are rejected (NotFound). A request that
+	// would create a pair beyond the engine's limit (MaxBreakerPairs) or its
+	// caller's share of it (MaxBreakerPairsPerCaller) is rejected as a whole
+	// (ResourceExhausted naming the limit).
 	Report(context.Context, *ReportRequest) (*ReportResponse, error)
 	// ListBreakers returns every pair's record with the leader's live window.
 	ListBreakers(context.Context, *ListBreakersRequest) (*ListBreakersResponse, error)
