@@ -71,8 +71,9 @@ type Policy struct {
 	// maxWaitDurationInHalfOpenState): when the probes have neither closed
 	// nor re-opened the breaker this long after it half-opened, it goes
 	// back to OPEN with the backoff applied (OpenCount+1). At least
-	// ProbeTimeout, at most 24h. 0 means 6 * ProbeTimeout (policies stored
-	// before the field existed decode to 0).
+	// ProbeTimeout, at most 24h. 0 means 6 * ProbeTimeout, capped at 24h
+	// or ProbeTimeout if longer (policies stored before the field existed
+	// decode to 0).
 	HalfOpenMaxWait time.Duration `json:"halfOpenMaxWait" yaml:"halfOpenMaxWait"`
 
 	// MinFailingInstances is the quorum by count: how many distinct caller
@@ -198,8 +199,6 @@ func (p Policy) Validate() error {
 		add("halfOpenMaxWait: %v is outside 0..%v (0: 6 * probeTimeout)", w, MaxHalfOpenMaxWait)
 	case w > 0 && w < p.ProbeTimeout:
 		add("halfOpenMaxWait: %v is below probeTimeout %v (probes need at least one probe timeout)", w, p.ProbeTimeout)
-	case w == 0 && p.ProbeTimeout > MaxHalfOpenMaxWait/6:
-		add("halfOpenMaxWait: 0 means 6 * probeTimeout = 6 * %v, above the limit %v; set it", p.ProbeTimeout, MaxHalfOpenMaxWait)
 	}
 
 	if p.MinFailingInstances < 0 {
@@ -241,10 +240,15 @@ func (p Policy) OpenDurationFor(opens int, u float64) time.Duration {
 }
 
 // HalfOpenBound returns how long HALF_OPEN may last: HalfOpenMaxWait, or
-// 6 * ProbeTimeout when it is 0.
+// when it is 0, 6 * ProbeTimeout, at most MaxHalfOpenMaxWait unless
+// ProbeTimeout itself is longer (it never overflows: a policy stored before
+// the field existed may have any ProbeTimeout).
 func (p Policy) HalfOpenBound() time.Duration {
 	if p.HalfOpenMaxWait > 0 {
 		return p.HalfOpenMaxWait
+	}
+	if p.ProbeTimeout > MaxHalfOpenMaxWait/6 {
+		return max(MaxHalfOpenMaxWait, p.ProbeTimeout)
 	}
 	return 6 * p.ProbeTimeout
 }

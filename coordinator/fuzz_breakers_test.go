@@ -69,7 +69,7 @@ func FuzzBreakerDurations(f *testing.F) {
 		if d := p.OpenDurationFor(1000, 1); d <= 0 || !now.Add(d).After(now) {
 			t.Fatalf("policy %q: open duration %v after 1000 opens", policy, d)
 		}
-		if b := p.HalfOpenBound(); b <= 0 || b > breaker.MaxHalfOpenMaxWait || !now.Add(b).After(now) {
+		if b := p.HalfOpenBound(); b <= 0 || b > max(breaker.MaxHalfOpenMaxWait, p.ProbeTimeout) || b < p.ProbeTimeout || !now.Add(b).After(now) {
 			t.Fatalf("policy %q: half-open bound %v", policy, b)
 		}
 	})
