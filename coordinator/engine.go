@@ -62,7 +62,6 @@ type engine struct {
 	byCaller map[string]int         // pairs per caller service
 	policies map[string]policyEntry // by callee
 	rng      *rand.Rand
-	started  time.Time // this term's engine start: the earliest idle clock
 
 	maxPairs, perCaller, overrideReserve int
 	idle                                 time.Duration
@@ -116,7 +115,6 @@ func newEngine(s *Server) *engine {
 		policies: map[string]policyEntry{},
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		kick:     make(chan struct{}, 1),
-		started:  time.Now(),
 
 		maxPairs:        s.cfg.MaxBreakerPairs,
 		perCaller:       s.cfg.MaxBreakerPairsPerCaller,

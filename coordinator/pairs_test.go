@@ -103,10 +103,12 @@ func TestBreakerPairTableFill(t *testing.T) {
 
 	// The fillers stop; their pairs expire, through the log.
 	until(t, 10*time.Second, "the fillers' pairs expire", func() bool {
-		return recordOn(t, n, "filler1", "e0") == nil && recordOn(t, n, "filler2", "e2") == nil
+		kids1, _, _ := n.srv.fsm.tree.View().Children("/colony/breakers/filler1")
+		kids2, _, _ := n.srv.fsm.tree.View().Children("/colony/breakers/filler2")
+		return len(kids1)+len(kids2) == 0
 	})
 	v := n.srv.fsm.tree.View()
-	for _, p := range []string{"/colony/breakers/filler1", "/colony/history/filler1/e0", "/colony/history/filler2"} {
+	for _, p := range []string{"/colony/breakers/filler1", "/colony/breakers/filler2", "/colony/history/filler1", "/colony/history/filler2"} {
 		if _, _, err := v.Get(p); err == nil {
 			t.Errorf("%s is still in the tree after its pairs expired", p)
 		}
