@@ -695,6 +695,7 @@ func (e *engine) applyPolicies(ctx context.Context, sets []breaker.PolicySet) (*
 	resp := &colonyv1.ApplyPoliciesResponse{}
 	var ops []*colonyv1.Op
 	var changed []breaker.PolicySet
+	created := 0
 	for _, ps := range sets {
 		data, err := json.Marshal(ps)
 		if err != nil {
@@ -712,11 +713,21 @@ func (e *engine) applyPolicies(ctx context.Context, sets []breaker.PolicySet) (*
 			ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Set{Set: &colonyv1.SetRequest{Path: p, Data: data, ExpectedVersion: &ver}}})
 		default:
 			ops = append(ops, createOp(p, data))
+			created++
 		}
 		changed = append(changed, ps)
 	}
 	if len(ops) == 0 {
 		return resp, nil
+	}
+	// Policies make callees known, which lets reports create pairs; their
+	// number is bounded like the pairs' (the tree holds them all).
+	e.mu.Lock()
+	have := len(e.policies)
+	e.mu.Unlock()
+	if limit := e.maxPairs + e.overrideReserve; have+created > limit {
+		return nil, status.Errorf(codes.ResourceExhausted, "policies: %d new callees with %d policies stored would exceed the limit of %d (MaxBreakerPairs plus its override reserve); delete unused ones (colony policy rm)",
+			created, have, limit)
 	}
 	txn, err := e.propose(ctx, ops)
 	if err != nil {

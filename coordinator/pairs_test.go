@@ -132,6 +132,18 @@ func TestBreakerPairTableFill(t *testing.T) {
 	if got := strings.Join(pairs, " "); got != "checkout->orders checkout->payments" {
 		t.Fatalf("pairs after expiry: %s", got)
 	}
+
+	// Policies, which make callees known, are bounded too: 10 stored, 16
+	// allowed (6 plus the reserve of 10).
+	var specs []*colonyv1.PolicySpec
+	for i := range 7 {
+		specs = append(specs, &colonyv1.PolicySpec{Callee: fmt.Sprintf("p%d", i)})
+	}
+	_, err = breakersOf(n).ApplyPolicies(ctxT(t), &colonyv1.ApplyPoliciesRequest{Policies: specs})
+	wantCode(t, "policies beyond the limit", err, codes.ResourceExhausted, "policies: 7 new callees with 10 policies stored would exceed the limit of 16")
+	if _, err := breakersOf(n).ApplyPolicies(ctxT(t), &colonyv1.ApplyPoliciesRequest{Policies: specs[:6]}); err != nil {
+		t.Fatalf("policies within the limit: %v", err)
+	}
 }
 
 // TestBreakerIdleExpirySurvivesLeaderChange: an expired pair is gone from
