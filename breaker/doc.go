@@ -14,6 +14,7 @@
 //	OPEN --(open duration elapsed)--> HALF_OPEN
 //	HALF_OPEN --(SuccessesToClose probe successes)--> CLOSED
 //	HALF_OPEN --(any probe failure; OpenCount+1, longer open duration)--> OPEN
+//	HALF_OPEN --(no decision within HalfOpenMaxWait; OpenCount+1)--> OPEN
 //
 // The quorum (MinFailingInstances, MinFailingShare) counts distinct caller
 // instances that saw failures in the window, so one sick caller cannot open
