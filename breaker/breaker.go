@@ -252,7 +252,8 @@ func (b *Breaker) Snapshot() Record {
 
 // Deadline returns when Evaluate or ReassignProbes next has work that no
 // report will trigger: the end of the open duration when OPEN; the earliest
-// probe timeout of a holder with unused permits when HALF_OPEN. ok is false
+// probe timeout of a holder with unused permits, or the end of the
+// half-open bound, whichever is first, when HALF_OPEN. ok is false
 // when nothing is timed. In CLOSED evaluate after reports and also on a
 // periodic timer (a bucket width is plenty): as old buckets expire, the
 // failure rate can rise with no new report.
@@ -261,9 +262,10 @@ func (b *Breaker) Deadline() (t time.Time, ok bool) {
 	case Open:
 		return b.until, true
 	case HalfOpen:
+		t, ok = b.since.Add(b.p.HalfOpenBound()), true
 		for _, h := range b.probe.holders {
 			if h.used < h.permits {
-				if d := h.heard.Add(b.p.ProbeTimeout); !ok || d.Before(t) {
+				if d := h.heard.Add(b.p.ProbeTimeout); d.Before(t) {
 					t, ok = d, true
 				}
 			}
@@ -321,7 +323,9 @@ func (b *Breaker) Report(now time.Time, instance string, c Counts) error {
 //   - OPEN -> HALF_OPEN once now reaches the open deadline (not before);
 //   - HALF_OPEN -> OPEN on any probe failure, the open count incremented so
 //     the open duration backs off;
-//   - HALF_OPEN -> CLOSED after SuccessesToClose probe successes.
+//   - HALF_OPEN -> CLOSED after SuccessesToClose probe successes;
+//   - HALF_OPEN -> OPEN, backed off the same way, when neither happened
+//     within HalfOpenBound() of half-opening (whatever the permits).
 //
 // Every transition increments the generation, sets since to now and starts
 // a fresh window. After a transition to HALF_OPEN the engine calls
@@ -352,6 +356,9 @@ func (b *Breaker) Evaluate(now time.Time) (Transition, bool) {
 			ev.Condition = ConditionProbesSucceeded
 			b.opens = 0
 			return b.transition(Closed, now, ev), true
+		case !now.Before(b.since.Add(b.p.HalfOpenBound())):
+			ev.Condition = ConditionHalfOpenTimeout
+			return b.open(now, ev), true
 		}
 	}
 	return Transition{}, false

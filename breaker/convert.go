@@ -95,6 +95,9 @@ type Resilience4jConfig struct {
 	MinimumNumberOfCalls                  int // -> MinimumCalls
 	WaitDurationInOpenState               time.Duration
 	PermittedNumberOfCallsInHalfOpenState int // -> ProbeBudget and SuccessesToClose
+	// MaxWaitDurationInHalfOpenState -> HalfOpenMaxWait (0 there means
+	// forever; Colony always bounds HALF_OPEN, so unset keeps the base's).
+	MaxWaitDurationInHalfOpenState time.Duration
 	// AutomaticTransitionFromOpenToHalfOpenEnabled is accepted and has no
 	// effect: the leader's timer always moves OPEN to HALF_OPEN.
 	AutomaticTransitionFromOpenToHalfOpenEnabled bool
@@ -153,6 +156,9 @@ func FromResilience4j(base Policy, c Resilience4jConfig) (Policy, error) {
 	if c.PermittedNumberOfCallsInHalfOpenState > 0 {
 		p.ProbeBudget = c.PermittedNumberOfCallsInHalfOpenState
 		p.SuccessesToClose = p.ProbeBudget
+	}
+	if c.MaxWaitDurationInHalfOpenState > 0 {
+		p.HalfOpenMaxWait = c.MaxWaitDurationInHalfOpenState
 	}
 	p.BackoffMultiplier = 1
 	if c.EnableExponentialBackoff {

@@ -14,6 +14,7 @@
 //	OPEN --(open duration elapsed)--> HALF_OPEN
 //	HALF_OPEN --(SuccessesToClose probe successes)--> CLOSED
 //	HALF_OPEN --(any probe failure; OpenCount+1, longer open duration)--> OPEN
+//	HALF_OPEN --(no decision within HalfOpenMaxWait; OpenCount+1)--> OPEN
 //
 // The quorum (MinFailingInstances, MinFailingShare) counts distinct caller
 // instances that saw failures in the window, so one sick caller cannot open
@@ -91,8 +92,9 @@
 //	automaticTransitionFromOpenToHalfOpen-  always on: the leader's timer moves OPEN -> HALF_OPEN
 //	  Enabled
 //	recordExceptions / ignoreExceptions     Classification failures / excluded (statuses, not exceptions)
-//	maxWaitDurationInHalfOpenState          no equivalent: silent probe holders lose their
-//	                                        permits after ProbeTimeout instead
+//	maxWaitDurationInHalfOpenState          HalfOpenMaxWait (0 there means forever; here it is
+//	                                        always bounded, default 1m); silent probe holders
+//	                                        also lose their permits after ProbeTimeout
 //	(no equivalent)                         quorum
 //
 // Two semantic differences matter. In HALF_OPEN resilience4j waits for all

@@ -1,6 +1,9 @@
 package breaker
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 var (
 	// ErrInvalidPolicy wraps every problem Policy.Validate finds.
@@ -34,6 +37,8 @@ const (
 	MaxInstanceIDLen = 256
 	// MaxBuckets bounds Policy.Buckets.
 	MaxBuckets = 1000
+	// MaxHalfOpenMaxWait bounds Policy.HalfOpenMaxWait.
+	MaxHalfOpenMaxWait = 24 * time.Hour
 	// MaxProbeBudget bounds Policy.ProbeBudget.
 	MaxProbeBudget = 10000
 )

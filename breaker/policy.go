@@ -67,6 +67,14 @@ type Policy struct {
 	// reports no probe result for this long loses its unused permits to
 	// other instances (ReassignProbes). Must be > 0.
 	ProbeTimeout time.Duration `json:"probeTimeout" yaml:"probeTimeout"`
+	// HalfOpenMaxWait bounds HALF_OPEN (resilience4j's
+	// maxWaitDurationInHalfOpenState): when the probes have neither closed
+	// nor re-opened the breaker this long after it half-opened, it goes
+	// back to OPEN with the backoff applied (OpenCount+1). At least
+	// ProbeTimeout, at most 24h. 0 means 6 * ProbeTimeout, capped at 24h
+	// or ProbeTimeout if longer (policies stored before the field existed
+	// decode to 0).
+	HalfOpenMaxWait time.Duration `json:"halfOpenMaxWait" yaml:"halfOpenMaxWait"`
 
 	// MinFailingInstances is the quorum by count: how many distinct caller
 	// instances must have seen failures (slow calls, for the slow-call
@@ -94,7 +102,8 @@ var DegradedModes = []string{"last-known", "local", "fail-open", "fail-closed"}
 // DefaultPolicy returns the policy Colony uses when a callee has none: trip
 // at 50% failures over 10s (at least 20 calls) seen by at least 2 caller
 // instances; open 10s, doubling up to 5m with ±10% jitter; 5 probes for the
-// fleet, 3 successes to close.
+// fleet, 3 successes to close, back to OPEN if they have not decided within
+// 1m.
 func DefaultPolicy() Policy {
 	return Policy{
 		Window:               10 * time.Second,
@@ -114,6 +123,7 @@ func DefaultPolicy() Policy {
 		ProbeBudget:         5,
 		SuccessesToClose:    3,
 		ProbeTimeout:        10 * time.Second,
+		HalfOpenMaxWait:     time.Minute,
 		MinFailingInstances: 2,
 	}
 }
@@ -184,6 +194,12 @@ func (p Policy) Validate() error {
 		add("successesToClose: %d exceeds probeBudget %d", p.SuccessesToClose, p.ProbeBudget)
 	}
 	positive("probeTimeout", p.ProbeTimeout)
+	switch w := p.HalfOpenMaxWait; {
+	case w < 0 || w > MaxHalfOpenMaxWait:
+		add("halfOpenMaxWait: %v is outside 0..%v (0: 6 * probeTimeout)", w, MaxHalfOpenMaxWait)
+	case w > 0 && w < p.ProbeTimeout:
+		add("halfOpenMaxWait: %v is below probeTimeout %v (probes need at least one probe timeout)", w, p.ProbeTimeout)
+	}
 
 	if p.MinFailingInstances < 0 {
 		add("minFailingInstances: %d must be >= 0", p.MinFailingInstances)
@@ -221,6 +237,20 @@ func (p Policy) OpenDurationFor(opens int, u float64) time.Duration {
 		return time.Duration(math.MaxInt64)
 	}
 	return max(time.Duration(d), 1)
+}
+
+// HalfOpenBound returns how long HALF_OPEN may last: HalfOpenMaxWait, or
+// when it is 0, 6 * ProbeTimeout, at most MaxHalfOpenMaxWait unless
+// ProbeTimeout itself is longer (it never overflows: a policy stored before
+// the field existed may have any ProbeTimeout).
+func (p Policy) HalfOpenBound() time.Duration {
+	if p.HalfOpenMaxWait > 0 {
+		return p.HalfOpenMaxWait
+	}
+	if p.ProbeTimeout > MaxHalfOpenMaxWait/6 {
+		return max(MaxHalfOpenMaxWait, p.ProbeTimeout)
+	}
+	return 6 * p.ProbeTimeout
 }
 
 // bucketWidth is Window/Buckets, valid after Validate.
@@ -300,9 +330,11 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 		OpenDuration     durationText `json:"openDuration"`
 		MaxOpenDuration  durationText `json:"maxOpenDuration"`
 		ProbeTimeout     durationText `json:"probeTimeout"`
+		HalfOpenMaxWait  durationText `json:"halfOpenMaxWait"`
 	}{
 		policyFields(p), durationText(p.Window), durationText(p.SlowCallDuration),
 		durationText(p.OpenDuration), durationText(p.MaxOpenDuration), durationText(p.ProbeTimeout),
+		durationText(p.HalfOpenMaxWait),
 	})
 }
 
@@ -334,6 +366,7 @@ func (p *Policy) decode(b []byte, strict bool) error {
 		OpenDuration     *durationText `json:"openDuration"`
 		MaxOpenDuration  *durationText `json:"maxOpenDuration"`
 		ProbeTimeout     *durationText `json:"probeTimeout"`
+		HalfOpenMaxWait  *durationText `json:"halfOpenMaxWait"`
 	}{policyFields: (*policyFields)(p)}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if strict {
@@ -351,7 +384,7 @@ func (p *Policy) decode(b []byte, strict bool) error {
 	}{
 		{aux.Window, &p.Window}, {aux.SlowCallDuration, &p.SlowCallDuration},
 		{aux.OpenDuration, &p.OpenDuration}, {aux.MaxOpenDuration, &p.MaxOpenDuration},
-		{aux.ProbeTimeout, &p.ProbeTimeout},
+		{aux.ProbeTimeout, &p.ProbeTimeout}, {aux.HalfOpenMaxWait, &p.HalfOpenMaxWait},
 	} {
 		if f.src != nil {
 			*f.dst = time.Duration(*f.src)

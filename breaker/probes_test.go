@@ -164,8 +164,9 @@ func TestReassignProbes(t *testing.T) {
 		if !changed || len(got) != 0 {
 			t.Fatalf("ReassignProbes = %v, %v; want a's permits taken back", got, changed)
 		}
-		if _, ok := b.Deadline(); ok {
-			t.Errorf("a deadline with no holder")
+		// No holder times out, but HALF_OPEN itself is bounded.
+		if d, ok := b.Deadline(); !ok || !d.Equal(b.Snapshot().Since.Add(p.HalfOpenBound())) {
+			t.Errorf("Deadline() = %v, %v; want the half-open bound %v after %v", d, ok, p.HalfOpenBound(), b.Snapshot().Since)
 		}
 		// Next round a is not being revoked, so the pool goes back to it.
 		got, changed = b.ReassignProbes(t0.Add(7*time.Second), []string{"a"})

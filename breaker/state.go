@@ -76,4 +76,9 @@ const (
 	ConditionProbesSucceeded Condition = "probesSucceeded"
 	// ConditionProbeFailed: a probe failed (HALF_OPEN -> OPEN).
 	ConditionProbeFailed Condition = "probeFailed"
+	// ConditionHalfOpenTimeout: HALF_OPEN lasted Policy.HalfOpenMaxWait
+	// without the probes deciding (HALF_OPEN -> OPEN, backed off like a
+	// probe failure): callers that report nothing cannot keep a pair
+	// half-open forever.
+	ConditionHalfOpenTimeout Condition = "halfOpenTimeout"
 )

@@ -18,6 +18,7 @@ import (
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/internal/outcome"
 	"github.com/colonymesh/colony/internal/telemetry"
+	"github.com/colonymesh/colony/internal/wiretime"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -331,9 +332,10 @@ func (e *engine) get(k pairKey, limit int, now time.Time) (*colonyv1.GetBreakerR
 	}
 	rec := p.rec.Clone()
 	pol := p.b.Policy()
+	_, pv := e.policyFor(k) // the version pol comes from: rec's can be older
 	ev := p.b.Evidence(now)
 	e.mu.Unlock()
-	resp := &colonyv1.GetBreakerResponse{}
+	resp := &colonyv1.GetBreakerResponse{PolicyVersion: &pv}
 	var errs [3]error
 	resp.Record, errs[0] = json.Marshal(rec)
 	resp.Policy, errs[1] = json.Marshal(pol)
@@ -372,9 +374,9 @@ func (a *breakersAPI) SetOverride(ctx context.Context, req *colonyv1.SetOverride
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "mode: %v is not an override (want FORCE_OPEN, FORCE_CLOSED, DISABLED or SHADOW)", req.GetMode())
 	}
-	ttl := time.Duration(req.GetTtlMs()) * time.Millisecond
-	if req.GetTtlMs() < 0 || ttl > maxOverrideTTL {
-		return nil, status.Errorf(codes.InvalidArgument, "ttl_ms: %d is outside 0..%d (0: until cleared)", req.GetTtlMs(), maxOverrideTTL.Milliseconds())
+	ttl, err := overrideTTL(req.GetTtlMs())
+	if err != nil {
+		return nil, err
 	}
 	o := breaker.Override{Mode: mode, Reason: req.GetReason(), By: req.GetBy(), At: time.Now()}
 	if ttl > 0 {
@@ -405,6 +407,18 @@ func (a *breakersAPI) SetOverride(ctx context.Context, req *colonyv1.SetOverride
 			return err
 		})
 	return resp, toStatus(err)
+}
+
+// overrideTTL converts SetOverrideRequest.ttl_ms, saturating before the
+// range check: a plain time.Duration(ms)*time.Millisecond wraps negative for
+// ms >= 9,223,372,036,855 and such an override passed the maximum check and
+// never expired.
+func overrideTTL(ms int64) (time.Duration, error) {
+	ttl := wiretime.Millis(ms)
+	if ttl < 0 || ttl > maxOverrideTTL {
+		return 0, status.Errorf(codes.InvalidArgument, "ttl_ms: %d is outside 0..%d (0: until cleared)", ms, maxOverrideTTL.Milliseconds())
+	}
+	return ttl, nil
 }
 
 func (a *breakersAPI) ClearOverride(ctx context.Context, req *colonyv1.ClearOverrideRequest) (*colonyv1.OverrideResponse, error) {
@@ -459,8 +473,9 @@ func (e *engine) override(ctx context.Context, k pairKey, o *breaker.Override, t
 		}
 	} else {
 		if p.rec.Override == nil {
+			err := noOverrideError(k, p.rec.Record, p.b.Policy())
 			e.mu.Unlock()
-			return nil, status.Errorf(codes.FailedPrecondition, "pair %s has no override to clear", k)
+			return nil, err
 		}
 		from := p.rec.State
 		e.clearOverride(p, now, breaker.HistoryCleared, by, reason)
@@ -478,6 +493,87 @@ func (e *engine) override(ctx context.Context, k pairKey, o *breaker.Override, t
 		return nil, err
 	}
 	return &colonyv1.OverrideResponse{Record: data}, nil
+}
+
+func (a *breakersAPI) DeleteBreaker(ctx context.Context, req *colonyv1.DeleteBreakerRequest) (*colonyv1.DeleteBreakerResponse, error) {
+	s := a.s
+	k, err := validPair(req.GetCaller(), req.GetCallee())
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetReason()) > breaker.MaxReasonLen {
+		return nil, status.Errorf(codes.InvalidArgument, "reason: %d bytes, the limit is %d", len(req.GetReason()), breaker.MaxReasonLen)
+	}
+	if len(req.GetBy()) > breaker.MaxByLen {
+		return nil, status.Errorf(codes.InvalidArgument, "by: %d bytes, the limit is %d", len(req.GetBy()), breaker.MaxByLen)
+	}
+	var resp *colonyv1.DeleteBreakerResponse
+	err = s.onEngine(ctx,
+		func(e *engine) error {
+			rec, err := e.deletePair(ctx, k, func(p *pair) error {
+				if req.GetForce() {
+					return nil
+				}
+				return deleteRefusal(k, p.rec)
+			}, "deleted", req.GetBy(), req.GetReason())
+			if err != nil {
+				return err
+			}
+			data, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			resp = &colonyv1.DeleteBreakerResponse{Header: s.header(), Record: data}
+			return nil
+		},
+		func(ctx context.Context, addr string) (err error) {
+			resp, err = forwardBreakers(s, ctx, addr, func(c colonyv1.BreakersClient) (*colonyv1.DeleteBreakerResponse, error) {
+				return c.DeleteBreaker(ctx, req)
+			})
+			return err
+		})
+	return resp, toStatus(err)
+}
+
+// deleteRefusal is DeleteBreaker's answer, without force, for a pair whose
+// deletion would undo a decision: OPEN or HALF_OPEN protects the callee (a
+// gobreaker or Envoy user expects a tripped breaker to stay tripped until it
+// recovers, not to vanish), an override is an operator's. nil when the pair
+// is CLOSED with no override: deleting it loses nothing a report would not
+// recreate.
+func deleteRefusal(k pairKey, rec breaker.PairRecord) error {
+	var why string
+	switch {
+	case rec.Override != nil:
+		why = fmt.Sprintf("it has a %s override (by %s: %q); clear it first, or", rec.Override.Mode, rec.Override.By, rec.Override.Reason)
+	case rec.State != breaker.Closed:
+		why = fmt.Sprintf("it is %v, protecting %s: deleting it lets every caller call again at once; wait until it closes, or", rec.State, k.callee)
+	default:
+		return nil
+	}
+	return status.Errorf(codes.FailedPrecondition, "pair %s not deleted: %s delete with force (colony breaker rm --force)", k, why)
+}
+
+// noOverrideError is ClearOverride's answer for a pair without an override:
+// what the pair will do by itself, and how to force it now. Clearing does
+// not reset a breaker the engine decided on: resilience4j's reset() and
+// gobreaker's new breaker are an application's own choice, while here other
+// callers' protection depends on the pair, so closing it takes an explicit
+// override (force-close, then clear).
+func noOverrideError(k pairKey, rec breaker.Record, pol breaker.Policy) error {
+	var what string
+	switch rec.State {
+	case breaker.HalfOpen:
+		what = fmt.Sprintf("it is HALF_OPEN and leaves by itself: CLOSED after %d probe successes, OPEN again on a probe failure or, at the latest, at %s (halfOpenMaxWait %v after it half-opened)",
+			pol.SuccessesToClose, rec.Since.Add(pol.HalfOpenBound()).Format(time.RFC3339), pol.HalfOpenBound())
+	case breaker.Open:
+		what = fmt.Sprintf("it is OPEN until %s, then HALF_OPEN", rec.OpenUntil.Format(time.RFC3339))
+	default:
+		return status.Errorf(codes.FailedPrecondition, "pair %s has no override to clear (it is %v)", k, rec.State)
+	}
+	return status.Errorf(codes.FailedPrecondition,
+		"pair %s has no override to clear: %s; to close it now, force-close it (colony breaker force-close %s %s --reason ...), then clear",
+		k, what, k.caller, k.callee)
 }
 
 // resolvePolicies turns the user's specs (JSON overlays) into stored policy
@@ -599,6 +695,7 @@ func (e *engine) applyPolicies(ctx context.Context, sets []breaker.PolicySet) (*
 	resp := &colonyv1.ApplyPoliciesResponse{}
 	var ops []*colonyv1.Op
 	var changed []breaker.PolicySet
+	created := 0
 	for _, ps := range sets {
 		data, err := json.Marshal(ps)
 		if err != nil {
@@ -616,11 +713,21 @@ func (e *engine) applyPolicies(ctx context.Context, sets []breaker.PolicySet) (*
 			ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Set{Set: &colonyv1.SetRequest{Path: p, Data: data, ExpectedVersion: &ver}}})
 		default:
 			ops = append(ops, createOp(p, data))
+			created++
 		}
 		changed = append(changed, ps)
 	}
 	if len(ops) == 0 {
 		return resp, nil
+	}
+	// Policies make callees known, which lets reports create pairs; their
+	// number is bounded like the pairs' (the tree holds them all).
+	e.mu.Lock()
+	have := len(e.policies)
+	e.mu.Unlock()
+	if limit := e.maxPairs + e.overrideReserve; have+created > limit {
+		return nil, status.Errorf(codes.ResourceExhausted, "policies: %d new callees with %d policies stored would exceed the limit of %d (MaxBreakerPairs plus its override reserve); delete unused ones (colony policy rm)",
+			created, have, limit)
 	}
 	txn, err := e.propose(ctx, ops)
 	if err != nil {

@@ -106,6 +106,27 @@ type Config struct {
 	// MaxSessions. Zero means 1,000.
 	MaxSessionsPerConn int
 
+	// BreakerIdleExpiry: the leader deletes a breaker pair (its record and
+	// history, through the log) that is CLOSED, has no override and got no
+	// report for this long. Such a pair holds nothing a new report would
+	// not recreate (CLOSED, fresh window), but it held a place in the pair
+	// table for good. Zero means 24h: longer than any quiet period of a
+	// pair that is still called (nightly jobs included), short enough that
+	// a table filled by bad callers empties within a day. A new leader
+	// starts every pair's idle clock afresh (reports are soft state), so a
+	// pair is never expired early. Negative is invalid.
+	BreakerIdleExpiry time.Duration
+	// MaxBreakerPairs bounds the pairs the breaker engine tracks, and with
+	// them its memory and per-pair metric series. Reports cannot create
+	// pairs beyond it; overrides can, into a reserve of max(10, 1%) above
+	// it, so an operator can always force-open a new pair. Zero means
+	// 10,000.
+	MaxBreakerPairs int
+	// MaxBreakerPairsPerCaller bounds the pairs one caller service's
+	// reports may create, so one caller (a bug, a scan) cannot fill the
+	// table for every other. Zero means max(100, MaxBreakerPairs/10).
+	MaxBreakerPairsPerCaller int
+
 	// WatchHistoryEvents and WatchHistoryBytes bound the events each node
 	// retains for resuming watches. Zero means the watch hub's defaults.
 	WatchHistoryEvents int
@@ -193,6 +214,9 @@ func (c *Config) Validate() error {
 	if c.MaxWatchesPerConn < 0 || c.MaxWatches < 0 || c.MaxSessionsPerConn < 0 || c.MaxSessions < 0 {
 		errs = append(errs, errors.New("MaxWatchesPerConn, MaxWatches, MaxSessionsPerConn and MaxSessions must not be negative (zero means the default)"))
 	}
+	if c.BreakerIdleExpiry < 0 || c.MaxBreakerPairs < 0 || c.MaxBreakerPairsPerCaller < 0 {
+		errs = append(errs, errors.New("BreakerIdleExpiry, MaxBreakerPairs and MaxBreakerPairsPerCaller must not be negative (zero means the default)"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("coordinator config: %w", err)
 	}
@@ -223,6 +247,15 @@ func (c *Config) withDefaults() {
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = 100000
+	}
+	if c.BreakerIdleExpiry == 0 {
+		c.BreakerIdleExpiry = 24 * time.Hour
+	}
+	if c.MaxBreakerPairs == 0 {
+		c.MaxBreakerPairs = 10000
+	}
+	if c.MaxBreakerPairsPerCaller == 0 {
+		c.MaxBreakerPairsPerCaller = max(100, c.MaxBreakerPairs/10)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

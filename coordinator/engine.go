@@ -34,9 +34,11 @@ const (
 
 // Engine limits: they bound the leader's memory and the size of one write
 // whatever callers send.
+// The pair table's limits (MaxBreakerPairs, MaxBreakerPairsPerCaller) and
+// idle expiry are node configuration (Config).
 const (
 	engineTick         = 100 * time.Millisecond
-	maxPairs           = 10000
+	maxIdleDeletes     = 16 // idle pairs deleted per tick, so a mass expiry never stalls the loop
 	maxPairInstances   = 10000
 	historyKeep        = 200
 	maxReportsPerCall  = 1000
@@ -57,8 +59,12 @@ type engine struct {
 	// proposals are made without it.
 	mu       sync.Mutex
 	pairs    map[pairKey]*pair
+	byCaller map[string]int         // pairs per caller service
 	policies map[string]policyEntry // by callee
 	rng      *rand.Rand
+
+	maxPairs, perCaller, overrideReserve int
+	idle                                 time.Duration
 
 	kick chan struct{} // reports arrived: evaluate soon
 
@@ -88,8 +94,10 @@ type pair struct {
 	dirty   bool
 	hist    []breaker.HistoryEntry // to append with the next write
 
-	touched   bool                 // reports since the last evaluation
-	reporters map[string]time.Time // instance -> last report (leader time)
+	touched    bool                 // reports since the last evaluation
+	reporters  map[string]time.Time // instance -> last report (leader time)
+	lastReport time.Time            // this term's last report, or when the pair entered memory
+	deleted    bool                 // removed from the engine: never written again
 
 	// Trace contexts (tracing.go): reports ingested since the last
 	// decision, and decisions not yet written.
@@ -103,9 +111,15 @@ func newEngine(s *Server) *engine {
 	return &engine{
 		s:        s,
 		pairs:    map[pairKey]*pair{},
+		byCaller: map[string]int{},
 		policies: map[string]policyEntry{},
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		kick:     make(chan struct{}, 1),
+
+		maxPairs:        s.cfg.MaxBreakerPairs,
+		perCaller:       s.cfg.MaxBreakerPairsPerCaller,
+		overrideReserve: max(10, s.cfg.MaxBreakerPairs/100),
+		idle:            s.cfg.BreakerIdleExpiry,
 	}
 }
 
@@ -169,6 +183,7 @@ func (e *engine) start(ctx context.Context) error {
 				e.s.log.Error("breaker record unreadable; restarting the pair CLOSED", "pair", k, "err", err)
 			}
 			e.pairs[k] = p
+			e.byCaller[k.caller]++
 		}
 	}
 	e.s.log.Info("breaker engine started", "pairs", len(e.pairs), "policies", len(e.policies))
@@ -178,7 +193,7 @@ func (e *engine) start(ctx context.Context) error {
 // restorePair rebuilds a pair from its record. A record it cannot use
 // becomes a CLOSED pair with a higher generation, written at the next step.
 func (e *engine) restorePair(k pairKey, data []byte, version int64, now time.Time) (*pair, error) {
-	p := &pair{key: k, version: version, reporters: map[string]time.Time{}}
+	p := &pair{key: k, version: version, reporters: map[string]time.Time{}, lastReport: now}
 	pol, pv := e.policyFor(k)
 	var rec breaker.PairRecord
 	err := json.Unmarshal(data, &rec)
@@ -218,14 +233,17 @@ func (e *engine) newPair(k pairKey, now time.Time) *pair {
 		b, _ = breaker.New(pol, now, e.breakerOpts()...)
 	}
 	p := &pair{
-		key: k, b: b, version: -1, dirty: true, reporters: map[string]time.Time{},
+		key: k, b: b, version: -1, dirty: true, reporters: map[string]time.Time{}, lastReport: now,
 		rec: breaker.PairRecord{Caller: k.caller, Callee: k.callee, Record: b.Snapshot(), Cause: "created", PolicyVersion: pv},
 	}
 	e.pairs[k] = p
+	e.byCaller[k.caller]++
 	return p
 }
 
-// getPair returns the pair, creating it (within maxPairs) when create is set.
+// getPair returns the pair, creating it when create is set: for an
+// operator's override, within MaxBreakerPairs plus the override reserve, so
+// that a table reports filled still takes a force-open of a new pair.
 func (e *engine) getPair(k pairKey, now time.Time, create bool) (*pair, error) {
 	if p, ok := e.pairs[k]; ok {
 		return p, nil
@@ -233,8 +251,8 @@ func (e *engine) getPair(k pairKey, now time.Time, create bool) (*pair, error) {
 	if !create {
 		return nil, status.Errorf(codes.NotFound, "no breaker for %s: no caller has reported calls to it", k)
 	}
-	if len(e.pairs) >= maxPairs {
-		return nil, status.Errorf(codes.ResourceExhausted, "pair %s: the engine already tracks %d pairs, its limit", k, maxPairs)
+	if limit := e.maxPairs + e.overrideReserve; len(e.pairs) >= limit {
+		return nil, status.Errorf(codes.ResourceExhausted, "pair %s: the engine already tracks %d pairs, its limit (MaxBreakerPairs %d plus %d reserved for overrides)", k, len(e.pairs), e.maxPairs, e.overrideReserve)
 	}
 	return e.newPair(k, now), nil
 }
@@ -262,13 +280,27 @@ func (e *engine) report(ctx context.Context, now time.Time, reports []*colonyv1.
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	newPairs := 0
+	var fresh map[pairKey]bool
+	var newByCaller map[string]int
 	for i, r := range reports {
 		k := pairKey{r.Caller, r.Callee}
 		p, ok := e.pairs[k]
 		if !ok {
+			if fresh[k] {
+				continue
+			}
+			if fresh == nil {
+				fresh, newByCaller = map[pairKey]bool{}, map[string]int{}
+			}
+			fresh[k] = true
 			newPairs++
-			if len(e.pairs)+newPairs > maxPairs {
-				return status.Errorf(codes.ResourceExhausted, "reports[%d]: pair %s would exceed the engine's limit of %d pairs", i, k, maxPairs)
+			newByCaller[k.caller]++
+			if n := e.byCaller[k.caller] + newByCaller[k.caller]; n > e.perCaller {
+				return status.Errorf(codes.ResourceExhausted, "reports[%d]: pair %s: caller %q already has %d pairs, its share of the table (MaxBreakerPairsPerCaller %d); idle pairs expire, or colony breaker rm frees one",
+					i, k, k.caller, n-1, e.perCaller)
+			}
+			if len(e.pairs)+newPairs > e.maxPairs {
+				return status.Errorf(codes.ResourceExhausted, "reports[%d]: pair %s would exceed the engine's limit of %d pairs (MaxBreakerPairs); idle pairs expire, or colony breaker rm frees one", i, k, e.maxPairs)
 			}
 			continue
 		}
@@ -286,6 +318,7 @@ func (e *engine) report(ctx context.Context, now time.Time, reports []*colonyv1.
 			return err // cannot happen: checked above
 		}
 		p.reporters[r.Instance] = now
+		p.lastReport = now
 		p.touched = true
 		p.reportSpans = appendRef(p.reportSpans, span.SpanContext())
 		counts := outcome.FromProto(r.Counts)
@@ -378,7 +411,7 @@ func (e *engine) run(ctx context.Context) {
 // writes the changed ones, concurrently so that they share group commits.
 func (e *engine) step(ctx context.Context, now time.Time, all bool) {
 	f := &fleets{v: e.s.fsm.tree.View()}
-	var dirty []*pair
+	var dirty, idle []*pair
 	e.mu.Lock()
 	for _, p := range e.pairs {
 		if all || p.touched {
@@ -386,9 +419,24 @@ func (e *engine) step(ctx context.Context, now time.Time, all bool) {
 		}
 		if p.dirty {
 			dirty = append(dirty, p)
+		} else if all && len(idle) < maxIdleDeletes && e.isIdle(p, now) {
+			idle = append(idle, p)
 		}
 	}
 	e.mu.Unlock()
+	defer func() {
+		for _, p := range idle {
+			_, err := e.deletePair(ctx, p.key, func(p *pair) error {
+				if !e.isIdle(p, time.Now()) {
+					return errNotIdle
+				}
+				return nil
+			}, "idle", "colony", fmt.Sprintf("CLOSED, no override, no report for %v", e.idle))
+			if err != nil && !errors.Is(err, errNotIdle) && ctx.Err() == nil {
+				e.s.log.Warn("deleting idle breaker pair failed; will retry", "pair", p.key, "err", err)
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	for _, p := range dirty {
 		wg.Go(func() {
@@ -430,12 +478,12 @@ func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
 		return
 	}
 	if p.b.State() == breaker.HalfOpen {
-		if probes, changed := p.b.ReassignProbes(now, e.live(f, p, now)); changed {
-			snap := p.b.Snapshot()
-			p.hist = append(p.hist, breaker.HistoryEntry{
-				At: now, Kind: breaker.HistoryProbes, From: breaker.HalfOpen, To: breaker.HalfOpen,
-				Generation: snap.Generation, Shadow: shadow, Probes: probes,
-			})
+		// A reassignment is written (sidecars enforce the permits) but is
+		// no history entry: callers that report nothing make permits go
+		// round every ProbeTimeout, and two entries per cycle pushed the
+		// trip out of the 200 kept in minutes (issue 13 item 8). The
+		// HALF_OPEN entry has the first assignment, the record the current.
+		if _, changed := p.b.ReassignProbes(now, e.live(f, p, now)); changed {
 			e.setFromBreaker(p, "")
 			e.traceDecision(context.Background(), p, breaker.HalfOpen, breaker.HalfOpen, string(breaker.HistoryProbes), shadow, nil)
 		}
@@ -534,7 +582,7 @@ func (e *engine) flush(ctx context.Context, p *pair) error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	e.mu.Lock()
-	if !p.dirty {
+	if !p.dirty || p.deleted {
 		e.mu.Unlock()
 		return nil
 	}
@@ -603,11 +651,12 @@ func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, h
 		ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Set{Set: &colonyv1.SetRequest{Path: recPath, Data: data, ExpectedVersion: &version}}})
 		// Keep the newest historyKeep entries, counting the new ones.
 		if names, _, err := v.Children(histDir); err == nil {
-			sort.Strings(names) // sequence suffixes are zero-padded
-			if drop := len(names) + len(hist) - historyKeep; drop > 0 {
-				for _, n := range names[:min(drop, len(names))] {
-					ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Delete{Delete: &colonyv1.DeleteRequest{Path: path.Join(histDir, n)}}})
-				}
+			get := func(n string) []byte {
+				data, _, _ := v.Get(path.Join(histDir, n))
+				return data
+			}
+			for _, n := range historyToTrim(names, hist, get) {
+				ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Delete{Delete: &colonyv1.DeleteRequest{Path: path.Join(histDir, n)}}})
 			}
 		}
 	}
@@ -643,6 +692,164 @@ func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, h
 	}
 	e.mu.Unlock()
 	return nil
+}
+
+// errNotIdle: an idle pair got a report (or a change) before its deletion.
+var errNotIdle = errors.New("breaker pair is no longer idle")
+
+// isIdle reports whether the pair may expire at now: CLOSED (enforced and
+// in its breaker), no override, written and unchanged, and no report in
+// this term for the idle expiry (under mu). The idle clock starts at the
+// later of the last report, the pair's entering memory (this term's start
+// for restored pairs) and its last transition.
+func (e *engine) isIdle(p *pair, now time.Time) bool {
+	if p.deleted || p.dirty || p.version < 0 || p.rec.Override != nil ||
+		p.rec.State != breaker.Closed || p.b.State() != breaker.Closed {
+		return false
+	}
+	last := p.lastReport
+	if p.rec.Since.After(last) {
+		last = p.rec.Since
+	}
+	return now.Sub(last) >= e.idle
+}
+
+// deletePair removes a pair from the engine and its record and history from
+// the tree, through the log, when check (called under mu) allows it. It
+// returns the record as it was. Reports that arrive meanwhile create a new
+// pair, whose record is created only after this deletion (createMu). On a
+// failed write the pair is put back, so memory and tree agree.
+func (e *engine) deletePair(ctx context.Context, k pairKey, check func(*pair) error, cause, by, reason string) (*breaker.PairRecord, error) {
+	e.mu.Lock()
+	p := e.pairs[k]
+	e.mu.Unlock()
+	if p == nil {
+		return nil, status.Errorf(codes.NotFound, "no breaker for %s", k)
+	}
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	e.createMu.Lock()
+	defer e.createMu.Unlock()
+	e.mu.Lock()
+	if e.pairs[k] != p {
+		e.mu.Unlock()
+		return nil, status.Errorf(codes.NotFound, "no breaker for %s", k)
+	}
+	if err := check(p); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	rec := p.rec.Clone()
+	version := p.version
+	p.deleted = true
+	delete(e.pairs, k)
+	e.byCaller[k.caller]--
+	if e.byCaller[k.caller] <= 0 {
+		delete(e.byCaller, k.caller)
+	}
+	e.mu.Unlock()
+
+	err := e.deleteRecords(ctx, k, version)
+	if err != nil {
+		e.mu.Lock()
+		if e.pairs[k] == nil {
+			p.deleted = false
+			e.pairs[k] = p
+			e.byCaller[k.caller]++
+		}
+		e.mu.Unlock()
+		return nil, err
+	}
+	e.s.metrics.forgetPair(k)
+	e.s.log.Info("breaker pair deleted", "pair", k, "cause", cause, "state", rec.State, "generation", rec.Generation, "by", by, "reason", reason)
+	return &rec, nil
+}
+
+// deleteRecords deletes a pair's record (at its expected version; none
+// when it was never written) and history, and the caller's directories when
+// this was their last pair (the caller holds createMu, under which every
+// record and directory is created).
+func (e *engine) deleteRecords(ctx context.Context, k pairKey, version int64) error {
+	v := e.s.fsm.tree.View()
+	del := func(p string, ver *int64) *colonyv1.Op {
+		return &colonyv1.Op{Op: &colonyv1.Op_Delete{Delete: &colonyv1.DeleteRequest{Path: p, ExpectedVersion: ver}}}
+	}
+	histDir := path.Join(historyRoot, k.caller, k.callee)
+	names, _, _ := v.Children(histDir)
+	// History first, in transactions that fit MaxOps: they only ever grow
+	// through this pair's writes, which writeMu holds off.
+	chunk := max(1, min(historyKeep, e.s.cfg.MaxOps-4))
+	for len(names) > chunk {
+		ops := make([]*colonyv1.Op, 0, chunk)
+		for _, n := range names[:chunk] {
+			ops = append(ops, del(path.Join(histDir, n), nil))
+		}
+		if _, err := e.propose(ctx, ops); err != nil {
+			return fmt.Errorf("deleting the history of %s: %w", k, err)
+		}
+		names = names[chunk:]
+	}
+	var ops []*colonyv1.Op
+	for _, n := range names {
+		ops = append(ops, del(path.Join(histDir, n), nil))
+	}
+	if _, _, err := v.Get(histDir); err == nil {
+		ops = append(ops, del(histDir, nil))
+	}
+	if version >= 0 {
+		ops = append(ops, del(path.Join(breakersRoot, k.caller, k.callee), &version))
+	}
+	for _, root := range []string{breakersRoot, historyRoot} {
+		dir := path.Join(root, k.caller)
+		if kids, _, err := v.Children(dir); err == nil && len(kids) == 1 && kids[0] == k.callee {
+			ops = append(ops, del(dir, nil))
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	_, err := e.propose(ctx, ops)
+	return err
+}
+
+// historyToTrim returns the stored history entries (names, h-<seq>) to
+// delete so that, with the new entries added, historyKeep remain: the
+// oldest, except the newest trip (a CLOSED -> OPEN transition), which
+// started the episode the pair may still be in. OPEN/HALF_OPEN cycles
+// (re-opens, half-open timeouts) add entries for as long as the callee stays
+// down, and must not push out why it went down. get reads a stored entry.
+func historyToTrim(names []string, added []breaker.HistoryEntry, get func(string) []byte) []string {
+	drop := len(names) + len(added) - historyKeep
+	if drop <= 0 {
+		return nil
+	}
+	names = slices.Clone(names)
+	sort.Strings(names) // sequence suffixes are zero-padded
+	isTrip := func(kind breaker.HistoryKind, from, to breaker.State) bool {
+		return kind == breaker.HistoryTransition && from == breaker.Closed && to == breaker.Open
+	}
+	protect := -1
+	tripAdded := slices.ContainsFunc(added, func(h breaker.HistoryEntry) bool { return isTrip(h.Kind, h.From, h.To) })
+	for i := len(names) - 1; i >= 0 && !tripAdded; i-- {
+		var h struct {
+			Kind     breaker.HistoryKind `json:"kind"`
+			From, To breaker.State
+		}
+		if json.Unmarshal(get(names[i]), &h) == nil && isTrip(h.Kind, h.From, h.To) {
+			protect = i
+			break
+		}
+	}
+	out := make([]string, 0, drop)
+	for i, n := range names {
+		if len(out) == drop {
+			break
+		}
+		if i != protect {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // propose commits ops as one transaction through this node, the leader, and

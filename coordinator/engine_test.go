@@ -3,7 +3,10 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -423,6 +426,17 @@ func TestBreakerBadInput(t *testing.T) {
 			_, err := bc.SetOverride(ctx, &colonyv1.SetOverrideRequest{Caller: "checkout", Callee: "payments", Mode: colonyv1.OverrideMode_OVERRIDE_MODE_FORCE_OPEN, Reason: "x", TtlMs: -5})
 			return err
 		}, codes.InvalidArgument, "ttl_ms"},
+		// Issue 13 item 6: these wrapped negative (or small) in the
+		// ms -> Duration conversion, passed the maximum check and stored an
+		// override that never expired.
+		{"override ttl that overflowed", func() error {
+			_, err := bc.SetOverride(ctx, &colonyv1.SetOverrideRequest{Caller: "checkout", Callee: "payments", Mode: colonyv1.OverrideMode_OVERRIDE_MODE_FORCE_OPEN, Reason: "x", TtlMs: 9_223_372_036_855})
+			return err
+		}, codes.InvalidArgument, "ttl_ms: 9223372036855 is outside 0..31622400000"},
+		{"override ttl max int64", func() error {
+			_, err := bc.SetOverride(ctx, &colonyv1.SetOverrideRequest{Caller: "checkout", Callee: "payments", Mode: colonyv1.OverrideMode_OVERRIDE_MODE_FORCE_OPEN, Reason: "x", TtlMs: math.MaxInt64})
+			return err
+		}, codes.InvalidArgument, "ttl_ms"},
 		{"hand-written record", func() error {
 			_, err := n.tree.Create(ctx, &colonyv1.CreateRequest{Path: "/colony/breakers/checkout/x", Data: []byte("{}")})
 			return err
@@ -535,8 +549,174 @@ func TestBreakerReassignsPermitsOfGoneHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A reassignment is in the record, not the history (issue 13 item 8).
 	last := got.History[len(got.History)-1]
-	if !strings.Contains(string(last), `"kind":"probes"`) {
-		t.Fatalf("last history entry %s, want the probe reassignment", last)
+	if !strings.Contains(string(last), `"to":"HALF_OPEN"`) || strings.Contains(string(last), `"kind":"probes"`) {
+		t.Fatalf("last history entry %s, want the OPEN -> HALF_OPEN transition", last)
+	}
+}
+
+// historyOf returns the pair's history entries (all kept), oldest first.
+func historyOf(t *testing.T, n *testNode, caller, callee string) []breaker.HistoryEntry {
+	t.Helper()
+	got, err := breakersOf(n).GetBreaker(ctxT(t), &colonyv1.GetBreakerRequest{Caller: caller, Callee: callee, HistoryLimit: historyKeep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]breaker.HistoryEntry, len(got.History))
+	for i, h := range got.History {
+		if err := json.Unmarshal(h, &out[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// TestBreakerHalfOpenIsBounded (issue 13 item 8): callers that report
+// nothing (a stock gRPC client without the client library) kept a pair
+// HALF_OPEN forever, its permits withdrawn and handed back every probe
+// timeout with two history entries per cycle. Now HALF_OPEN lasts at most
+// halfOpenMaxWait and goes back to OPEN with the backoff (open count +1,
+// twice as long), and reassignments are no history entries.
+func TestBreakerHalfOpenIsBounded(t *testing.T) {
+	c := newTestCluster(t, 1)
+	n := c.leader()
+	const open = 300 * time.Millisecond
+	pol := strings.Replace(testPolicy(open), `"probeTimeout":"2s"`, `"probeTimeout":"100ms","halfOpenMaxWait":"800ms"`, 1)
+	applyTestPolicy(t, n, "payments", pol)
+	report(t, n, "checkout", "payments", "c1", 0, 20)
+	report(t, n, "checkout", "payments", "c2", 0, 20)
+	first := waitState(t, n, "checkout", "payments", breaker.Open, 5*time.Second)
+	half := waitState(t, n, "checkout", "payments", breaker.HalfOpen, 5*time.Second)
+	// Nobody reports: the silent holders lose their permits every 100ms,
+	// and after 800ms the pair re-opens, backed off.
+	again := waitState(t, n, "checkout", "payments", breaker.Open, 10*time.Second)
+	if again.Cause != string(breaker.ConditionHalfOpenTimeout) || again.OpenCount != 2 || again.OpenUntil.Sub(again.Since) != 2*open {
+		t.Fatalf("after a silent HALF_OPEN: %+v; want OPEN (halfOpenTimeout), open count 2, for %v", again, 2*open)
+	}
+	if waited := again.Since.Sub(half.Since); waited < 800*time.Millisecond {
+		t.Fatalf("re-opened %v after half-opening, before halfOpenMaxWait", waited)
+	}
+	waitState(t, n, "checkout", "payments", breaker.HalfOpen, 10*time.Second)
+	third := waitState(t, n, "checkout", "payments", breaker.Open, 10*time.Second)
+	if third.OpenCount != 3 || third.OpenUntil.Sub(third.Since) != 4*open {
+		t.Fatalf("second silent HALF_OPEN: %+v; want open count 3, for %v", third, 4*open)
+	}
+	var kinds []string
+	for _, h := range historyOf(t, n, "checkout", "payments") {
+		if h.Kind != breaker.HistoryTransition {
+			kinds = append(kinds, string(h.Kind))
+			continue
+		}
+		kinds = append(kinds, h.From.String()+">"+h.To.String())
+	}
+	want := "CLOSED>OPEN OPEN>HALF_OPEN HALF_OPEN>OPEN OPEN>HALF_OPEN HALF_OPEN>OPEN"
+	if got := strings.Join(kinds, " "); !strings.HasPrefix(got, want) || strings.Contains(got, "probes") {
+		t.Fatalf("history %q, want %q and no probe reassignments", got, want)
+	}
+	if first.Generation != 1 {
+		t.Fatalf("first trip at generation %d", first.Generation)
+	}
+}
+
+// TestNoOverrideError: clearing a pair without an override says what the
+// pair does by itself and how to force it, instead of a bare "no override".
+func TestNoOverrideError(t *testing.T) {
+	k := pairKey{"checkout", "payments"}
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	pol := breaker.DefaultPolicy()
+	for _, tc := range []struct {
+		rec  breaker.Record
+		want []string
+	}{
+		{breaker.Record{State: breaker.HalfOpen, Since: since}, []string{"HALF_OPEN and leaves by itself", "CLOSED after 3 probe successes", "2026-01-02T03:05:05Z (halfOpenMaxWait 1m0s", "colony breaker force-close checkout payments"}},
+		{breaker.Record{State: breaker.Open, Since: since, OpenUntil: since.Add(time.Minute)}, []string{"OPEN until 2026-01-02T03:05:05Z, then HALF_OPEN", "force-close"}},
+		{breaker.Record{State: breaker.Closed}, []string{"no override to clear (it is CLOSED)"}},
+	} {
+		err := noOverrideError(k, tc.rec, pol)
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("%v: %v, want FailedPrecondition", tc.rec.State, err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: %q does not say %q", tc.rec.State, err, w)
+			}
+		}
+	}
+}
+
+// TestHistoryToTrimKeepsTheTrip: when the history is full, the oldest
+// entries go, except the newest CLOSED -> OPEN trip, which explains the
+// episode that re-open cycles keep adding to.
+func TestHistoryToTrimKeepsTheTrip(t *testing.T) {
+	entry := func(kind breaker.HistoryKind, from, to breaker.State) breaker.HistoryEntry {
+		return breaker.HistoryEntry{Kind: kind, From: from, To: to}
+	}
+	trip := entry(breaker.HistoryTransition, breaker.Closed, breaker.Open)
+	reopen := entry(breaker.HistoryTransition, breaker.HalfOpen, breaker.Open)
+	half := entry(breaker.HistoryTransition, breaker.Open, breaker.HalfOpen)
+	stored := func(first ...breaker.HistoryEntry) ([]string, func(string) []byte) {
+		data := map[string][]byte{}
+		var names []string
+		for i := range historyKeep {
+			e := half
+			if i%2 == 1 {
+				e = reopen
+			}
+			if i < len(first) {
+				e = first[i]
+			}
+			name := fmt.Sprintf("h-%010d", i)
+			data[name], _ = json.Marshal(e)
+			names = append(names, name)
+		}
+		return names, func(n string) []byte { return data[n] }
+	}
+	for _, tc := range []struct {
+		name  string
+		first []breaker.HistoryEntry
+		added []breaker.HistoryEntry
+		want  []string
+	}{
+		{"no trip kept: the oldest go", nil, []breaker.HistoryEntry{half, reopen}, []string{"h-0000000000", "h-0000000001"}},
+		{"the trip is oldest: the next go", []breaker.HistoryEntry{trip}, []breaker.HistoryEntry{half, reopen}, []string{"h-0000000001", "h-0000000002"}},
+		{"only the newest trip is kept", []breaker.HistoryEntry{trip, trip}, []breaker.HistoryEntry{half}, []string{"h-0000000000"}},
+		{"a new trip lets the old one go", []breaker.HistoryEntry{trip}, []breaker.HistoryEntry{trip}, []string{"h-0000000000"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			names, get := stored(tc.first...)
+			if got := historyToTrim(names, tc.added, get); !slices.Equal(got, tc.want) {
+				t.Fatalf("historyToTrim = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestGetBreakerPolicyVersion (issue 13 item 11): GetBreaker names the
+// version of the policy it returns, not the older one in the record.
+func TestGetBreakerPolicyVersion(t *testing.T) {
+	c := newTestCluster(t, 1)
+	n := c.leader()
+	applyTestPolicy(t, n, "payments", testPolicy(time.Second))
+	report(t, n, "checkout", "payments", "c1", 5, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for recordOn(t, n, "checkout", "payments") == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no record for checkout->payments within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	applyTestPolicy(t, n, "payments", strings.Replace(testPolicy(time.Second), `"failureRateThreshold":0.5`, `"failureRateThreshold":0.25`, 1))
+	got, err := breakersOf(n).GetBreaker(ctxT(t), &colonyv1.GetBreakerRequest{Caller: "checkout", Callee: "payments"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pol breaker.Policy
+	var rec breaker.PairRecord
+	if err := errors.Join(json.Unmarshal(got.Policy, &pol), json.Unmarshal(got.Record, &rec)); err != nil {
+		t.Fatal(err)
+	}
+	if pol.FailureRateThreshold != 0.25 || got.PolicyVersion == nil || got.GetPolicyVersion() != 1 {
+		t.Fatalf("policy %v with version %v, want the second policy (0.25), version 1 (record says %d)", pol.FailureRateThreshold, got.PolicyVersion, rec.PolicyVersion)
 	}
 }

@@ -103,6 +103,16 @@ func (m *nodeMetrics) countTransition(k pairKey, from, to breaker.State, cause s
 	c.WithLabelValues(k.caller, k.callee, stateLabel(from), stateLabel(to), cause).Inc()
 }
 
+// forgetPair deletes a deleted pair's series, so per-pair series exist only
+// for pairs the engine tracks (at most MaxBreakerPairs plus the override
+// reserve).
+func (m *nodeMetrics) forgetPair(k pairKey) {
+	l := prometheus.Labels{"caller": k.caller, "callee": k.callee}
+	m.reportedCalls.DeletePartialMatch(l)
+	m.transitions.DeletePartialMatch(l)
+	m.shadowTransitions.DeletePartialMatch(l)
+}
+
 // countCalls counts one report's calls on the leader.
 func (m *nodeMetrics) countCalls(k pairKey, c breaker.Counts) {
 	for _, o := range []struct {

@@ -44,7 +44,7 @@ $USER@hostname): both stay in the pair's history, which "breaker get" shows.`,
 	} {
 		cmd.AddCommand(newBreakerOverrideCmd(f, m.use, m.mode, m.short))
 	}
-	cmd.AddCommand(newBreakerClearCmd(f), newBreakerReportCmd(f), newBreakerWatchCmd(f))
+	cmd.AddCommand(newBreakerClearCmd(f), newBreakerRmCmd(f), newBreakerReportCmd(f), newBreakerWatchCmd(f))
 	return cmd
 }
 
@@ -138,7 +138,7 @@ schema of the documents under /colony/breakers, /colony/policies and
 		}
 		if s.json {
 			return writeIndentedJSON(s.out, breakerInfoJSON{
-				Record: info.Record, Policy: info.Policy, Live: info.Live, History: info.History,
+				Record: info.Record, Policy: info.Policy, PolicyVersion: info.PolicyVersion, Live: info.Live, History: info.History,
 			})
 		}
 		return printBreakerInfo(s.out, info, time.Now())
@@ -150,10 +150,11 @@ schema of the documents under /colony/breakers, /colony/policies and
 // breakerInfoJSON is client.BreakerInfo with the same lower-case keys as
 // the documents it holds and the API's GetBreakerResponse.
 type breakerInfoJSON struct {
-	Record  breaker.PairRecord     `json:"record"`
-	Policy  breaker.Policy         `json:"policy"`
-	Live    breaker.Evidence       `json:"live"`
-	History []breaker.HistoryEntry `json:"history"`
+	Record        breaker.PairRecord     `json:"record"`
+	Policy        breaker.Policy         `json:"policy"`
+	PolicyVersion int64                  `json:"policyVersion"`
+	Live          breaker.Evidence       `json:"live"`
+	History       []breaker.HistoryEntry `json:"history"`
 }
 
 // printBreakerInfo writes what breaker get shows, for a person.
@@ -204,10 +205,13 @@ func printBreakerInfo(w io.Writer, info *client.BreakerInfo, now time.Time) erro
 		}
 	}
 
-	if rec.PolicyVersion < 0 {
+	// The version of the policy shown below, not the record's
+	// policyVersion: that is the one the engine last decided with, older
+	// when the policy changed since (issue 13 item 11).
+	if info.PolicyVersion < 0 {
 		fmt.Fprintf(tw, "Policy in force: the default (%s has no policy of its own)\n", rec.Callee)
 	} else {
-		fmt.Fprintf(tw, "Policy in force: version %d of /colony/policies/%s\n", rec.PolicyVersion, rec.Callee)
+		fmt.Fprintf(tw, "Policy in force: version %d of /colony/policies/%s\n", info.PolicyVersion, rec.Callee)
 	}
 	for _, l := range policyLines(info.Policy) {
 		row(l[0], "%s", l[1])
@@ -381,8 +385,8 @@ func policyLines(p breaker.Policy) [][2]string {
 		{"quorum", quorum},
 		{"failures", failText},
 		{"open for", open},
-		{"half-open", fmt.Sprintf("%d probe calls fleet-wide, %d successes close it, probe timeout %v",
-			p.ProbeBudget, p.SuccessesToClose, p.ProbeTimeout)},
+		{"half-open", fmt.Sprintf("%d probe calls fleet-wide, %d successes close it, probe timeout %v, OPEN again after %v without a decision",
+			p.ProbeBudget, p.SuccessesToClose, p.ProbeTimeout, p.HalfOpenBound())},
 	}
 }
 
@@ -444,6 +448,45 @@ the pair's history.`,
 	})
 	cmd.Flags().StringVar(&reason, "reason", "", "why (kept in the history)")
 	cmd.Flags().StringVar(&by, "by", "", "who clears it (default $USER@hostname)")
+	return cmd
+}
+
+func newBreakerRmCmd(f *clientFlags) *cobra.Command {
+	var (
+		reason, by string
+		force      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "rm CALLER CALLEE",
+		Short: "Delete a pair's breaker: its record and history",
+		Long: `Delete a caller -> callee pair's breaker: its record and history are removed
+(through the raft log), and callers enforce nothing for the pair until it is
+reported again, when it comes back CLOSED with a fresh window.
+
+A pair that is OPEN or HALF_OPEN protects its callee, and an override is an
+operator's decision: deleting either needs --force. The leader also deletes
+idle pairs by itself (CLOSED, no override, no report for the coordinator's
+--breaker-idle-expiry, 24h by default).`,
+		Example: `  colony breaker rm checkout paymnts --reason "misspelt callee"
+  colony breaker rm checkout payments --force --reason "payments retired"`,
+		Aliases: []string{"delete"},
+		Args:    cobra.ExactArgs(2),
+	}
+	cmd.RunE = f.run(false, func(ctx context.Context, s *cli, args []string) error {
+		rec, err := s.c.DeleteBreaker(ctx, args[0], args[1], force, reason, byOrUser(by))
+		if err != nil {
+			return err
+		}
+		if s.json {
+			return writeIndentedJSON(s.out, rec)
+		}
+		_, err = fmt.Fprintf(s.out, "%s -> %s: deleted (was %s, generation %d)\n", rec.Caller, rec.Callee, rec.State, rec.Generation)
+		return err
+	})
+	fl := cmd.Flags()
+	fl.BoolVar(&force, "force", false, "delete a pair that is OPEN or HALF_OPEN or has an override")
+	fl.StringVar(&reason, "reason", "", "why (logged by the leader)")
+	fl.StringVar(&by, "by", "", "who deletes it (default $USER@hostname)")
 	return cmd
 }
 

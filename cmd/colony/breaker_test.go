@@ -283,6 +283,20 @@ func TestBreakerCommands(t *testing.T) {
 	if err := runErr("breaker", "get", "web", "inventory", "--history", "500"); !errors.Is(err, client.ErrInvalidArgument) {
 		t.Errorf("--history 500: %v, want the server's invalid argument", err)
 	}
+
+	// rm: an override (or an OPEN pair) needs --force; then the pair is gone.
+	run("breaker", "force-open", "web", "inventory", "--reason", "maintenance")
+	err = runErr("breaker", "rm", "web", "inventory")
+	mustContain(t, "rm of a pair with an override", err.Error(), "force-open override", "--force")
+	out = run("breaker", "rm", "web", "inventory", "--force", "--reason", "inventory retired")
+	mustContain(t, "rm --force", out, "web -> inventory: deleted (was OPEN, generation")
+	if out := run("breaker", "ls"); strings.Contains(out, "inventory") {
+		t.Errorf("breaker ls lists the deleted pair:\n%s", out)
+	}
+	err = runErr("breaker", "get", "web", "inventory")
+	mustContain(t, "get of the deleted pair", err.Error(), "no breaker for web->inventory")
+	err = runErr("breaker", "rm", "web", "inventory")
+	mustContain(t, "rm of a deleted pair", err.Error(), "no breaker for web->inventory")
 }
 
 func TestAgoText(t *testing.T) {
@@ -300,4 +314,32 @@ func TestAgoText(t *testing.T) {
 			t.Errorf("agoText(%v) = %q, want %q", tt.d, got, tt.want)
 		}
 	}
+}
+
+// TestPrintBreakerInfoPolicyVersion (issue 13 item 11): breaker get printed
+// the record's policyVersion (the version the engine last decided with, 0
+// here) above the values of the policy in force (version 1).
+func TestPrintBreakerInfoPolicyVersion(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	pol := breaker.DefaultPolicy()
+	pol.FailureRateThreshold = 0.25
+	info := &client.BreakerInfo{
+		Record: breaker.PairRecord{Caller: "checkout", Callee: "payments", PolicyVersion: 0,
+			Record: breaker.Record{State: breaker.Closed, Generation: 1, Since: now.Add(-time.Minute)}},
+		Policy: pol, PolicyVersion: 1, Live: breaker.Evidence{At: now},
+	}
+	var out strings.Builder
+	if err := printBreakerInfo(&out, info, now); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "breaker get", out.String(), "Policy in force: version 1 of /colony/policies/payments", "25%")
+	if strings.Contains(out.String(), "version 0") {
+		t.Fatalf("breaker get shows the record's stale policy version:\n%s", out.String())
+	}
+	info.PolicyVersion = -1
+	out.Reset()
+	if err := printBreakerInfo(&out, info, now); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "breaker get", out.String(), "Policy in force: the default (payments has no policy of its own)")
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -87,6 +88,9 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.DurationVar(&c.DiskStallTimeout, "disk-stall-timeout", c.DiskStallTimeout, "a raft log write hung this long makes a leader fail its heartbeats, so a node with a working disk takes over; negative: never")
 	fl.IntVar(&c.MaxSessions, "max-sessions", 100000, "open sessions in the cluster (checked where a session is opened)")
 	fl.IntVar(&c.MaxSessionsPerConn, "max-sessions-per-conn", 1000, "open sessions opened through one client connection on this node")
+	fl.DurationVar(&c.BreakerIdleExpiry, "breaker-idle-expiry", 24*time.Hour, "the leader deletes a breaker pair that is CLOSED, has no override and got no report for this long")
+	fl.IntVar(&c.MaxBreakerPairs, "max-breaker-pairs", 10000, "caller -> callee pairs the breaker engine tracks (overrides get a reserve of max(10, 1%) above it)")
+	fl.IntVar(&c.MaxBreakerPairsPerCaller, "max-breaker-pairs-per-caller", 0, "pairs one caller service's reports may create (0: max(100, max-breaker-pairs/10))")
 	fl.DurationVar(&c.LeaderWait, "leader-wait", c.LeaderWait, "how long requests wait for a leader during an election")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:7402 (default: off)")

@@ -47,6 +47,10 @@ type BreakerInfo struct {
 	Record breaker.PairRecord `json:"record"`
 	// Policy is the policy in force for the pair.
 	Policy breaker.Policy `json:"policy"`
+	// PolicyVersion is the version of /colony/policies/<callee> Policy
+	// comes from, -1 for the default policy. Record.PolicyVersion is the
+	// version the engine last decided with, which can be older.
+	PolicyVersion int64 `json:"policyVersion"`
 	// Live is the leader's window now (soft state).
 	Live breaker.Evidence `json:"live"`
 	// History is the pair's audit trail, oldest first.
@@ -66,6 +70,14 @@ func (c *Client) GetBreaker(ctx context.Context, caller, callee string, historyL
 	}
 	c.observe(resp.GetHeader())
 	info := &BreakerInfo{History: make([]breaker.HistoryEntry, len(resp.History))}
+	defer func() {
+		if info != nil {
+			info.PolicyVersion = info.Record.PolicyVersion // a server that predates the field
+			if resp.PolicyVersion != nil {
+				info.PolicyVersion = resp.GetPolicyVersion()
+			}
+		}
+	}()
 	for what, d := range map[string]struct {
 		data []byte
 		dst  any
@@ -121,6 +133,28 @@ func (c *Client) ClearOverride(ctx context.Context, caller, callee, reason, by s
 		return nil, err
 	}
 	return c.overrideRecord(resp)
+}
+
+// DeleteBreaker forgets a pair: its record and history are deleted and
+// callers enforce nothing for it until it is reported again. A pair that is
+// OPEN or HALF_OPEN or has an override needs force (FailedPrecondition
+// otherwise); NotFound when there is no such pair. It returns
+// the record as it was.
+func (c *Client) DeleteBreaker(ctx context.Context, caller, callee string, force bool, reason, by string) (*breaker.PairRecord, error) {
+	var resp *colonyv1.DeleteBreakerResponse
+	err := c.call(ctx, retryUnavailable, hintBreaker, func(ctx context.Context, ep *endpoint) (err error) {
+		resp, err = ep.breakers.DeleteBreaker(ctx, &colonyv1.DeleteBreakerRequest{Caller: caller, Callee: callee, Force: force, Reason: reason, By: by})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.observe(resp.GetHeader())
+	var rec breaker.PairRecord
+	if err := json.Unmarshal(resp.Record, &rec); err != nil {
+		return nil, fmt.Errorf("client: decoding the breaker record: %w", err)
+	}
+	return &rec, nil
 }
 
 func (c *Client) overrideRecord(resp *colonyv1.OverrideResponse) (*breaker.PairRecord, error) {

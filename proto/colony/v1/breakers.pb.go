@@ -648,12 +648,16 @@ func (x *GetBreakerRequest) GetHistoryLimit() int32 {
 }
 
 type GetBreakerResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Record        []byte                 `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`   // JSON breaker.PairRecord
-	Policy        []byte                 `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`   // JSON breaker.Policy in force for the pair
-	Live          []byte                 `protobuf:"bytes,4,opt,name=live,proto3" json:"live,omitempty"`       // JSON breaker.Evidence: the leader's window now
-	History       [][]byte               `protobuf:"bytes,5,rep,name=history,proto3" json:"history,omitempty"` // JSON breaker.HistoryEntry, oldest first
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Header  *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Record  []byte                 `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`   // JSON breaker.PairRecord
+	Policy  []byte                 `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`   // JSON breaker.Policy in force for the pair
+	Live    []byte                 `protobuf:"bytes,4,opt,name=live,proto3" json:"live,omitempty"`       // JSON breaker.Evidence: the leader's window now
+	History [][]byte               `protobuf:"bytes,5,rep,name=history,proto3" json:"history,omitempty"` // JSON breaker.HistoryEntry, oldest first
+	// policy_version is the version of /colony/policies/<callee> that policy
+	// comes from, -1 for the default policy. The record's policyVersion is
+	// the version the engine last decided with, which can be older.
+	PolicyVersion *int64 `protobuf:"varint,6,opt,name=policy_version,json=policyVersion,proto3,oneof" json:"policy_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -721,6 +725,13 @@ func (x *GetBreakerResponse) GetHistory() [][]byte {
 		return x.History
 	}
 	return nil
+}
+
+func (x *GetBreakerResponse) GetPolicyVersion() int64 {
+	if x != nil && x.PolicyVersion != nil {
+		return *x.PolicyVersion
+	}
+	return 0
 }
 
 type SetOverrideRequest struct {
@@ -876,6 +887,135 @@ func (x *ClearOverrideRequest) GetBy() string {
 	return ""
 }
 
+type DeleteBreakerRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Caller string                 `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Callee string                 `protobuf:"bytes,2,opt,name=callee,proto3" json:"callee,omitempty"`
+	// force deletes a pair that is OPEN or HALF_OPEN or has an override.
+	Force         bool   `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"` // at most 1024 bytes, for the log
+	By            string `protobuf:"bytes,5,opt,name=by,proto3" json:"by,omitempty"`         // at most 256 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteBreakerRequest) Reset() {
+	*x = DeleteBreakerRequest{}
+	mi := &file_colony_v1_breakers_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteBreakerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteBreakerRequest) ProtoMessage() {}
+
+func (x *DeleteBreakerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_breakers_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteBreakerRequest.ProtoReflect.Descriptor instead.
+func (*DeleteBreakerRequest) Descriptor() ([]byte, []int) {
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeleteBreakerRequest) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
+func (x *DeleteBreakerRequest) GetCallee() string {
+	if x != nil {
+		return x.Callee
+	}
+	return ""
+}
+
+func (x *DeleteBreakerRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *DeleteBreakerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeleteBreakerRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+type DeleteBreakerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Record        []byte                 `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"` // JSON breaker.PairRecord as it was before the deletion
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteBreakerResponse) Reset() {
+	*x = DeleteBreakerResponse{}
+	mi := &file_colony_v1_breakers_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteBreakerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteBreakerResponse) ProtoMessage() {}
+
+func (x *DeleteBreakerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_breakers_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteBreakerResponse.ProtoReflect.Descriptor instead.
+func (*DeleteBreakerResponse) Descriptor() ([]byte, []int) {
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeleteBreakerResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *DeleteBreakerResponse) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
 type OverrideResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -886,7 +1026,7 @@ type OverrideResponse struct {
 
 func (x *OverrideResponse) Reset() {
 	*x = OverrideResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[11]
+	mi := &file_colony_v1_breakers_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1038,7 @@ func (x *OverrideResponse) String() string {
 func (*OverrideResponse) ProtoMessage() {}
 
 func (x *OverrideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[11]
+	mi := &file_colony_v1_breakers_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1051,7 @@ func (x *OverrideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverrideResponse.ProtoReflect.Descriptor instead.
 func (*OverrideResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{11}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OverrideResponse) GetHeader() *ResponseHeader {
@@ -943,7 +1083,7 @@ type PolicySpec struct {
 
 func (x *PolicySpec) Reset() {
 	*x = PolicySpec{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[12]
+	mi := &file_colony_v1_breakers_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1095,7 @@ func (x *PolicySpec) String() string {
 func (*PolicySpec) ProtoMessage() {}
 
 func (x *PolicySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[12]
+	mi := &file_colony_v1_breakers_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1108,7 @@ func (x *PolicySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySpec.ProtoReflect.Descriptor instead.
 func (*PolicySpec) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{12}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PolicySpec) GetCallee() string {
@@ -1004,7 +1144,7 @@ type ApplyPoliciesRequest struct {
 
 func (x *ApplyPoliciesRequest) Reset() {
 	*x = ApplyPoliciesRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[13]
+	mi := &file_colony_v1_breakers_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1156,7 @@ func (x *ApplyPoliciesRequest) String() string {
 func (*ApplyPoliciesRequest) ProtoMessage() {}
 
 func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[13]
+	mi := &file_colony_v1_breakers_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1169,7 @@ func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{13}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApplyPoliciesRequest) GetPolicies() []*PolicySpec {
@@ -1064,7 +1204,7 @@ type AppliedPolicy struct {
 
 func (x *AppliedPolicy) Reset() {
 	*x = AppliedPolicy{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[14]
+	mi := &file_colony_v1_breakers_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1216,7 @@ func (x *AppliedPolicy) String() string {
 func (*AppliedPolicy) ProtoMessage() {}
 
 func (x *AppliedPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[14]
+	mi := &file_colony_v1_breakers_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1229,7 @@ func (x *AppliedPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedPolicy.ProtoReflect.Descriptor instead.
 func (*AppliedPolicy) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{14}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AppliedPolicy) GetCallee() string {
@@ -1123,7 +1263,7 @@ type ApplyPoliciesResponse struct {
 
 func (x *ApplyPoliciesResponse) Reset() {
 	*x = ApplyPoliciesResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[15]
+	mi := &file_colony_v1_breakers_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1275,7 @@ func (x *ApplyPoliciesResponse) String() string {
 func (*ApplyPoliciesResponse) ProtoMessage() {}
 
 func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[15]
+	mi := &file_colony_v1_breakers_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1288,7 @@ func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{15}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ApplyPoliciesResponse) GetHeader() *ResponseHeader {
@@ -1174,7 +1314,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[16]
+	mi := &file_colony_v1_breakers_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1326,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[16]
+	mi := &file_colony_v1_breakers_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1339,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{16}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetPolicyRequest) GetCallee() string {
@@ -1221,7 +1361,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[17]
+	mi := &file_colony_v1_breakers_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1373,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[17]
+	mi := &file_colony_v1_breakers_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1386,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{17}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetPolicyResponse) GetHeader() *ResponseHeader {
@@ -1280,7 +1420,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[18]
+	mi := &file_colony_v1_breakers_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1432,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[18]
+	mi := &file_colony_v1_breakers_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1445,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{18}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeletePolicyRequest) GetCallee() string {
@@ -1331,7 +1471,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[19]
+	mi := &file_colony_v1_breakers_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1483,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[19]
+	mi := &file_colony_v1_breakers_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1496,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{19}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeletePolicyResponse) GetHeader() *ResponseHeader {
@@ -1412,13 +1552,15 @@ const file_colony_v1_breakers_proto_rawDesc = "" +
 	"\x11GetBreakerRequest\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x16\n" +
 	"\x06callee\x18\x02 \x01(\tR\x06callee\x12#\n" +
-	"\rhistory_limit\x18\x03 \x01(\x05R\fhistoryLimit\"\xa5\x01\n" +
+	"\rhistory_limit\x18\x03 \x01(\x05R\fhistoryLimit\"\xe4\x01\n" +
 	"\x12GetBreakerResponse\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x19.colony.v1.ResponseHeaderR\x06header\x12\x16\n" +
 	"\x06record\x18\x02 \x01(\fR\x06record\x12\x16\n" +
 	"\x06policy\x18\x03 \x01(\fR\x06policy\x12\x12\n" +
 	"\x04live\x18\x04 \x01(\fR\x04live\x12\x18\n" +
-	"\ahistory\x18\x05 \x03(\fR\ahistory\"\xb0\x01\n" +
+	"\ahistory\x18\x05 \x03(\fR\ahistory\x12*\n" +
+	"\x0epolicy_version\x18\x06 \x01(\x03H\x00R\rpolicyVersion\x88\x01\x01B\x11\n" +
+	"\x0f_policy_version\"\xb0\x01\n" +
 	"\x12SetOverrideRequest\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x16\n" +
 	"\x06callee\x18\x02 \x01(\tR\x06callee\x12+\n" +
@@ -1430,7 +1572,16 @@ const file_colony_v1_breakers_proto_rawDesc = "" +
 	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x16\n" +
 	"\x06callee\x18\x02 \x01(\tR\x06callee\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x0e\n" +
-	"\x02by\x18\x04 \x01(\tR\x02by\"]\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\"\x84\x01\n" +
+	"\x14DeleteBreakerRequest\x12\x16\n" +
+	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x16\n" +
+	"\x06callee\x18\x02 \x01(\tR\x06callee\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x0e\n" +
+	"\x02by\x18\x05 \x01(\tR\x02by\"b\n" +
+	"\x15DeleteBreakerResponse\x121\n" +
+	"\x06header\x18\x01 \x01(\v2\x19.colony.v1.ResponseHeaderR\x06header\x12\x16\n" +
+	"\x06record\x18\x02 \x01(\fR\x06record\"]\n" +
 	"\x10OverrideResponse\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x19.colony.v1.ResponseHeaderR\x06header\x12\x16\n" +
 	"\x06record\x18\x02 \x01(\fR\x06record\"\xb6\x01\n" +
@@ -1472,7 +1623,7 @@ const file_colony_v1_breakers_proto_rawDesc = "" +
 	"\x18OVERRIDE_MODE_FORCE_OPEN\x10\x01\x12\x1e\n" +
 	"\x1aOVERRIDE_MODE_FORCE_CLOSED\x10\x02\x12\x1a\n" +
 	"\x16OVERRIDE_MODE_DISABLED\x10\x03\x12\x18\n" +
-	"\x14OVERRIDE_MODE_SHADOW\x10\x042\xec\x04\n" +
+	"\x14OVERRIDE_MODE_SHADOW\x10\x042\xc0\x05\n" +
 	"\bBreakers\x12=\n" +
 	"\x06Report\x12\x18.colony.v1.ReportRequest\x1a\x19.colony.v1.ReportResponse\x12O\n" +
 	"\fListBreakers\x12\x1e.colony.v1.ListBreakersRequest\x1a\x1f.colony.v1.ListBreakersResponse\x12I\n" +
@@ -1480,6 +1631,7 @@ const file_colony_v1_breakers_proto_rawDesc = "" +
 	"GetBreaker\x12\x1c.colony.v1.GetBreakerRequest\x1a\x1d.colony.v1.GetBreakerResponse\x12I\n" +
 	"\vSetOverride\x12\x1d.colony.v1.SetOverrideRequest\x1a\x1b.colony.v1.OverrideResponse\x12M\n" +
 	"\rClearOverride\x12\x1f.colony.v1.ClearOverrideRequest\x1a\x1b.colony.v1.OverrideResponse\x12R\n" +
+	"\rDeleteBreaker\x12\x1f.colony.v1.DeleteBreakerRequest\x1a .colony.v1.DeleteBreakerResponse\x12R\n" +
 	"\rApplyPolicies\x12\x1f.colony.v1.ApplyPoliciesRequest\x1a .colony.v1.ApplyPoliciesResponse\x12F\n" +
 	"\tGetPolicy\x12\x1b.colony.v1.GetPolicyRequest\x1a\x1c.colony.v1.GetPolicyResponse\x12O\n" +
 	"\fDeletePolicy\x12\x1e.colony.v1.DeletePolicyRequest\x1a\x1f.colony.v1.DeletePolicyResponseB7Z5github.com/colonymesh/colony/proto/colony/v1;colonyv1b\x06proto3"
@@ -1497,7 +1649,7 @@ func file_colony_v1_breakers_proto_rawDescGZIP() []byte {
 }
 
 var file_colony_v1_breakers_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_colony_v1_breakers_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_colony_v1_breakers_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_colony_v1_breakers_proto_goTypes = []any{
 	(OverrideMode)(0),             // 0: colony.v1.OverrideMode
 	(*OutcomeCounts)(nil),         // 1: colony.v1.OutcomeCounts
@@ -1511,54 +1663,59 @@ var file_colony_v1_breakers_proto_goTypes = []any{
 	(*GetBreakerResponse)(nil),    // 9: colony.v1.GetBreakerResponse
 	(*SetOverrideRequest)(nil),    // 10: colony.v1.SetOverrideRequest
 	(*ClearOverrideRequest)(nil),  // 11: colony.v1.ClearOverrideRequest
-	(*OverrideResponse)(nil),      // 12: colony.v1.OverrideResponse
-	(*PolicySpec)(nil),            // 13: colony.v1.PolicySpec
-	(*ApplyPoliciesRequest)(nil),  // 14: colony.v1.ApplyPoliciesRequest
-	(*AppliedPolicy)(nil),         // 15: colony.v1.AppliedPolicy
-	(*ApplyPoliciesResponse)(nil), // 16: colony.v1.ApplyPoliciesResponse
-	(*GetPolicyRequest)(nil),      // 17: colony.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),     // 18: colony.v1.GetPolicyResponse
-	(*DeletePolicyRequest)(nil),   // 19: colony.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),  // 20: colony.v1.DeletePolicyResponse
-	nil,                           // 21: colony.v1.PolicySpec.CallersEntry
-	(*ResponseHeader)(nil),        // 22: colony.v1.ResponseHeader
+	(*DeleteBreakerRequest)(nil),  // 12: colony.v1.DeleteBreakerRequest
+	(*DeleteBreakerResponse)(nil), // 13: colony.v1.DeleteBreakerResponse
+	(*OverrideResponse)(nil),      // 14: colony.v1.OverrideResponse
+	(*PolicySpec)(nil),            // 15: colony.v1.PolicySpec
+	(*ApplyPoliciesRequest)(nil),  // 16: colony.v1.ApplyPoliciesRequest
+	(*AppliedPolicy)(nil),         // 17: colony.v1.AppliedPolicy
+	(*ApplyPoliciesResponse)(nil), // 18: colony.v1.ApplyPoliciesResponse
+	(*GetPolicyRequest)(nil),      // 19: colony.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),     // 20: colony.v1.GetPolicyResponse
+	(*DeletePolicyRequest)(nil),   // 21: colony.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),  // 22: colony.v1.DeletePolicyResponse
+	nil,                           // 23: colony.v1.PolicySpec.CallersEntry
+	(*ResponseHeader)(nil),        // 24: colony.v1.ResponseHeader
 }
 var file_colony_v1_breakers_proto_depIdxs = []int32{
 	1,  // 0: colony.v1.OutcomeReport.counts:type_name -> colony.v1.OutcomeCounts
 	2,  // 1: colony.v1.ReportRequest.reports:type_name -> colony.v1.OutcomeReport
-	22, // 2: colony.v1.ReportResponse.header:type_name -> colony.v1.ResponseHeader
-	22, // 3: colony.v1.ListBreakersResponse.header:type_name -> colony.v1.ResponseHeader
+	24, // 2: colony.v1.ReportResponse.header:type_name -> colony.v1.ResponseHeader
+	24, // 3: colony.v1.ListBreakersResponse.header:type_name -> colony.v1.ResponseHeader
 	5,  // 4: colony.v1.ListBreakersResponse.breakers:type_name -> colony.v1.BreakerSummary
-	22, // 5: colony.v1.GetBreakerResponse.header:type_name -> colony.v1.ResponseHeader
+	24, // 5: colony.v1.GetBreakerResponse.header:type_name -> colony.v1.ResponseHeader
 	0,  // 6: colony.v1.SetOverrideRequest.mode:type_name -> colony.v1.OverrideMode
-	22, // 7: colony.v1.OverrideResponse.header:type_name -> colony.v1.ResponseHeader
-	21, // 8: colony.v1.PolicySpec.callers:type_name -> colony.v1.PolicySpec.CallersEntry
-	13, // 9: colony.v1.ApplyPoliciesRequest.policies:type_name -> colony.v1.PolicySpec
-	22, // 10: colony.v1.ApplyPoliciesResponse.header:type_name -> colony.v1.ResponseHeader
-	15, // 11: colony.v1.ApplyPoliciesResponse.applied:type_name -> colony.v1.AppliedPolicy
-	22, // 12: colony.v1.GetPolicyResponse.header:type_name -> colony.v1.ResponseHeader
-	22, // 13: colony.v1.DeletePolicyResponse.header:type_name -> colony.v1.ResponseHeader
-	3,  // 14: colony.v1.Breakers.Report:input_type -> colony.v1.ReportRequest
-	6,  // 15: colony.v1.Breakers.ListBreakers:input_type -> colony.v1.ListBreakersRequest
-	8,  // 16: colony.v1.Breakers.GetBreaker:input_type -> colony.v1.GetBreakerRequest
-	10, // 17: colony.v1.Breakers.SetOverride:input_type -> colony.v1.SetOverrideRequest
-	11, // 18: colony.v1.Breakers.ClearOverride:input_type -> colony.v1.ClearOverrideRequest
-	14, // 19: colony.v1.Breakers.ApplyPolicies:input_type -> colony.v1.ApplyPoliciesRequest
-	17, // 20: colony.v1.Breakers.GetPolicy:input_type -> colony.v1.GetPolicyRequest
-	19, // 21: colony.v1.Breakers.DeletePolicy:input_type -> colony.v1.DeletePolicyRequest
-	4,  // 22: colony.v1.Breakers.Report:output_type -> colony.v1.ReportResponse
-	7,  // 23: colony.v1.Breakers.ListBreakers:output_type -> colony.v1.ListBreakersResponse
-	9,  // 24: colony.v1.Breakers.GetBreaker:output_type -> colony.v1.GetBreakerResponse
-	12, // 25: colony.v1.Breakers.SetOverride:output_type -> colony.v1.OverrideResponse
-	12, // 26: colony.v1.Breakers.ClearOverride:output_type -> colony.v1.OverrideResponse
-	16, // 27: colony.v1.Breakers.ApplyPolicies:output_type -> colony.v1.ApplyPoliciesResponse
-	18, // 28: colony.v1.Breakers.GetPolicy:output_type -> colony.v1.GetPolicyResponse
-	20, // 29: colony.v1.Breakers.DeletePolicy:output_type -> colony.v1.DeletePolicyResponse
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	24, // 7: colony.v1.DeleteBreakerResponse.header:type_name -> colony.v1.ResponseHeader
+	24, // 8: colony.v1.OverrideResponse.header:type_name -> colony.v1.ResponseHeader
+	23, // 9: colony.v1.PolicySpec.callers:type_name -> colony.v1.PolicySpec.CallersEntry
+	15, // 10: colony.v1.ApplyPoliciesRequest.policies:type_name -> colony.v1.PolicySpec
+	24, // 11: colony.v1.ApplyPoliciesResponse.header:type_name -> colony.v1.ResponseHeader
+	17, // 12: colony.v1.ApplyPoliciesResponse.applied:type_name -> colony.v1.AppliedPolicy
+	24, // 13: colony.v1.GetPolicyResponse.header:type_name -> colony.v1.ResponseHeader
+	24, // 14: colony.v1.DeletePolicyResponse.header:type_name -> colony.v1.ResponseHeader
+	3,  // 15: colony.v1.Breakers.Report:input_type -> colony.v1.ReportRequest
+	6,  // 16: colony.v1.Breakers.ListBreakers:input_type -> colony.v1.ListBreakersRequest
+	8,  // 17: colony.v1.Breakers.GetBreaker:input_type -> colony.v1.GetBreakerRequest
+	10, // 18: colony.v1.Breakers.SetOverride:input_type -> colony.v1.SetOverrideRequest
+	11, // 19: colony.v1.Breakers.ClearOverride:input_type -> colony.v1.ClearOverrideRequest
+	12, // 20: colony.v1.Breakers.DeleteBreaker:input_type -> colony.v1.DeleteBreakerRequest
+	16, // 21: colony.v1.Breakers.ApplyPolicies:input_type -> colony.v1.ApplyPoliciesRequest
+	19, // 22: colony.v1.Breakers.GetPolicy:input_type -> colony.v1.GetPolicyRequest
+	21, // 23: colony.v1.Breakers.DeletePolicy:input_type -> colony.v1.DeletePolicyRequest
+	4,  // 24: colony.v1.Breakers.Report:output_type -> colony.v1.ReportResponse
+	7,  // 25: colony.v1.Breakers.ListBreakers:output_type -> colony.v1.ListBreakersResponse
+	9,  // 26: colony.v1.Breakers.GetBreaker:output_type -> colony.v1.GetBreakerResponse
+	14, // 27: colony.v1.Breakers.SetOverride:output_type -> colony.v1.OverrideResponse
+	14, // 28: colony.v1.Breakers.ClearOverride:output_type -> colony.v1.OverrideResponse
+	13, // 29: colony.v1.Breakers.DeleteBreaker:output_type -> colony.v1.DeleteBreakerResponse
+	18, // 30: colony.v1.Breakers.ApplyPolicies:output_type -> colony.v1.ApplyPoliciesResponse
+	20, // 31: colony.v1.Breakers.GetPolicy:output_type -> colony.v1.GetPolicyResponse
+	22, // 32: colony.v1.Breakers.DeletePolicy:output_type -> colony.v1.DeletePolicyResponse
+	24, // [24:33] is the sub-list for method output_type
+	15, // [15:24] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_colony_v1_breakers_proto_init() }
@@ -1567,13 +1724,14 @@ func file_colony_v1_breakers_proto_init() {
 		return
 	}
 	file_colony_v1_coordinator_proto_init()
+	file_colony_v1_breakers_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_colony_v1_breakers_proto_rawDesc), len(file_colony_v1_breakers_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,7 @@ const (
 	Breakers_GetBreaker_FullMethodName    = "/colony.v1.Breakers/GetBreaker"
 	Breakers_SetOverride_FullMethodName   = "/colony.v1.Breakers/SetOverride"
 	Breakers_ClearOverride_FullMethodName = "/colony.v1.Breakers/ClearOverride"
+	Breakers_DeleteBreaker_FullMethodName = "/colony.v1.Breakers/DeleteBreaker"
 	Breakers_ApplyPolicies_FullMethodName = "/colony.v1.Breakers/ApplyPolicies"
 	Breakers_GetPolicy_FullMethodName     = "/colony.v1.Breakers/GetPolicy"
 	Breakers_DeletePolicy_FullMethodName  = "/colony.v1.Breakers/DeletePolicy"
@@ -50,7 +51,10 @@ type BreakersClient interface {
 	// one entry per pair. The request is validated as a whole: a bad entry
 	// rejects it (InvalidArgument naming the entry and field) and nothing is
 	// counted. A callee is known when it has a policy or registered instances;
-	// reports for unknown callees are rejected (NotFound).
+	// reports for unknown callees are rejected (NotFound). A request that
+	// would create a pair beyond the engine's limit (MaxBreakerPairs) or its
+	// caller's share of it (MaxBreakerPairsPerCaller) is rejected as a whole
+	// (ResourceExhausted naming the limit).
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
 	// ListBreakers returns every pair's record with the leader's live window.
 	ListBreakers(ctx context.Context, in *ListBreakersRequest, opts ...grpc.CallOption) (*ListBreakersResponse, error)
@@ -63,6 +67,15 @@ type BreakersClient interface {
 	// ClearOverride removes a pair's override; the pair starts again CLOSED
 	// with a fresh window. FailedPrecondition when it has none.
 	ClearOverride(ctx context.Context, in *ClearOverrideRequest, opts ...grpc.CallOption) (*OverrideResponse, error)
+	// DeleteBreaker forgets a pair: its record and history go, through the
+	// log, and callers enforce nothing for it until it is reported again (it
+	// comes back CLOSED, generation 0). A pair that is not CLOSED or has an
+	// override protects callers or carries an operator's decision: deleting
+	// it needs force, else FailedPrecondition saying why. NotFound when the
+	// engine has no such pair. The leader also deletes idle pairs by itself
+	// (CLOSED, no override, no report for the coordinator's
+	// --breaker-idle-expiry).
+	DeleteBreaker(ctx context.Context, in *DeleteBreakerRequest, opts ...grpc.CallOption) (*DeleteBreakerResponse, error)
 	// ApplyPolicies validates and writes policies, all or nothing.
 	ApplyPolicies(ctx context.Context, in *ApplyPoliciesRequest, opts ...grpc.CallOption) (*ApplyPoliciesResponse, error)
 	// GetPolicy returns the policies for calls to one callee (the default
@@ -131,6 +144,16 @@ func (c *breakersClient) ClearOverride(ctx context.Context, in *ClearOverrideReq
 	return out, nil
 }
 
+func (c *breakersClient) DeleteBreaker(ctx context.Context, in *DeleteBreakerRequest, opts ...grpc.CallOption) (*DeleteBreakerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteBreakerResponse)
+	err := c.cc.Invoke(ctx, Breakers_DeleteBreaker_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *breakersClient) ApplyPolicies(ctx context.Context, in *ApplyPoliciesRequest, opts ...grpc.CallOption) (*ApplyPoliciesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ApplyPoliciesResponse)
@@ -169,7 +192,10 @@ type BreakersServer interface {
 	// one entry per pair. The request is validated as a whole: a bad entry
 	// rejects it (InvalidArgument naming the entry and field) and nothing is
 	// counted. A callee is known when it has a policy or registered instances;
-	// reports for unknown callees are rejected (NotFound).
+	// reports for unknown callees are rejected (NotFound). A request that
+	// would create a pair beyond the engine's limit (MaxBreakerPairs) or its
+	// caller's share of it (MaxBreakerPairsPerCaller) is rejected as a whole
+	// (ResourceExhausted naming the limit).
 	Report(context.Context, *ReportRequest) (*ReportResponse, error)
 	// ListBreakers returns every pair's record with the leader's live window.
 	ListBreakers(context.Context, *ListBreakersRequest) (*ListBreakersResponse, error)
@@ -182,6 +208,15 @@ type BreakersServer interface {
 	// ClearOverride removes a pair's override; the pair starts again CLOSED
 	// with a fresh window. FailedPrecondition when it has none.
 	ClearOverride(context.Context, *ClearOverrideRequest) (*OverrideResponse, error)
+	// DeleteBreaker forgets a pair: its record and history go, through the
+	// log, and callers enforce nothing for it until it is reported again (it
+	// comes back CLOSED, generation 0). A pair that is not CLOSED or has an
+	// override protects callers or carries an operator's decision: deleting
+	// it needs force, else FailedPrecondition saying why. NotFound when the
+	// engine has no such pair. The leader also deletes idle pairs by itself
+	// (CLOSED, no override, no report for the coordinator's
+	// --breaker-idle-expiry).
+	DeleteBreaker(context.Context, *DeleteBreakerRequest) (*DeleteBreakerResponse, error)
 	// ApplyPolicies validates and writes policies, all or nothing.
 	ApplyPolicies(context.Context, *ApplyPoliciesRequest) (*ApplyPoliciesResponse, error)
 	// GetPolicy returns the policies for calls to one callee (the default
@@ -214,6 +249,9 @@ func (UnimplementedBreakersServer) SetOverride(context.Context, *SetOverrideRequ
 }
 func (UnimplementedBreakersServer) ClearOverride(context.Context, *ClearOverrideRequest) (*OverrideResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClearOverride not implemented")
+}
+func (UnimplementedBreakersServer) DeleteBreaker(context.Context, *DeleteBreakerRequest) (*DeleteBreakerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteBreaker not implemented")
 }
 func (UnimplementedBreakersServer) ApplyPolicies(context.Context, *ApplyPoliciesRequest) (*ApplyPoliciesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApplyPolicies not implemented")
@@ -335,6 +373,24 @@ func _Breakers_ClearOverride_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Breakers_DeleteBreaker_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteBreakerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BreakersServer).DeleteBreaker(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Breakers_DeleteBreaker_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BreakersServer).DeleteBreaker(ctx, req.(*DeleteBreakerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Breakers_ApplyPolicies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ApplyPoliciesRequest)
 	if err := dec(in); err != nil {
@@ -415,6 +471,10 @@ var Breakers_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClearOverride",
 			Handler:    _Breakers_ClearOverride_Handler,
+		},
+		{
+			MethodName: "DeleteBreaker",
+			Handler:    _Breakers_DeleteBreaker_Handler,
 		},
 		{
 			MethodName: "ApplyPolicies",
