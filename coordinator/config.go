@@ -105,6 +105,12 @@ type Config struct {
 	// connection on this node, so one runaway client cannot use up
 	// MaxSessions. Zero means 1,000.
 	MaxSessionsPerConn int
+	// MaxParkedReads limits the SESSION reads this node holds while it
+	// applies the min_zxid they ask for (committed by the cluster, not yet
+	// applied here); one more gets ResourceExhausted. Each waits at most
+	// LeaderWait, then gets Unavailable so the client tries another node.
+	// Zero means 10,000.
+	MaxParkedReads int
 
 	// WatchHistoryEvents and WatchHistoryBytes bound the events each node
 	// retains for resuming watches. Zero means the watch hub's defaults.
@@ -190,8 +196,8 @@ func (c *Config) Validate() error {
 	if c.MaxDataBytes < 0 || c.MaxOps < 0 || c.MaxAppendEntries < 0 {
 		errs = append(errs, errors.New("MaxDataBytes, MaxOps and MaxAppendEntries must not be negative"))
 	}
-	if c.MaxWatchesPerConn < 0 || c.MaxWatches < 0 || c.MaxSessionsPerConn < 0 || c.MaxSessions < 0 {
-		errs = append(errs, errors.New("MaxWatchesPerConn, MaxWatches, MaxSessionsPerConn and MaxSessions must not be negative (zero means the default)"))
+	if c.MaxWatchesPerConn < 0 || c.MaxWatches < 0 || c.MaxSessionsPerConn < 0 || c.MaxSessions < 0 || c.MaxParkedReads < 0 {
+		errs = append(errs, errors.New("MaxWatchesPerConn, MaxWatches, MaxSessionsPerConn, MaxSessions and MaxParkedReads must not be negative (zero means the default)"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("coordinator config: %w", err)
@@ -223,6 +229,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = 100000
+	}
+	if c.MaxParkedReads == 0 {
+		c.MaxParkedReads = 10000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -48,6 +49,8 @@ type Server struct {
 	// sessionsPerConn counts open sessions per client connection.
 	sessionsPerConn sessionLimits
 	sessions        *sessionTracker
+	// parkedReads counts the reads waiting for this node's FSM (read.go).
+	parkedReads atomic.Int64
 
 	// Telemetry: tracing.go, metrics.go, observe.go.
 	tracer            trace.Tracer
