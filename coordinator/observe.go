@@ -106,6 +106,9 @@ type observedTransport struct {
 	// stall fails this node's AppendEntries while its disk hangs
 	// (diskstall.go).
 	stall *stallGuard
+	// hold retries a failed replication call while the follower is
+	// unreachable instead of letting raft back off (rejoin.go). Nil: never.
+	hold *replicationHold
 }
 
 var (
@@ -120,6 +123,12 @@ func (t *observedTransport) AppendEntries(id raft.ServerID, target raft.ServerAd
 	}
 	start := time.Now()
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err != nil && !isHeartbeat(args) {
+		err = t.hold.retry(id, target, args.Term, err, func() error {
+			start = time.Now()
+			return t.NetworkTransport.AppendEntries(id, target, args, resp)
+		})
+	}
 	if err == nil {
 		t.d.sawReply(id, args.Term, isHeartbeat(args), start, time.Now(), resp.LastLog)
 	}

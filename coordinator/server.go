@@ -221,8 +221,9 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("reading raft state: %w", err)
 	}
+	stall := &stallGuard{store: store, timeout: s.cfg.DiskStallTimeout, log: s.log}
 	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, &observedTransport{NetworkTransport: s.transport, d: s.diag,
-		stall: &stallGuard{store: store, timeout: s.cfg.DiskStallTimeout, log: s.log}})
+		stall: stall, hold: &replicationHold{interval: rc.HeartbeatTimeout / 10, done: s.ctx.Done(), d: s.diag, stall: stall}})
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
