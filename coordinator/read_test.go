@@ -115,3 +115,18 @@ func TestParkedReadGivesUpAfterLeaderWait(t *testing.T) {
 		t.Errorf("a read parked past LeaderWait: %v; want Unavailable \"catching up: applied X of Y\"", err)
 	}
 }
+
+// A follower far behind the index a read needs (a restarted node before
+// raft caught it up) answers at once with Unavailable "catching up",
+// instead of holding the read for LeaderWait, so the client tries another
+// node.
+func TestFarBehindFollowerRefusesReadsAtOnce(t *testing.T) {
+	c := newTestCluster(t, 3, func(c *Config) { c.LeaderWait = time.Hour })
+	f := c.followers()[0].srv
+	applied := f.fsm.applied.Load()
+	// No deadline: only an immediate answer ends this call.
+	err := toStatus(f.awaitApplied(context.Background(), applied+uint64(f.cfg.MaxAppendEntries)+1))
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), fmt.Sprintf("catching up: applied %d of", applied)) {
+		t.Errorf("read far ahead of a follower: %v; want Unavailable \"catching up: applied %d of ...\"", err, applied)
+	}
+}
