@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"sync"
@@ -135,6 +136,17 @@ func (t *observedTransport) AppendEntries(id raft.ServerID, target raft.ServerAd
 	return err
 }
 
+// InstallSnapshot is the network transport's, held after a failure until
+// the follower answers again (rejoin.go).
+func (t *observedTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	start := time.Now()
+	err := t.NetworkTransport.InstallSnapshot(id, target, args, resp, data)
+	if err != nil {
+		t.hold.untilReachable(id, target, args.Term, start)
+	}
+	return err
+}
+
 // AppendEntriesPipeline is the network transport's pipeline behind the
 // disk-stall guard: raft's replication goroutines also send the commit
 // index every CommitTimeout through it, which would keep the followers'
@@ -201,6 +213,15 @@ func (d *diagnostics) sawReply(id raft.ServerID, term uint64, heartbeat bool, st
 		}
 		d.metrics.heartbeat.WithLabelValues(string(id)).Observe(rtt.Seconds())
 	}
+}
+
+// repliedSince reports whether follower id replied to this node, as leader
+// of the current stats term, after t.
+func (d *diagnostics) repliedSince(id raft.ServerID, t time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.followers[id]
+	return ok && f.lastContact.After(t)
 }
 
 func (d *diagnostics) follower(id raft.ServerID) *followerStats {

@@ -21,6 +21,8 @@ import (
 // unreachable: the transport does not hand raft a failed replication call
 // at once but retries it every interval, and returns as soon as the retry
 // succeeds (raft sees no failure and resets nothing: it never backed off).
+// A failed InstallSnapshot (a follower too far behind for the log) cannot be
+// resent, so it is returned once the follower answers heartbeats again.
 // It gives raft the original error, so raft's own handling runs, as soon as
 // holding is no longer right: this node stops leading in the call's term,
 // the peer leaves the configuration or changes address, the node begins
@@ -59,6 +61,30 @@ func (h *replicationHold) retry(id raft.ServerID, target raft.ServerAddress, ter
 		}
 		if err = call(); err == nil {
 			return nil
+		}
+		t.Reset(h.interval)
+	}
+}
+
+// untilReachable returns once peer id has answered this node (a heartbeat
+// reply, as the diagnostics saw it) after since, or holding stops being
+// right. For a failed InstallSnapshot, whose snapshot reader cannot be sent
+// twice: raft then counts one failure per outage instead of one per retry,
+// and retries after its shortest backoff.
+func (h *replicationHold) untilReachable(id raft.ServerID, target raft.ServerAddress, term uint64, since time.Time) {
+	if h == nil {
+		return
+	}
+	t := time.NewTimer(h.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-t.C:
+		}
+		if !h.shouldHold(id, target, term) || h.d.repliedSince(id, since) {
+			return
 		}
 		t.Reset(h.interval)
 	}
