@@ -23,11 +23,13 @@ import (
 // succeeds (raft sees no failure and resets nothing: it never backed off).
 // A failed InstallSnapshot (a follower too far behind for the log) cannot be
 // resent, so it is returned once the follower answers heartbeats again.
-// It gives raft the original error, so raft's own handling runs, as soon as
-// holding is no longer right: this node stops leading in the call's term,
-// the peer leaves the configuration or changes address, the node begins
-// shutting down (done), or the local disk stalls (diskstall.go). Heartbeats are never held: raft's heartbeat loop has
-// its own short, capped backoff and must keep reporting failures.
+// It gives raft the error, so raft's own handling (and backoff) runs, as
+// soon as holding is no longer right: the follower answers heartbeats but
+// replication to it still fails (it is up but refuses: a broken disk), this
+// node stops leading in the call's term, the peer leaves the configuration
+// or changes address, the node begins shutting down (done), or the local
+// disk stalls (diskstall.go). Heartbeats are never held: raft's heartbeat
+// loop has its own short, capped backoff and must keep reporting failures.
 //
 // While held, raft's replication goroutine for that peer is inside the call,
 // as it would be inside its own backoff sleep; everything raft could ask of
@@ -40,14 +42,16 @@ type replicationHold struct {
 	stall    *stallGuard
 }
 
-// retry calls call every interval until it succeeds or holding stops being
-// right for a replication call in term to peer id at target; it returns
-// the last error then (first, when it never retried).
+// retry calls call every interval until it succeeds, fails although peer id
+// answered heartbeats meanwhile, or holding stops being right for a
+// replication call in term to id at target; it returns the last error then
+// (first, when it never retried).
 func (h *replicationHold) retry(id raft.ServerID, target raft.ServerAddress, term uint64, first error, call func() error) error {
 	if h == nil {
 		return first
 	}
 	err := first
+	since := time.Now()
 	t := time.NewTimer(h.interval)
 	defer t.Stop()
 	for {
@@ -61,6 +65,9 @@ func (h *replicationHold) retry(id raft.ServerID, target raft.ServerAddress, ter
 		}
 		if err = call(); err == nil {
 			return nil
+		}
+		if h.d.repliedSince(id, since) {
+			return err // reachable, yet replication fails: raft's backoff
 		}
 		t.Reset(h.interval)
 	}
