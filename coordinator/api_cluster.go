@@ -81,9 +81,33 @@ func (a *api) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.
 		}()
 	}
 	wg.Wait()
+	markCatchingUp(resp, statuses, uint64(s.cfg.MaxAppendEntries))
 	addDiagnostics(resp, statuses)
 	slices.SortFunc(resp.Members, func(a, b *colonyv1.Member) int { return strings.Compare(a.Id, b.Id) })
 	return resp, nil
+}
+
+// markCatchingUp says, in a member's error, that it answers but cannot serve
+// yet: a follower that has not learned a commit index since it started
+// (commit 0: raft has not replicated to it yet) or that is more than one
+// append (maxAppend) behind the leader's commit index. Reads through it get
+// Unavailable until it catches up (read.go).
+func markCatchingUp(resp *colonyv1.StatusResponse, statuses []*peerv1.NodeStatusResponse, maxAppend uint64) {
+	var leaderCommit uint64
+	for i, st := range statuses {
+		if st != nil && resp.Members[i].Leader {
+			leaderCommit = st.CommitIndex
+		}
+	}
+	for i, st := range statuses {
+		m := resp.Members[i]
+		if st == nil || m.Leader || m.Error != "" || st.AppliedIndex >= leaderCommit {
+			continue
+		}
+		if st.CommitIndex == 0 || leaderCommit-st.AppliedIndex > maxAppend {
+			m.Error = fmt.Sprintf("catching up: applied %d of %d", st.AppliedIndex, leaderCommit)
+		}
+	}
 }
 
 func fillMember(m *colonyv1.Member, st *peerv1.NodeStatusResponse) {

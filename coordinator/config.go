@@ -105,6 +105,12 @@ type Config struct {
 	// connection on this node, so one runaway client cannot use up
 	// MaxSessions. Zero means 1,000.
 	MaxSessionsPerConn int
+	// MaxParkedReads limits the SESSION reads this node holds while it
+	// applies the min_zxid they ask for (committed by the cluster, not yet
+	// applied here); one more gets ResourceExhausted. Each waits at most
+	// LeaderWait, then gets Unavailable so the client tries another node.
+	// Zero means 10,000.
+	MaxParkedReads int
 
 	// BreakerIdleExpiry: the leader deletes a breaker pair (its record and
 	// history, through the log) that is CLOSED, has no override and got no
@@ -211,8 +217,8 @@ func (c *Config) Validate() error {
 	if c.MaxDataBytes < 0 || c.MaxOps < 0 || c.MaxAppendEntries < 0 {
 		errs = append(errs, errors.New("MaxDataBytes, MaxOps and MaxAppendEntries must not be negative"))
 	}
-	if c.MaxWatchesPerConn < 0 || c.MaxWatches < 0 || c.MaxSessionsPerConn < 0 || c.MaxSessions < 0 {
-		errs = append(errs, errors.New("MaxWatchesPerConn, MaxWatches, MaxSessionsPerConn and MaxSessions must not be negative (zero means the default)"))
+	if c.MaxWatchesPerConn < 0 || c.MaxWatches < 0 || c.MaxSessionsPerConn < 0 || c.MaxSessions < 0 || c.MaxParkedReads < 0 {
+		errs = append(errs, errors.New("MaxWatchesPerConn, MaxWatches, MaxSessionsPerConn, MaxSessions and MaxParkedReads must not be negative (zero means the default)"))
 	}
 	if c.BreakerIdleExpiry < 0 || c.MaxBreakerPairs < 0 || c.MaxBreakerPairsPerCaller < 0 {
 		errs = append(errs, errors.New("BreakerIdleExpiry, MaxBreakerPairs and MaxBreakerPairsPerCaller must not be negative (zero means the default)"))
@@ -256,6 +262,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.MaxBreakerPairsPerCaller == 0 {
 		c.MaxBreakerPairsPerCaller = max(100, c.MaxBreakerPairs/10)
+	}
+	if c.MaxParkedReads == 0 {
+		c.MaxParkedReads = 10000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -26,8 +26,12 @@ func toStatus(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return status.Error(codes.Unavailable, "node is shutting down: "+err.Error())
-	case errors.Is(err, errNotTracking):
+	case errors.Is(err, errNotTracking), errors.Is(err, errCatchingUp):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, errFutureZxid):
+		return status.Error(codes.OutOfRange, err.Error())
+	case errors.Is(err, errTooManyParked):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"sync"
@@ -106,6 +107,9 @@ type observedTransport struct {
 	// stall fails this node's AppendEntries while its disk hangs
 	// (diskstall.go).
 	stall *stallGuard
+	// hold retries a failed replication call while the follower is
+	// unreachable instead of letting raft back off (rejoin.go). Nil: never.
+	hold *replicationHold
 }
 
 var (
@@ -120,8 +124,25 @@ func (t *observedTransport) AppendEntries(id raft.ServerID, target raft.ServerAd
 	}
 	start := time.Now()
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err != nil && !isHeartbeat(args) {
+		err = t.hold.retry(id, target, args.Term, err, func() error {
+			start = time.Now()
+			return t.NetworkTransport.AppendEntries(id, target, args, resp)
+		})
+	}
 	if err == nil {
 		t.d.sawReply(id, args.Term, isHeartbeat(args), start, time.Now(), resp.LastLog)
+	}
+	return err
+}
+
+// InstallSnapshot is the network transport's, held after a failure until
+// the follower answers again (rejoin.go).
+func (t *observedTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	start := time.Now()
+	err := t.NetworkTransport.InstallSnapshot(id, target, args, resp, data)
+	if err != nil {
+		t.hold.untilReachable(id, target, args.Term, start)
 	}
 	return err
 }
@@ -192,6 +213,15 @@ func (d *diagnostics) sawReply(id raft.ServerID, term uint64, heartbeat bool, st
 		}
 		d.metrics.heartbeat.WithLabelValues(string(id)).Observe(rtt.Seconds())
 	}
+}
+
+// repliedSince reports whether follower id replied to this node, as leader
+// of the current stats term, after t.
+func (d *diagnostics) repliedSince(id raft.ServerID, t time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.followers[id]
+	return ok && f.lastContact.After(t)
 }
 
 func (d *diagnostics) follower(id raft.ServerID) *followerStats {

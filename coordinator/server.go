@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -48,6 +49,8 @@ type Server struct {
 	// sessionsPerConn counts open sessions per client connection.
 	sessionsPerConn sessionLimits
 	sessions        *sessionTracker
+	// parkedReads counts the reads waiting for this node's FSM (read.go).
+	parkedReads atomic.Int64
 
 	// Telemetry: tracing.go, metrics.go, observe.go.
 	tracer            trace.Tracer
@@ -218,8 +221,9 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("reading raft state: %w", err)
 	}
+	stall := &stallGuard{store: store, timeout: s.cfg.DiskStallTimeout, log: s.log}
 	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, &observedTransport{NetworkTransport: s.transport, d: s.diag,
-		stall: &stallGuard{store: store, timeout: s.cfg.DiskStallTimeout, log: s.log}})
+		stall: stall, hold: &replicationHold{interval: rc.HeartbeatTimeout / 10, done: s.ctx.Done(), d: s.diag, stall: stall}})
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -32,6 +33,11 @@ const (
 	// retryMax, with equal jitter (a random point in the upper half).
 	retryBase = 25 * time.Millisecond
 	retryMax  = time.Second
+
+	// attemptShare: with other endpoints to try, one attempt (and the wait
+	// for its connection) takes at most 1/attemptShare of the time the
+	// caller has left.
+	attemptShare = 3
 )
 
 // Config configures a Client. The zero value talks to DefaultEndpoint with
@@ -46,7 +52,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// RequestTimeout bounds one attempt of a request on one endpoint; when it
 	// expires the client tries the next endpoint, within the caller's
-	// context. It must be longer than a server holds a request while it knows
+	// context. With several endpoints, an attempt of a read or a write with
+	// a request id also gets at most a third of the caller's remaining
+	// time, and an endpoint that refuses connections is skipped at once. It must be longer than a server holds a request while it knows
 	// no leader. It also bounds the wait for a watch to be registered. Zero: 5s.
 	RequestTimeout time.Duration
 	// Logger receives debug records about failover, reconnects and sessions.
@@ -288,8 +296,11 @@ func (c *Client) call(ctx context.Context, policy retryPolicy, hint errHint, att
 			return ErrClosed
 		}
 		ep := c.current()
-		actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
-		err := attempt(actx, ep)
+		actx, cancel := context.WithTimeout(ctx, c.attemptTimeout(ctx, policy))
+		err := c.connected(actx, ep)
+		if err == nil {
+			err = attempt(actx, ep)
+		}
 		cancel()
 		if err == nil {
 			return nil
@@ -320,6 +331,55 @@ func (c *Client) call(ctx context.Context, policy retryPolicy, hint errHint, att
 		if err := sleep(ctx, retryDelay(n)); err != nil {
 			return giveUp(ctx, lastErr, lastEp, n)
 		}
+	}
+}
+
+// attemptTimeout bounds one attempt: Config.RequestTimeout, and, when
+// another endpoint could take over a retry-safe request, a share of the
+// caller's remaining time (1/attemptShare), so that an endpoint that takes
+// the request but does not answer (a paused process) costs a fraction of
+// the deadline, not all of it.
+func (c *Client) attemptTimeout(ctx context.Context, policy retryPolicy) time.Duration {
+	d := c.cfg.RequestTimeout
+	if policy != retrySafe || len(c.eps) < 2 {
+		return d
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)/attemptShare)
+	}
+	return d
+}
+
+// connected waits until ep's connection is ready, for at most DialTimeout
+// and 1/attemptShare of ctx's remaining time, when other endpoints could
+// serve. An endpoint that refuses connections (its connection is in
+// transient failure) fails at once; one that accepts but never completes
+// the handshake fails when the wait ends. Either way the request was not
+// sent, so the error is Unavailable and any request may go to the next
+// endpoint. A lone endpoint is left to gRPC (fail-fast, within ctx).
+func (c *Client) connected(ctx context.Context, ep *endpoint) error {
+	state := ep.conn.GetState()
+	if state == connectivity.Ready || len(c.eps) < 2 {
+		return nil
+	}
+	wait := c.cfg.DialTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl)/attemptShare)
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	ep.conn.Connect()
+	for {
+		switch state {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return status.Errorf(codes.Unavailable, "%s: cannot connect (%s)", ep.addr, state)
+		}
+		if !ep.conn.WaitForStateChange(wctx, state) {
+			return status.Errorf(codes.Unavailable, "%s: not connected after %v (%s)", ep.addr, wait.Round(time.Millisecond), state)
+		}
+		state = ep.conn.GetState()
 	}
 }
 

@@ -5,11 +5,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -299,5 +302,80 @@ func TestClosedClient(t *testing.T) {
 	}
 	if _, err := c.OpenSession(context.Background(), time.Second, "x"); !errors.Is(err, ErrClosed) {
 		t.Errorf("OpenSession after Close = %v, want ErrClosed", err)
+	}
+}
+
+// silentAddr returns a loopback address that accepts TCP connections and
+// never says a word (a paused process: the kernel still accepts).
+func silentAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		lis.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return lis.Addr().String()
+}
+
+// An endpoint that accepts connections but does not answer, or refuses
+// them, costs a fraction of the caller's deadline, not the whole attempt
+// (RequestTimeout here is far longer than the caller's deadline): the
+// request is served by the next endpoint within the deadline.
+func TestFailoverWithinCallerDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bad  func(t *testing.T) string
+	}{
+		{"accepts but never handshakes", silentAddr},
+		{"connected but never answers", func(t *testing.T) string {
+			n := startNode(t)
+			n.tree.set(nil, true, 0)
+			return n.addr
+		}},
+		{"refuses connections", deadAddr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			good := startNode(t)
+			good.tree.set(nil, false, 9)
+			bad := tc.bad(t)
+			c := newTestClient(t, Config{RequestTimeout: time.Minute, DialTimeout: time.Minute}, bad, good.addr)
+			if tc.name == "connected but never answers" {
+				// Connect first, so the attempt reaches the server.
+				ep := c.eps[0]
+				ep.conn.Connect()
+				eventually(t, "a connection to the hung endpoint", func() bool { return ep.conn.GetState() == connectivity.Ready })
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 9*time.Second)
+			defer cancel()
+			if _, _, err := c.Get(ctx, "/a"); err != nil {
+				t.Fatalf("Get with %s first: %v", tc.name, err)
+			}
+			if c.Endpoint() != good.addr {
+				t.Errorf("current endpoint = %s, want %s", c.Endpoint(), good.addr)
+			}
+		})
 	}
 }

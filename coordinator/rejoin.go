@@ -1,0 +1,120 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Rejoin: how a follower that failed (crashed, restarted, partitioned) gets
+// its log again as soon as it can take it.
+//
+// hashicorp/raft (v1.7.3 replication.go, replicateTo) counts every failed
+// AppendEntries to a follower and sleeps backoff(10ms, failures, 12) before
+// the next: 10 ms doubling to 10.24 s after a few seconds of failures. The
+// sleep is not interrupted when the follower answers heartbeats again, so a
+// restarted member knew the leader but got no entries, and so no commit
+// index, for up to 10 s: it answered reads "catching up" and held writes
+// forwarded through it.
+//
+// replicationHold keeps the failures from counting up while the follower is
+// unreachable: the transport does not hand raft a failed replication call
+// at once but retries it every interval, and returns as soon as the retry
+// succeeds (raft sees no failure and resets nothing: it never backed off).
+// A failed InstallSnapshot (a follower too far behind for the log) cannot be
+// resent, so it is returned once the follower answers heartbeats again.
+// It gives raft the error, so raft's own handling (and backoff) runs, as
+// soon as holding is no longer right: the follower answers heartbeats but
+// replication to it still fails (it is up but refuses: a broken disk), this
+// node stops leading in the call's term, the peer leaves the configuration
+// or changes address, the node begins shutting down (done), or the local
+// disk stalls (diskstall.go). Heartbeats are never held: raft's heartbeat
+// loop has its own short, capped backoff and must keep reporting failures.
+//
+// While held, raft's replication goroutine for that peer is inside the call,
+// as it would be inside its own backoff sleep; everything raft could ask of
+// it meanwhile (stop on step-down or removal, shutdown) is covered by the
+// conditions above, checked every interval.
+type replicationHold struct {
+	interval time.Duration
+	done     <-chan struct{}
+	d        *diagnostics // d.raft: the running raft, set once it runs
+	stall    *stallGuard
+}
+
+// retry calls call every interval until it succeeds, fails although peer id
+// answered heartbeats meanwhile, or holding stops being right for a
+// replication call in term to id at target; it returns the last error then
+// (first, when it never retried).
+func (h *replicationHold) retry(id raft.ServerID, target raft.ServerAddress, term uint64, first error, call func() error) error {
+	if h == nil {
+		return first
+	}
+	err := first
+	since := time.Now()
+	t := time.NewTimer(h.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.done:
+			return err
+		case <-t.C:
+		}
+		if !h.shouldHold(id, target, term) {
+			return err
+		}
+		if err = call(); err == nil {
+			return nil
+		}
+		if h.d.repliedSince(id, since) {
+			return err // reachable, yet replication fails: raft's backoff
+		}
+		t.Reset(h.interval)
+	}
+}
+
+// untilReachable returns once peer id has answered this node (a heartbeat
+// reply, as the diagnostics saw it) after since, or holding stops being
+// right. For a failed InstallSnapshot, whose snapshot reader cannot be sent
+// twice: raft then counts one failure per outage instead of one per retry,
+// and retries after its shortest backoff.
+func (h *replicationHold) untilReachable(id raft.ServerID, target raft.ServerAddress, term uint64, since time.Time) {
+	if h == nil {
+		return
+	}
+	t := time.NewTimer(h.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-t.C:
+		}
+		if !h.shouldHold(id, target, term) || h.d.repliedSince(id, since) {
+			return
+		}
+		t.Reset(h.interval)
+	}
+}
+
+// shouldHold reports whether this node still leads in term with a working
+// disk, and id is still in the configuration at target.
+func (h *replicationHold) shouldHold(id raft.ServerID, target raft.ServerAddress, term uint64) bool {
+	if h.stall.check() != nil {
+		return false
+	}
+	r := h.d.raft.Load()
+	if r == nil || r.State() != raft.Leader || r.CurrentTerm() != term {
+		return false
+	}
+	f := r.GetConfiguration() // raft's copy, answered without its loop
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID == id {
+			return srv.Address == target
+		}
+	}
+	return false
+}
