@@ -110,6 +110,21 @@ type Config struct {
 	// retains for resuming watches. Zero means the watch hub's defaults.
 	WatchHistoryEvents int
 	WatchHistoryBytes  int
+	// WatchBatchBytes bounds the encoded events of one watch message; a
+	// single larger event (up to MaxDataBytes of data) goes alone. Zero
+	// means 256 KiB.
+	WatchBatchBytes int
+	// MaxWatchBytesPerConn bounds the bytes of watch messages one client
+	// connection may have queued on this node: each watch counts the
+	// message it is sending and the one before it (which may still sit in
+	// gRPC's buffers) until its next send completes. A watch whose next
+	// message does not fit is cut with ResourceExhausted, which clients
+	// resume from their last zxid. It is raised to at least two of the
+	// largest messages. Zero means 16 MiB. See internal/watchhub/DESIGN.md.
+	MaxWatchBytesPerConn int
+	// WatchProgressInterval is how often an idle watch that asked for
+	// progress_notify gets a progress message. Zero means 5s.
+	WatchProgressInterval time.Duration
 
 	// Logger receives the node's logs, raft's included. Nil discards.
 	Logger *slog.Logger
@@ -143,6 +158,10 @@ func DefaultConfig() Config {
 		MaxSessionTTL:      5 * time.Minute,
 		LeaderWait:         5 * time.Second,
 		ReapInterval:       time.Second,
+
+		WatchBatchBytes:       256 << 10,
+		MaxWatchBytesPerConn:  16 << 20,
+		WatchProgressInterval: 5 * time.Second,
 	}
 }
 
@@ -190,6 +209,9 @@ func (c *Config) Validate() error {
 	if c.MaxDataBytes < 0 || c.MaxOps < 0 || c.MaxAppendEntries < 0 {
 		errs = append(errs, errors.New("MaxDataBytes, MaxOps and MaxAppendEntries must not be negative"))
 	}
+	if c.WatchBatchBytes < 0 || c.MaxWatchBytesPerConn < 0 || c.WatchProgressInterval < 0 {
+		errs = append(errs, errors.New("WatchBatchBytes, MaxWatchBytesPerConn and WatchProgressInterval must not be negative (zero means the default)"))
+	}
 	if c.MaxWatchesPerConn < 0 || c.MaxWatches < 0 || c.MaxSessionsPerConn < 0 || c.MaxSessions < 0 {
 		errs = append(errs, errors.New("MaxWatchesPerConn, MaxWatches, MaxSessionsPerConn and MaxSessions must not be negative (zero means the default)"))
 	}
@@ -214,6 +236,15 @@ func (c *Config) withDefaults() {
 	}
 	if c.MaxWatches == 0 {
 		c.MaxWatches = 100000
+	}
+	if c.WatchBatchBytes == 0 {
+		c.WatchBatchBytes = 256 << 10
+	}
+	if c.MaxWatchBytesPerConn == 0 {
+		c.MaxWatchBytesPerConn = 16 << 20
+	}
+	if c.WatchProgressInterval == 0 {
+		c.WatchProgressInterval = 5 * time.Second
 	}
 	if c.DiskStallTimeout == 0 {
 		c.DiskStallTimeout = 5 * time.Second
