@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"testing"
@@ -203,5 +204,62 @@ func TestE2ECluster(t *testing.T) {
 	}
 	if st.GetLeaderId() != "n1" || len(st.GetMembers()) != 1 {
 		t.Errorf("status = %v", st)
+	}
+}
+
+// TestE2EWatchResumesOverLargeEvents: a watch resumed over five creates of
+// the largest data a znode may hold, and a multi of two more, gets every
+// event (issue 13 item 3: the five went into one 5 MiB message, over gRPC's
+// 4 MiB limit, and the watch failed and re-subscribed in a loop).
+func TestE2EWatchResumesOverLargeEvents(t *testing.T) {
+	c := startCoordinator(t)
+	ctx := testContext(t)
+	if _, _, err := c.Create(ctx, "/big", nil); err != nil {
+		t.Fatal(err)
+	}
+	var h *colonyv1.ResponseHeader
+	if _, _, err := c.Get(ctx, "/big", client.WithHeader(&h)); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 1<<20) // coordinator.DefaultConfig().MaxDataBytes
+	var want []string
+	for i := range 5 {
+		p := fmt.Sprintf("/big/%d", i)
+		if _, _, err := c.Create(ctx, p, data); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p)
+	}
+	var ops []*colonyv1.Op
+	for i := 5; i < 7; i++ { // a multi may carry 2 MiB of data
+		p := fmt.Sprintf("/big/%d", i)
+		ops = append(ops, client.CreateOp(p, data))
+		want = append(want, p)
+	}
+	if _, err := c.Multi(ctx, ops...); err != nil {
+		t.Fatal(err)
+	}
+
+	w, err := c.Watch(ctx, "/big", colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive(), client.AfterZxid(h.GetZxid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var got []string
+	for range want {
+		ev, err := w.Next(ctx)
+		if err != nil {
+			t.Fatalf("Next after %v: %v (resumed %d times)", got, err, w.Resumes())
+		}
+		if len(ev.GetData()) != len(data) {
+			t.Errorf("%s: %d bytes of data, want %d", ev.GetPath(), len(ev.GetData()), len(data))
+		}
+		got = append(got, ev.GetPath())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+	if n := w.Resumes(); n != 0 {
+		t.Errorf("the watch was resumed %d times, want 0", n)
 	}
 }
