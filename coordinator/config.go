@@ -112,7 +112,7 @@ type Config struct {
 	WatchHistoryBytes  int
 	// WatchBatchBytes bounds the encoded events of one watch message; a
 	// single larger event (up to MaxDataBytes of data) goes alone. Zero
-	// means 64 KiB.
+	// means 16 KiB.
 	WatchBatchBytes int
 	// MaxWatchBytesPerConn bounds the bytes of watch messages one client
 	// connection may have queued on this node: each watch counts the
@@ -159,7 +159,7 @@ func DefaultConfig() Config {
 		LeaderWait:         5 * time.Second,
 		ReapInterval:       time.Second,
 
-		WatchBatchBytes:       64 << 10,
+		WatchBatchBytes:       16 << 10,
 		MaxWatchBytesPerConn:  16 << 20,
 		WatchProgressInterval: 5 * time.Second,
 	}
@@ -238,7 +238,7 @@ func (c *Config) withDefaults() {
 		c.MaxWatches = 100000
 	}
 	if c.WatchBatchBytes == 0 {
-		c.WatchBatchBytes = 64 << 10
+		c.WatchBatchBytes = 16 << 10
 	}
 	if c.MaxWatchBytesPerConn == 0 {
 		c.MaxWatchBytesPerConn = 16 << 20

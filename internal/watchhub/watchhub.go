@@ -60,7 +60,7 @@ type Config struct {
 	MaxBatch  int // most events returned by one Next; zero means 256
 	// MaxBatchBytes bounds the encoded size (proto.Size) of the events one
 	// Next returns; a single larger event is returned alone. Zero means
-	// 64 KiB.
+	// 16 KiB.
 	MaxBatchBytes int
 }
 
@@ -69,7 +69,7 @@ const (
 	DefaultMaxEvents     = 65536
 	DefaultMaxBytes      = 64 << 20
 	DefaultMaxBatch      = 256
-	DefaultMaxBatchBytes = 64 << 10
+	DefaultMaxBatchBytes = 16 << 10
 )
 
 // Filter selects the events of one watch.
