@@ -90,7 +90,15 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 		case ctx.Err() != nil:
 			return status.FromContextError(ctx.Err()).Err()
 		case errors.Is(err, context.DeadlineExceeded):
-			// Idle for an interval: say so, and how far the watch has read.
+			// Idle for an interval. Look once more (entries without events
+			// advance the index without waking watchers), then say how far
+			// the watch has read.
+			if events, err = sub.Next(doneCtx); err == nil {
+				break // events after all: send them
+			}
+			if !errors.Is(err, context.Canceled) {
+				continue // the next Next reports it
+			}
 			h := s.header()
 			h.Zxid = sub.Progress()
 			if err := out.send(&colonyv1.WatchResponse{Header: h, Progress: true}, sent); err != nil {
@@ -112,6 +120,14 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 		}
 	}
 }
+
+// doneCtx is a context that has ended: Next with it reads what is published
+// and returns at once.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // next waits for the subscription's next batch, at most interval when that
 // is positive: then it returns context.DeadlineExceeded while ctx is live.

@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/coordinatortest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -261,5 +265,52 @@ func TestE2EWatchResumesOverLargeEvents(t *testing.T) {
 	}
 	if n := w.Resumes(); n != 0 {
 		t.Errorf("the watch was resumed %d times, want 0", n)
+	}
+}
+
+// TestE2EWatchProgress: a watch that asked for progress notifications and
+// has nothing to deliver hears, every interval, how far it has read: past a
+// write that does not match it.
+func TestE2EWatchProgress(t *testing.T) {
+	srv := coordinatortest.StartNode(t, func(cfg *coordinator.Config) { cfg.WatchProgressInterval = 50 * time.Millisecond })
+	c, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testContext(t)
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	st, err := colonyv1.NewWatchClient(conn).Watch(ctx, &colonyv1.WatchRequest{
+		Path: "/quiet", Kind: colonyv1.WatchKind_WATCH_KIND_PERSISTENT, ProgressNotify: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := st.Recv()
+	if err != nil || !first.GetCreated() || first.GetProgressIntervalMs() != 50 {
+		t.Fatalf("first message %v, %v; want created with progress_interval_ms 50", first, err)
+	}
+	var h *colonyv1.ResponseHeader
+	if _, _, err := c.Create(ctx, "/other", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Get(ctx, "/other", client.WithHeader(&h)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			t.Fatalf("no progress message past zxid %d: %v", h.GetZxid(), err)
+		}
+		if len(msg.GetEvents()) > 0 || !msg.GetProgress() {
+			t.Fatalf("message %v, want only progress", msg)
+		}
+		if msg.GetHeader().GetZxid() >= h.GetZxid() {
+			return
+		}
 	}
 }

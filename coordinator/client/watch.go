@@ -285,6 +285,12 @@ func (w *Watcher) pump(ctx context.Context, sub *subscription) {
 	var partial uint64
 	var have, cnt int // events of partial handed over; seen on this stream
 	resumes := 0      // resumes since a stream last delivered anything
+	// A node whose progress messages stay below a zxid the client had
+	// already seen when the first of them came is behind the cluster (a
+	// restarted or cut-off member): after silentIntervals of them the watch
+	// moves to another node.
+	var lagTarget uint64
+	lagCount := 0
 	msg := &colonyv1.WatchResponse{Events: sub.first}
 	for {
 		if evs := msg.GetEvents(); len(evs) > 0 {
@@ -338,6 +344,20 @@ func (w *Watcher) pump(ctx context.Context, sub *subscription) {
 
 		var err error
 		msg, err = sub.recv()
+		if err == nil && msg.GetProgress() {
+			z := msg.GetHeader().GetZxid()
+			switch known := w.c.LastZxid(); {
+			case lagTarget == 0 || z >= lagTarget:
+				lagTarget, lagCount = 0, 0
+				if known > z {
+					lagTarget = known
+				}
+			default:
+				if lagCount++; lagCount >= silentIntervals {
+					err = status.Errorf(codes.Unavailable, "watch on %s is behind: its progress stayed below zxid %d, which the client had seen, for %d intervals (at %d)", sub.ep.addr, lagTarget, lagCount, z)
+				}
+			}
+		}
 		if err == nil {
 			resumes = 0
 			w.c.observe(msg.GetHeader())
@@ -350,6 +370,7 @@ func (w *Watcher) pump(ctx context.Context, sub *subscription) {
 			}
 			continue
 		}
+		lagTarget, lagCount = 0, 0
 		msg = nil
 		sub.stop()
 		if ctx.Err() != nil {

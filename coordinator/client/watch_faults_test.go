@@ -228,3 +228,46 @@ func TestWatchProgressAdvancesResume(t *testing.T) {
 		t.Errorf("resume requests %v, want one after_zxid 20", reqs)
 	}
 }
+
+// TestWatchOnLaggingNodeMoves: a node whose progress messages stay below a
+// zxid the client has already seen (a restarted member that has not caught
+// up, the suspect of issue 13 item 10) loses the watch to another node after
+// a few intervals, resumed after the last zxid received.
+func TestWatchOnLaggingNodeMoves(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	a.watch.setHandler(func(req *colonyv1.WatchRequest, s colonyv1.Watch_WatchServer) error {
+		m := created(10)
+		m.ProgressIntervalMs = 20
+		s.Send(m)
+		for { // stuck at zxid 10, but alive
+			if err := s.Send(&colonyv1.WatchResponse{Header: header(10), Progress: true}); err != nil {
+				return err
+			}
+			select {
+			case <-s.Context().Done():
+				return nil
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+	b.watch.setHandler(func(req *colonyv1.WatchRequest, s colonyv1.Watch_WatchServer) error {
+		s.Send(created(req.GetAfterZxid()))
+		s.Send(events("/a", 51))
+		<-s.Context().Done()
+		return nil
+	})
+	c := newTestClient(t, Config{}, a.addr, b.addr)
+	w, err := c.Watch(context.Background(), "/a", persistent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c.observeZxid(50) // a read elsewhere saw zxid 50
+	ev, err := w.Next(watchContext(t))
+	if err != nil || ev.GetZxid() != 51 {
+		t.Fatalf("Next = %v, %v; want zxid 51 from the node that is not behind", ev, err)
+	}
+	if reqs := b.watch.requests(); len(reqs) != 1 || reqs[0].GetAfterZxid() != 10 {
+		t.Errorf("resume requests %v, want one after_zxid 10", reqs)
+	}
+}
