@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
@@ -313,4 +316,106 @@ func TestE2EWatchProgress(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestE2ESlowWatchersAreCut: watches that stop reading hold at most their
+// connection's byte budget (MaxWatchBytesPerConn); once it is full, a watch
+// of that connection that has more to send is cut with ResourceExhausted
+// naming the limit and its resume point, and resuming there loses nothing.
+func TestE2ESlowWatchersAreCut(t *testing.T) {
+	srv := coordinatortest.StartNode(t, func(cfg *coordinator.Config) {
+		cfg.MaxDataBytes = 1 << 10
+		cfg.WatchBatchBytes = 1 << 10
+		cfg.MaxWatchBytesPerConn = 1 // raised to two of the largest messages
+	})
+	c, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testContext(t)
+	if _, _, err := c.Create(ctx, "/s", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A fixed 64 KiB stream window (no BDP growth), so that a stream whose
+	// client does not read fills and blocks its handler's Send.
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<24))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := &colonyv1.WatchRequest{Path: "/s", Kind: colonyv1.WatchKind_WATCH_KIND_PERSISTENT, Recursive: true}
+	var streams []colonyv1.Watch_WatchClient
+	var starts []uint64
+	for range 40 {
+		st, err := colonyv1.NewWatchClient(conn).Watch(ctx, req)
+		var created *colonyv1.WatchResponse
+		if err == nil {
+			created, err = st.Recv() // then nothing is read until the writes are done
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+		starts = append(starts, created.GetStartZxid())
+	}
+	const writes = 500
+	data := make([]byte, 512)
+	var last uint64
+	for i := range writes {
+		if _, _, err := c.Create(ctx, fmt.Sprintf("/s/%03d", i), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var h *colonyv1.ResponseHeader
+	if _, _, err := c.Get(ctx, "/s", client.WithHeader(&h)); err != nil {
+		t.Fatal(err)
+	}
+	last = h.GetZxid()
+
+	// Read every stream now: each either got every event or was cut, and a
+	// cut one resumed where the cut says gets the rest.
+	cut := 0
+	for i, st := range streams {
+		seen, n := starts[i], 0 // the last zxid received, and how many events
+		for seen < last {
+			msg, err := st.Recv()
+			if err != nil {
+				if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "MaxWatchBytesPerConn") {
+					t.Fatalf("stream %d after zxid %d: %v, want every event or a cut naming MaxWatchBytesPerConn", i, seen, err)
+				}
+				cut++
+				w, err := c.Watch(ctx, "/s", colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive(), client.AfterZxid(seen))
+				if err != nil {
+					t.Fatalf("resuming stream %d after zxid %d: %v", i, seen, err)
+				}
+				for seen < last {
+					ev, err := w.Next(ctx)
+					if err != nil {
+						t.Fatalf("resumed stream %d after zxid %d: %v", i, seen, err)
+					}
+					if ev.GetZxid() <= seen {
+						t.Fatalf("resumed stream %d: zxid %d after %d", i, ev.GetZxid(), seen)
+					}
+					seen, n = ev.GetZxid(), n+1
+				}
+				w.Close()
+				break
+			}
+			for _, ev := range msg.GetEvents() {
+				if ev.GetZxid() <= seen {
+					t.Fatalf("stream %d: zxid %d after %d", i, ev.GetZxid(), seen)
+				}
+				seen, n = ev.GetZxid(), n+1
+			}
+		}
+		if n != writes {
+			t.Errorf("stream %d got %d events, want %d", i, n, writes)
+		}
+	}
+	if cut == 0 {
+		t.Errorf("no watch was cut: 40 never-reading watches each held %d events", writes)
+	}
+	t.Logf("%d of %d watches cut", cut, len(streams))
 }
