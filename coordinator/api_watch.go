@@ -223,13 +223,6 @@ func (w *watchLimits) unreserve(conn string, n int) {
 	}
 }
 
-// queued returns the bytes conn has reserved.
-func (w *watchLimits) queued(conn string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.bytes[conn]
-}
-
 // acquire counts one more watch for ctx's connection, or refuses it with
 // ResourceExhausted naming the limit. release undoes it.
 func (w *watchLimits) acquire(ctx context.Context, perConn, total int) (release func(), err error) {
