@@ -137,6 +137,21 @@ type Config struct {
 	// retains for resuming watches. Zero means the watch hub's defaults.
 	WatchHistoryEvents int
 	WatchHistoryBytes  int
+	// WatchBatchBytes bounds the encoded events of one watch message; a
+	// single larger event (up to MaxDataBytes of data) goes alone. Zero
+	// means 16 KiB.
+	WatchBatchBytes int
+	// MaxWatchBytesPerConn bounds the bytes of watch messages one client
+	// connection may have queued on this node: each watch counts the
+	// message it is sending and the one before it (which may still sit in
+	// gRPC's buffers) until its next send completes. A watch whose next
+	// message does not fit is cut with ResourceExhausted, which clients
+	// resume from their last zxid. It is raised to at least two of the
+	// largest messages. Zero means 16 MiB. See internal/watchhub/DESIGN.md.
+	MaxWatchBytesPerConn int
+	// WatchProgressInterval is how often an idle watch that asked for
+	// progress_notify gets a progress message. Zero means 5s.
+	WatchProgressInterval time.Duration
 
 	// Logger receives the node's logs, raft's included. Nil discards.
 	Logger *slog.Logger
@@ -170,6 +185,10 @@ func DefaultConfig() Config {
 		MaxSessionTTL:      5 * time.Minute,
 		LeaderWait:         5 * time.Second,
 		ReapInterval:       time.Second,
+
+		WatchBatchBytes:       16 << 10,
+		MaxWatchBytesPerConn:  16 << 20,
+		WatchProgressInterval: 5 * time.Second,
 	}
 }
 
@@ -223,6 +242,9 @@ func (c *Config) Validate() error {
 	if c.BreakerIdleExpiry < 0 || c.MaxBreakerPairs < 0 || c.MaxBreakerPairsPerCaller < 0 {
 		errs = append(errs, errors.New("BreakerIdleExpiry, MaxBreakerPairs and MaxBreakerPairsPerCaller must not be negative (zero means the default)"))
 	}
+	if c.WatchBatchBytes < 0 || c.MaxWatchBytesPerConn < 0 || c.WatchProgressInterval < 0 {
+		errs = append(errs, errors.New("WatchBatchBytes, MaxWatchBytesPerConn and WatchProgressInterval must not be negative (zero means the default)"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("coordinator config: %w", err)
 	}
@@ -244,6 +266,15 @@ func (c *Config) withDefaults() {
 	}
 	if c.MaxWatches == 0 {
 		c.MaxWatches = 100000
+	}
+	if c.WatchBatchBytes == 0 {
+		c.WatchBatchBytes = 16 << 10
+	}
+	if c.MaxWatchBytesPerConn == 0 {
+		c.MaxWatchBytesPerConn = 16 << 20
+	}
+	if c.WatchProgressInterval == 0 {
+		c.WatchProgressInterval = 5 * time.Second
 	}
 	if c.DiskStallTimeout == 0 {
 		c.DiskStallTimeout = 5 * time.Second

@@ -86,8 +86,9 @@ func New(cfg Config) (*Server, error) {
 		log:    cfg.Logger.With("node", cfg.NodeID),
 		limits: ztree.Limits{MaxDataBytes: cfg.MaxDataBytes, MaxOps: cfg.MaxOps},
 		hub: watchhub.New(watchhub.Config{
-			MaxEvents: cfg.WatchHistoryEvents,
-			MaxBytes:  cfg.WatchHistoryBytes,
+			MaxEvents:     cfg.WatchHistoryEvents,
+			MaxBytes:      cfg.WatchHistoryBytes,
+			MaxBatchBytes: cfg.WatchBatchBytes,
 		}),
 		ctx:    ctx,
 		cancel: cancel,

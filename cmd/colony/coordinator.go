@@ -85,6 +85,8 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.DurationVar(&c.MaxSessionTTL, "max-session-ttl", c.MaxSessionTTL, "largest session TTL granted")
 	fl.IntVar(&c.MaxWatchesPerConn, "max-watches-per-conn", 10000, "open watches one client connection may hold on this node")
 	fl.IntVar(&c.MaxWatches, "max-watches", 100000, "open watches this node serves")
+	fl.IntVar(&c.MaxWatchBytesPerConn, "max-watch-bytes-per-conn", c.MaxWatchBytesPerConn, "bytes of watch messages one client connection may have queued on this node; a watch that would exceed it is cut (clients resume it)")
+	fl.DurationVar(&c.WatchProgressInterval, "watch-progress-interval", c.WatchProgressInterval, "how often an idle watch that asked for progress notifications gets one")
 	fl.DurationVar(&c.DiskStallTimeout, "disk-stall-timeout", c.DiskStallTimeout, "a raft log write hung this long makes a leader fail its heartbeats, so a node with a working disk takes over; negative: never")
 	fl.IntVar(&c.MaxSessions, "max-sessions", 100000, "open sessions in the cluster (checked where a session is opened)")
 	fl.IntVar(&c.MaxSessionsPerConn, "max-sessions-per-conn", 1000, "open sessions opened through one client connection on this node")

@@ -3,11 +3,19 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/coordinatortest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -204,4 +212,210 @@ func TestE2ECluster(t *testing.T) {
 	if st.GetLeaderId() != "n1" || len(st.GetMembers()) != 1 {
 		t.Errorf("status = %v", st)
 	}
+}
+
+// TestE2EWatchResumesOverLargeEvents: a watch resumed over five creates of
+// the largest data a znode may hold, and a multi of two more, gets every
+// event (issue 13 item 3: the five went into one 5 MiB message, over gRPC's
+// 4 MiB limit, and the watch failed and re-subscribed in a loop).
+func TestE2EWatchResumesOverLargeEvents(t *testing.T) {
+	c := startCoordinator(t)
+	ctx := testContext(t)
+	if _, _, err := c.Create(ctx, "/big", nil); err != nil {
+		t.Fatal(err)
+	}
+	var h *colonyv1.ResponseHeader
+	if _, _, err := c.Get(ctx, "/big", client.WithHeader(&h)); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 1<<20) // coordinator.DefaultConfig().MaxDataBytes
+	var want []string
+	for i := range 5 {
+		p := fmt.Sprintf("/big/%d", i)
+		if _, _, err := c.Create(ctx, p, data); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p)
+	}
+	var ops []*colonyv1.Op
+	for i := 5; i < 7; i++ { // a multi may carry 2 MiB of data
+		p := fmt.Sprintf("/big/%d", i)
+		ops = append(ops, client.CreateOp(p, data))
+		want = append(want, p)
+	}
+	if _, err := c.Multi(ctx, ops...); err != nil {
+		t.Fatal(err)
+	}
+
+	w, err := c.Watch(ctx, "/big", colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive(), client.AfterZxid(h.GetZxid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var got []string
+	for range want {
+		ev, err := w.Next(ctx)
+		if err != nil {
+			t.Fatalf("Next after %v: %v (resumed %d times)", got, err, w.Resumes())
+		}
+		if len(ev.GetData()) != len(data) {
+			t.Errorf("%s: %d bytes of data, want %d", ev.GetPath(), len(ev.GetData()), len(data))
+		}
+		got = append(got, ev.GetPath())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+	if n := w.Resumes(); n != 0 {
+		t.Errorf("the watch was resumed %d times, want 0", n)
+	}
+}
+
+// TestE2EWatchProgress: a watch that asked for progress notifications and
+// has nothing to deliver hears, every interval, how far it has read: past a
+// write that does not match it.
+func TestE2EWatchProgress(t *testing.T) {
+	srv := coordinatortest.StartNode(t, func(cfg *coordinator.Config) { cfg.WatchProgressInterval = 50 * time.Millisecond })
+	c, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testContext(t)
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	st, err := colonyv1.NewWatchClient(conn).Watch(ctx, &colonyv1.WatchRequest{
+		Path: "/quiet", Kind: colonyv1.WatchKind_WATCH_KIND_PERSISTENT, ProgressNotify: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := st.Recv()
+	if err != nil || !first.GetCreated() || first.GetProgressIntervalMs() != 50 {
+		t.Fatalf("first message %v, %v; want created with progress_interval_ms 50", first, err)
+	}
+	var h *colonyv1.ResponseHeader
+	if _, _, err := c.Create(ctx, "/other", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Get(ctx, "/other", client.WithHeader(&h)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			t.Fatalf("no progress message past zxid %d: %v", h.GetZxid(), err)
+		}
+		if len(msg.GetEvents()) > 0 || !msg.GetProgress() {
+			t.Fatalf("message %v, want only progress", msg)
+		}
+		if msg.GetHeader().GetZxid() >= h.GetZxid() {
+			return
+		}
+	}
+}
+
+// TestE2ESlowWatchersAreCut: watches that stop reading hold at most their
+// connection's byte budget (MaxWatchBytesPerConn); once it is full, a watch
+// of that connection that has more to send is cut with ResourceExhausted
+// naming the limit and its resume point, and resuming there loses nothing.
+func TestE2ESlowWatchersAreCut(t *testing.T) {
+	srv := coordinatortest.StartNode(t, func(cfg *coordinator.Config) {
+		cfg.MaxDataBytes = 1 << 10
+		cfg.WatchBatchBytes = 1 << 10
+		cfg.MaxWatchBytesPerConn = 1 // raised to two of the largest messages
+	})
+	c, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testContext(t)
+	if _, _, err := c.Create(ctx, "/s", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A fixed 64 KiB stream window (no BDP growth), so that a stream whose
+	// client does not read fills and blocks its handler's Send.
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<24))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := &colonyv1.WatchRequest{Path: "/s", Kind: colonyv1.WatchKind_WATCH_KIND_PERSISTENT, Recursive: true}
+	var streams []colonyv1.Watch_WatchClient
+	var starts []uint64
+	for range 40 {
+		st, err := colonyv1.NewWatchClient(conn).Watch(ctx, req)
+		var created *colonyv1.WatchResponse
+		if err == nil {
+			created, err = st.Recv() // then nothing is read until the writes are done
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+		starts = append(starts, created.GetStartZxid())
+	}
+	const writes = 500
+	data := make([]byte, 512)
+	var last uint64
+	for i := range writes {
+		if _, _, err := c.Create(ctx, fmt.Sprintf("/s/%03d", i), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var h *colonyv1.ResponseHeader
+	if _, _, err := c.Get(ctx, "/s", client.WithHeader(&h)); err != nil {
+		t.Fatal(err)
+	}
+	last = h.GetZxid()
+
+	// Read every stream now: each either got every event or was cut, and a
+	// cut one resumed where the cut says gets the rest.
+	cut := 0
+	for i, st := range streams {
+		seen, n := starts[i], 0 // the last zxid received, and how many events
+		for seen < last {
+			msg, err := st.Recv()
+			if err != nil {
+				if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "MaxWatchBytesPerConn") {
+					t.Fatalf("stream %d after zxid %d: %v, want every event or a cut naming MaxWatchBytesPerConn", i, seen, err)
+				}
+				cut++
+				w, err := c.Watch(ctx, "/s", colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive(), client.AfterZxid(seen))
+				if err != nil {
+					t.Fatalf("resuming stream %d after zxid %d: %v", i, seen, err)
+				}
+				for seen < last {
+					ev, err := w.Next(ctx)
+					if err != nil {
+						t.Fatalf("resumed stream %d after zxid %d: %v", i, seen, err)
+					}
+					if ev.GetZxid() <= seen {
+						t.Fatalf("resumed stream %d: zxid %d after %d", i, ev.GetZxid(), seen)
+					}
+					seen, n = ev.GetZxid(), n+1
+				}
+				w.Close()
+				break
+			}
+			for _, ev := range msg.GetEvents() {
+				if ev.GetZxid() <= seen {
+					t.Fatalf("stream %d: zxid %d after %d", i, ev.GetZxid(), seen)
+				}
+				seen, n = ev.GetZxid(), n+1
+			}
+		}
+		if n != writes {
+			t.Errorf("stream %d got %d events, want %d", i, n, writes)
+		}
+	}
+	if cut == 0 {
+		t.Errorf("no watch was cut: 40 never-reading watches each held %d events", writes)
+	}
+	t.Logf("%d of %d watches cut", cut, len(streams))
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/colonymesh/colony/internal/wiretime"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -36,8 +38,10 @@ const watchBuffer = 16
 // Watcher delivers the events of one watch, in zxid order, through Next.
 //
 // A PERSISTENT watch whose stream breaks (its node went away, the network
-// failed) re-subscribes on another endpoint with after_zxid set to the last
-// event it received, so the caller sees no gap and no duplicate; only when
+// failed, the node cut it for reading too slowly) or falls silent for three
+// of the progress intervals the node promised re-subscribes on another
+// endpoint, after a jittered backoff, with after_zxid set to the last zxid
+// it received whole, so the caller sees no gap and no duplicate; only when
 // the coordinator cannot resume (history trimmed, snapshot restored, the
 // watcher fell behind) does Next return ErrResync. A one-shot watch (DATA,
 // CHILDREN, EXISTS) delivers one event and then io.EOF; if its stream breaks
@@ -61,6 +65,8 @@ type Watcher struct {
 	pending []*colonyv1.Event
 	final   error
 	last    atomic.Uint64
+
+	resumes atomic.Int64 // streams resumed after a break
 }
 
 // subscription is one Watch stream that has been registered (created).
@@ -70,6 +76,37 @@ type subscription struct {
 	cancel context.CancelFunc
 	start  uint64
 	first  []*colonyv1.Event // events that came with the created message
+
+	// silence, when positive, is how long recv waits for a message before
+	// it takes the stream for dead (the server promised progress messages)
+	// and cancels it through watchdog.
+	silence  time.Duration
+	watchdog *time.Timer
+	silent   atomic.Bool
+}
+
+// recv receives the stream's next message. On a progress-notified stream
+// that stays silent for sub.silence it fails with Unavailable.
+func (sub *subscription) recv() (*colonyv1.WatchResponse, error) {
+	if sub.silence > 0 {
+		sub.watchdog.Reset(sub.silence)
+	}
+	msg, err := sub.stream.Recv()
+	if sub.silence > 0 {
+		sub.watchdog.Stop()
+	}
+	if err != nil && sub.silent.Load() {
+		err = status.Errorf(codes.Unavailable, "watch stream on %s sent nothing for %v, though it promised progress messages; taking it for dead", sub.ep.addr, sub.silence)
+	}
+	return msg, err
+}
+
+// stop ends the stream.
+func (sub *subscription) stop() {
+	if sub.watchdog != nil {
+		sub.watchdog.Stop()
+	}
+	sub.cancel()
 }
 
 // Watch registers a watch of kind on path and returns once the coordinator
@@ -77,7 +114,9 @@ type subscription struct {
 // will be delivered. ctx governs the watch's whole life, not just the call:
 // when it ends, so does the watch.
 func (c *Client) Watch(ctx context.Context, path string, kind colonyv1.WatchKind, opts ...WatchOption) (*Watcher, error) {
-	req := &colonyv1.WatchRequest{Path: path, Kind: kind}
+	// A persistent watch asks for progress messages, so that it can tell
+	// a quiet watch from a dead stream.
+	req := &colonyv1.WatchRequest{Path: path, Kind: kind, ProgressNotify: kind == colonyv1.WatchKind_WATCH_KIND_PERSISTENT}
 	for _, opt := range opts {
 		opt(req)
 	}
@@ -97,7 +136,7 @@ func (c *Client) Watch(ctx context.Context, path string, kind colonyv1.WatchKind
 		return err
 	})
 	if err == nil && !c.goFunc(func() { w.pump(wctx, sub) }) {
-		sub.cancel()
+		sub.stop()
 		err = ErrClosed
 	}
 	if err != nil {
@@ -112,6 +151,10 @@ func (c *Client) Watch(ctx context.Context, path string, kind colonyv1.WatchKind
 // StartZxid is the zxid the watch started after: it delivers every matching
 // event with a greater zxid.
 func (w *Watcher) StartZxid() uint64 { return w.start }
+
+// Resumes is how many times the watch's stream broke (or fell silent) and
+// was resumed on a new stream.
+func (w *Watcher) Resumes() int64 { return w.resumes.Load() }
 
 // LastZxid is the zxid of the last event Next returned (0 before the first).
 func (w *Watcher) LastZxid() uint64 { return w.last.Load() }
@@ -189,13 +232,22 @@ func (w *Watcher) subscribe(wctx, actx context.Context, ep *endpoint, req *colon
 	if a := req.AfterZxid; a != nil && msg.GetStartZxid() != *a {
 		w.c.log.Debug("coordinator client: watch started elsewhere than asked", "after_zxid", *a, "start_zxid", msg.GetStartZxid())
 	}
-	return &subscription{
+	sub := &subscription{
 		ep:     ep,
 		stream: stream,
 		cancel: scancel,
 		start:  msg.GetStartZxid(),
 		first:  msg.GetEvents(),
-	}, nil
+	}
+	if ms := msg.GetProgressIntervalMs(); ms > 0 {
+		sub.silence = silentIntervals * wiretime.UMillis(ms)
+		sub.watchdog = time.AfterFunc(sub.silence, func() {
+			sub.silent.Store(true)
+			scancel()
+		})
+		sub.watchdog.Stop() // recv arms it
+	}
+	return sub, nil
 }
 
 func resyncError(reason string) error {
@@ -205,30 +257,75 @@ func resyncError(reason string) error {
 	return fmt.Errorf("%w: %s", ErrResync, reason)
 }
 
+// silentIntervals is how many progress intervals a progress-notified watch
+// may go without any message before the client takes its stream for dead.
+const silentIntervals = 3
+
 // pump reads the watch's stream into w.ch until the watch ends, resuming a
-// persistent watch on another endpoint when its stream breaks.
+// persistent watch on another endpoint when its stream breaks or falls
+// silent. Every resume waits a capped, jittered, exponentially growing delay
+// (reset once a stream delivers something), so a server that keeps failing
+// is never hammered.
 func (w *Watcher) pump(ctx context.Context, sub *subscription) {
 	defer close(w.exited)
 	defer close(w.ch)
-	defer func() { sub.cancel() }()
+	defer func() { sub.stop() }()
 
-	// received is the zxid of the newest event handed to w.ch: a resumed
-	// stream starts after it. floor is the zxid the current stream started
-	// after: events at or below it were seen already (defensive; the server
-	// does not send them).
+	// received is the newest zxid whose events have all been handed to w.ch
+	// (or that a progress message covered): a resumed stream starts after
+	// it. partial is a zxid of which only the first have events were
+	// handed over (the stream broke between its fragments); the resumed
+	// stream sends them again and the pump drops them. floor is the zxid
+	// the current stream started after (defensive: the server sends nothing
+	// at or below it).
 	received, floor := sub.start, sub.start
 	if a := w.req.AfterZxid; a != nil && *a > floor {
 		floor, received = *a, *a
 	}
-	evs := sub.first
+	var partial uint64
+	var have, cnt int // events of partial handed over; seen on this stream
+	resumes := 0      // resumes since a stream last delivered anything
+	// A node whose progress messages stay below a zxid the client had
+	// already seen when the first of them came is behind the cluster (a
+	// restarted or cut-off member): after silentIntervals of them the watch
+	// moves to another node.
+	var lagTarget uint64
+	lagCount := 0
+	msg := &colonyv1.WatchResponse{Events: sub.first}
 	for {
-		if len(evs) > 0 {
+		if evs := msg.GetEvents(); len(evs) > 0 {
 			var fresh []*colonyv1.Event
 			for _, ev := range evs {
-				if ev.GetZxid() > floor {
-					fresh = append(fresh, ev)
-					received = max(received, ev.GetZxid())
-					w.c.observeZxid(ev.GetZxid())
+				z := ev.GetZxid()
+				if z <= floor {
+					continue
+				}
+				if partial != 0 && z == partial {
+					if cnt++; cnt <= have {
+						continue // sent again after a resume
+					}
+					have++
+				}
+				fresh = append(fresh, ev)
+				w.c.observeZxid(z)
+			}
+			// Every zxid before the message's last is complete; the last is
+			// too unless the message is a fragment.
+			last := evs[len(evs)-1].GetZxid()
+			switch {
+			case !msg.GetFragment():
+				received = max(received, last)
+				partial, have, cnt = 0, 0, 0
+			case last > floor:
+				received = max(received, last-1)
+				if partial != last {
+					partial, have = last, 0
+					for _, ev := range fresh {
+						if ev.GetZxid() == last {
+							have++
+						}
+					}
+					cnt = have
 				}
 			}
 			if len(fresh) > 0 {
@@ -245,18 +342,37 @@ func (w *Watcher) pump(ctx context.Context, sub *subscription) {
 			}
 		}
 
-		msg, err := sub.stream.Recv()
+		var err error
+		msg, err = sub.recv()
+		if err == nil && msg.GetProgress() {
+			z := msg.GetHeader().GetZxid()
+			switch known := w.c.LastZxid(); {
+			case lagTarget == 0 || z >= lagTarget:
+				lagTarget, lagCount = 0, 0
+				if known > z {
+					lagTarget = known
+				}
+			default:
+				if lagCount++; lagCount >= silentIntervals {
+					err = status.Errorf(codes.Unavailable, "watch on %s is behind: its progress stayed below zxid %d, which the client had seen, for %d intervals (at %d)", sub.ep.addr, lagTarget, lagCount, z)
+				}
+			}
+		}
 		if err == nil {
+			resumes = 0
 			w.c.observe(msg.GetHeader())
 			if msg.GetResync() {
 				w.err = resyncError(msg.GetResyncReason())
 				return
 			}
-			evs = msg.GetEvents()
+			if msg.GetProgress() && partial == 0 {
+				received = max(received, msg.GetHeader().GetZxid())
+			}
 			continue
 		}
-		evs = nil
-		sub.cancel()
+		lagTarget, lagCount = 0, 0
+		msg = nil
+		sub.stop()
 		if ctx.Err() != nil {
 			w.err = context.Cause(ctx)
 			return
@@ -268,8 +384,15 @@ func (w *Watcher) pump(ctx context.Context, sub *subscription) {
 			w.err = toError(err, hintNode)
 			return
 		}
-		w.c.log.Debug("coordinator client: watch stream broke, resuming", "endpoint", sub.ep.addr, "after_zxid", received, "err", err)
+		resumes++
+		w.resumes.Add(1)
+		delay := retryDelay(resumes)
+		w.c.log.Debug("coordinator client: watch stream broke, resuming", "endpoint", sub.ep.addr, "after_zxid", received, "in", delay, "err", err)
 		w.c.rotate(sub.ep)
+		if err := sleep(ctx, delay); err != nil {
+			w.err = err
+			return
+		}
 		req := proto.CloneOf(w.req)
 		req.AfterZxid = &received
 		var next *subscription
@@ -284,7 +407,8 @@ func (w *Watcher) pump(ctx context.Context, sub *subscription) {
 			w.err = err
 			return
 		}
-		sub, floor, evs = next, received, next.first
+		sub, floor, cnt = next, received, 0
+		msg = &colonyv1.WatchResponse{Events: next.first}
 	}
 }
 

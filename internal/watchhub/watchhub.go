@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"google.golang.org/protobuf/proto"
+
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -56,13 +58,18 @@ type Config struct {
 	MaxEvents int // retained events; zero means 65536
 	MaxBytes  int // retained bytes of event data+path; zero means 64 MiB
 	MaxBatch  int // most events returned by one Next; zero means 256
+	// MaxBatchBytes bounds the encoded size (proto.Size) of the events one
+	// Next returns; a single larger event is returned alone. Zero means
+	// 16 KiB.
+	MaxBatchBytes int
 }
 
 // Defaults for the zero values of Config's fields.
 const (
-	DefaultMaxEvents = 65536
-	DefaultMaxBytes  = 64 << 20
-	DefaultMaxBatch  = 256
+	DefaultMaxEvents     = 65536
+	DefaultMaxBytes      = 64 << 20
+	DefaultMaxBatch      = 256
+	DefaultMaxBatchBytes = 16 << 10
 )
 
 // Filter selects the events of one watch.
@@ -134,15 +141,17 @@ func under(p, root string) bool {
 type record struct {
 	seq  uint64
 	ev   *colonyv1.Event
-	size int
+	size int // bytes of data+path, for MaxBytes
+	wire int // proto.Size(ev), for MaxBatchBytes
 }
 
 // Hub is the shared, bounded event history of one node. Publish and Reset
 // must be called from a single goroutine (the FSM's); every other method is
 // safe for concurrent use.
 type Hub struct {
-	maxBytes int
-	maxBatch int
+	maxBytes      int
+	maxBatch      int
+	maxBatchBytes int
 	// ring holds the event with sequence number s in ring[s%len(ring)].
 	// Only writers (holding mu) store; readers load without locks and check
 	// the record's seq to detect that it has been evicted.
@@ -174,10 +183,14 @@ func New(cfg Config) *Hub {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = DefaultMaxBatchBytes
+	}
 	h := &Hub{
-		maxBytes: cfg.MaxBytes,
-		maxBatch: cfg.MaxBatch,
-		ring:     make([]atomic.Pointer[record], cfg.MaxEvents),
+		maxBytes:      cfg.MaxBytes,
+		maxBatch:      cfg.MaxBatch,
+		maxBatchBytes: cfg.MaxBatchBytes,
+		ring:          make([]atomic.Pointer[record], cfg.MaxEvents),
 	}
 	h.wake.Store(make(chan struct{}))
 	return h
@@ -220,7 +233,7 @@ func (h *Hub) Publish(index uint64, events []*colonyv1.Event) {
 		for next-h.first == size || (h.bytes+n > h.maxBytes && h.first < next) {
 			h.evictOldest()
 		}
-		recs[i] = record{seq: next, ev: ev, size: n}
+		recs[i] = record{seq: next, ev: ev, size: n, wire: proto.Size(ev)}
 		h.ring[next%size].Store(&recs[i])
 		h.bytes += n
 		next++
@@ -339,6 +352,9 @@ type Subscription struct {
 	cursor uint64 // sequence number of the next event to read
 	gen    uint64 // the hub's Reset generation when subscribed
 	err    error  // sticky end of the watch (io.EOF or a resync), owned by Next
+	// fragment and progress describe the last read, owned by Next.
+	fragment bool   // the last batch's last zxid continues after it
+	progress uint64 // every event with a zxid up to this one has been read
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -346,9 +362,11 @@ type Subscription struct {
 }
 
 // Next blocks until at least one matching event is available and returns the
-// matching events in zxid order, normally at most Config.MaxBatch of them: a
-// batch never splits one zxid's events, so it can be longer when a single zxid
-// has more. A one-shot watch (DATA, CHILDREN, EXISTS) returns its first
+// matching events in zxid order: at most Config.MaxBatch of them and at most
+// Config.MaxBatchBytes of encoded events, except that a single event larger
+// than that comes alone. A batch ends on a zxid boundary unless one zxid's
+// events do not fit: then Fragment reports that the last zxid continues in
+// the next batch. A one-shot watch (DATA, CHILDREN, EXISTS) returns its first
 // matching event alone, and io.EOF after that.
 //
 // Next returns an error wrapping ErrResync when events may have been missed,
@@ -393,6 +411,15 @@ func (s *Subscription) Next(ctx context.Context) ([]*colonyv1.Event, error) {
 	}
 }
 
+// Fragment reports whether the last batch Next returned ended inside a zxid:
+// more events of its last zxid follow in the next batch.
+func (s *Subscription) Fragment() bool { return s.fragment }
+
+// Progress is the zxid up to which the subscription has read every event
+// (matching or not) in the last Next: a watch that resumes after it misses
+// nothing. It is only meaningful after a Next that returned no fragment.
+func (s *Subscription) Progress() uint64 { return s.progress }
+
 // read advances the cursor over the published events and returns the
 // matching ones (possibly none).
 func (s *Subscription) read() ([]*colonyv1.Event, error) {
@@ -401,11 +428,22 @@ func (s *Subscription) read() ([]*colonyv1.Event, error) {
 		return nil, errSnapshotRestored
 	}
 	var (
-		out  []*colonyv1.Event
-		last uint64 // zxid of the last event in out
+		out   []*colonyv1.Event
+		last  uint64 // zxid of the last event in out
+		bytes int    // encoded size of out
+		// Where the zxid of the record at the cursor began: its first
+		// record's seq and how much of out came before it.
+		zxid    uint64
+		zCursor uint64
+		zLen    int
 	)
+	s.fragment = false
+	// Publish stores next before index, so once the cursor reaches this
+	// next every event up to this index has been read.
+	index := h.index.Load()
 	size := uint64(len(h.ring))
-	for next := h.next.Load(); s.cursor < next; {
+	next := h.next.Load()
+	for s.cursor < next {
 		rec := h.ring[s.cursor%size].Load()
 		if rec == nil || rec.seq != s.cursor {
 			// Evicted (the slot was cleared or reused) before we read it.
@@ -416,8 +454,21 @@ func (s *Subscription) read() ([]*colonyv1.Event, error) {
 				ErrResync, size, h.maxBytes)
 		}
 		ev := rec.ev
-		if len(out) >= h.maxBatch && ev.GetZxid() != last {
-			break // the batch is full and ends on a zxid boundary
+		if ev.GetZxid() != zxid {
+			zxid, zCursor, zLen = ev.GetZxid(), s.cursor, len(out)
+		}
+		if len(out) > 0 && (len(out) >= h.maxBatch || bytes+rec.wire > h.maxBatchBytes) {
+			// The batch is full. It ends on a zxid boundary: if it holds
+			// part of this zxid after earlier ones, that part goes back to
+			// the next batch. Only a zxid too large for any batch is split.
+			if ev.GetZxid() == last {
+				if zLen > 0 {
+					s.cursor, out = zCursor, out[:zLen]
+				} else {
+					s.fragment = true
+				}
+			}
+			break
 		}
 		s.cursor++
 		if ev.GetZxid() <= s.after || !s.filter.match(ev) {
@@ -425,9 +476,13 @@ func (s *Subscription) read() ([]*colonyv1.Event, error) {
 		}
 		out = append(out, ev)
 		last = ev.GetZxid()
+		bytes += rec.wire
 		if s.filter.oneShot() {
 			break
 		}
+	}
+	if s.cursor == next {
+		s.progress = max(s.after, index)
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/colonymesh/colony/internal/watchhub"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -397,16 +398,89 @@ func TestBatchesEndOnZxidBoundaries(t *testing.T) {
 	multi := []*colonyv1.Event{event(1, created, "/a"), event(1, created, "/b"), event(1, created, "/c")}
 	h.Publish(1, multi)
 	d := publishOne(h, 2, 4)
-	mustPoll(t, s, multi...) // longer than MaxBatch rather than split
-	mustPoll(t, s, d[0], d[1])
-	mustPoll(t, s, d[2])
+	// A zxid larger than a batch is split, and the batch says so.
+	mustPoll(t, s, multi[0], multi[1])
+	if !s.Fragment() {
+		t.Fatal("a batch ending inside zxid 1 is not marked as a fragment")
+	}
+	mustPoll(t, s, multi[2], d[0])
+	if s.Fragment() {
+		t.Fatal("a batch ending on a zxid boundary is marked as a fragment")
+	}
+	mustPoll(t, s, d[1], d[2])
 
-	// A full batch followed by a multi stops before the multi.
+	// A batch that would end inside a zxid after earlier ones stops before
+	// that zxid instead.
 	e5 := event(5, created, "/e")
 	m6 := []*colonyv1.Event{event(6, created, "/f"), event(6, created, "/g")}
 	h.Publish(5, []*colonyv1.Event{e5})
 	h.Publish(6, m6)
-	mustPoll(t, s, e5, m6[0], m6[1])
+	mustPoll(t, s, e5)
+	mustPoll(t, s, m6...)
+	if s.Fragment() {
+		t.Fatal("a whole zxid is marked as a fragment")
+	}
+}
+
+// TestBatchesBoundedByBytes: a batch holds at most MaxBatchBytes of encoded
+// events (issue 13: five 1 MiB creates in one 5 MiB message broke the 4 MiB
+// gRPC limit), and an event larger than that still comes, alone.
+func TestBatchesBoundedByBytes(t *testing.T) {
+	const limit = 4 << 10
+	h := watchhub.New(watchhub.Config{MaxBatchBytes: limit})
+	defer h.Close()
+	s := mustSubscribe(t, h, everything, 0)
+	var want []*colonyv1.Event
+	for z := uint64(1); z <= 20; z++ {
+		size := 1000
+		if z == 7 {
+			size = 3 * limit // larger than any batch
+		}
+		ev := &colonyv1.Event{Type: created, Path: "/n", Zxid: z, Data: make([]byte, size)}
+		h.Publish(z, []*colonyv1.Event{ev})
+		want = append(want, ev)
+	}
+	var got []*colonyv1.Event
+	for len(got) < len(want) {
+		evs, err := poll(t, s)
+		if err != nil {
+			t.Fatalf("Next after %d events: %v", len(got), err)
+		}
+		n := 0
+		for _, ev := range evs {
+			n += proto.Size(ev)
+		}
+		if n > limit && len(evs) > 1 {
+			t.Fatalf("a batch of %d events has %d bytes, over MaxBatchBytes %d", len(evs), n, limit)
+		}
+		got = append(got, evs...)
+	}
+	if !sameEvents(got, want) {
+		t.Fatalf("events = %v, want %v", zxids(got), zxids(want))
+	}
+}
+
+// TestProgress: an idle subscription knows it has read everything up to the
+// hub's index, so a watch resumed after it misses nothing.
+func TestProgress(t *testing.T) {
+	h := watchhub.New(watchhub.Config{})
+	defer h.Close()
+	s := mustSubscribe(t, h, watchhub.Filter{Path: "/other", Kind: kindPersistent}, 0)
+	publishOne(h, 1, 3)
+	h.Publish(5, nil)
+	if evs, err := poll(t, s); err == nil {
+		t.Fatalf("Next = %v, want no events", zxids(evs))
+	}
+	if got := s.Progress(); got != 5 {
+		t.Fatalf("Progress = %d, want 5", got)
+	}
+	ahead := mustSubscribe(t, h, everything, 9)
+	if _, err := poll(t, ahead); err == nil {
+		t.Fatal("Next returned events before zxid 9")
+	}
+	if got := ahead.Progress(); got != 9 {
+		t.Fatalf("Progress of a watch after 9 = %d, want 9", got)
+	}
 }
 
 func TestResetForcesResync(t *testing.T) {

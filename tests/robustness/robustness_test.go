@@ -233,7 +233,9 @@ func (sc scenario) rerun() string {
 func (sc scenario) nodeArgs() []string {
 	// A leader whose log write hangs for 1s gives way (the slow-disk
 	// fault's stalled-leader rounds hold it longer than that).
-	args := []string{"--log-store", sc.LogStore, "--min-session-ttl", "1s", "--disk-stall-timeout", "1s"}
+	// Idle watches hear from their node every second, so a stream whose
+	// node went silent is given up after 3 s (watch_test.go).
+	args := []string{"--log-store", sc.LogStore, "--min-session-ttl", "1s", "--disk-stall-timeout", "1s", "--watch-progress-interval", "1s"}
 	if sc.LowSnapshots {
 		args = append(args, "--snapshot-interval", "200ms", "--snapshot-threshold", "64", "--trailing-logs", "32")
 	}

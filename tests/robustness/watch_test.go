@@ -11,10 +11,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/colonymesh/colony/internal/wiretime"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -92,6 +94,7 @@ func (w *watchRecorder) stream(ctx context.Context, after *uint64) (bool, error)
 	defer cancel()
 	st, err := colonyv1.NewWatchClient(w.conns[w.cur]).Watch(sctx, &colonyv1.WatchRequest{
 		Path: w.path, Kind: colonyv1.WatchKind_WATCH_KIND_PERSISTENT, Recursive: true, AfterZxid: after,
+		ProgressNotify: true,
 	})
 	if err != nil {
 		return false, err
@@ -107,14 +110,37 @@ func (w *watchRecorder) stream(ctx context.Context, after *uint64) (bool, error)
 		}
 	})
 	defer timer.Stop()
+	// As the Go client does: a stream that promised progress messages and
+	// sends nothing for three intervals is dead (its node paused, cut off
+	// or stuck); it is given up and resumed on the next node, and the
+	// segment says so.
+	var silence time.Duration
+	var silent atomic.Bool
+	watchdog := time.AfterFunc(time.Hour, func() { silent.Store(true); cancel() })
+	watchdog.Stop()
+	defer watchdog.Stop()
 	var seg *watchSegment
 	for {
+		if silence > 0 {
+			watchdog.Reset(silence)
+		}
 		resp, err := st.Recv()
+		watchdog.Stop()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("stream ended")
 			}
+			if silent.Load() {
+				w.mu.Lock()
+				if seg != nil {
+					seg.Streams[len(seg.Streams)-1] += fmt.Sprintf(" (silent for %v: given up)", silence)
+				}
+				w.mu.Unlock()
+			}
 			return false, err
+		}
+		if ms := resp.GetProgressIntervalMs(); resp.GetCreated() && ms > 0 {
+			silence = 3 * wiretime.UMillis(ms)
 		}
 		w.mu.Lock()
 		if resp.GetCreated() {

@@ -2355,9 +2355,14 @@ type WatchRequest struct {
 	Recursive bool                   `protobuf:"varint,3,opt,name=recursive,proto3" json:"recursive,omitempty"` // PERSISTENT only
 	// after_zxid: deliver events with zxid > after_zxid (resume after a
 	// reconnect). Unset: from the serving node's current applied zxid.
-	AfterZxid     *uint64 `protobuf:"varint,4,opt,name=after_zxid,json=afterZxid,proto3,oneof" json:"after_zxid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AfterZxid *uint64 `protobuf:"varint,4,opt,name=after_zxid,json=afterZxid,proto3,oneof" json:"after_zxid,omitempty"`
+	// progress_notify asks for a progress message (no events, no flags) on an
+	// idle watch every progress_interval_ms (announced in the created
+	// message): a client that hears nothing for a few intervals knows the
+	// stream is dead, not quiet, and resumes it elsewhere.
+	ProgressNotify bool `protobuf:"varint,5,opt,name=progress_notify,json=progressNotify,proto3" json:"progress_notify,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -2418,6 +2423,13 @@ func (x *WatchRequest) GetAfterZxid() uint64 {
 	return 0
 }
 
+func (x *WatchRequest) GetProgressNotify() bool {
+	if x != nil {
+		return x.ProgressNotify
+	}
+	return false
+}
+
 type WatchResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -2430,8 +2442,19 @@ type WatchResponse struct {
 	// after_zxid is older than the retained history, or the node restored a
 	// snapshot). Re-read the state and watch again from the read's zxid. The
 	// stream ends after a resync.
-	Resync        bool   `protobuf:"varint,5,opt,name=resync,proto3" json:"resync,omitempty"`
-	ResyncReason  string `protobuf:"bytes,6,opt,name=resync_reason,json=resyncReason,proto3" json:"resync_reason,omitempty"`
+	Resync       bool   `protobuf:"varint,5,opt,name=resync,proto3" json:"resync,omitempty"`
+	ResyncReason string `protobuf:"bytes,6,opt,name=resync_reason,json=resyncReason,proto3" json:"resync_reason,omitempty"`
+	// fragment: the events of this message's last zxid continue in the next
+	// message (one zxid's events were larger than a message may be). A client
+	// that resumes before it saw the rest must resume after the previous zxid
+	// and skip the events of this zxid it already has.
+	Fragment bool `protobuf:"varint,7,opt,name=fragment,proto3" json:"fragment,omitempty"`
+	// progress_interval_ms, on the created message of a progress_notify
+	// watch: how often an idle watch gets a progress message. 0: never.
+	ProgressIntervalMs uint64 `protobuf:"varint,8,opt,name=progress_interval_ms,json=progressIntervalMs,proto3" json:"progress_interval_ms,omitempty"`
+	// progress: this message only says the watch is alive and every matching
+	// event up to header.zxid has been sent (progress_notify watches).
+	Progress      bool `protobuf:"varint,9,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2506,6 +2529,27 @@ func (x *WatchResponse) GetResyncReason() string {
 		return x.ResyncReason
 	}
 	return ""
+}
+
+func (x *WatchResponse) GetFragment() bool {
+	if x != nil {
+		return x.Fragment
+	}
+	return false
+}
+
+func (x *WatchResponse) GetProgressIntervalMs() uint64 {
+	if x != nil {
+		return x.ProgressIntervalMs
+	}
+	return 0
+}
+
+func (x *WatchResponse) GetProgress() bool {
+	if x != nil {
+		return x.Progress
+	}
+	return false
 }
 
 type Member struct {
@@ -3426,14 +3470,15 @@ const file_colony_v1_coordinator_proto_rawDesc = "" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04zxid\x18\x03 \x01(\x04R\x04zxid\x12#\n" +
 	"\x04stat\x18\x04 \x01(\v2\x0f.colony.v1.StatR\x04stat\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data\"\x9d\x01\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"\xc6\x01\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.colony.v1.WatchKindR\x04kind\x12\x1c\n" +
 	"\trecursive\x18\x03 \x01(\bR\trecursive\x12\"\n" +
 	"\n" +
-	"after_zxid\x18\x04 \x01(\x04H\x00R\tafterZxid\x88\x01\x01B\r\n" +
-	"\v_after_zxid\"\xe2\x01\n" +
+	"after_zxid\x18\x04 \x01(\x04H\x00R\tafterZxid\x88\x01\x01\x12'\n" +
+	"\x0fprogress_notify\x18\x05 \x01(\bR\x0eprogressNotifyB\r\n" +
+	"\v_after_zxid\"\xcc\x02\n" +
 	"\rWatchResponse\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x19.colony.v1.ResponseHeaderR\x06header\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\x12\x1d\n" +
@@ -3441,7 +3486,10 @@ const file_colony_v1_coordinator_proto_rawDesc = "" +
 	"start_zxid\x18\x03 \x01(\x04R\tstartZxid\x12(\n" +
 	"\x06events\x18\x04 \x03(\v2\x10.colony.v1.EventR\x06events\x12\x16\n" +
 	"\x06resync\x18\x05 \x01(\bR\x06resync\x12#\n" +
-	"\rresync_reason\x18\x06 \x01(\tR\fresyncReason\"\x99\x03\n" +
+	"\rresync_reason\x18\x06 \x01(\tR\fresyncReason\x12\x1a\n" +
+	"\bfragment\x18\a \x01(\bR\bfragment\x120\n" +
+	"\x14progress_interval_ms\x18\b \x01(\x04R\x12progressIntervalMs\x12\x1a\n" +
+	"\bprogress\x18\t \x01(\bR\bprogress\"\x99\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12!\n" +
