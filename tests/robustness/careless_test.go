@@ -95,6 +95,8 @@ type carelessActor struct {
 	conns []*grpc.ClientConn
 	// resumes counts A's watch re-subscriptions (from its debug log).
 	resumes atomic.Int64
+	// bigDone is closed when run has returned, its last watch checked.
+	bigDone chan struct{}
 
 	mu         sync.Mutex
 	acked      []string // paths whose create was acknowledged: must exist at the end
@@ -106,7 +108,7 @@ type carelessActor struct {
 }
 
 func newCarelessActor(eps []string, seed uint64, events *eventLog) (*carelessActor, error) {
-	a := &carelessActor{eps: eps, seed: seed, events: events, counts: map[string]int{}}
+	a := &carelessActor{eps: eps, seed: seed, events: events, counts: map[string]int{}, bigDone: make(chan struct{})}
 	for i, name := range []string{"a", "b"} {
 		a.ids[i] = fmt.Sprintf("rb-careless-%d-%s", seed, name)
 		cfg := client.Config{Endpoints: eps, RequestTimeout: attemptTimeout, DialTimeout: time.Second}
@@ -182,9 +184,22 @@ func (a *carelessActor) note(check, format string, args ...any) {
 	a.log = append(a.log, fmt.Sprintf("%s: %s", check, fmt.Sprintf(format, args...)))
 }
 
-// run plays rounds until ctx ends: ids and sessions every round, the large
-// watch every other.
-func (a *carelessActor) run(ctx context.Context) {
+// run plays rounds until ctx ends: the id and session rounds in turn, and
+// beside them the large-value watch rounds, whose last watch may go on in
+// watchCtx (the watches' context, which outlives the workload) so a round
+// cut short by the workload's end still gets checked.
+func (a *carelessActor) run(ctx, watchCtx context.Context) {
+	defer close(a.bigDone)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; ctx.Err() == nil; n++ {
+			a.bigWatch(ctx, watchCtx, n)
+			sleepCtx(ctx, 200*time.Millisecond)
+		}
+	}()
+	defer wg.Wait()
 	rng := rand.New(rand.NewPCG(a.seed, 50))
 	for n := 0; ctx.Err() == nil; n++ {
 		a.ids1(ctx, n)
@@ -192,12 +207,6 @@ func (a *carelessActor) run(ctx context.Context) {
 			return
 		}
 		a.sessionRound(ctx, n)
-		if ctx.Err() != nil {
-			return
-		}
-		if n%2 == 0 {
-			a.bigWatch(ctx, n)
-		}
 		sleepCtx(ctx, time.Duration(100+rng.IntN(400))*time.Millisecond)
 	}
 }
@@ -493,8 +502,9 @@ func bigValue(n, j int) []byte {
 	return v
 }
 
-// bigWatch writes the large values, then resumes a watch over them.
-func (a *carelessActor) bigWatch(ctx context.Context, n int) {
+// bigWatch writes the large values (in ctx, the workload's), then resumes
+// a watch over them (in watchCtx).
+func (a *carelessActor) bigWatch(ctx, watchCtx context.Context, n int) {
 	cl := a.cls[0]
 	var h *colonyv1.ResponseHeader
 	rctx, cancel := opCtx(ctx)
@@ -506,6 +516,9 @@ func (a *carelessActor) bigWatch(ctx context.Context, n int) {
 	}
 	from := h.GetZxid()
 	want := map[uint64]int{} // acknowledged zxid -> value index
+	// One after the other: four concurrent ones through a follower are
+	// forwarded to the leader in one batch above the 4 MiB message limit and
+	// all fail (see README, "Bugs found"), which is not what this checks.
 	for j := range carelessBigValues {
 		p := fmt.Sprintf("%s/big/v%d", carelessRoot, j)
 		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -524,6 +537,7 @@ func (a *carelessActor) bigWatch(ctx context.Context, n int) {
 		return
 	}
 	before := a.resumes.Load()
+	ctx = watchCtx
 	wctx, cancel := context.WithTimeout(ctx, carelessWatchBudget)
 	defer cancel()
 	w, err := cl.Watch(a.as(wctx, 0), carelessRoot+"/big", colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive(), client.AfterZxid(from))
@@ -587,6 +601,11 @@ func valuePrefix(b []byte) string {
 // there, no refused one is, and no session of the actor is open any more
 // (each was closed or left to expire within its TTL).
 func (a *carelessActor) finish(r *run) {
+	select {
+	case <-a.bigDone:
+	case <-time.After(carelessWatchBudget + 20*time.Second):
+		a.fail("the careless client did not stop within %v", carelessWatchBudget+20*time.Second)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*sessionTTL+20*time.Second)
 	defer cancel()
 	a.mu.Lock()

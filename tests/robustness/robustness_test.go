@@ -344,7 +344,7 @@ func runScenario(t *testing.T, sc scenario) string {
 		t.Fatalf("careless client: %v", err)
 	}
 	defer r.careless.close()
-	go1(func() { r.careless.run(ctx) })
+	go1(func() { r.careless.run(ctx, watchCtx) })
 	for i, callee := range []string{rbCallee, rbCallee2} {
 		ops := [][]string{rbOps, rbOps2}[i]
 		b := newBreakerWorkload(t, eps, sc.Seed+uint64(i), r.events, callee, ops)
