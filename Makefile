@@ -76,7 +76,11 @@ FUZZTIME ?= 10s
 # with that instrumentation (9-10 minutes on a fresh cache on this loaded
 # 2-core machine), which make test therefore does at nice 19 while its -race
 # run, which shares nothing with it, mostly waits on clusters and faults;
-# the fuzzing itself runs after, with nothing else competing.
+# the fuzzing itself runs after, with nothing else competing. A finding
+# always writes a failing input; a target that fails with only "context
+# deadline exceeded" hit Go's own race at the end of -fuzztime on a loaded
+# machine (golang/go#75804, fixed in Go 1.27; seen here on go1.26.8), which
+# fuzz-run reports and does not count.
 FUZZ_DIR  ?= bin/fuzz
 FUZZ_DIRS  = $(shell grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u)
 
@@ -101,8 +105,14 @@ fuzz-run: ## Run every fuzz target for FUZZTIME with the binaries fuzz-build mad
 		pkg=$$($(GO) list $$dir); bin=$(CURDIR)/$(FUZZ_DIR)/$$(echo $${dir#./} | tr / -).test; \
 		if [ ! -x $$bin ]; then echo "$$bin is missing: make fuzz-build"; exit 1; fi; \
 		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$dir/*_test.go); do \
-			echo "== $$name in $$dir, $(FUZZTIME)"; \
-			(cd $$dir && $$bin -test.run='^$$' -test.fuzz="^$$name\$$" -test.fuzztime=$(FUZZTIME) -test.fuzzcachedir="$$cache/$$pkg"); \
+			echo "== $$name in $$dir, $(FUZZTIME)"; log=$$(mktemp); \
+			{ rc=0; (cd $$dir && $$bin -test.run='^$$' -test.fuzz="^$$name\$$" -test.fuzztime=$(FUZZTIME) -test.fuzzcachedir="$$cache/$$pkg") 2>&1 || rc=$$?; echo $$rc > $$log.rc; } | tee $$log; \
+			rc=$$(cat $$log.rc); flake=no; \
+			if grep -q 'context deadline exceeded' $$log && ! grep -q 'Failing input written to' $$log; then flake=yes; fi; \
+			rm -f $$log $$log.rc; \
+			if [ "$$rc" != 0 ] && [ $$flake = yes ]; then \
+				echo "== $$name: the fuzzing engine's own race at the end of -fuzztime (golang/go#75804, fixed in Go 1.27), no failing input written: not a finding"; \
+			elif [ "$$rc" != 0 ]; then exit 1; fi; \
 		done; \
 	done
 
