@@ -233,10 +233,19 @@ func TestSnapshotSessionConsistency(t *testing.T) {
 
 func TestSnapshotRestoreRefusesBadInput(t *testing.T) {
 	c := newTestCluster(t, 1)
+	// A value larger than everything else in the tree, so the cases below
+	// that cut or change the file do so inside the body, whatever else a
+	// fresh cluster holds: the test controls the sizes it depends on.
+	if _, err := c.leader().tree.Create(ctxT(t), &colonyv1.CreateRequest{Path: "/bulk", Data: bytes.Repeat([]byte("b"), 4<<10)}); err != nil {
+		t.Fatal(err)
+	}
 	path, _ := saveSnapshot(t, c.leader().conn, &colonyv1.SnapshotRequest{})
 	good, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(good) < 4<<10 {
+		t.Fatalf("the snapshot is %d bytes; it holds a 4 KiB value", len(good))
 	}
 	write := func(name string, b []byte) string {
 		p := filepath.Join(t.TempDir(), name)
@@ -261,6 +270,8 @@ func TestSnapshotRestoreRefusesBadInput(t *testing.T) {
 		msg  string
 	}{
 		{name: "truncated", file: write("t.db", good[:len(good)/2]), want: ErrSnapshotCorrupt, msg: "checksum mismatch"},
+		{name: "last byte missing", file: write("l.db", good[:len(good)-1]), want: ErrSnapshotCorrupt, msg: "checksum mismatch"},
+		{name: "shorter than a checksum", file: write("s.db", good[:snapshotSumLen]), want: ErrSnapshotCorrupt, msg: "too short"},
 		{name: "a byte changed", file: write("c.db", flipped), want: ErrSnapshotCorrupt, msg: "checksum mismatch"},
 		{name: "empty", file: write("e.db", nil), want: ErrSnapshotCorrupt, msg: "too short"},
 		{name: "not a snapshot", file: write("n.db", append([]byte("hello, world"), make([]byte, 32)...)), want: ErrSnapshotCorrupt},

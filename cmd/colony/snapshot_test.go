@@ -75,6 +75,11 @@ func TestSnapshotSaveStatusRestore(t *testing.T) {
 func TestSnapshotBadFiles(t *testing.T) {
 	addr := startTestCoordinator(t)
 	ctx := t.Context()
+	// A 4 KiB value makes the snapshot large enough that the cuts below land
+	// in its body, whatever else a fresh coordinator holds.
+	if _, err := colony(ctx, t, "", "kv", "create", "/bulk", strings.Repeat("b", 4<<10), "--endpoints", addr); err != nil {
+		t.Fatal(err)
+	}
 	file := filepath.Join(t.TempDir(), "good.snap")
 	if _, err := colony(ctx, t, "", "snapshot", "save", file, "--local", "--endpoints", addr); err != nil {
 		t.Fatal(err)
@@ -82,6 +87,9 @@ func TestSnapshotBadFiles(t *testing.T) {
 	good, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(good) < 4<<10 {
+		t.Fatalf("the snapshot is %d bytes; it holds a 4 KiB value", len(good))
 	}
 	truncated := filepath.Join(t.TempDir(), "truncated.snap")
 	corrupt := filepath.Join(t.TempDir(), "corrupt.snap")

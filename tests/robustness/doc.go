@@ -64,6 +64,16 @@
 //   - Locks (lock_test.go): recipe.Mutex contenders with guarded writes:
 //     tokens unique and increasing, and committed guarded writes ordered by
 //     token (never two holders with valid tokens).
+//   - A careless client (careless_test.go): two clients that share request
+//     ids, reuse one for a different command, close a session with a
+//     reused id, close it twice, retry its Open after the Close, and resume
+//     a recursive watch over 4 values of 1 MiB. Each client's write with a
+//     shared id is applied; a reused id with another command is refused
+//     (InvalidArgument) and never applied; a session whose Close was
+//     refused stays keep-alive-able with its ephemerals, a closed one
+//     answers keep-alives NotFound and has none, a retried Open answers
+//     NotFound; the watch delivers every value (or a resync) with a
+//     bounded number of re-subscriptions.
 //
 // A failing seed leaves a report folder (its path is printed): summary,
 // timeline of faults, history, watch streams, porcupine's visualisation

@@ -253,6 +253,7 @@ type run struct {
 	keys     []string
 	watchers []*watchRecorder
 	sessions *sessionWorkload
+	careless *carelessActor
 	breakers []*breakerWorkload
 	sidecars *sidecarFleet
 	locks    *lockWorkload
@@ -340,6 +341,12 @@ func runScenario(t *testing.T, sc scenario) string {
 	}
 	defer r.sessions.close()
 	go1(func() { r.sessions.run(ctx, watchCtx) })
+	r.careless, err = newCarelessActor(eps, sc.Seed, r.events)
+	if err != nil {
+		t.Fatalf("careless client: %v", err)
+	}
+	defer r.careless.close()
+	go1(func() { r.careless.run(ctx, watchCtx) })
 	for i, callee := range []string{rbCallee, rbCallee2} {
 		ops := [][]string{rbOps, rbOps2}[i]
 		b := newBreakerWorkload(t, eps, sc.Seed+uint64(i), r.events, callee, ops)
@@ -385,6 +392,7 @@ func runScenario(t *testing.T, sc scenario) string {
 	r.finalReads()
 	r.waitWatchesCatchUp()
 	r.sessions.finish(r)
+	r.careless.finish(r)
 	for _, b := range r.breakers {
 		b.finish(r)
 	}
@@ -400,6 +408,7 @@ func runScenario(t *testing.T, sc scenario) string {
 	r.checkLinearizable()
 	r.checkWatches()
 	r.sessions.check(r)
+	r.careless.check(r)
 	for _, b := range r.breakers {
 		b.check(r)
 	}
@@ -423,7 +432,7 @@ func runScenario(t *testing.T, sc scenario) string {
 func (r *run) setup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, p := range []string{"/rb", "/rb-eph", "/rb-lock", lockResource} {
+	for _, p := range append([]string{"/rb", "/rb-eph", "/rb-lock", lockResource}, carelessPaths()...) {
 		err := retryAdmin(ctx, r.c, func(ctx context.Context, n *Node) error {
 			_, err := n.Tree().Create(ctx, &colonyv1.CreateRequest{Path: p, RequestId: "rb-setup-" + p})
 			if status.Code(err) == codes.AlreadyExists {
