@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -566,5 +567,43 @@ func TestClusterLaggingFollowerCatchesUpFromSnapshot(t *testing.T) {
 	msg, err := stream.Recv()
 	if err != nil || !msg.Resync {
 		t.Errorf("watch from zxid 1 after a snapshot install: %v %v, want a resync", msg, err)
+	}
+}
+
+// TestClusterLargeWritesThroughFollowerAtOnce: several writes of the largest
+// value a znode may hold, sent at the same time through a follower, are all
+// applied. The follower used to forward them to the leader in one
+// ProposeBatch bounded by count only, over the peer message limit, and every
+// one of them failed.
+func TestClusterLargeWritesThroughFollowerAtOnce(t *testing.T) {
+	c := newTestCluster(t, 3)
+	ctx := ctxT(t)
+	f := c.followers()[0]
+	max := DefaultConfig().MaxDataBytes
+	if max == 0 {
+		max = 1 << 20
+	}
+	const writers = 6
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data := bytes.Repeat([]byte{byte('a' + i)}, max)
+			_, errs[i] = f.tree.Create(ctx, &colonyv1.CreateRequest{Path: fmt.Sprintf("/big-%d", i), Data: data})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("create /big-%d of %d bytes through a follower: %v", i, max, err)
+		}
+	}
+	for i := range writers {
+		got, err := c.leader().tree.Get(ctx, &colonyv1.GetRequest{Path: fmt.Sprintf("/big-%d", i)})
+		if errs[i] == nil && (err != nil || len(got.Data) != max) {
+			t.Errorf("read /big-%d: %v", i, err)
+		}
 	}
 }

@@ -21,6 +21,13 @@ const (
 	batchMax = 256
 )
 
+// batchBytes is the most encoded request bytes one batch carries, for a peer
+// connection whose messages may be up to maxMsg bytes: half of it, leaving
+// room for the envelope and for the reply. A single request larger than that
+// still goes out, alone: the client API already refused anything that does
+// not fit one message.
+func batchBytes(maxMsg int) int { return maxMsg / 2 }
+
 // batcher sends a follower's requests of one kind to the leader, coalescing
 // those that arrive while earlier batches are in flight into one RPC. Under
 // load this turns many small requests into one RPC (and, for proposals, one
@@ -31,6 +38,11 @@ type batcher[Req, Res any] struct {
 	goFunc  func(func())
 	ctx     context.Context // the server's: Close cancels batches in flight
 	timeout time.Duration
+	// size, when set, is a request's encoded size, and a batch holds at most
+	// maxBytes of them (and always at least one request). Without it only
+	// batchMax bounds a batch.
+	size     func(Req) int
+	maxBytes int
 
 	mu       sync.Mutex
 	queue    []*batchCall[Req, Res]
@@ -68,6 +80,16 @@ func (b *batcher[Req, Res]) do(ctx context.Context, req Req) (Res, error) {
 
 func (b *batcher[Req, Res]) takeLocked() []*batchCall[Req, Res] {
 	n := min(len(b.queue), batchMax)
+	if b.size != nil {
+		total := 0
+		for i, c := range b.queue[:n] {
+			total += b.size(c.req)
+			if i > 0 && total > b.maxBytes {
+				n = i
+				break
+			}
+		}
+	}
 	batch := b.queue[:n:n]
 	b.queue = b.queue[n:]
 	return batch

@@ -158,3 +158,42 @@ func TestBatcherCallerContextEndsFirst(t *testing.T) {
 	}
 	close(g.release) // the batch still completes and its goroutine ends
 }
+
+// TestBatcherBoundsBatchBytes: requests that queue while batches are in
+// flight are coalesced only up to maxBytes, and one request larger than that
+// still goes out, alone.
+func TestBatcherBoundsBatchBytes(t *testing.T) {
+	g := &gatedSend{release: make(chan struct{})}
+	b, _ := newTestBatcher(t, g)
+	b.size = func(r int) int { return r } // a request's size is its value
+	b.maxBytes = 10
+
+	done := make(chan error, 16)
+	call := func(r int) {
+		go func() {
+			_, err := b.do(context.Background(), r)
+			done <- err
+		}()
+	}
+	call(1)
+	waitFor(t, func() bool { return len(g.sizes()) == 1 })
+	call(1)
+	waitFor(t, func() bool { return len(g.sizes()) == 2 })
+	// Both slots are busy: these queue in this order.
+	queued := []int{6, 4, 5, 20, 3, 3, 3}
+	for i, r := range queued {
+		call(r)
+		waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.queue) == i+1 })
+	}
+	close(g.release)
+	for range 2 + len(queued) {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if got := fmt.Sprint(g.batches[2:]); got != "[[6 4] [5] [20] [3 3 3]]" {
+		t.Errorf("batches after the first two: %s, want [[6 4] [5] [20] [3 3 3]] (at most 10 bytes, an oversized request alone)", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
@@ -57,6 +58,7 @@ func (p *peerPool) proposer(addr string) *batcher[*peerv1.Command, forwarded] {
 	b, ok := p.proposers[addr]
 	if !ok {
 		b = newBatcher(p, sendProposals(peerv1.NewPeerClient(p.connLocked(addr))))
+		b.size, b.maxBytes = sizeOf[*peerv1.Command], batchBytes(p.maxMsg)
 		p.proposers[addr] = b
 	}
 	return b
@@ -82,10 +84,15 @@ func (p *peerPool) reporter(addr string) *batcher[*peerv1.ReportBatch, struct{}]
 	b, ok := p.reporters[addr]
 	if !ok {
 		b = newBatcher(p, sendReports(peerv1.NewPeerClient(p.connLocked(addr))))
+		b.size, b.maxBytes = sizeOf[*peerv1.ReportBatch], batchBytes(p.maxMsg)
 		p.reporters[addr] = b
 	}
 	return b
 }
+
+// sizeOf is a message's encoded size inside a batch: its own plus the tag and
+// length prefix a repeated field adds (at most 1 + 5 bytes).
+func sizeOf[M proto.Message](m M) int { return proto.Size(m) + 6 }
 
 func newBatcher[Req, Res any](p *peerPool, send func(context.Context, []Req) ([]Res, []error, error)) *batcher[Req, Res] {
 	return &batcher[Req, Res]{send: send, goFunc: p.goFunc, ctx: p.ctx, timeout: p.forwardTimeout}
