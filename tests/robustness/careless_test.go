@@ -18,7 +18,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/coordinator/client"
@@ -42,9 +41,6 @@ const (
 	// carelessWatchBudget is how long one large-value watch may take to
 	// deliver every value (or a resync) under faults.
 	carelessWatchBudget = 30 * time.Second
-	// clientIDHeader is the gRPC metadata key that names a client for
-	// request-id deduplication (issue 13 item 1).
-	clientIDHeader = "colony-client-id"
 	// resumeLogMsg is the client's debug record for a persistent watch that
 	// re-subscribes after its stream broke; the actor counts them.
 	resumeLogMsg = "coordinator client: watch stream broke, resuming"
@@ -111,7 +107,9 @@ func newCarelessActor(eps []string, seed uint64, events *eventLog) (*carelessAct
 	a := &carelessActor{eps: eps, seed: seed, events: events, counts: map[string]int{}, bigDone: make(chan struct{})}
 	for i, name := range []string{"a", "b"} {
 		a.ids[i] = fmt.Sprintf("rb-careless-%d-%s", seed, name)
-		cfg := client.Config{Endpoints: eps, RequestTimeout: attemptTimeout, DialTimeout: time.Second}
+		// Each client sends its own id (colony-client-id); the ids are
+		// fixed per seed so a report names them.
+		cfg := client.Config{Endpoints: eps, RequestTimeout: attemptTimeout, DialTimeout: time.Second, ClientID: a.ids[i]}
 		if i == 0 {
 			cfg.Logger = slog.New(&countingHandler{msg: resumeLogMsg, n: &a.resumes})
 		}
@@ -148,13 +146,6 @@ func (a *carelessActor) close() {
 	for _, c := range a.conns {
 		c.Close()
 	}
-}
-
-// as names client who (0: A, 1: B) in ctx's outgoing metadata, as the Go
-// client does by itself once it sends its client id. If it does, the
-// server sees this value first; it is as distinct per client as its own.
-func (a *carelessActor) as(ctx context.Context, who int) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, clientIDHeader, a.ids[who])
 }
 
 // indeterminate reports whether err leaves a request's outcome unknown.
@@ -225,7 +216,7 @@ func (a *carelessActor) ids1(ctx context.Context, n int) {
 	for who, p := range []string{pa, pb} {
 		cctx, cancel := opCtx(ctx)
 		var created string
-		created, _, errs[who] = a.cls[who].Create(client.WithRequestID(a.as(cctx, who), id), p, []byte(p))
+		created, _, errs[who] = a.cls[who].Create(client.WithRequestID(cctx, id), p, []byte(p))
 		cancel()
 		switch {
 		case errs[who] == nil && created != p:
@@ -250,7 +241,7 @@ func (a *carelessActor) ids1(ctx context.Context, n int) {
 	a.forbidden = append(a.forbidden, other)
 	a.mu.Unlock()
 	cctx, cancel := opCtx(ctx)
-	_, _, err := a.cls[0].Create(client.WithRequestID(a.as(cctx, 0), id), other, []byte(other))
+	_, _, err := a.cls[0].Create(client.WithRequestID(cctx, id), other, []byte(other))
 	cancel()
 	switch {
 	case status.Code(err) == codes.InvalidArgument:
@@ -268,7 +259,7 @@ func (a *carelessActor) ids1(ctx context.Context, n int) {
 func (a *carelessActor) sessionRound(ctx context.Context, n int) {
 	openID := fmt.Sprintf("rb-careless-%d-open-%d", a.seed, n)
 	octx, cancel := opCtx(ctx)
-	sa, err := a.cls[0].OpenSession(client.WithRequestID(a.as(octx, 0), openID), sessionTTL, "rb-careless-a")
+	sa, err := a.cls[0].OpenSession(client.WithRequestID(octx, openID), sessionTTL, "rb-careless-a")
 	cancel()
 	if err != nil {
 		if !indeterminate(err) {
@@ -281,7 +272,7 @@ func (a *carelessActor) sessionRound(ctx context.Context, n int) {
 	eph := fmt.Sprintf("%s/eph/a-%d", carelessRoot, n)
 	createID := fmt.Sprintf("rb-careless-%d-eph-%d", a.seed, n)
 	cctx, cancel := opCtx(ctx)
-	_, _, err = a.cls[0].Create(client.WithRequestID(a.as(cctx, 0), createID), eph, nil, client.Ephemeral(sa.ID()))
+	_, _, err = a.cls[0].Create(client.WithRequestID(cctx, createID), eph, nil, client.Ephemeral(sa.ID()))
 	cancel()
 	if err != nil {
 		if !indeterminate(err) && !errors.Is(err, client.ErrSessionExpired) {
@@ -292,7 +283,7 @@ func (a *carelessActor) sessionRound(ctx context.Context, n int) {
 
 	// B opens with A's request id: a session of its own.
 	octx, cancel = opCtx(ctx)
-	sb, err := a.cls[1].OpenSession(client.WithRequestID(a.as(octx, 1), openID), sessionTTL, "rb-careless-b")
+	sb, err := a.cls[1].OpenSession(client.WithRequestID(octx, openID), sessionTTL, "rb-careless-b")
 	cancel()
 	switch {
 	case err == nil:
@@ -314,7 +305,7 @@ func (a *carelessActor) sessionRound(ctx context.Context, n int) {
 	// A closes with the request id of its create: refused, and the session
 	// lives on, keep-alive-able, with its ephemeral.
 	cctx, cancel = opCtx(ctx)
-	err = a.cls[0].CloseSession(client.WithRequestID(a.as(cctx, 0), createID), sa.ID())
+	err = a.cls[0].CloseSession(client.WithRequestID(cctx, createID), sa.ID())
 	cancel()
 	switch {
 	case status.Code(err) == codes.InvalidArgument:
@@ -333,7 +324,7 @@ func (a *carelessActor) sessionRound(ctx context.Context, n int) {
 	// The real close, then the same again, then with a new id.
 	closeID := fmt.Sprintf("rb-careless-%d-close-%d", a.seed, n)
 	cctx, cancel = opCtx(ctx)
-	err = a.cls[0].CloseSession(client.WithRequestID(a.as(cctx, 0), closeID), sa.ID())
+	err = a.cls[0].CloseSession(client.WithRequestID(cctx, closeID), sa.ID())
 	cancel()
 	if err != nil {
 		if !indeterminate(err) && !errors.Is(err, client.ErrSessionExpired) {
@@ -343,7 +334,7 @@ func (a *carelessActor) sessionRound(ctx context.Context, n int) {
 	}
 	for i, id := range []string{closeID, closeID + "-again"} {
 		cctx, cancel = opCtx(ctx)
-		err = a.cls[0].CloseSession(client.WithRequestID(a.as(cctx, 0), id), sa.ID())
+		err = a.cls[0].CloseSession(client.WithRequestID(cctx, id), sa.ID())
 		cancel()
 		a.note("double-close", "close %d of closed session %d with request id %s: %v", i+2, sa.ID(), id, err)
 	}
@@ -351,7 +342,7 @@ func (a *carelessActor) sessionRound(ctx context.Context, n int) {
 
 	// A retried Open with the original id after the Close: NotFound.
 	octx, cancel = opCtx(ctx)
-	again, err := a.cls[0].OpenSession(client.WithRequestID(a.as(octx, 0), openID), sessionTTL, "rb-careless-a")
+	again, err := a.cls[0].OpenSession(client.WithRequestID(octx, openID), sessionTTL, "rb-careless-a")
 	cancel()
 	switch {
 	case status.Code(err) == codes.NotFound:
@@ -447,7 +438,7 @@ func (a *carelessActor) checkClosed(ctx context.Context, id uint64, eph string) 
 func (a *carelessActor) keepAlive(ctx context.Context, id uint64) (codes.Code, error) {
 	var err error
 	for i := range 2 * len(a.conns) {
-		actx, cancel := context.WithTimeout(a.as(ctx, 0), attemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		_, err = colonyv1.NewSessionsClient(a.conns[i%len(a.conns)]).KeepAlive(actx, &colonyv1.KeepAliveRequest{SessionId: id})
 		cancel()
 		if !indeterminate(err) || ctx.Err() != nil {
@@ -516,23 +507,32 @@ func (a *carelessActor) bigWatch(ctx, watchCtx context.Context, n int) {
 	}
 	from := h.GetZxid()
 	want := map[uint64]int{} // acknowledged zxid -> value index
-	// One after the other: four concurrent ones through a follower are
-	// forwarded to the leader in one batch above the 4 MiB message limit and
-	// all fail (see README, "Bugs found"), which is not what this checks.
+	// All at once, as a careless client would: a follower used to forward
+	// them to the leader in one batch above the 4 MiB message limit, and all
+	// of them failed (README, "Bugs found" 4).
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for j := range carelessBigValues {
-		p := fmt.Sprintf("%s/big/v%d", carelessRoot, j)
-		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		st, err := a.big.Set(a.as(wctx, 0), p, bigValue(n, j), client.AnyVersion)
-		cancel()
-		switch {
-		case err == nil:
-			want[st.GetMzxid()] = j
-		case indeterminate(err):
-			a.note("unknown", "big watch round %d: set %s: %v", n, p, err)
-		default:
-			a.fail("big watch: set of %d bytes on %s: %v", carelessBigBytes, p, err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := fmt.Sprintf("%s/big/v%d", carelessRoot, j)
+			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			st, err := a.big.Set(wctx, p, bigValue(n, j), client.AnyVersion)
+			cancel()
+			switch {
+			case err == nil:
+				mu.Lock()
+				want[st.GetMzxid()] = j
+				mu.Unlock()
+			case indeterminate(err):
+				a.note("unknown", "big watch round %d: set %s: %v", n, p, err)
+			default:
+				a.fail("big watch: set of %d bytes on %s: %v", carelessBigBytes, p, err)
+			}
+		}()
 	}
+	wg.Wait()
 	if len(want) == 0 {
 		return
 	}
@@ -540,7 +540,7 @@ func (a *carelessActor) bigWatch(ctx, watchCtx context.Context, n int) {
 	ctx = watchCtx
 	wctx, cancel := context.WithTimeout(ctx, carelessWatchBudget)
 	defer cancel()
-	w, err := cl.Watch(a.as(wctx, 0), carelessRoot+"/big", colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive(), client.AfterZxid(from))
+	w, err := cl.Watch(wctx, carelessRoot+"/big", colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive(), client.AfterZxid(from))
 	if err != nil {
 		switch {
 		case errors.Is(err, client.ErrResync):
