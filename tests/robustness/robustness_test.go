@@ -729,7 +729,12 @@ func (r *run) checkWatches() {
 	for _, w := range r.watchers {
 		resyncs += len(w.snapshot()) - 1
 	}
-	r.t.Logf("watches: %d recorders, %d acknowledged writes with a zxid, %d resyncs", len(r.watchers), len(acked), resyncs)
+	all := slices.Concat(r.watchers, r.sessions.recs)
+	for _, b := range r.breakers {
+		all = append(all, b.watch)
+	}
+	r.t.Logf("watches: %d recorders, %d acknowledged writes with a zxid, %d resyncs; %d streams of all %d recorders went silent and were resumed elsewhere",
+		len(r.watchers), len(acked), resyncs, silentStreams(all), len(all))
 }
 
 func (r *run) logStats(clients []*kvClient) {

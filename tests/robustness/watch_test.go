@@ -34,6 +34,7 @@ type watchRecorder struct {
 	mu       sync.Mutex
 	segments []*watchSegment
 	lastZxid uint64 // the zxid the watcher has seen up to (events or start)
+	silent   int    // streams given up because they went silent (no progress)
 	started  chan struct{}
 	once     sync.Once
 }
@@ -132,6 +133,7 @@ func (w *watchRecorder) stream(ctx context.Context, after *uint64) (bool, error)
 			}
 			if silent.Load() {
 				w.mu.Lock()
+				w.silent++
 				if seg != nil {
 					seg.Streams[len(seg.Streams)-1] += fmt.Sprintf(" (silent for %v: given up)", silence)
 				}
@@ -186,6 +188,19 @@ func (w *watchRecorder) seen() uint64 {
 }
 
 // snapshot returns a copy of the segments.
+// silentStreams is how many of w's streams went silent and were given up.
+// A passing run shows it: a stall that progress notifications recovered
+// from (issue 13 item 10) must not go unseen just because it recovered.
+func silentStreams(ws []*watchRecorder) int {
+	n := 0
+	for _, w := range ws {
+		w.mu.Lock()
+		n += w.silent
+		w.mu.Unlock()
+	}
+	return n
+}
+
 func (w *watchRecorder) snapshot() []watchSegment {
 	w.mu.Lock()
 	defer w.mu.Unlock()
