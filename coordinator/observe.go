@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -110,6 +111,8 @@ type observedTransport struct {
 	// hold retries a failed replication call while the follower is
 	// unreachable instead of letting raft back off (rejoin.go). Nil: never.
 	hold *replicationHold
+	// pipes are the open pipelines, closed when the node shuts down.
+	pipes *pipelines
 }
 
 var (
@@ -159,12 +162,75 @@ func (t *observedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.
 	if err != nil {
 		return nil, err
 	}
-	return &guardedPipeline{AppendPipeline: p, stall: t.stall}, nil
+	g := &guardedPipeline{AppendPipeline: p, stall: t.stall, set: t.pipes}
+	if err := t.pipes.add(g); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// pipelines tracks a node's open replication pipelines so that Close can
+// end them before raft's Shutdown. hashicorp/raft's pipelineReplicate can
+// sit forever in a pipeline's AppendEntries once its decoder has returned
+// (both of the pipeline's queues full, nobody reading them), and
+// raft.Shutdown then waits for it forever: CI caught a node's Close hanging
+// there after a leadership transfer. Closing the pipeline releases that
+// send; raft then stops replicating as it would on any pipeline error.
+type pipelines struct {
+	mu   sync.Mutex
+	open map[*guardedPipeline]struct{}
+	shut bool
+}
+
+var errPipelinesShut = errors.New("coordinator: shutting down, no new replication pipelines")
+
+func (ps *pipelines) add(g *guardedPipeline) error {
+	if ps == nil {
+		return nil
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.shut {
+		return errPipelinesShut
+	}
+	if ps.open == nil {
+		ps.open = map[*guardedPipeline]struct{}{}
+	}
+	ps.open[g] = struct{}{}
+	return nil
+}
+
+func (ps *pipelines) remove(g *guardedPipeline) {
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	delete(ps.open, g)
+}
+
+// closeAll closes every open pipeline and refuses new ones.
+func (ps *pipelines) closeAll() {
+	ps.mu.Lock()
+	ps.shut = true
+	open := ps.open
+	ps.open = nil
+	ps.mu.Unlock()
+	for g := range open {
+		g.AppendPipeline.Close() // the network pipeline tolerates a second Close
+	}
 }
 
 type guardedPipeline struct {
 	raft.AppendPipeline
 	stall *stallGuard
+	set   *pipelines
+}
+
+func (p *guardedPipeline) Close() error {
+	p.set.remove(p)
+	return p.AppendPipeline.Close()
 }
 
 func (p *guardedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {

@@ -35,6 +35,7 @@ type Server struct {
 
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
+	pipes     pipelines // raft's open replication pipelines
 	store     io.Closer // the raft log and stable store
 	fsm       *fsm
 	hub       *watchhub.Hub
@@ -224,7 +225,8 @@ func (s *Server) startRaft() error {
 	}
 	stall := &stallGuard{store: store, timeout: s.cfg.DiskStallTimeout, log: s.log}
 	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, &observedTransport{NetworkTransport: s.transport, d: s.diag,
-		stall: stall, hold: &replicationHold{interval: rc.HeartbeatTimeout / 10, done: s.ctx.Done(), d: s.diag, stall: stall}})
+		stall: stall, hold: &replicationHold{interval: rc.HeartbeatTimeout / 10, done: s.ctx.Done(), d: s.diag, stall: stall},
+		pipes: &s.pipes})
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
@@ -337,6 +339,7 @@ func (s *Server) Close() error {
 func (s *Server) shutdownRaft() error {
 	var errs []error
 	if s.raft != nil {
+		s.pipes.closeAll() // see pipelines (observe.go)
 		errs = append(errs, s.raft.Shutdown().Error())
 	}
 	if s.transport != nil {
