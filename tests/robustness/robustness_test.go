@@ -729,7 +729,10 @@ func (r *run) checkWatches() {
 	for _, w := range r.watchers {
 		resyncs += len(w.snapshot()) - 1
 	}
-	all := slices.Concat(r.watchers, r.sessions.recs)
+	all := slices.Clone(r.watchers)
+	if r.sessions != nil { // TestSlowDisk runs no session workload
+		all = append(all, r.sessions.recs...)
+	}
 	for _, b := range r.breakers {
 		all = append(all, b.watch)
 	}
