@@ -38,6 +38,8 @@ UNIT_PKGS   = $(shell $(GO) list ./... | grep -v -e /tests/)
 # LOWPRIO runs the fuzz build beside the tests without taking CPU or disk
 # from them: a fresh-clone CI run once failed a robustness seed when raft log
 # fsyncs stalled past the harness's 1 s disk-stall limit during the build.
+# ionice only counts where the disk's scheduler honours I/O classes (BFQ);
+# with the "none" scheduler (this CI machine) only nice takes effect.
 LOWPRIO   := $(shell command -v ionice >/dev/null 2>&1 && echo ionice -c3) nice -n 19
 
 .PHONY: test
