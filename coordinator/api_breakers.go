@@ -421,17 +421,25 @@ func overrideTTL(ms int64) (time.Duration, error) {
 	return ttl, nil
 }
 
+// validAudit checks the reason and author an operator's action records.
+func validAudit(reason, by string) error {
+	if len(reason) > breaker.MaxReasonLen {
+		return status.Errorf(codes.InvalidArgument, "reason: %d bytes, the limit is %d", len(reason), breaker.MaxReasonLen)
+	}
+	if len(by) > breaker.MaxByLen {
+		return status.Errorf(codes.InvalidArgument, "by: %d bytes, the limit is %d", len(by), breaker.MaxByLen)
+	}
+	return nil
+}
+
 func (a *breakersAPI) ClearOverride(ctx context.Context, req *colonyv1.ClearOverrideRequest) (*colonyv1.OverrideResponse, error) {
 	s := a.s
 	k, err := validPair(req.GetCaller(), req.GetCallee())
 	if err != nil {
 		return nil, err
 	}
-	if len(req.GetReason()) > breaker.MaxReasonLen {
-		return nil, status.Errorf(codes.InvalidArgument, "reason: %d bytes, the limit is %d", len(req.GetReason()), breaker.MaxReasonLen)
-	}
-	if len(req.GetBy()) > breaker.MaxByLen {
-		return nil, status.Errorf(codes.InvalidArgument, "by: %d bytes, the limit is %d", len(req.GetBy()), breaker.MaxByLen)
+	if err := validAudit(req.GetReason(), req.GetBy()); err != nil {
+		return nil, err
 	}
 	var resp *colonyv1.OverrideResponse
 	err = s.onEngine(ctx,
@@ -501,11 +509,8 @@ func (a *breakersAPI) DeleteBreaker(ctx context.Context, req *colonyv1.DeleteBre
 	if err != nil {
 		return nil, err
 	}
-	if len(req.GetReason()) > breaker.MaxReasonLen {
-		return nil, status.Errorf(codes.InvalidArgument, "reason: %d bytes, the limit is %d", len(req.GetReason()), breaker.MaxReasonLen)
-	}
-	if len(req.GetBy()) > breaker.MaxByLen {
-		return nil, status.Errorf(codes.InvalidArgument, "by: %d bytes, the limit is %d", len(req.GetBy()), breaker.MaxByLen)
+	if err := validAudit(req.GetReason(), req.GetBy()); err != nil {
+		return nil, err
 	}
 	var resp *colonyv1.DeleteBreakerResponse
 	err = s.onEngine(ctx,
