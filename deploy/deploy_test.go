@@ -53,10 +53,14 @@ func colony(t *testing.T) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		colonyBin = filepath.Join(binDir, "colony")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", colonyBin, "./cmd/colony")
+		args := []string{"build"}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, "-o", colonyBin, "./cmd/colony")...)
 		cmd.Dir = repoRoot
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/colony: %w\n%s", err, out)
+			buildErr = fmt.Errorf("go %s: %w\n%s", strings.Join(cmd.Args[1:], " "), err, out)
 		}
 	})
 	if buildErr != nil {
