@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/internal/outcome"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/wiretime"
@@ -91,8 +92,8 @@ func (s *Server) validateReports(ctx context.Context, reports []*colonyv1.Outcom
 	if len(reports) == 0 {
 		return status.Error(codes.InvalidArgument, "reports: empty")
 	}
-	if len(reports) > maxReportsPerCall {
-		return status.Errorf(codes.InvalidArgument, "reports: %d entries, the limit is %d per request", len(reports), maxReportsPerCall)
+	if len(reports) > contract.MaxOutcomesPerReport {
+		return status.Errorf(codes.InvalidArgument, "reports: %d entries, the limit is %d per request", len(reports), contract.MaxOutcomesPerReport)
 	}
 	v := s.fsm.tree.View()
 	known := map[string]bool{}
@@ -122,7 +123,7 @@ func (s *Server) validateReports(ctx context.Context, reports []*colonyv1.Outcom
 		}
 		if !known[k] {
 			return status.Errorf(codes.NotFound, "reports[%d].callee: unknown callee %q: no policy at %s, no instance under %s and no breaker %s",
-				i, r.Callee, path.Join(policiesRoot, r.Callee), path.Join(servicesRoot, r.Callee), path.Join(breakersRoot, r.Caller, r.Callee))
+				i, r.Callee, contract.PolicyPath(r.Callee), contract.ServiceDir(r.Callee), contract.BreakerPath(r.Caller, r.Callee))
 		}
 	}
 	return nil
@@ -136,7 +137,7 @@ func (s *Server) knownCallee(ctx context.Context, v *ztree.View, caller, callee 
 	if calleeKnown(v, caller, callee) {
 		return true, nil
 	}
-	lv, err := s.view(ctx, policiesRoot, colonyv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
+	lv, err := s.view(ctx, contract.PoliciesRoot, colonyv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
 	if err != nil {
 		return false, toStatus(err)
 	}
@@ -150,13 +151,13 @@ func calleeKnown(v interface {
 	Get(string) ([]byte, *colonyv1.Stat, error)
 	Children(string) ([]string, *colonyv1.Stat, error)
 }, caller, callee string) bool {
-	if _, _, err := v.Get(path.Join(policiesRoot, callee)); err == nil {
+	if _, _, err := v.Get(contract.PolicyPath(callee)); err == nil {
 		return true
 	}
-	if _, _, err := v.Get(path.Join(breakersRoot, caller, callee)); err == nil {
+	if _, _, err := v.Get(contract.BreakerPath(caller, callee)); err == nil {
 		return true
 	}
-	kids, _, err := v.Children(path.Join(servicesRoot, callee))
+	kids, _, err := v.Children(contract.ServiceDir(callee))
 	return err == nil && len(kids) > 0
 }
 
@@ -344,7 +345,7 @@ func (e *engine) get(k pairKey, limit int, now time.Time) (*colonyv1.GetBreakerR
 		return nil, err
 	}
 	v := e.s.fsm.tree.View()
-	dir := path.Join(historyRoot, k.caller, k.callee)
+	dir := contract.HistoryDir(k.caller, k.callee)
 	names, _, _ := v.Children(dir)
 	sort.Strings(names)
 	for _, n := range names[max(0, len(names)-limit):] {
@@ -389,7 +390,7 @@ func (a *breakersAPI) SetOverride(ctx context.Context, req *colonyv1.SetOverride
 		return nil, err
 	} else if !ok {
 		return nil, status.Errorf(codes.NotFound, "callee: unknown callee %q: no policy at %s, no instance under %s and no breaker %s",
-			k.callee, path.Join(policiesRoot, k.callee), path.Join(servicesRoot, k.callee), path.Join(breakersRoot, k.caller, k.callee))
+			k.callee, contract.PolicyPath(k.callee), contract.ServiceDir(k.callee), contract.BreakerPath(k.caller, k.callee))
 	}
 	var resp *colonyv1.OverrideResponse
 	err = s.onEngine(ctx,
@@ -587,8 +588,8 @@ func resolvePolicies(specs []*colonyv1.PolicySpec, by string, now time.Time) ([]
 	if len(specs) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "policies: empty")
 	}
-	if len(specs) > maxPoliciesPerCall {
-		return nil, status.Errorf(codes.InvalidArgument, "policies: %d entries, the limit is %d per request", len(specs), maxPoliciesPerCall)
+	if len(specs) > contract.MaxPoliciesPerCall {
+		return nil, status.Errorf(codes.InvalidArgument, "policies: %d entries, the limit is %d per request", len(specs), contract.MaxPoliciesPerCall)
 	}
 	if len(by) > breaker.MaxByLen {
 		return nil, status.Errorf(codes.InvalidArgument, "by: %d bytes, the limit is %d", len(by), breaker.MaxByLen)
@@ -655,7 +656,7 @@ func (a *breakersAPI) ApplyPolicies(ctx context.Context, req *colonyv1.ApplyPoli
 			if err != nil {
 				return nil, toStatus(err)
 			}
-			cur, _, _ := v.Get(path.Join(policiesRoot, ps.Callee))
+			cur, _, _ := v.Get(contract.PolicyPath(ps.Callee))
 			resp.Applied = append(resp.Applied, &colonyv1.AppliedPolicy{Callee: ps.Callee, PolicySet: data, Changed: !samePolicies(cur, ps)})
 		}
 		return resp, nil
@@ -706,7 +707,7 @@ func (e *engine) applyPolicies(ctx context.Context, sets []breaker.PolicySet) (*
 		if err != nil {
 			return nil, err
 		}
-		p := path.Join(policiesRoot, ps.Callee)
+		p := contract.PolicyPath(ps.Callee)
 		cur, st, err := v.Get(p)
 		same := err == nil && samePolicies(cur, ps)
 		resp.Applied = append(resp.Applied, &colonyv1.AppliedPolicy{Callee: ps.Callee, PolicySet: data, Changed: !same})
@@ -777,12 +778,12 @@ func (a *breakersAPI) GetPolicy(ctx context.Context, req *colonyv1.GetPolicyRequ
 	if err := breaker.ValidateServiceName(req.GetCallee()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "callee: %v", err)
 	}
-	v, err := s.view(ctx, policiesRoot, colonyv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
+	v, err := s.view(ctx, contract.PoliciesRoot, colonyv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	resp := &colonyv1.GetPolicyResponse{Header: viewHeader(s, v)}
-	if data, _, err := v.Get(path.Join(policiesRoot, req.Callee)); err == nil {
+	if data, _, err := v.Get(contract.PolicyPath(req.Callee)); err == nil {
 		resp.PolicySet = data
 		return resp, nil
 	}
@@ -817,7 +818,7 @@ func (a *breakersAPI) DeletePolicy(ctx context.Context, req *colonyv1.DeletePoli
 func (e *engine) deletePolicy(ctx context.Context, callee string) error {
 	e.createMu.Lock()
 	defer e.createMu.Unlock()
-	p := path.Join(policiesRoot, callee)
+	p := contract.PolicyPath(callee)
 	if _, _, err := e.s.fsm.tree.View().Get(p); err != nil {
 		return status.Errorf(codes.NotFound, "callee %s has no policy (it uses the default)", callee)
 	}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -181,7 +182,7 @@ func checkNotReserved(ops []*colonyv1.Op) error {
 		default:
 			continue
 		}
-		for _, root := range []string{breakersRoot, policiesRoot, historyRoot} {
+		for _, root := range contract.EngineRoots {
 			if p == root || strings.HasPrefix(p, root+"/") {
 				return status.Errorf(codes.PermissionDenied, "ops[%d]: path %s is written only by the breaker engine; use the Breakers API (colony breaker, colony policy)", i, p)
 			}

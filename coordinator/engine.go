@@ -17,19 +17,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/internal/outcome"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
-)
-
-// Well-known paths of the breaker engine. The engine is the only writer of
-// the first three; the Tree API refuses writes under them.
-const (
-	breakersRoot = "/colony/breakers" // <caller>/<callee>: breaker.PairRecord
-	policiesRoot = "/colony/policies" // <callee>: breaker.PolicySet
-	historyRoot  = "/colony/history"  // <caller>/<callee>/h-<seq>: breaker.HistoryEntry
-	servicesRoot = "/colony/services" // <service>/<instance>: registered instances
 )
 
 // Engine limits: they bound the leader's memory and the size of one write
@@ -37,12 +29,10 @@ const (
 // The pair table's limits (MaxBreakerPairs, MaxBreakerPairsPerCaller) and
 // idle expiry are node configuration (Config).
 const (
-	engineTick         = 100 * time.Millisecond
-	maxIdleDeletes     = 16 // idle pairs deleted per tick, so a mass expiry never stalls the loop
-	maxPairInstances   = 10000
-	historyKeep        = 200
-	maxReportsPerCall  = 1000
-	maxPoliciesPerCall = 1000
+	engineTick       = 100 * time.Millisecond
+	maxIdleDeletes   = 16 // idle pairs deleted per tick, so a mass expiry never stalls the loop
+	maxPairInstances = 10000
+	historyKeep      = 200
 )
 
 // engine is the leader's breaker engine for one leadership term: it holds a
@@ -142,7 +132,7 @@ func (e *engine) policyFor(k pairKey) (breaker.Policy, int64) {
 func (e *engine) start(ctx context.Context) error {
 	var ops []*colonyv1.Op
 	v := e.s.fsm.tree.View()
-	for _, p := range []string{"/colony", breakersRoot, policiesRoot, historyRoot, servicesRoot} {
+	for _, p := range []string{contract.Root, contract.BreakersRoot, contract.PoliciesRoot, contract.HistoryRoot, contract.ServicesRoot} {
 		if _, _, err := v.Get(p); err != nil {
 			ops = append(ops, createOp(p, nil))
 		}
@@ -156,9 +146,9 @@ func (e *engine) start(ctx context.Context) error {
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	callees, _, _ := v.Children(policiesRoot)
+	callees, _, _ := v.Children(contract.PoliciesRoot)
 	for _, callee := range callees {
-		data, st, err := v.Get(path.Join(policiesRoot, callee))
+		data, st, err := v.Get(contract.PolicyPath(callee))
 		if err != nil {
 			continue
 		}
@@ -169,12 +159,12 @@ func (e *engine) start(ctx context.Context) error {
 		}
 		e.policies[callee] = policyEntry{set: ps, version: st.GetVersion()}
 	}
-	callers, _, _ := v.Children(breakersRoot)
+	callers, _, _ := v.Children(contract.BreakersRoot)
 	for _, caller := range callers {
-		callees, _, _ := v.Children(path.Join(breakersRoot, caller))
+		callees, _, _ := v.Children(contract.CallerBreakers(caller))
 		for _, callee := range callees {
 			k := pairKey{caller, callee}
-			data, st, err := v.Get(path.Join(breakersRoot, caller, callee))
+			data, st, err := v.Get(contract.BreakerPath(caller, callee))
 			if err != nil {
 				continue
 			}
@@ -360,7 +350,7 @@ func (f *fleets) of(caller string) []string {
 	if ids, ok := f.byID[caller]; ok {
 		return ids
 	}
-	ids, _, _ := f.v.Children(path.Join(servicesRoot, caller))
+	ids, _, _ := f.v.Children(contract.ServiceDir(caller))
 	if f.byID == nil {
 		f.byID = map[string][]string{}
 	}
@@ -633,14 +623,14 @@ func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, h
 	if err != nil {
 		return fmt.Errorf("encoding record: %w", err)
 	}
-	recPath := path.Join(breakersRoot, k.caller, k.callee)
-	histDir := path.Join(historyRoot, k.caller, k.callee)
+	recPath := contract.BreakerPath(k.caller, k.callee)
+	histDir := contract.HistoryDir(k.caller, k.callee)
 	var ops []*colonyv1.Op
 	if version < 0 {
 		e.createMu.Lock()
 		defer e.createMu.Unlock()
 		v := e.s.fsm.tree.View()
-		for _, dir := range []string{path.Join(breakersRoot, k.caller), path.Join(historyRoot, k.caller), histDir} {
+		for _, dir := range []string{contract.CallerBreakers(k.caller), path.Join(contract.HistoryRoot, k.caller), histDir} {
 			if _, _, err := v.Get(dir); err != nil {
 				ops = append(ops, createOp(dir, nil))
 			}
@@ -774,7 +764,7 @@ func (e *engine) deleteRecords(ctx context.Context, k pairKey, version int64) er
 	del := func(p string, ver *int64) *colonyv1.Op {
 		return &colonyv1.Op{Op: &colonyv1.Op_Delete{Delete: &colonyv1.DeleteRequest{Path: p, ExpectedVersion: ver}}}
 	}
-	histDir := path.Join(historyRoot, k.caller, k.callee)
+	histDir := contract.HistoryDir(k.caller, k.callee)
 	names, _, _ := v.Children(histDir)
 	// History first, in transactions that fit MaxOps: they only ever grow
 	// through this pair's writes, which writeMu holds off.
@@ -797,9 +787,9 @@ func (e *engine) deleteRecords(ctx context.Context, k pairKey, version int64) er
 		ops = append(ops, del(histDir, nil))
 	}
 	if version >= 0 {
-		ops = append(ops, del(path.Join(breakersRoot, k.caller, k.callee), &version))
+		ops = append(ops, del(contract.BreakerPath(k.caller, k.callee), &version))
 	}
-	for _, root := range []string{breakersRoot, historyRoot} {
+	for _, root := range []string{contract.BreakersRoot, contract.HistoryRoot} {
 		dir := path.Join(root, k.caller)
 		if kids, _, err := v.Children(dir); err == nil && len(kids) == 1 && kids[0] == k.callee {
 			ops = append(ops, del(dir, nil))

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -373,7 +374,7 @@ func TestBreakerBadInput(t *testing.T) {
 			{Caller: "checkout", Callee: "payments", Instance: "c2", Counts: c},
 		}
 	}
-	big := make([]*colonyv1.OutcomeReport, maxReportsPerCall+1)
+	big := make([]*colonyv1.OutcomeReport, contract.MaxOutcomesPerReport+1)
 	for i := range big {
 		big[i] = counts(&colonyv1.OutcomeCounts{})[0]
 	}
@@ -489,7 +490,7 @@ func engineState(t *testing.T, n *testNode) string {
 			walk(p + "/" + k)
 		}
 	}
-	for _, root := range []string{breakersRoot, policiesRoot, historyRoot} {
+	for _, root := range contract.EngineRoots {
 		walk(root)
 	}
 	return b.String()

@@ -21,9 +21,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/client"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
-	"github.com/colonymesh/colony/sidecar"
 )
 
 func TestMain(m *testing.M) {
@@ -369,7 +369,7 @@ func TestSidecarsAndEnforcement(t *testing.T) {
 	defer dead.Close()
 
 	reg := func(svc, inst, sc string) []byte {
-		b, _ := json.Marshal(sidecar.Registration{Service: svc, Instance: inst, Address: "127.0.0.1", Port: 9000, Protocol: "grpc", Sidecar: sc})
+		b, _ := json.Marshal(contract.Registration{Service: svc, Instance: inst, Address: "127.0.0.1", Port: 9000, Protocol: "grpc", Sidecar: sc})
 		return b
 	}
 	f := &fakeCoordinator{tree: map[string][]byte{
@@ -385,7 +385,7 @@ func TestSidecarsAndEnforcement(t *testing.T) {
 	}
 	var list struct {
 		Sidecars []struct {
-			Registration sidecar.Registration `json:"registration"`
+			Registration contract.Registration `json:"registration"`
 			Status       *struct {
 				Mode     string `json:"mode"`
 				Degraded bool   `json:"degraded"`

@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/client"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
-
-const breakersRoot = "/colony/breakers"
 
 // Server-sent events, each a JSON object in data:
 //
@@ -152,7 +151,7 @@ func (h *hub) setWatch(watching bool, err error) {
 	defer h.mu.Unlock()
 	h.status = feedStatus{Watching: watching}
 	if err != nil {
-		h.status.Error = "watching " + breakersRoot + ": " + err.Error()
+		h.status.Error = "watching " + contract.BreakersRoot + ": " + err.Error()
 	}
 	h.broadcastLocked(frame(eventStatus, h.statusLocked()))
 }
@@ -187,7 +186,7 @@ func (h *hub) runWatch(ctx context.Context) {
 func (h *hub) watchOnce(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := h.coord.Watch(wctx, breakersRoot, colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive())
+	w, err := h.coord.Watch(wctx, contract.BreakersRoot, colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive())
 	if err != nil {
 		return err
 	}
@@ -243,7 +242,7 @@ func (h *hub) noteLocked(st pairState) {
 // parseEvent reads a watch event on a pair's record; ok is false for
 // anything else (the per-caller parents, unreadable data).
 func parseEvent(ev *colonyv1.Event) (st pairState, deleted, ok bool) {
-	rest, ok := strings.CutPrefix(ev.GetPath(), breakersRoot+"/")
+	rest, ok := strings.CutPrefix(ev.GetPath(), contract.BreakersRoot+"/")
 	if !ok {
 		return st, false, false
 	}
@@ -265,16 +264,16 @@ func parseEvent(ev *colonyv1.Event) (st pairState, deleted, ok bool) {
 func readRecords(ctx context.Context, c Coordinator, timeout time.Duration) ([]pairState, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	callers, _, err := c.Children(ctx, breakersRoot, client.WithSessionConsistency())
+	callers, _, err := c.Children(ctx, contract.BreakersRoot, client.WithSessionConsistency())
 	if errors.Is(err, client.ErrNoNode) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", breakersRoot, err)
+		return nil, fmt.Errorf("listing %s: %w", contract.BreakersRoot, err)
 	}
 	var paths []string
 	for _, caller := range callers {
-		p := breakersRoot + "/" + caller
+		p := contract.BreakersRoot + "/" + caller
 		callees, _, err := c.Children(ctx, p, client.WithSessionConsistency())
 		if errors.Is(err, client.ErrNoNode) {
 			continue

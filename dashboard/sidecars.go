@@ -14,12 +14,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/client"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
-	"github.com/colonymesh/colony/sidecar"
 )
-
-const servicesRoot = "/colony/services"
 
 // statusParallelism bounds the registry reads and sidecar Status calls one
 // request makes at once.
@@ -28,7 +26,7 @@ const statusParallelism = 8
 // sidecarInfo is one registered instance and, when its sidecar answered,
 // the sidecar's status.
 type sidecarInfo struct {
-	Registration sidecar.Registration `json:"registration"`
+	Registration contract.Registration `json:"registration"`
 	// Status is the sidecar's Status (protojson), absent when it could
 	// not be asked or did not answer.
 	Status json.RawMessage `json:"status,omitempty"`
@@ -40,18 +38,18 @@ type sidecarInfo struct {
 
 // registry reads the registered instances (of one service, or all), at
 // most limit of them; truncated says more were left out.
-func registry(ctx context.Context, c Coordinator, service string, limit int) (regs []sidecar.Registration, truncated bool, err error) {
+func registry(ctx context.Context, c Coordinator, service string, limit int) (regs []contract.Registration, truncated bool, err error) {
 	var services []string
 	if service != "" {
 		services = []string{service}
-	} else if services, _, err = c.Children(ctx, servicesRoot, client.WithSessionConsistency()); errors.Is(err, client.ErrNoNode) {
+	} else if services, _, err = c.Children(ctx, contract.ServicesRoot, client.WithSessionConsistency()); errors.Is(err, client.ErrNoNode) {
 		return nil, false, nil
 	} else if err != nil {
-		return nil, false, fmt.Errorf("listing %s: %w", servicesRoot, err)
+		return nil, false, fmt.Errorf("listing %s: %w", contract.ServicesRoot, err)
 	}
 	var paths []string
 	for _, svc := range services {
-		p := path.Join(servicesRoot, svc)
+		p := contract.ServiceDir(svc)
 		instances, _, err := c.Children(ctx, p, client.WithSessionConsistency())
 		if errors.Is(err, client.ErrNoNode) {
 			continue // gone since the listing
@@ -67,7 +65,7 @@ func registry(ctx context.Context, c Coordinator, service string, limit int) (re
 			paths = append(paths, path.Join(p, inst))
 		}
 	}
-	regs = make([]sidecar.Registration, len(paths))
+	regs = make([]contract.Registration, len(paths))
 	ok := make([]bool, len(paths))
 	errs := make([]error, len(paths))
 	parallel(len(paths), func(i int) {
@@ -81,7 +79,7 @@ func registry(ctx context.Context, c Coordinator, service string, limit int) (re
 		}
 		if err := json.Unmarshal(data, &regs[i]); err != nil {
 			// Show what the path names rather than hide the instance.
-			regs[i] = sidecar.Registration{Service: path.Base(path.Dir(paths[i])), Instance: path.Base(paths[i])}
+			regs[i] = contract.Registration{Service: path.Base(path.Dir(paths[i])), Instance: path.Base(paths[i])}
 		}
 		ok[i] = true
 	})

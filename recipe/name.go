@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/colonymesh/colony/contract"
 )
 
 // Where the recipes keep their nodes. /colony and its children here are
 // persistent; each lock or election directory is a container, which the
 // coordinator deletes once its last node goes.
 const (
-	rootDir      = "/colony"
+	rootDir      = contract.Root
 	locksDir     = rootDir + "/locks"
 	electionsDir = rootDir + "/elections"
 )

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/internal/outcome"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -20,8 +21,8 @@ type api struct {
 }
 
 func (a *api) Report(_ context.Context, req *colonyv1.SidecarReportRequest) (*colonyv1.SidecarReportResponse, error) {
-	if len(req.GetOutcomes()) > 1000 {
-		return nil, status.Errorf(codes.InvalidArgument, "outcomes: %d entries, the limit is 1000", len(req.Outcomes))
+	if len(req.GetOutcomes()) > contract.MaxOutcomesPerReport {
+		return nil, status.Errorf(codes.InvalidArgument, "outcomes: %d entries, the limit is %d", len(req.Outcomes), contract.MaxOutcomesPerReport)
 	}
 	// Validate the whole request before counting any of it.
 	counts := make([]breaker.Counts, len(req.GetOutcomes()))

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/outcome"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -61,21 +62,9 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("unknown degraded mode %q (want one of %v)", s, breaker.DegradedModes)
 }
 
-// Registration is what a sidecar writes at /colony/services/<service>/<instance>
-// (an ephemeral node of its session): how to reach the instance.
-type Registration struct {
-	Service  string `json:"service"`
-	Instance string `json:"instance"`
-	Address  string `json:"address"` // host of the service's own listener
-	Port     int    `json:"port"`
-	Zone     string `json:"zone,omitempty"`
-	// Protocol is "grpc" or "http": what callers speak to it.
-	Protocol string `json:"protocol"`
-	// XDSNode is the node id its Envoy and proxyless clients use.
-	XDSNode string `json:"xdsNode,omitempty"`
-	// Sidecar is the sidecar's local API address.
-	Sidecar string `json:"sidecar,omitempty"`
-}
+// Registration is what a sidecar writes at contract.RegistrationPath (an
+// ephemeral node of its session): how to reach the instance.
+type Registration = contract.Registration
 
 // Config configures a Sidecar.
 type Config struct {
@@ -312,17 +301,17 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 		}
 	})
 	mirrors := []*mirror{
-		{root: path.Join("/colony/breakers", cfg.Service), depth: 1, apply: s.applyRecord},
-		{root: "/colony/policies", depth: 1, apply: s.applyPolicy},
+		{root: contract.CallerBreakers(cfg.Service), depth: 1, apply: s.applyRecord},
+		{root: contract.PoliciesRoot, depth: 1, apply: s.applyPolicy},
 	}
 	// The registry: all of it, or with Callees only theirs, so a sidecar in
 	// a large mesh reads and follows the instances it routes to, not every
 	// registration change of every service.
 	if len(cfg.Callees) == 0 {
-		mirrors = append(mirrors, &mirror{root: registryRoot, depth: 2, apply: s.registryApplier("")})
+		mirrors = append(mirrors, &mirror{root: contract.ServicesRoot, depth: 2, apply: s.registryApplier("")})
 	}
 	for _, callee := range cfg.Callees {
-		mirrors = append(mirrors, &mirror{root: path.Join(registryRoot, callee), depth: 1, apply: s.registryApplier(callee)})
+		mirrors = append(mirrors, &mirror{root: contract.ServiceDir(callee), depth: 1, apply: s.registryApplier(callee)})
 	}
 	for _, m := range mirrors {
 		m.c, m.log, m.contact = c, s.log, s.contact
@@ -442,7 +431,7 @@ func (s *Sidecar) register() (*client.Session, error) {
 		Service: s.cfg.Service, Instance: s.cfg.Instance, Address: host, Port: p,
 		Zone: s.cfg.Zone, Protocol: s.cfg.Protocol, XDSNode: s.cfg.Service + "/" + s.cfg.Instance, Sidecar: s.Addr(),
 	})
-	svc := path.Join(registryRoot, s.cfg.Service)
+	svc := contract.ServiceDir(s.cfg.Service)
 	if _, _, err := s.c.Create(ctx, svc, nil); err != nil && !errors.Is(err, client.ErrNodeExists) {
 		sess.Close(ctx)
 		return nil, fmt.Errorf("creating %s: %w", svc, err)
@@ -505,15 +494,12 @@ func (s *Sidecar) applyRecord(u mirrorUpdate) {
 	s.publish()
 }
 
-// registryRoot holds /colony/services/<service>/<instance> registrations.
-const registryRoot = "/colony/services"
-
 // registryApplier returns the mirror callback for the registry: of one
 // service's instances, or of every service's when service is empty. A full
 // read replaces exactly what that mirror covers.
 func (s *Sidecar) registryApplier(service string) func(mirrorUpdate) {
 	decode := func(p string, data []byte) (svc, inst string, r Registration, ok bool) {
-		if levels(registryRoot, p) != 2 {
+		if levels(contract.ServicesRoot, p) != 2 {
 			return "", "", r, false
 		}
 		svc, inst = path.Base(path.Dir(p)), path.Base(p)
@@ -833,7 +819,7 @@ func (s *Sidecar) runReports() {
 			})
 		}
 		for len(reports) > 0 {
-			n := min(len(reports), 1000)
+			n := min(len(reports), contract.MaxOutcomesPerReport)
 			ctx, cancel := context.WithTimeout(s.ctx, 2*s.cfg.ReportInterval)
 			err := s.c.Report(ctx, reports[:n]...)
 			cancel()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/client"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -108,12 +108,12 @@ coordinator says changes may have been missed, it says so and goes on.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.RunE = f.run(true, func(ctx context.Context, s *cli, _ []string) error {
-		root := "/colony/breakers"
+		root := contract.BreakersRoot
 		if caller != "" {
 			if err := breaker.ValidateServiceName(caller); err != nil {
 				return fmt.Errorf("--caller: %w", err)
 			}
-			root = path.Join(root, caller)
+			root = contract.CallerBreakers(caller)
 		}
 		for {
 			err := s.watchBreakers(ctx, root)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/client"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -24,12 +25,6 @@ import (
 // completionTimeout bounds the cluster queries of one completion: a shell
 // waits for it at every Tab.
 const completionTimeout = time.Second
-
-// Registry roots read for completions (coordinator/engine.go).
-const (
-	policiesRoot = "/colony/policies"
-	servicesRoot = "/colony/services"
-)
 
 type completeFunc = func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective)
 
@@ -126,10 +121,10 @@ func fetchNames(ctx context.Context, c *client.Client) (*names, error) {
 		return nil, err
 	}
 	n := &names{pairs: pairs}
-	if n.policies, _, err = c.Children(ctx, policiesRoot); err != nil && !errors.Is(err, client.ErrNoNode) {
+	if n.policies, _, err = c.Children(ctx, contract.PoliciesRoot); err != nil && !errors.Is(err, client.ErrNoNode) {
 		return nil, err
 	}
-	if n.services, _, err = c.Children(ctx, servicesRoot); err != nil && !errors.Is(err, client.ErrNoNode) {
+	if n.services, _, err = c.Children(ctx, contract.ServicesRoot); err != nil && !errors.Is(err, client.ErrNoNode) {
 		return nil, err
 	}
 	return n, nil

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -334,7 +335,7 @@ func (g *Guard) flush(ctx context.Context) {
 	}
 	g.mu.Unlock()
 	for len(req.Outcomes) > 0 {
-		n := min(len(req.Outcomes), 1000)
+		n := min(len(req.Outcomes), contract.MaxOutcomesPerReport)
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := g.api.Report(rctx, &colonyv1.SidecarReportRequest{Outcomes: req.Outcomes[:n]})
 		cancel()
