@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/colonymesh/colony/coordinator"
-	"github.com/colonymesh/colony/internal/demo"
+	"github.com/colonymesh/colony/cmd/colony/internal/demo"
 )
 
 type coordinatorFlags struct {

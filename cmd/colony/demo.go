@@ -12,7 +12,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/demo"
+	"github.com/colonymesh/colony/cmd/colony/internal/demo"
 )
 
 // startDevDemo starts `colony dev`'s demo mesh and says what to try.

@@ -1,6 +1,6 @@
 // Command gobreaker is a program that already uses sony/gobreaker's
 // DistributedCircuitBreaker, pointed at Colony: its shared state lives in the
-// coordinator's znode tree through breaker/gobreakerstore. Every process that
+// coordinator's znode tree through adapters/gobreakerstore. Every process that
 // builds a breaker with the same --name on the same coordinator shares one
 // breaker: failures seen by one process open it for all of them.
 //
@@ -16,7 +16,7 @@
 // the state, takes a distributed lock, runs the call and writes the state
 // back): it is for moving a gobreaker deployment onto Colony unchanged, not
 // for speed. Colony's own shared breakers (see examples/http-envoy) keep the
-// coordinator off the request path. breaker/gobreakerstore/doc.go has the
+// coordinator off the request path. adapters/gobreakerstore/doc.go has the
 // cost model.
 package main
 
@@ -36,7 +36,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/colonymesh/colony/breaker/gobreakerstore"
+	"github.com/colonymesh/colony/adapters/gobreakerstore"
 	"github.com/colonymesh/colony/coordinator/client"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/goleak"
 
-	"github.com/colonymesh/colony/breaker/gobreakerstore"
+	"github.com/colonymesh/colony/adapters/gobreakerstore"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/coordinatortest"
 )

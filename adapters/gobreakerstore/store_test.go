@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/colonymesh/colony/breaker/gobreakerstore"
+	"github.com/colonymesh/colony/adapters/gobreakerstore"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/coordinatortest"
 )

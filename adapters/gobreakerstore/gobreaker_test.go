@@ -12,7 +12,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/colonymesh/colony/breaker/gobreakerstore"
+	"github.com/colonymesh/colony/adapters/gobreakerstore"
 )
 
 var errBoom = errors.New("payments: 503")

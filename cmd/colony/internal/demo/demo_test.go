@@ -9,7 +9,7 @@ import (
 
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/coordinatortest"
-	"github.com/colonymesh/colony/internal/demo"
+	"github.com/colonymesh/colony/cmd/colony/internal/demo"
 )
 
 func TestMain(m *testing.M) {

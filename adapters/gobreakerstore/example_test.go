@@ -10,7 +10,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/colonymesh/colony/breaker/gobreakerstore"
+	"github.com/colonymesh/colony/adapters/gobreakerstore"
 	"github.com/colonymesh/colony/coordinator/client"
 )
 
