@@ -113,6 +113,9 @@ type observedTransport struct {
 	hold *replicationHold
 	// pipes are the open pipelines, closed when the node shuts down.
 	pipes *pipelines
+	// walk steps back faster over a follower's conflicting entries
+	// (conflictwalk.go). Nil: raft's own one-by-one walk.
+	walk *conflictWalk
 }
 
 var (
@@ -135,6 +138,7 @@ func (t *observedTransport) AppendEntries(id raft.ServerID, target raft.ServerAd
 	}
 	if err == nil {
 		t.d.sawReply(id, args.Term, isHeartbeat(args), start, time.Now(), resp.LastLog)
+		t.walk.sawReply(id, args, resp)
 	}
 	return err
 }

@@ -226,7 +226,7 @@ func (s *Server) startRaft() error {
 	stall := &stallGuard{store: store, timeout: s.cfg.DiskStallTimeout, log: s.log}
 	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, &observedTransport{NetworkTransport: s.transport, d: s.diag,
 		stall: stall, hold: &replicationHold{interval: rc.HeartbeatTimeout / 10, done: s.ctx.Done(), d: s.diag, stall: stall},
-		pipes: &s.pipes})
+		pipes: &s.pipes, walk: &conflictWalk{}})
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
