@@ -5,15 +5,18 @@ import (
 	"errors"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/internal/ztree"
 )
 
 // toStatus converts an error to a gRPC status at the API edge. It is the one
 // place where errors become codes; it matches with errors.Is so wrapped
-// errors map too, and keeps the message, which names what was wrong.
+// errors map too, and keeps the message, which names what was wrong. Kinds
+// that share a code also get their reason (contract.Reason*).
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -38,7 +41,19 @@ func toStatus(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	}
 	if c := ztree.Code(err); c != codes.Unknown {
-		return status.Error(c, err.Error())
+		return withReason(status.New(c, err.Error()), ztree.Reason(err))
 	}
 	return status.Error(codes.Internal, err.Error())
+}
+
+// withReason attaches the kind of error to st as a google.rpc.ErrorInfo in
+// contract.ErrorDomain, for clients to tell apart kinds that share a code.
+func withReason(st *status.Status, reason string) error {
+	if reason == "" {
+		return st.Err()
+	}
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: contract.ErrorDomain}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
 }

@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/contract"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -115,6 +117,34 @@ func TestErrorMapping(t *testing.T) {
 				t.Errorf("status message = %q, want %q", st.Message(), tt.msg)
 			}
 		})
+	}
+	// A coordinator's reason decides, whatever the message's wording or the
+	// call's hint.
+	for _, tt := range []struct {
+		code   codes.Code
+		reason string
+		hint   errHint
+		want   error
+	}{
+		{codes.NotFound, contract.ReasonSessionNotFound, hintNode, ErrSessionExpired},
+		{codes.NotFound, contract.ReasonNoNode, hintSession, ErrNoNode},
+		{codes.NotFound, contract.ReasonNotFound, hintNode, ErrNotFound},
+		{codes.FailedPrecondition, contract.ReasonNotEmpty, hintNode, ErrNotEmpty},
+		{codes.FailedPrecondition, contract.ReasonEphemeralParent, hintNode, ErrEphemeralParent},
+		{codes.FailedPrecondition, contract.ReasonBadVersion, hintNode, ErrBadVersion},
+	} {
+		st, err := status.New(tt.code, "worded some other way").WithDetails(&errdetails.ErrorInfo{Reason: tt.reason, Domain: contract.ErrorDomain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := toError(st.Err(), tt.hint); !errors.Is(got, tt.want) {
+			t.Errorf("reason %s: %v is not %v", tt.reason, got, tt.want)
+		}
+		// The same reason in a failed Multi op.
+		oe := &colonyv1.OpError{Code: int32(tt.code), Message: "worded some other way", Reason: tt.reason}
+		if got := toError(opStatus(oe).Err(), tt.hint); !errors.Is(got, tt.want) {
+			t.Errorf("op reason %s: %v is not %v", tt.reason, got, tt.want)
+		}
 	}
 	plain := errors.New("not a status")
 	if toError(plain, hintNode) != plain {

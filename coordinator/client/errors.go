@@ -5,6 +5,9 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/colonymesh/colony/contract"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -94,11 +97,39 @@ func toError(err error, hint errHint) error {
 	return &statusError{st: st, kind: kindOf(st, hint)}
 }
 
-// kindOf picks the sentinel for st by its code. Where one code covers several
-// kinds, the message's first word tells them apart: the coordinator starts
-// every message of a kind with the same word ("node ...", "session ...",
+// reasonKinds maps the coordinator's error reasons (contract.Reason*, in the
+// status's ErrorInfo or a Multi's OpError) to the package's sentinels.
+var reasonKinds = map[string]error{
+	contract.ReasonNoNode:          ErrNoNode,
+	contract.ReasonSessionNotFound: ErrSessionExpired,
+	contract.ReasonNotFound:        ErrNotFound,
+	contract.ReasonNodeExists:      ErrNodeExists,
+	contract.ReasonBadVersion:      ErrBadVersion,
+	contract.ReasonNotEmpty:        ErrNotEmpty,
+	contract.ReasonEphemeralParent: ErrEphemeralParent,
+	contract.ReasonInvalidArgument: ErrInvalidArgument,
+}
+
+// reasonOf is the reason of st's ErrorInfo detail in Colony's domain, "" if
+// it has none.
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == contract.ErrorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// kindOf picks the sentinel for st: by the reason the coordinator attached
+// where one code covers several kinds, else by its code. A coordinator older
+// than reasons is told apart by the message's first word, as it starts every
+// message of a kind with the same word ("node ...", "session ...",
 // "version ...", "ephemeral ...").
 func kindOf(st *status.Status, hint errHint) error {
+	if kind, ok := reasonKinds[reasonOf(st)]; ok {
+		return kind
+	}
 	msg := st.Message()
 	switch st.Code() {
 	case codes.NotFound:
@@ -131,4 +162,16 @@ func kindOf(st *status.Status, hint errHint) error {
 		return context.Canceled
 	}
 	return nil
+}
+
+// opStatus is the status of a failed Multi op, with the op's reason as the
+// ErrorInfo a failed call would carry.
+func opStatus(e *colonyv1.OpError) *status.Status {
+	st := status.New(codes.Code(e.GetCode()), e.GetMessage())
+	if e.GetReason() != "" {
+		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.GetReason(), Domain: contract.ErrorDomain}); err == nil {
+			return d
+		}
+	}
+	return st
 }

@@ -236,7 +236,7 @@ func (c *Client) Multi(ctx context.Context, ops ...*colonyv1.Op) (*colonyv1.Mult
 	var opErr error = status.Error(codes.Unknown, "multi failed without an op error")
 	if int(i) >= 0 && int(i) < len(resp.GetResults()) {
 		if e := resp.GetResults()[i].GetError(); e != nil {
-			opErr = toError(status.Error(codes.Code(e.GetCode()), e.GetMessage()), hintNode)
+			opErr = toError(opStatus(e).Err(), hintNode)
 		}
 	}
 	return resp, fmt.Errorf("multi: op %d: %w", i, opErr)

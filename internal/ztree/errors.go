@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/colonymesh/colony/contract"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -15,9 +16,11 @@ import (
 // tree returns are more specific (they name the path, the versions, the field
 // and the limit) and match these sentinels with errors.Is.
 //
-// Every message of a given kind starts with the first word of its sentinel's
-// message ("node", "session", "version", "ephemeral"): FromOpError relies on
-// it to tell apart kinds that share a gRPC code.
+// Kinds that share a gRPC code are told apart on the wire by their reason
+// (contract.Reason*, in an OpError and in the status's ErrorInfo). Every
+// message of a given kind also starts with the first word of its sentinel's
+// message ("node", "session", "version", "ephemeral"), which is how errors
+// from nodes older than reasons are still told apart.
 var (
 	// ErrNoNode: the node (or the parent of a node being created) does not exist.
 	ErrNoNode = errors.New("node does not exist")
@@ -39,25 +42,28 @@ var (
 	ErrBadSnapshot = errors.New("invalid snapshot")
 )
 
-// errorCodes is the one table mapping the package's errors to gRPC codes.
-// Order matters. Code returns the first entry the error matches (a snapshot
-// error wrapping an invalid path is DataLoss). FromOpError picks, among the
-// entries of a code, the first whose prefix starts the message, falling back
-// to the code's first entry.
+// errorCodes is the one table mapping the package's errors to gRPC codes
+// and to the reasons clients tell kinds apart by (contract.Reason*). Order
+// matters. Code returns the first entry the error matches (a snapshot error
+// wrapping an invalid path is DataLoss). FromOpError maps an OpError's
+// reason back to its entry; an OpError without one (from a node older than
+// reasons) is matched, among the entries of its code, by the first whose
+// prefix starts the message, falling back to the code's first entry.
 var errorCodes = []struct {
 	err    error
 	code   codes.Code
+	reason string
 	prefix string // first word of every message of this kind
 }{
-	{ErrBadSnapshot, codes.DataLoss, ""},
-	{ErrNoNode, codes.NotFound, "node "},
-	{ErrSessionNotFound, codes.NotFound, "session "},
-	{ErrNodeExists, codes.AlreadyExists, ""},
-	{ErrBadVersion, codes.FailedPrecondition, "version "},
-	{ErrNotEmpty, codes.FailedPrecondition, "node "},
-	{ErrEphemeralParent, codes.FailedPrecondition, "ephemeral "},
-	{ErrInvalidArgument, codes.InvalidArgument, ""},
-	{ErrAborted, codes.Aborted, ""},
+	{ErrBadSnapshot, codes.DataLoss, contract.ReasonBadSnapshot, ""},
+	{ErrNoNode, codes.NotFound, contract.ReasonNoNode, "node "},
+	{ErrSessionNotFound, codes.NotFound, contract.ReasonSessionNotFound, "session "},
+	{ErrNodeExists, codes.AlreadyExists, contract.ReasonNodeExists, ""},
+	{ErrBadVersion, codes.FailedPrecondition, contract.ReasonBadVersion, "version "},
+	{ErrNotEmpty, codes.FailedPrecondition, contract.ReasonNotEmpty, "node "},
+	{ErrEphemeralParent, codes.FailedPrecondition, contract.ReasonEphemeralParent, "ephemeral "},
+	{ErrInvalidArgument, codes.InvalidArgument, contract.ReasonInvalidArgument, ""},
+	{ErrAborted, codes.Aborted, contract.ReasonAborted, ""},
 }
 
 // Code maps an error of this package (wrapped or not) to its gRPC code:
@@ -79,13 +85,27 @@ func Code(err error) codes.Code {
 	return codes.Unknown
 }
 
+// Reason is the contract.Reason* of an error of this package (wrapped or
+// not), "" for nil or errors it does not know.
+func Reason(err error) string {
+	if err == nil {
+		return ""
+	}
+	for _, e := range errorCodes {
+		if errors.Is(err, e.err) {
+			return e.reason
+		}
+	}
+	return ""
+}
+
 // ToOpError converts err to the OpError carried in results: its code and its
 // full message. It returns nil for a nil error.
 func ToOpError(err error) *colonyv1.OpError {
 	if err == nil {
 		return nil
 	}
-	return &colonyv1.OpError{Code: int32(Code(err)), Message: err.Error()}
+	return &colonyv1.OpError{Code: int32(Code(err)), Message: err.Error(), Reason: Reason(err)}
 }
 
 // FromOpError rebuilds an error from an OpError: the result has e's message
@@ -97,6 +117,11 @@ func FromOpError(e *colonyv1.OpError) error {
 	}
 	c := codes.Code(e.GetCode())
 	var kind error
+	for _, ent := range errorCodes {
+		if e.GetReason() != "" && ent.reason == e.GetReason() && ent.code == c {
+			return &zerr{kind: ent.err, code: c, msg: e.GetMessage()}
+		}
+	}
 	for _, ent := range errorCodes {
 		if ent.code != c {
 			continue

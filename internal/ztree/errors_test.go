@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/colonymesh/colony/contract"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -37,7 +38,7 @@ func TestErrorCodes(t *testing.T) {
 				t.Fatalf("%v: Is %v = %v, code %v, want %v %q", tt.err, tt.is, errors.Is(tt.err, tt.is), Code(tt.err), tt.code, tt.msg)
 			}
 			oe := ToOpError(tt.err)
-			if codes.Code(oe.GetCode()) != tt.code || oe.GetMessage() != tt.msg {
+			if codes.Code(oe.GetCode()) != tt.code || oe.GetMessage() != tt.msg || oe.GetReason() == "" {
 				t.Errorf("ToOpError = %v", oe)
 			}
 			back := FromOpError(oe)
@@ -46,6 +47,36 @@ func TestErrorCodes(t *testing.T) {
 			}
 		})
 	}
+
+	// The reason, not the message's wording, tells kinds of one code apart:
+	// a message that starts like another kind's still maps by its reason.
+	t.Run("reason decides", func(t *testing.T) {
+		for _, tt := range []struct {
+			err  error
+			want string
+		}{
+			{errNotEmpty("/a", 1), contract.ReasonNotEmpty},
+			{errSessionNotFound(7), contract.ReasonSessionNotFound},
+			{fmt.Errorf("ops[0]: %w", errBadVersion("/a", 1, 2)), contract.ReasonBadVersion},
+			{errors.New("boom"), ""},
+		} {
+			if got := Reason(tt.err); got != tt.want {
+				t.Errorf("Reason(%v) = %q, want %q", tt.err, got, tt.want)
+			}
+			if oe := ToOpError(tt.err); oe.GetReason() != tt.want {
+				t.Errorf("ToOpError(%v).Reason = %q, want %q", tt.err, oe.GetReason(), tt.want)
+			}
+		}
+		back := FromOpError(&colonyv1.OpError{Code: int32(codes.FailedPrecondition), Message: "version of something", Reason: contract.ReasonNotEmpty})
+		if !errors.Is(back, ErrNotEmpty) {
+			t.Errorf("OpError with reason NOT_EMPTY and a message starting \"version\": %v is not ErrNotEmpty", back)
+		}
+		// Without a reason (a node older than reasons) the prefix still works.
+		back = FromOpError(&colonyv1.OpError{Code: int32(codes.FailedPrecondition), Message: "version mismatch on /a"})
+		if !errors.Is(back, ErrBadVersion) {
+			t.Errorf("OpError without a reason: %v is not ErrBadVersion", back)
+		}
+	})
 
 	t.Run("nil", func(t *testing.T) {
 		if Code(nil) != codes.OK || ToOpError(nil) != nil || FromOpError(nil) != nil || FromOpError(&colonyv1.OpError{}) != nil {

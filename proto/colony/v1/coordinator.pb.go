@@ -1473,9 +1473,13 @@ func (*Op_Delete) isOp_Op() {}
 
 // OpError is why an op in a multi failed. code is a google.rpc.Code value.
 type OpError struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Code    int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The kind of error where the code alone does not say it (contract.Reason*,
+	// the same reason as the ErrorInfo detail of a failed call). Empty from
+	// nodes older than the field: clients then fall back to the code.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1520,6 +1524,13 @@ func (x *OpError) GetCode() int32 {
 func (x *OpError) GetMessage() string {
 	if x != nil {
 		return x.Message
+	}
+	return ""
+}
+
+func (x *OpError) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -3406,10 +3417,11 @@ const file_colony_v1_coordinator_proto_rawDesc = "" +
 	"\x06create\x18\x02 \x01(\v2\x18.colony.v1.CreateRequestH\x00R\x06create\x12)\n" +
 	"\x03set\x18\x03 \x01(\v2\x15.colony.v1.SetRequestH\x00R\x03set\x122\n" +
 	"\x06delete\x18\x04 \x01(\v2\x18.colony.v1.DeleteRequestH\x00R\x06deleteB\x04\n" +
-	"\x02op\"7\n" +
+	"\x02op\"O\n" +
 	"\aOpError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x82\x02\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x82\x02\n" +
 	"\bOpResult\x12*\n" +
 	"\x05check\x18\x01 \x01(\v2\x12.colony.v1.CheckOpH\x00R\x05check\x123\n" +
 	"\x06create\x18\x02 \x01(\v2\x19.colony.v1.CreateResponseH\x00R\x06create\x12*\n" +
