@@ -56,6 +56,9 @@ func (t *Transport) refuse() error {
 	return t.hooks.Refuse()
 }
 
+// AppendEntries is the network transport's behind the Refuse hook, with a
+// failed append (not a heartbeat) handed to the Retry hook; every reply is
+// recorded in the leader's view of the follower.
 func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if err := t.refuse(); err != nil {
 		return err
@@ -105,6 +108,8 @@ func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAd
 	return g, nil
 }
 
+// RequestVote is the network transport's, noting that this node takes part
+// in the term's election (and whether as a leadership transfer).
 func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
 	t.d.sawVote(args.Term, args.LeadershipTransfer)
 	return t.NetworkTransport.RequestVote(id, target, args, resp)
