@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -39,7 +40,7 @@ func (a *api) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.
 	registry := s.memberMap()
 	servers := f.Configuration().Servers
 	resp.Members = make([]*colonyv1.Member, len(servers))
-	statuses := make([]*peerv1.NodeStatusResponse, len(servers)) // for the diagnostics (observe.go)
+	statuses := make([]*peerv1.NodeStatusResponse, len(servers)) // for the diagnostics (raftdiag)
 	var wg sync.WaitGroup
 	for i, srv := range servers {
 		m := &colonyv1.Member{
@@ -82,7 +83,7 @@ func (a *api) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.
 	}
 	wg.Wait()
 	markCatchingUp(resp, statuses, uint64(s.cfg.MaxAppendEntries))
-	addDiagnostics(resp, statuses)
+	raftdiag.FillStatus(resp, statuses)
 	slices.SortFunc(resp.Members, func(a, b *colonyv1.Member) int { return strings.Compare(a.Id, b.Id) })
 	return resp, nil
 }
@@ -134,7 +135,7 @@ func (s *Server) nodeStatus() *peerv1.NodeStatusResponse {
 			st.LastContactMs = -1 // never heard from a leader
 		}
 	}
-	s.fillNodeStatus(st)
+	s.diag.FillNodeStatus(st)
 	return st
 }
 

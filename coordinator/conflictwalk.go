@@ -3,6 +3,7 @@ package coordinator
 import (
 	"sync"
 
+	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/hashicorp/raft"
 )
 
@@ -35,7 +36,7 @@ type conflictWalk struct {
 
 // sawReply updates resp, the reply of follower id to args, before raft reads it.
 func (w *conflictWalk) sawReply(id raft.ServerID, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) {
-	if w == nil || isHeartbeat(args) {
+	if w == nil || raftdiag.IsHeartbeat(args) {
 		return
 	}
 	// A term mismatch at the previous entry: refused, not for a newer term

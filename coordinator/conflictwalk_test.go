@@ -73,6 +73,13 @@ func TestConflictWalkLeavesOtherRepliesAlone(t *testing.T) {
 			t.Errorf("%s: reply changed from %+v to %+v", name, c.resp, resp)
 		}
 	}
+	// Heartbeats run beside the walk (raft's heartbeat goroutine): their
+	// replies must not end a streak.
+	w.streak = map[raft.ServerID]uint{"n2": 3}
+	w.sawReply("n2", &raft.AppendEntriesRequest{Term: 3}, &raft.AppendEntriesResponse{Term: 3, Success: true, LastLog: 60})
+	if w.streak["n2"] != 3 {
+		t.Errorf("a heartbeat reply changed the streak from 3 to %d", w.streak["n2"])
+	}
 	// The hint never goes below raft's floor.
 	w.streak = map[raft.ServerID]uint{"n2": 10}
 	resp := raft.AppendEntriesResponse{Term: 3, LastLog: 60, NoRetryBackoff: true}

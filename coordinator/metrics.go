@@ -208,7 +208,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.members, float64(voters), "voter")
 		gauge(c.members, float64(nonvoters), "nonvoter")
 	}
-	for id, fr := range s.diag.replication(s.raft, now) {
+	for id, fr := range s.diag.Replication(now) {
 		if fr.LastContactMs >= 0 {
 			gauge(c.followerContact, float64(fr.LastContactMs)/1000, id)
 		}

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/colonymesh/colony/coordinator/raftdiag"
 )
 
 // Rejoin: how a follower that failed (crashed, restarted, partitioned) gets
@@ -38,7 +40,7 @@ import (
 type replicationHold struct {
 	interval time.Duration
 	done     <-chan struct{}
-	d        *diagnostics // d.raft: the running raft, set once it runs
+	d        *raftdiag.Diagnostics // d.Raft(): the running raft, set once it runs
 	stall    *stallGuard
 }
 
@@ -66,7 +68,7 @@ func (h *replicationHold) retry(id raft.ServerID, target raft.ServerAddress, ter
 		if err = call(); err == nil {
 			return nil
 		}
-		if h.d.repliedSince(id, since) {
+		if h.d.RepliedSince(id, since) {
 			return err // reachable, yet replication fails: raft's backoff
 		}
 		t.Reset(h.interval)
@@ -90,7 +92,7 @@ func (h *replicationHold) untilReachable(id raft.ServerID, target raft.ServerAdd
 			return
 		case <-t.C:
 		}
-		if !h.shouldHold(id, target, term) || h.d.repliedSince(id, since) {
+		if !h.shouldHold(id, target, term) || h.d.RepliedSince(id, since) {
 			return
 		}
 		t.Reset(h.interval)
@@ -103,7 +105,7 @@ func (h *replicationHold) shouldHold(id raft.ServerID, target raft.ServerAddress
 	if h.stall.check() != nil {
 		return false
 	}
-	r := h.d.raft.Load()
+	r := h.d.Raft()
 	if r == nil || r.State() != raft.Leader || r.CurrentTerm() != term {
 		return false
 	}

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
+	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/internal/hclogslog"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/watchhub"
@@ -35,8 +36,8 @@ type Server struct {
 
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	pipes     pipelines // raft's open replication pipelines
-	store     io.Closer // the raft log and stable store
+	observed  *raftdiag.Transport // s.transport as raft uses it (observe.go)
+	store     io.Closer           // the raft log and stable store
 	fsm       *fsm
 	hub       *watchhub.Hub
 
@@ -56,7 +57,7 @@ type Server struct {
 	// Telemetry: tracing.go, metrics.go, observe.go.
 	tracer            trace.Tracer
 	metrics           *nodeMetrics
-	diag              *diagnostics
+	diag              *raftdiag.Diagnostics
 	unregisterMetrics func()
 
 	// leader holds the state of this node's current leadership term, nil
@@ -224,13 +225,12 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("reading raft state: %w", err)
 	}
 	stall := &stallGuard{store: store, timeout: s.cfg.DiskStallTimeout, log: s.log}
-	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, &observedTransport{NetworkTransport: s.transport, d: s.diag,
-		stall: stall, hold: &replicationHold{interval: rc.HeartbeatTimeout / 10, done: s.ctx.Done(), d: s.diag, stall: stall},
-		pipes: &s.pipes, walk: &conflictWalk{}})
+	s.observed = s.observedTransport(stall, &replicationHold{interval: rc.HeartbeatTimeout / 10, done: s.ctx.Done(), d: s.diag, stall: stall})
+	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, s.observed)
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
-	s.diag.start(s.ctx, s.raft, s.goFunc)
+	s.diag.Start(s.ctx, s.raft, s.goFunc)
 	s.verifier = newLeaderVerifier(s.raft, &s.wg)
 	if s.cfg.Bootstrap && !existing {
 		conf := raft.Configuration{}
@@ -339,7 +339,7 @@ func (s *Server) Close() error {
 func (s *Server) shutdownRaft() error {
 	var errs []error
 	if s.raft != nil {
-		s.pipes.closeAll() // see pipelines (observe.go)
+		s.observed.ClosePipelines() // else raft.Shutdown can hang (raftdiag)
 		errs = append(errs, s.raft.Shutdown().Error())
 	}
 	if s.transport != nil {

@@ -1,4 +1,4 @@
-package coordinator
+package raftdiag
 
 import (
 	"io"
@@ -28,8 +28,7 @@ func TestClosingPipelinesReleasesABlockedSend(t *testing.T) {
 	defer local.Close()
 	defer local.CloseStreams()
 
-	var set pipelines
-	tr := &observedTransport{NetworkTransport: local, pipes: &set}
+	tr := New(testConfig).WrapTransport(local, Hooks{})
 	p, err := tr.AppendEntriesPipeline("peer", peer.LocalAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +63,7 @@ func TestClosingPipelinesReleasesABlockedSend(t *testing.T) {
 		}
 		prev = cur
 	}
-	set.closeAll()
+	tr.ClosePipelines()
 	select {
 	case err := <-released:
 		if err == nil {
@@ -74,6 +73,6 @@ func TestClosingPipelinesReleasesABlockedSend(t *testing.T) {
 		t.Fatal("closing the node's pipelines did not release a blocked AppendEntries")
 	}
 	if _, err := tr.AppendEntriesPipeline("peer", peer.LocalAddr()); err == nil {
-		t.Error("a new pipeline was opened after closeAll")
+		t.Error("a new pipeline was opened after ClosePipelines")
 	}
 }

@@ -1,4 +1,4 @@
-package coordinator
+package raftdiag
 
 import (
 	"strings"
@@ -6,9 +6,15 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-
-	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
+
+// testConfig has the coordinator's default raft timings.
+var testConfig = Config{
+	NodeID:             "n1",
+	HeartbeatTimeout:   500 * time.Millisecond,
+	LeaderLeaseTimeout: 250 * time.Millisecond,
+	MaxAppendEntries:   256,
+}
 
 // TestSlowFollowerJudgement feeds the leader's per-follower view sample by
 // sample (no clock: each sample is given its time) and checks who is
@@ -84,9 +90,7 @@ func TestSlowFollowerJudgement(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			cfg.NodeID = "n1"
-			d := newDiagnostics(&cfg, newNodeMetrics())
+			d := New(testConfig)
 			d.statsSince = t0.Add(-10 * time.Second)
 			now := t0
 			for i := 0; i < tt.samples; i++ {
@@ -115,9 +119,7 @@ func TestSlowFollowerJudgement(t *testing.T) {
 // TestSlowFollowerRecovers: the flag clears after slowSamples good samples,
 // not at the first one.
 func TestSlowFollowerRecovers(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.NodeID = "n1"
-	d := newDiagnostics(&cfg, newNodeMetrics())
+	d := New(testConfig)
 	now := time.Unix(1000, 0)
 	set := func(n3 time.Duration) {
 		d.follower("n2").rtt = 300 * time.Microsecond
@@ -139,46 +141,5 @@ func TestSlowFollowerRecovers(t *testing.T) {
 		if want := i < slowSamples; d.followers["n3"].slow != want {
 			t.Fatalf("after %d good samples: slow=%v, want %v", i, d.followers["n3"].slow, want)
 		}
-	}
-}
-
-func TestMergeElections(t *testing.T) {
-	lc := func(term uint64, leader, prev string, at int64, cause colonyv1.ElectionCause) *colonyv1.LeaderChange {
-		return &colonyv1.LeaderChange{Term: term, LeaderId: leader, PreviousLeaderId: prev, AtMs: at, Cause: cause, Detail: cause.String()}
-	}
-	const (
-		first    = colonyv1.ElectionCause_ELECTION_CAUSE_FIRST_LEADER
-		timeout  = colonyv1.ElectionCause_ELECTION_CAUSE_HEARTBEAT_TIMEOUT
-		lost     = colonyv1.ElectionCause_ELECTION_CAUSE_LOST_QUORUM
-		transfer = colonyv1.ElectionCause_ELECTION_CAUSE_LEADERSHIP_TRANSFER
-		unknown  = colonyv1.ElectionCause_ELECTION_CAUSE_UNSPECIFIED
-	)
-	views := [][]*colonyv1.LeaderChange{
-		// n1: led term 2, lost its quorum, saw n2 win term 3.
-		{lc(2, "n1", "", 100, first), lc(3, "n2", "n1", 510, lost)},
-		// n2: saw n1's term 2 and won term 3 after the heartbeats stopped;
-		// then handed over to n3 in term 4.
-		{lc(2, "n1", "", 101, first), lc(3, "n2", "n1", 500, timeout), lc(4, "n3", "n2", 900, transfer)},
-		// n3: restarted after term 3 began: saw n2 already leading.
-		{lc(3, "n2", "", 700, unknown), lc(4, "n3", "n2", 901, timeout)},
-		nil, // a member that did not answer
-	}
-	got := mergeElections(views, 20)
-	want := []*colonyv1.LeaderChange{
-		lc(4, "n3", "n2", 900, transfer),
-		lc(3, "n2", "n1", 500, lost),
-		lc(2, "n1", "", 100, first),
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %d entries, want %d: %v", len(got), len(want), got)
-	}
-	for i := range want {
-		g, w := got[i], want[i]
-		if g.Term != w.Term || g.LeaderId != w.LeaderId || g.PreviousLeaderId != w.PreviousLeaderId || g.AtMs != w.AtMs || g.Cause != w.Cause || g.Detail != w.Detail {
-			t.Errorf("entry %d: got %v, want %v", i, g, w)
-		}
-	}
-	if got := mergeElections(views, 2); len(got) != 2 || got[0].Term != 4 {
-		t.Errorf("limit 2: got %v", got)
 	}
 }

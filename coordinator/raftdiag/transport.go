@@ -1,0 +1,202 @@
+package raftdiag
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Hooks are what the node adds to the replication calls raft makes through
+// the Transport. A nil hook does nothing.
+type Hooks struct {
+	// Refuse is asked before every AppendEntries, new pipeline and
+	// pipelined append; an error fails the call unsent (a node whose disk
+	// hangs must stop asserting its leadership).
+	Refuse func() error
+	// Retry is given a failed AppendEntries that is not a heartbeat, as
+	// leader of term, with call to send it again; raft gets what it
+	// returns (holding the call while the follower is away keeps raft from
+	// backing off).
+	Retry func(id raft.ServerID, target raft.ServerAddress, term uint64, first error, call func() error) error
+	// SnapshotFailed is called after an InstallSnapshot that started at
+	// start failed, before raft gets the error.
+	SnapshotFailed func(id raft.ServerID, target raft.ServerAddress, term uint64, start time.Time)
+	// Replied sees every reply to an AppendEntries after the diagnostics
+	// recorded it and before raft reads it, and may change what raft reads
+	// (the node's faster walk back over a follower's conflicting entries).
+	Replied func(id raft.ServerID, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse)
+}
+
+// Transport is the raft transport with the calls the diagnostics need to
+// see. Embedding keeps every other method (and the optional WithClose and
+// WithPreVote interfaces) of the network transport.
+type Transport struct {
+	*raft.NetworkTransport
+	d     *Diagnostics
+	hooks Hooks
+	// pipes are the open pipelines, closed when the node shuts down.
+	pipes pipelines
+}
+
+var (
+	_ raft.Transport   = (*Transport)(nil)
+	_ raft.WithClose   = (*Transport)(nil)
+	_ raft.WithPreVote = (*Transport)(nil)
+)
+
+// WrapTransport returns nt as raft should use it: observed by d, with the
+// node's hooks.
+func (d *Diagnostics) WrapTransport(nt *raft.NetworkTransport, hooks Hooks) *Transport {
+	return &Transport{NetworkTransport: nt, d: d, hooks: hooks}
+}
+
+func (t *Transport) refuse() error {
+	if t.hooks.Refuse == nil {
+		return nil
+	}
+	return t.hooks.Refuse()
+}
+
+// AppendEntries is the network transport's behind the Refuse hook, with a
+// failed append (not a heartbeat) handed to the Retry hook; every reply is
+// recorded in the leader's view of the follower.
+func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if err := t.refuse(); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
+	if err != nil && !IsHeartbeat(args) && t.hooks.Retry != nil {
+		err = t.hooks.Retry(id, target, args.Term, err, func() error {
+			start = time.Now()
+			return t.NetworkTransport.AppendEntries(id, target, args, resp)
+		})
+	}
+	if err == nil {
+		t.d.sawReply(id, args.Term, IsHeartbeat(args), start, time.Now(), resp.LastLog)
+		if t.hooks.Replied != nil {
+			t.hooks.Replied(id, args, resp)
+		}
+	}
+	return err
+}
+
+// InstallSnapshot is the network transport's, with the SnapshotFailed hook
+// run before raft sees a failure.
+func (t *Transport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	start := time.Now()
+	err := t.NetworkTransport.InstallSnapshot(id, target, args, resp, data)
+	if err != nil && t.hooks.SnapshotFailed != nil {
+		t.hooks.SnapshotFailed(id, target, args.Term, start)
+	}
+	return err
+}
+
+// AppendEntriesPipeline is the network transport's pipeline behind the
+// Refuse hook: raft's replication goroutines also send the commit index
+// every CommitTimeout through it, which would keep the followers' leader
+// alive as surely as heartbeats.
+func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	if err := t.refuse(); err != nil {
+		return nil, err
+	}
+	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	g := &guardedPipeline{AppendPipeline: p, t: t}
+	if err := t.pipes.add(g); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// RequestVote is the network transport's, noting that this node takes part
+// in the term's election (and whether as a leadership transfer).
+func (t *Transport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	t.d.sawVote(args.Term, args.LeadershipTransfer)
+	return t.NetworkTransport.RequestVote(id, target, args, resp)
+}
+
+// ClosePipelines closes raft's open replication pipelines and refuses new
+// ones. Call it just before raft.Shutdown (see pipelines).
+func (t *Transport) ClosePipelines() {
+	if t != nil {
+		t.pipes.closeAll()
+	}
+}
+
+// IsHeartbeat matches raft's own test (net_transport.go): a heartbeat
+// carries nothing but the term and the leader.
+func IsHeartbeat(a *raft.AppendEntriesRequest) bool {
+	return a.PrevLogEntry == 0 && a.PrevLogTerm == 0 && len(a.Entries) == 0 && a.LeaderCommitIndex == 0
+}
+
+// pipelines tracks a node's open replication pipelines so that Close can
+// end them before raft's Shutdown. hashicorp/raft's pipelineReplicate can
+// sit forever in a pipeline's AppendEntries once its decoder has returned
+// (both of the pipeline's queues full, nobody reading them), and
+// raft.Shutdown then waits for it forever: CI caught a node's Close hanging
+// there after a leadership transfer. Closing the pipeline releases that
+// send; raft then stops replicating as it would on any pipeline error.
+type pipelines struct {
+	mu   sync.Mutex
+	open map[*guardedPipeline]struct{}
+	shut bool
+}
+
+var errPipelinesShut = errors.New("raftdiag: shutting down, no new replication pipelines")
+
+func (ps *pipelines) add(g *guardedPipeline) error {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.shut {
+		return errPipelinesShut
+	}
+	if ps.open == nil {
+		ps.open = map[*guardedPipeline]struct{}{}
+	}
+	ps.open[g] = struct{}{}
+	return nil
+}
+
+func (ps *pipelines) remove(g *guardedPipeline) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	delete(ps.open, g)
+}
+
+// closeAll closes every open pipeline and refuses new ones.
+func (ps *pipelines) closeAll() {
+	ps.mu.Lock()
+	ps.shut = true
+	open := ps.open
+	ps.open = nil
+	ps.mu.Unlock()
+	for g := range open {
+		g.AppendPipeline.Close() // the network pipeline tolerates a second Close
+	}
+}
+
+// guardedPipeline is a network pipeline behind the Refuse hook, known to
+// the transport's pipelines while open.
+type guardedPipeline struct {
+	raft.AppendPipeline
+	t *Transport
+}
+
+func (p *guardedPipeline) Close() error {
+	p.t.pipes.remove(p)
+	return p.AppendPipeline.Close()
+}
+
+func (p *guardedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	if err := p.t.refuse(); err != nil {
+		return nil, err
+	}
+	return p.AppendPipeline.AppendEntries(args, resp)
+}
