@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/colonymesh/colony/internal/faultfs"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/support/faultfs"
 )
 
 // The slow-disk fault (issue 7): every node's directory on a faultfs mount
