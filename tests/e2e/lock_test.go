@@ -298,16 +298,14 @@ func lockNodes(t *testing.T, ctx context.Context, cl *client.Client, lockName st
 // waitLockNodes waits until the lock's directory has n nodes.
 func waitLockNodes(t *testing.T, ctx context.Context, cl *client.Client, lockName string, n int) {
 	t.Helper()
-	for {
-		got := lockNodes(t, ctx, cl, lockName)
-		if len(got) == n {
-			return
+	err := framework.Eventually(ctx, 20*time.Millisecond, func() error {
+		if got := lockNodes(t, ctx, cl, lockName); len(got) != n {
+			return fmt.Errorf("have %v", got)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %d contenders of %s: %v (have %v)", n, lockName, ctx.Err(), got)
-		case <-time.After(20 * time.Millisecond):
-		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %d contenders of %s: %v", n, lockName, err)
 	}
 }
 
