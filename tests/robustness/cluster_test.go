@@ -34,7 +34,6 @@ const (
 	startTimeout = framework.StartTimeout // a process to serve gRPC
 	exitTimeout  = framework.ExitTimeout  // a process to exit after SIGKILL
 	rpcTimeout   = 2 * time.Second        // one attempt of one admin RPC
-	logTailLines = 60                     // log lines printed per node on failure
 )
 
 // Cluster is a coordinator cluster of separate `colony coordinator`
