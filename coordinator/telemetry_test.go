@@ -19,7 +19,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/internal/telemetry"
-	"github.com/colonymesh/colony/internal/telemetry/telemetrytest"
+	"github.com/colonymesh/colony/tests/support/telemetrytest"
 )
 
 // tripPair applies a policy for callee (open for a minute, so the pair stays

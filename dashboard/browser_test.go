@@ -17,8 +17,8 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 // liveSetup starts a single-node coordinator, a client, a policy for

@@ -16,7 +16,7 @@ import (
 	// The typed configs the bootstrap's Anys name, for protojson.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 
-	"github.com/colonymesh/colony/internal/envoycheck"
+	"github.com/colonymesh/colony/tests/support/envoycheck"
 	"github.com/colonymesh/colony/xds"
 )
 

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 // TestSidecarCountsEnvoyAccessLogs: the calls Envoy proxied, streamed to the

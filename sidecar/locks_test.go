@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 func dialSidecar(t *testing.T, addr string) *grpc.ClientConn {

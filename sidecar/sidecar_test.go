@@ -14,9 +14,9 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 func TestMain(m *testing.M) {

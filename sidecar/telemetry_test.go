@@ -12,11 +12,11 @@ import (
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/xdsdial"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 	"github.com/colonymesh/colony/xds"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/colonymesh/colony/adapters/gobreakerstore"
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 func TestMain(m *testing.M) {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while a command writes to it.

@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/coordinator"
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 func TestClusterReadiness(t *testing.T) {

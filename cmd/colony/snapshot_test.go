@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/colonymesh/colony/coordinator"
-	"github.com/colonymesh/colony/internal/coordinatortest"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 // TestSnapshotSaveStatusRestore saves a snapshot from a running node,

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/colonymesh/colony/internal/coordinatortest"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 // TestUIServesAndStops serves the dashboard against a real node and checks

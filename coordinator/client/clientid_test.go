@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 // TestClientIDScopesRequestIDs: two clients that use the same request id

@@ -17,8 +17,8 @@ import (
 
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 // These tests run the client against one in-process coordinator node. The

@@ -21,8 +21,8 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	"github.com/colonymesh/colony/sidecar"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 	"github.com/colonymesh/colony/xds"
 )
 

@@ -31,10 +31,10 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 
 	"github.com/colonymesh/colony/breaker"
-	"github.com/colonymesh/colony/internal/coordinatortest"
-	"github.com/colonymesh/colony/internal/envoycheck"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/sidecar/guard"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
+	"github.com/colonymesh/colony/tests/support/envoycheck"
 	"github.com/colonymesh/colony/xds"
 )
 

@@ -17,10 +17,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/recipe"
 	"github.com/colonymesh/colony/sidecar"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 func TestMain(m *testing.M) {

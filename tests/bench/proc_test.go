@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/colonymesh/colony/tests/framework"
 )
 
 // buildDir holds the colony binary built for this run; TestMain removes it.
@@ -39,25 +41,17 @@ func colonyBinary(tb testing.TB) string {
 		return p
 	}
 	buildOnce.Do(func() {
-		root, err := filepath.Abs(filepath.Join("..", ".."))
-		if err != nil {
-			buildErr = err
-			return
-		}
+		var err error
 		buildDir, err = os.MkdirTemp("", "colony-bench-bin-")
 		if err != nil {
 			buildErr = err
 			return
 		}
 		bin := filepath.Join(buildDir, "colony")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/colony")
-		cmd.Dir = root
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/colony: %w\n%s", err, out)
-			return
+		// Never with -race: the benchmarks measure the server as shipped.
+		if buildErr = framework.BuildColony(bin, false); buildErr == nil {
+			buildBin = bin
 		}
-		buildBin = bin
 	})
 	if buildErr != nil {
 		tb.Fatal(buildErr)
@@ -88,7 +82,7 @@ func startProc(tb testing.TB, name, logPath, bin string, args ...string) (*proc,
 	cmd.Stdout, cmd.Stderr = f, f
 	// Own process group, so that stop reaches every child; SIGKILL if this
 	// test binary dies without running its cleanups.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = framework.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -147,49 +141,18 @@ func stopAll(ps []*proc, grace time.Duration) {
 	wg.Wait()
 }
 
-// logTail returns the last lines of p's log, for failure messages.
-func (p *proc) logTail(lines int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	ls := strings.Split(string(bytes.TrimRight(b, "\n")), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
-}
-
 func describeExit(ps []*proc) error {
 	var errs []error
 	for _, p := range ps {
 		if p != nil && p.exited() {
-			errs = append(errs, fmt.Errorf("%s exited (%v); log tail:\n%s", p.name, p.err, p.logTail(20)))
+			errs = append(errs, fmt.Errorf("%s exited (%v); log tail:\n%s", p.name, p.err, framework.LogTail(p.logPath, 20)))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// freePorts returns n distinct free TCP ports on 127.0.0.1 (held open
-// together while picking, so they differ).
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// freePorts returns n distinct free TCP ports on 127.0.0.1.
+func freePorts(n int) ([]int, error) { return framework.FreePorts("127.0.0.1", n) }
 
 // portsFree reports whether every port can be bound on 127.0.0.1 now.
 func portsFree(ports ...int) bool {

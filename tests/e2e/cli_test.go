@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/framework"
 )
 
 // cliResult is the outcome of one colony CLI command.
@@ -30,7 +31,7 @@ func runCLI(ctx context.Context, args ...string) cliResult {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, colonyBin, args...)
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = framework.SysProcAttr()
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "COLONY_") })
 	if _, ok := os.LookupEnv("GORACE"); !ok {
 		// A -race binary sleeps 1s at exit by default, to catch late race

@@ -6,11 +6,13 @@
 // coordinator/cluster_test.go; these complement them with what only separate
 // processes show: kill -9, restart from a data dir, real sockets.
 //
-// TestMain builds ./cmd/colony once (with -race when the tests run with
-// -race, so the servers' races fail the tests too) into a temporary
-// directory. Set COLONY_E2E_BINARY to a prebuilt binary to skip the build.
-// Each node writes its log to a file in the test's temporary directory; when
-// a test fails, the tail of every node's log is printed.
+// The harness (cluster_test.go) is built on tests/framework, which
+// tests/robustness and tests/bench share: TestMain builds ./cmd/colony once
+// (with -race when the tests run with -race, so the servers' races fail the
+// tests too) into a temporary directory. Set COLONY_E2E_BINARY to a prebuilt
+// binary to skip the build. Each node writes its log to a file in the test's
+// temporary directory; when a test fails, the tail of every node's log is
+// printed (COLONY_E2E_LOG_DIR keeps them all).
 //
 // Run them all, or one:
 //

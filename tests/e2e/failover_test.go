@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/framework"
 )
 
 // writeAttemptTimeout bounds one attempt of a write in
@@ -255,20 +257,17 @@ func TestRestartKilledNodeCatchesUp(t *testing.T) {
 
 	// Its own Cluster.Status shows it as a voter, in touch with the leader.
 	var st *colonyv1.StatusResponse
-	var problem string
-	for {
+	err := framework.Eventually(ctx, 100*time.Millisecond, func() error {
 		st = mustRetry(t, ctx, "status through "+victim.ID, func(ctx context.Context) (*colonyv1.StatusResponse, error) {
 			return victim.Cluster().Status(ctx, &colonyv1.StatusRequest{})
 		})
-		problem = voterProblem(st, victim.ID, 3)
-		if problem == "" {
-			break
+		if problem := voterProblem(st, victim.ID, 3); problem != "" {
+			return errors.New(problem)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("status through restarted %s: %s\n%v", victim.ID, problem, st)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("status through restarted %s: %v\n%v", victim.ID, err, st)
 	}
 	t.Logf("status through %s: leader %s, term %d, applied %d", victim.ID, st.LeaderId, st.Term, st.AppliedIndex)
 }

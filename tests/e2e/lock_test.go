@@ -20,6 +20,7 @@ import (
 
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/recipe"
+	"github.com/colonymesh/colony/tests/framework"
 )
 
 // The lock tests run `colony lock` processes against a 3-node cluster. Their
@@ -95,7 +96,7 @@ func tryStartLock(t *testing.T, dir, name string, endpoints []string, lockName s
 	p.cmd = exec.Command(colonyBin, "lock", lockName, "--ttl", ttl.String(),
 		"--endpoints", strings.Join(endpoints, ","), "--", "sh", "-c", script)
 	p.cmd.Stdout, p.cmd.Stderr = out, errf
-	p.cmd.SysProcAttr = sysProcAttr()
+	p.cmd.SysProcAttr = framework.SysProcAttr()
 	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "COLONY_") })
 	p.cmd.Env = append(p.cmd.Env, "DIR="+dir, "INFO="+p.info)
 	if _, ok := os.LookupEnv("GORACE"); !ok {
@@ -130,7 +131,7 @@ func (p *lockProc) cleanup(t *testing.T) {
 	}
 	stderr := p.stderrText()
 	if t.Failed() {
-		t.Logf("--- %s (%s): stderr ---\n%s", p.name, exitDescription(p.cmd, p.err), stderr)
+		t.Logf("--- %s (%s): stderr ---\n%s", p.name, framework.ExitDescription(p.cmd, p.err), stderr)
 	}
 	if strings.Contains(stderr, "WARNING: DATA RACE") {
 		t.Errorf("%s reported a data race:\n%s", p.name, stderr)
@@ -180,7 +181,7 @@ func (p *lockProc) waitInfo(t *testing.T, ctx context.Context) (pid int, token r
 			t.Fatalf("%s: its command did not start: %v", p.name, ctx.Err())
 		case <-p.done:
 			b, _ := os.ReadFile(p.stderr)
-			t.Fatalf("%s exited (%v) before its command started; stderr: %s", p.name, exitDescription(p.cmd, p.err), b)
+			t.Fatalf("%s exited (%v) before its command started; stderr: %s", p.name, framework.ExitDescription(p.cmd, p.err), b)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -297,16 +298,14 @@ func lockNodes(t *testing.T, ctx context.Context, cl *client.Client, lockName st
 // waitLockNodes waits until the lock's directory has n nodes.
 func waitLockNodes(t *testing.T, ctx context.Context, cl *client.Client, lockName string, n int) {
 	t.Helper()
-	for {
-		got := lockNodes(t, ctx, cl, lockName)
-		if len(got) == n {
-			return
+	err := framework.Eventually(ctx, 20*time.Millisecond, func() error {
+		if got := lockNodes(t, ctx, cl, lockName); len(got) != n {
+			return fmt.Errorf("have %v", got)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %d contenders of %s: %v (have %v)", n, lockName, ctx.Err(), got)
-		case <-time.After(20 * time.Millisecond):
-		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %d contenders of %s: %v", n, lockName, err)
 	}
 }
 

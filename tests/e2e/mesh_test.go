@@ -29,6 +29,7 @@ import (
 	"github.com/colonymesh/colony/internal/xdsdial"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar/guard"
+	"github.com/colonymesh/colony/tests/framework"
 )
 
 // calleeServer is one instance of the callee: a real gRPC server (the health
@@ -96,7 +97,7 @@ type sidecarProc struct {
 // loopback port, and waits until its API answers. Cleanup stops it.
 func startSidecarProc(t *testing.T, dir, name string, args ...string) *sidecarProc {
 	t.Helper()
-	ports, err := freePorts(2)
+	ports, err := framework.FreePorts("127.0.0.1", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func startSidecarProc(t *testing.T, dir, name string, args ...string) *sidecarPr
 	args = append([]string{"sidecar", "--listen", p.addr, "--egress-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--log-level", "info"}, args...)
 	p.cmd = exec.Command(colonyBin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	p.cmd.SysProcAttr = sysProcAttr()
+	p.cmd.SysProcAttr = framework.SysProcAttr()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

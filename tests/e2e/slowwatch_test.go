@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/framework"
 )
 
 // procMemKiB reads VmRSS and VmHWM (kB) of pid from /proc/<pid>/status.
@@ -84,7 +85,7 @@ func TestSlowWatchersMemoryBounded(t *testing.T) {
 	mustRetry(t, ctx, "create /slow", func(ctx context.Context) (*colonyv1.CreateResponse, error) {
 		return n.Tree().Create(ctx, &colonyv1.CreateRequest{Path: "/slow", RequestId: "slow-create"})
 	})
-	pid := n.proc.cmd.Process.Pid
+	pid := n.Pid()
 
 	// The never-reading watches, on a connection of their own.
 	conn, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -163,7 +164,7 @@ func TestSlowWatchersMemoryBounded(t *testing.T) {
 	growth := hwm - rss0
 	t.Logf("coordinator pid %d: VmRSS %d MiB before the writes, peak (VmHWM) %d MiB, VmRSS %d MiB after; growth to peak %d MiB, bound %d MiB",
 		pid, rss0>>10, hwm>>10, rss1>>10, growth>>10, boundKiB>>10)
-	if raceEnabled {
+	if framework.RaceEnabled {
 		// The race detector's shadow memory (several times the heap) makes
 		// the figure meaningless: run without -race to check the bound.
 		t.Logf("built with -race: not checking the bound")

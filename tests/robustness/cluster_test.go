@@ -3,34 +3,37 @@
 package robustness
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/framework"
 )
+
+// colonyBin is the colony binary every node and sidecar of the harness runs:
+// TestMain builds it (or takes COLONY_E2E_BINARY) before any test starts.
+var colonyBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(framework.RunSuite(m, "robustness", &colonyBin))
+}
 
 // Bounds on how long the harness waits for processes and the cluster. They
 // only keep a broken run from hanging; nothing asserts how fast things are.
 const (
-	startTimeout = 30 * time.Second // a process to serve gRPC
-	exitTimeout  = 20 * time.Second // a process to exit after SIGKILL
-	rpcTimeout   = 2 * time.Second  // one attempt of one admin RPC
-	logTailLines = 60               // log lines printed per node on failure
+	startTimeout = framework.StartTimeout // a process to serve gRPC
+	exitTimeout  = framework.ExitTimeout  // a process to exit after SIGKILL
+	rpcTimeout   = 2 * time.Second        // one attempt of one admin RPC
 )
 
 // Cluster is a coordinator cluster of separate `colony coordinator`
@@ -56,30 +59,11 @@ type Cluster struct {
 	held map[*Proxy]bool
 }
 
-// Node is one coordinator process. Its addresses and data dir stay the same
-// across restarts.
+// Node is one coordinator process (see framework.Node). Its addresses and
+// data dir stay the same across restarts.
 type Node struct {
-	ID       string
-	Index    int
-	GRPCAddr string
-	RaftAddr string
-	DataDir  string
-	LogPath  string
-
-	c    *Cluster
-	args []string
-
-	mu     sync.Mutex
-	proc   *process         // nil while the node is not running
-	paused bool             // SIGSTOPped
-	conn   *grpc.ClientConn // direct admin connection, replaced on restart
-}
-
-// process is one run of a node's binary.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed once Wait returned
-	err  error         // Wait's result, set before done is closed
+	*framework.Node
+	Index int
 }
 
 // clusterOptions configure newCluster.
@@ -96,19 +80,12 @@ func newCluster(t testing.TB, base string, opts clusterOptions, events *eventLog
 	ctx, stop := context.WithCancel(context.Background())
 	c := &Cluster{t: t, ctx: ctx, stop: stop, events: events}
 	t.Cleanup(c.cleanup)
-	const attempts = 5
-	for attempt := 1; ; attempt++ {
-		err := c.tryStart(base, attempt, opts)
-		if err == nil {
-			break
-		}
-		c.killAll(false)
+	framework.StartRetrying(t, fmt.Sprintf("a %d-node cluster", opts.Nodes), func(attempt int) error {
+		return c.tryStart(base, attempt, opts)
+	}, func() {
+		framework.KillAll(t, c.nodes(), false)
 		c.closeProxies()
-		if attempt == attempts || !errors.Is(err, errAddrInUse) {
-			t.Fatalf("starting a %d-node cluster: %v", opts.Nodes, err)
-		}
-		t.Logf("starting the cluster, attempt %d: %v; retrying on other ports", attempt, err)
-	}
+	})
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := c.WaitReady(wctx); err != nil {
@@ -117,14 +94,16 @@ func newCluster(t testing.TB, base string, opts clusterOptions, events *eventLog
 	return c
 }
 
-var errAddrInUse = errors.New("address already in use")
+// errAddrInUse: a process could not bind its ports.
+var errAddrInUse = framework.ErrAddrInUse
 
 func (c *Cluster) tryStart(base string, attempt int, opts clusterOptions) error {
 	n := opts.Nodes
+	l := &framework.Launcher{Ctx: c.ctx, Suite: "robustness", Bin: colonyBin, Dial: dial}
 	c.Nodes, c.raft, c.clients = nil, make([][]*Proxy, n), make([]*Proxy, n)
 	for i := range n {
 		ip := fmt.Sprintf("127.0.0.%d", 11+i)
-		ports, err := freePorts(ip, 2)
+		ports, err := framework.FreePorts(ip, 2)
 		if err != nil {
 			return err
 		}
@@ -134,13 +113,10 @@ func (c *Cluster) tryStart(base string, attempt int, opts clusterOptions) error 
 			return err
 		}
 		c.Nodes = append(c.Nodes, &Node{
-			ID:       id,
-			Index:    i,
-			GRPCAddr: net.JoinHostPort(ip, fmt.Sprint(ports[0])),
-			RaftAddr: net.JoinHostPort(ip, fmt.Sprint(ports[1])),
-			DataDir:  filepath.Join(dir, "data"),
-			LogPath:  filepath.Join(dir, id+".log"),
-			c:        c,
+			Node: framework.NewNode(l, id,
+				net.JoinHostPort(ip, fmt.Sprint(ports[0])),
+				net.JoinHostPort(ip, fmt.Sprint(ports[1])), dir),
+			Index: i,
 		})
 	}
 	var peers []string
@@ -166,7 +142,7 @@ func (c *Cluster) tryStart(base string, attempt int, opts clusterOptions) error 
 			return err
 		}
 		c.clients[i] = p
-		from.args = append([]string{
+		from.SetArgs(append([]string{
 			"coordinator",
 			"--id", from.ID,
 			"--data-dir", from.DataDir,
@@ -176,36 +152,13 @@ func (c *Cluster) tryStart(base string, attempt int, opts clusterOptions) error 
 			"--peers", strings.Join(peers, ","),
 			"--raft-peer-addr", strings.Join(overrides, ","),
 			"--log-level", "info",
-		}, opts.ExtraArgs...)
+		}, opts.ExtraArgs...))
 	}
-	for _, node := range c.Nodes {
-		if err := node.start(); err != nil {
-			return err
-		}
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, startTimeout)
-	defer cancel()
-	for _, node := range c.Nodes {
-		if err := node.waitServing(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
+	return framework.StartAll(c.ctx, c.nodes())
 }
 
-// freePorts returns n distinct ports of ip that were free a moment ago.
-func freePorts(ip string, n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port on %s: %w", ip, err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// nodes returns the framework's nodes of c.
+func (c *Cluster) nodes() []*framework.Node { return framework.Nodes(c.Nodes) }
 
 // RaftProxy is the proxy node i dials to reach node j.
 func (c *Cluster) RaftProxy(i, j int) *Proxy { return c.raft[i][j] }
@@ -329,260 +282,33 @@ func (c *Cluster) closeProxies() {
 	c.pmu.Unlock()
 }
 
-// start starts the node's process with its arguments, logging to LogPath.
-func (n *Node) start() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.proc != nil {
-		return fmt.Errorf("%s is already running", n.ID)
-	}
-	p, err := startProcess(n.c.ctx, n.args, n.LogPath)
-	if err != nil {
-		return fmt.Errorf("starting %s: %w", n.ID, err)
-	}
-	n.proc, n.paused = p, false
-	if n.conn != nil {
-		n.conn.Close() // a fresh connection: the old one may be deep in reconnect backoff
-	}
-	n.conn, err = dial(n.GRPCAddr)
-	return err
-}
-
-// startProcess runs the colony binary with args in a process group of its
-// own, appending its output to logPath. ctx ending kills it; its Wait runs
-// in a goroutine that ends when the process has exited.
-func startProcess(ctx context.Context, args []string, logPath string) (*process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(logf, "=== robustness %s: starting %s %s\n", time.Now().Format(time.RFC3339Nano), colonyBin, strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, colonyBin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr()
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	cmd.Cancel = p.kill
-	cmd.WaitDelay = exitTimeout
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	go func() {
-		p.err = cmd.Wait()
-		fmt.Fprintf(logf, "=== robustness %s: process exited: %v\n", time.Now().Format(time.RFC3339Nano), exitDescription(cmd, p.err))
-		logf.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
 // dial opens a gRPC client connection that reconnects quickly.
 func dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 300 * time.Millisecond},
-			MinConnectTimeout: time.Second,
-		}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
-	)
-}
-
-func exitDescription(cmd *exec.Cmd, err error) string {
-	if cmd.ProcessState != nil {
-		return cmd.ProcessState.String()
-	}
-	return fmt.Sprint(err)
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// kill sends SIGKILL to the process and, while it has not been waited for
-// (so its pid cannot have been reused), to its process group.
-func (p *process) kill() error {
-	err := p.cmd.Process.Kill()
-	if !p.exited() {
-		if gerr := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); gerr != nil && !errors.Is(gerr, syscall.ESRCH) {
-			return gerr
-		}
-	}
-	if errors.Is(err, os.ErrProcessDone) {
-		return nil
-	}
-	return err
-}
-
-// signal sends sig to the running process, unless it has exited.
-func (p *process) signal(sig syscall.Signal) error {
-	if p.exited() {
-		return fmt.Errorf("process exited: %v", exitDescription(p.cmd, p.err))
-	}
-	return p.cmd.Process.Signal(sig)
-}
-
-// waitServing waits until the node answers Cluster.Status, or its process
-// exits (errAddrInUse when it could not bind its ports).
-func (n *Node) waitServing(ctx context.Context) error {
-	n.mu.Lock()
-	p := n.proc
-	n.mu.Unlock()
-	for {
-		select {
-		case <-p.done:
-			tail := logTail(n.LogPath, 20)
-			if strings.Contains(tail, "address already in use") {
-				return fmt.Errorf("%s exited (%v): %w", n.ID, p.err, errAddrInUse)
-			}
-			return fmt.Errorf("%s exited before serving (%v); log tail:\n%s", n.ID, p.err, tail)
-		default:
-		}
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := n.Cluster().Status(rctx, &colonyv1.StatusRequest{})
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not serving: %w (last error: %v)", n.ID, ctx.Err(), err)
-		case <-p.done:
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// Running reports whether the node's process is running (paused or not).
-func (n *Node) Running() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.proc != nil
-}
-
-// Paused reports whether the node's process is stopped with SIGSTOP.
-func (n *Node) Paused() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.proc != nil && n.paused
-}
-
-func (n *Node) clientConn() *grpc.ClientConn {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.conn
-}
-
-// Tree and Cluster are direct admin clients of the node's current process.
-func (n *Node) Tree() colonyv1.TreeClient       { return colonyv1.NewTreeClient(n.clientConn()) }
-func (n *Node) Cluster() colonyv1.ClusterClient { return colonyv1.NewClusterClient(n.clientConn()) }
-
-func (n *Node) takeProc() *process {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	p := n.proc
-	n.proc, n.paused = nil, false
-	return p
-}
-
-// Kill kills the node's process with SIGKILL and waits for it.
-func (n *Node) Kill() error {
-	p := n.takeProc()
-	if p == nil {
-		return fmt.Errorf("kill %s: not running", n.ID)
-	}
-	if p.exited() {
-		return fmt.Errorf("kill -9 %s: it had already exited: %v", n.ID, exitDescription(p.cmd, p.err))
-	}
-	if err := p.kill(); err != nil {
-		return fmt.Errorf("kill -9 %s: %w", n.ID, err)
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(exitTimeout):
-		return fmt.Errorf("%s did not exit within %v of SIGKILL", n.ID, exitTimeout)
-	}
-}
-
-// Pause stops the node's process with SIGSTOP.
-func (n *Node) Pause() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.proc == nil || n.paused {
-		return fmt.Errorf("pause %s: not running, or paused already", n.ID)
-	}
-	if err := n.proc.signal(syscall.SIGSTOP); err != nil {
-		return fmt.Errorf("SIGSTOP %s: %w", n.ID, err)
-	}
-	n.paused = true
-	return nil
-}
-
-// Resume continues a paused process with SIGCONT.
-func (n *Node) Resume() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.proc == nil || !n.paused {
-		return nil
-	}
-	n.paused = false
-	if err := n.proc.signal(syscall.SIGCONT); err != nil {
-		return fmt.Errorf("SIGCONT %s: %w", n.ID, err)
-	}
-	return nil
-}
-
-// Restart starts the node again with the same arguments and data dir and
-// waits until it serves gRPC. A port still held for a moment by the previous
-// process is retried.
-func (n *Node) Restart(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	for {
-		if err := n.start(); err != nil {
-			return fmt.Errorf("restart %s: %w", n.ID, err)
-		}
-		err := n.waitServing(ctx)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, errAddrInUse) || ctx.Err() != nil {
-			return fmt.Errorf("restart %s: %w", n.ID, err) // cleanup kills it if it still runs
-		}
-		n.takeProc() // it exited
-		time.Sleep(200 * time.Millisecond)
-	}
+	return framework.Dial(addr, 300*time.Millisecond, 16<<20)
 }
 
 // Wipe deletes the stopped node's data dir and makes its next start join
 // the cluster through joinAddrs instead of bootstrapping: a new member with
 // the old identity and addresses.
 func (n *Node) Wipe(joinAddrs []string) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.proc != nil {
+	if n.Running() {
 		return fmt.Errorf("wipe %s: still running", n.ID)
 	}
 	if err := os.RemoveAll(n.DataDir); err != nil {
 		return fmt.Errorf("wipe %s: %w", n.ID, err)
 	}
+	old := n.Args()
 	var args []string
-	for i := 0; i < len(n.args); i++ {
-		switch n.args[i] {
+	for i := 0; i < len(old); i++ {
+		switch old[i] {
 		case "--bootstrap":
 		case "--peers", "--join":
 			i++ // and its value
 		default:
-			args = append(args, n.args[i])
+			args = append(args, old[i])
 		}
 	}
-	n.args = append(args, "--join", strings.Join(joinAddrs, ","))
+	n.SetArgs(append(args, "--join", strings.Join(joinAddrs, ",")))
 	return nil
 }
 
@@ -599,38 +325,23 @@ func (c *Cluster) Live() []*Node {
 
 // Statuses asks every live node for Cluster.Status.
 func (c *Cluster) Statuses(ctx context.Context) (map[string]*colonyv1.StatusResponse, error) {
-	out := map[string]*colonyv1.StatusResponse{}
-	for _, n := range c.Live() {
-		rctx, cancel := context.WithTimeout(ctx, rpcTimeout)
-		st, err := n.Cluster().Status(rctx, &colonyv1.StatusRequest{})
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("status of %s: %w", n.ID, err)
-		}
-		out[n.ID] = st
-	}
-	return out, nil
+	return framework.Statuses(ctx, framework.Nodes(c.Live()), rpcTimeout)
 }
 
 // LeaderOnce returns the leader every live node names, or an error saying
 // why there is none.
 func (c *Cluster) LeaderOnce(ctx context.Context) (*Node, error) {
-	sts, err := c.Statuses(ctx)
+	live := c.Live()
+	sts, err := framework.Statuses(ctx, framework.Nodes(live), rpcTimeout)
 	if err != nil {
 		return nil, err
 	}
 	if len(sts) == 0 {
 		return nil, errors.New("no node is live")
 	}
-	leaderID := ""
-	for id, st := range sts {
-		switch {
-		case st.LeaderId == "":
-			return nil, fmt.Errorf("%s knows no leader", id)
-		case leaderID != "" && st.LeaderId != leaderID:
-			return nil, fmt.Errorf("nodes disagree on the leader: %s and %s", leaderID, st.LeaderId)
-		}
-		leaderID = st.LeaderId
+	leaderID, err := framework.AgreedLeader(framework.Nodes(live), sts, false)
+	if err != nil {
+		return nil, err
 	}
 	for _, n := range c.Nodes {
 		if n.ID == leaderID {
@@ -643,105 +354,24 @@ func (c *Cluster) LeaderOnce(ctx context.Context) (*Node, error) {
 // WaitReady waits until every live node names the same leader and serves a
 // linearizable read, and returns the leader.
 func (c *Cluster) WaitReady(ctx context.Context) (*Node, error) {
-	var lastErr error
-	for {
-		leader, err := c.LeaderOnce(ctx)
-		if err == nil {
-			for _, n := range c.Live() {
-				rctx, cancel := context.WithTimeout(ctx, rpcTimeout)
-				_, err = n.Tree().Exists(rctx, &colonyv1.ExistsRequest{Path: "/"})
-				cancel()
-				if err != nil {
-					err = fmt.Errorf("linearizable read through %s: %w", n.ID, err)
-					break
-				}
-			}
-			if err == nil {
-				return leader, nil
-			}
-		}
-		lastErr = err
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("no ready leader: %w (last: %v)", ctx.Err(), lastErr)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return framework.WaitReady(ctx, 100*time.Millisecond, rpcTimeout, c.LeaderOnce, c.Live)
 }
 
-// killAll kills every running node and closes the admin connections. With
-// reportExits, a node that exited without the harness stopping it fails the
-// test.
-func (c *Cluster) killAll(reportExits bool) {
-	for _, n := range c.Nodes {
-		if p := n.takeProc(); p != nil {
-			if reportExits && p.exited() {
-				c.t.Errorf("%s exited while the harness expected it to run: %v", n.ID, exitDescription(p.cmd, p.err))
-			}
-			p.kill()
-			select {
-			case <-p.done:
-			case <-time.After(exitTimeout):
-				c.t.Errorf("%s did not exit within %v of SIGKILL", n.ID, exitTimeout)
-			}
-		}
-		n.mu.Lock()
-		if n.conn != nil {
-			n.conn.Close()
-			n.conn = nil
-		}
-		n.mu.Unlock()
-	}
-}
-
-// cleanup kills every process, closes every proxy, reports races and panics
-// the servers logged, and prints the tail of every log if the test failed.
+// cleanup kills every process, closes every proxy, and reports races and
+// panics the servers logged.
 func (c *Cluster) cleanup() {
-	c.killAll(true)
+	framework.KillAll(c.t, c.nodes(), true)
 	c.closeProxies()
 	c.stop()
-	for _, n := range c.Nodes {
-		b, err := os.ReadFile(n.LogPath)
-		if err != nil {
-			continue
-		}
-		if i := bytes.Index(b, []byte("WARNING: DATA RACE")); i >= 0 {
-			c.t.Errorf("%s: the server reported a data race:\n%s", n.ID, excerpt(b, i, 60))
-		}
-		if i := bytes.Index(b, []byte("\npanic: ")); i >= 0 {
-			c.t.Errorf("%s: the server panicked:\n%s", n.ID, excerpt(b, i, 60))
-		}
-	}
+	framework.CheckLogs(c.t, c.nodes())
 }
 
 // copyLogs copies every node's log into dir.
 func (c *Cluster) copyLogs(dir string) error {
 	for _, n := range c.Nodes {
-		if err := copyFile(n.LogPath, filepath.Join(dir, n.ID+".log")); err != nil {
+		if err := framework.CopyFile(n.LogPath, filepath.Join(dir, n.ID+".log")); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(to, b, 0o644)
-}
-
-func excerpt(b []byte, i, lines int) string {
-	rest := strings.SplitN(string(b[i:]), "\n", lines+1)
-	return strings.Join(rest[:min(len(rest), lines)], "\n")
-}
-
-func logTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(reading %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

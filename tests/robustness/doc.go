@@ -106,6 +106,10 @@
 // colony-robustness folder in the system temp dir); ROBUSTNESS_KEEP_REPORTS=1
 // keeps them for passing seeds too.
 //
-// TestMain builds ./cmd/colony (with -race when the tests run with it); set
-// COLONY_E2E_BINARY to use a prebuilt binary.
+// The processes are started, killed, paused and restarted with
+// tests/framework, the harness tests/e2e and tests/bench share; the proxies
+// (proxy_test.go), the cluster's layout behind them (cluster_test.go) and
+// the nemesis are this suite's own. TestMain builds ./cmd/colony (with
+// -race when the tests run with it); set COLONY_E2E_BINARY to use a
+// prebuilt binary.
 package robustness

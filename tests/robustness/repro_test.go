@@ -27,7 +27,7 @@ func TestBreakerOverrideOnRestartedNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err := retryAdmin(ctx, c, func(ctx context.Context, n *Node) error {
-		_, err := colonyv1.NewBreakersClient(n.clientConn()).ApplyPolicies(ctx, &colonyv1.ApplyPoliciesRequest{
+		_, err := colonyv1.NewBreakersClient(n.Conn()).ApplyPolicies(ctx, &colonyv1.ApplyPoliciesRequest{
 			Policies: []*colonyv1.PolicySpec{{Callee: rbCallee, Policy: []byte(`{}`)}}, By: "repro"})
 		return err
 	})
@@ -48,12 +48,12 @@ func TestBreakerOverrideOnRestartedNode(t *testing.T) {
 	if err := n.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.start(); err != nil {
+	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
 	for ctx.Err() == nil {
 		actx, acancel := context.WithTimeout(ctx, time.Second)
-		_, err := colonyv1.NewBreakersClient(n.clientConn()).SetOverride(actx, &colonyv1.SetOverrideRequest{
+		_, err := colonyv1.NewBreakersClient(n.Conn()).SetOverride(actx, &colonyv1.SetOverrideRequest{
 			Caller: rbCaller, Callee: rbCallee, Mode: colonyv1.OverrideMode_OVERRIDE_MODE_FORCE_OPEN, Reason: "repro", By: "repro"})
 		acancel()
 		switch status.Code(err) {

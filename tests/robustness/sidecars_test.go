@@ -25,6 +25,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/framework"
 )
 
 // Sidecar processes of the breaker workloads' caller service.
@@ -75,7 +76,7 @@ type sidecarProc struct {
 	mode    string // its degraded mode
 
 	mu          sync.Mutex
-	proc        *process
+	proc        *framework.Process
 	paused      bool
 	incarnation int
 	apiAddr     string
@@ -154,7 +155,7 @@ func (f *sidecarFleet) describe() string {
 // freePort returns a free port of 127.0.0.1 no earlier sidecar had.
 func (f *sidecarFleet) freePort() (int, error) {
 	for range 20 {
-		ports, err := freePorts("127.0.0.1", 1)
+		ports, err := framework.FreePorts("127.0.0.1", 1)
 		if err != nil {
 			return 0, err
 		}
@@ -178,7 +179,7 @@ func (sp *sidecarProc) start() error {
 			return err
 		}
 		addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
-		p, err := startProcess(sp.f.ctx, append(slices.Clone(sp.args), "--listen", addr), sp.logPath)
+		p, err := framework.StartProcess(sp.f.ctx, "robustness", colonyBin, append(slices.Clone(sp.args), "--listen", addr), sp.logPath)
 		if err != nil {
 			return fmt.Errorf("starting sidecar %s: %w", sp.name, err)
 		}
@@ -199,7 +200,7 @@ func (sp *sidecarProc) start() error {
 }
 
 // waitSidecarAPI waits until the sidecar at addr answers Status.
-func waitSidecarAPI(ctx context.Context, p *process, addr string) error {
+func waitSidecarAPI(ctx context.Context, p *framework.Process, addr string) error {
 	conn, err := dial(addr)
 	if err != nil {
 		return err
@@ -215,8 +216,8 @@ func waitSidecarAPI(ctx context.Context, p *process, addr string) error {
 			return nil
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("exited before serving (%v): %w", exitDescription(p.cmd, p.err), errAddrInUse)
+		case <-p.Done():
+			return fmt.Errorf("exited before serving (%v): %w", p.Describe(), errAddrInUse)
 		case <-ctx.Done():
 			return fmt.Errorf("API not serving: %w (last: %v)", ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
@@ -233,16 +234,14 @@ func (sp *sidecarProc) kill() error {
 	if p == nil {
 		return nil
 	}
-	if p.exited() {
-		return fmt.Errorf("sidecar %s had exited by itself: %v", sp.name, exitDescription(p.cmd, p.err))
+	if p.Exited() {
+		return fmt.Errorf("sidecar %s had exited by itself: %v", sp.name, p.Describe())
 	}
-	p.kill()
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(exitTimeout):
+	p.Kill()
+	if !p.WaitExit(exitTimeout) {
 		return fmt.Errorf("sidecar %s did not exit within %v of SIGKILL", sp.name, exitTimeout)
 	}
+	return nil
 }
 
 func (sp *sidecarProc) restart() error { return sp.start() }
@@ -253,7 +252,7 @@ func (sp *sidecarProc) pause() error {
 	if sp.proc == nil || sp.paused {
 		return fmt.Errorf("pause sidecar %s: not running, or paused already", sp.name)
 	}
-	if err := sp.proc.signal(syscall.SIGSTOP); err != nil {
+	if err := sp.proc.Signal(syscall.SIGSTOP); err != nil {
 		return fmt.Errorf("SIGSTOP sidecar %s: %w", sp.name, err)
 	}
 	sp.paused = true
@@ -267,7 +266,7 @@ func (sp *sidecarProc) resume() error {
 		return nil
 	}
 	sp.paused = false
-	if err := sp.proc.signal(syscall.SIGCONT); err != nil {
+	if err := sp.proc.Signal(syscall.SIGCONT); err != nil {
 		return fmt.Errorf("SIGCONT sidecar %s: %w", sp.name, err)
 	}
 	return nil
@@ -283,7 +282,7 @@ func (f *sidecarFleet) heal() []error {
 		}
 		sp.mu.Lock()
 		running := sp.proc != nil
-		crashed := running && sp.proc.exited()
+		crashed := running && sp.proc.Exited()
 		sp.mu.Unlock()
 		if crashed {
 			errs = append(errs, sp.kill())
@@ -367,7 +366,7 @@ func (f *sidecarFleet) record(format string, args ...any) {
 func (sp *sidecarProc) snapshot() (updates []sidecarUpdate, inc int, addr string, running bool) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	return slices.Clone(sp.updates), sp.incarnation, sp.apiAddr, sp.proc != nil && !sp.paused && !sp.proc.exited()
+	return slices.Clone(sp.updates), sp.incarnation, sp.apiAddr, sp.proc != nil && !sp.paused && !sp.proc.Exited()
 }
 
 // latestRecords reads every committed record of rb-caller's pairs
@@ -411,8 +410,8 @@ func (f *sidecarFleet) finish() {
 	for _, sp := range f.procs {
 		pending[sp.name] = []string{"not checked yet"}
 		sp.mu.Lock()
-		if p := sp.proc; p != nil && p.exited() {
-			f.record("sidecar %s exited by itself: %v", sp.name, exitDescription(p.cmd, p.err))
+		if p := sp.proc; p != nil && p.Exited() {
+			f.record("sidecar %s exited by itself: %v", sp.name, p.Describe())
 		}
 		sp.mu.Unlock()
 	}
@@ -592,7 +591,7 @@ func (f *sidecarFleet) checkLogs(r *run) {
 		}
 		for _, marker := range []string{"WARNING: DATA RACE", "\npanic: "} {
 			if i := bytes.Index(b, []byte(marker)); i >= 0 {
-				r.fail("sidecar %s logged %q:\n%s", sp.name, strings.TrimSpace(marker), excerpt(b, i, 40))
+				r.fail("sidecar %s logged %q:\n%s", sp.name, strings.TrimSpace(marker), framework.Excerpt(b, i, 40))
 			}
 		}
 	}
@@ -602,7 +601,7 @@ func (f *sidecarFleet) checkLogs(r *run) {
 func (f *sidecarFleet) copyLogs(dir string) error {
 	var errs []error
 	for _, sp := range f.procs {
-		if err := copyFile(sp.logPath, filepath.Join(dir, "sidecar-"+sp.name+".log")); err != nil {
+		if err := framework.CopyFile(sp.logPath, filepath.Join(dir, "sidecar-"+sp.name+".log")); err != nil {
 			errs = append(errs, err)
 		}
 	}

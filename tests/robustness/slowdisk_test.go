@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/colonymesh/colony/internal/faultfs"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/support/faultfs"
 )
 
 // The slow-disk fault (issue 7): every node's directory on a faultfs mount
-// (internal/faultfs, a FUSE loopback that delays, holds or fails fsync),
+// (tests/support/faultfs, a FUSE loopback that delays, holds or fails fsync),
 // and one disk fault per round, in turn:
 //
 //	slow leader:     the leader's fsync +150-250 ms, plus 50-100 ms jitter, for 3-4 s

@@ -7,9 +7,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	"github.com/colonymesh/colony/cmd/colony/internal/demo"
+	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 func TestMain(m *testing.M) {

@@ -1,12 +1,12 @@
 //go:build linux
 
-package robustness
+package framework
 
 import "syscall"
 
-// sysProcAttr puts a node in its own process group, so that killing the
+// SysProcAttr puts a process in its own process group, so that killing the
 // group kills whatever it started too, and has the kernel kill it if the
 // test process dies without cleaning up.
-func sysProcAttr() *syscall.SysProcAttr {
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

@@ -14,7 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/colonymesh/colony/internal/faultfs"
+	"github.com/colonymesh/colony/tests/support/faultfs"
 )
 
 // Every serve loop must have ended when the tests end.

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/colonymesh/colony/internal/faultfs"
+	"github.com/colonymesh/colony/tests/support/faultfs"
 )
 
 // A data dir on a disk whose fsyncs take 200 ms or more, then one that
