@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/coordinator/engine"
 	"github.com/colonymesh/colony/internal/ztree"
 )
 
@@ -38,6 +39,9 @@ func toStatus(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	}
 	if c := ztree.Code(err); c != codes.Unknown {
+		return status.Error(c, err.Error())
+	}
+	if c := engine.Code(err); c != codes.Unknown {
 		return status.Error(c, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
