@@ -77,9 +77,9 @@ func forwardBreakers[Res interface {
 	return res, nil
 }
 
-// knownCallee is engine.CalleeKnown on this node's tree, and when that says no, on
-// a linearizable view: a node that lags (it has just restarted, or was cut
-// off) must not reject a callee whose policy was committed long ago. The
+// knownCallee is engine.CalleeKnown on this node's tree, and when that says
+// no, on a linearizable view: a node that lags (it has just restarted, or was
+// cut off) must not reject a callee whose policy was committed long ago. The
 // second look costs a read index, only on the rare miss.
 func (s *Server) knownCallee(ctx context.Context, v *ztree.View, caller, callee string) (bool, error) {
 	if engine.CalleeKnown(v, caller, callee) {

@@ -40,7 +40,9 @@ type Host interface {
 // useful.
 type Config struct {
 	// MaxPairs bounds the pairs reports create; overrides may create
-	// max(10, 1%) more. Zero means 10,000.
+	// max(10, 1%) more. Zero means 10,000. Errors name it and
+	// MaxPairsPerCaller as the coordinator's flags do (MaxBreakerPairs,
+	// MaxBreakerPairsPerCaller).
 	MaxPairs int
 	// MaxPairsPerCaller bounds the pairs one caller service's reports
 	// create. Zero means max(100, MaxPairs/10).
