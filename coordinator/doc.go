@@ -9,6 +9,11 @@
 // applied state. The leader alone decides session expiry and the reaping of
 // TTL and container nodes, and commits both through the log.
 //
+// The leader also runs the breaker engine (package coordinator/engine) for
+// its term, behind the engine's Host interface; every node serves the
+// colony.v1.Breakers API, checks its input and hands the call to the
+// leader's engine.
+//
 // Start a node with New and stop it with Close:
 //
 //	cfg := coordinator.DefaultConfig()

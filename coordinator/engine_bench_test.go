@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/coordinator/engine"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -96,7 +97,7 @@ func BenchmarkTripVisible(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		rep("c1")
-		time.Sleep(2 * engineTick) // c1 alone: held back by the quorum
+		time.Sleep(2 * engine.Tick) // c1 alone: held back by the quorum
 		b.StartTimer()
 		start := time.Now()
 		rep("c2")

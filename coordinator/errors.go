@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/contract"
+	"github.com/colonymesh/colony/coordinator/engine"
 	"github.com/colonymesh/colony/internal/ztree"
 )
 
@@ -42,6 +43,9 @@ func toStatus(err error) error {
 	}
 	if c := ztree.Code(err); c != codes.Unknown {
 		return withReason(status.New(c, err.Error()), ztree.Reason(err))
+	}
+	if c := engine.Code(err); c != codes.Unknown {
+		return withReason(status.New(c, err.Error()), engine.Reason(err))
 	}
 	return status.Error(codes.Internal, err.Error())
 }

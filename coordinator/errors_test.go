@@ -67,6 +67,10 @@ func TestErrorsCarryTheirReason(t *testing.T) {
 				_, err := n.sess.KeepAlive(ctx, &colonyv1.KeepAliveRequest{SessionId: sess.GetSessionId() + 1000})
 				return err
 			}, codes.NotFound, contract.ReasonSessionNotFound},
+			{"unknown breaker", func() error {
+				_, err := colonyv1.NewBreakersClient(n.conn).GetBreaker(ctx, &colonyv1.GetBreakerRequest{Caller: "checkout", Callee: "nowhere"})
+				return err
+			}, codes.NotFound, contract.ReasonNotFound},
 		} {
 			err := tt.call()
 			st := status.Convert(err)

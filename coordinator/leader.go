@@ -9,6 +9,9 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/colonymesh/colony/coordinator/engine"
+	"github.com/colonymesh/colony/internal/ztree"
+
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -22,7 +25,7 @@ type leaderTerm struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	// engine is the breaker engine of this term, set once it has loaded.
-	engine atomic.Pointer[engine]
+	engine atomic.Pointer[engine.Engine]
 }
 
 // currentLeaderTerm returns this node's leadership term, or nil.
@@ -139,9 +142,17 @@ func (s *Server) leaderLoop(ctx context.Context, lt *leaderTerm) {
 
 // runEngine loads the breaker engine from the tree and runs it for the term.
 func (s *Server) runEngine(ctx context.Context, lt *leaderTerm) {
-	e := newEngine(s)
+	e := engine.New(engineHost{s}, engine.Config{
+		MaxPairs:          s.cfg.MaxBreakerPairs,
+		MaxPairsPerCaller: s.cfg.MaxBreakerPairsPerCaller,
+		IdleExpiry:        s.cfg.BreakerIdleExpiry,
+		Limits:            s.limits,
+		Logger:            s.log,
+		Metrics:           s.metrics.engine,
+		Tracer:            s.tracer,
+	})
 	for {
-		err := e.start(ctx)
+		err := e.Start(ctx)
 		if err == nil {
 			break
 		}
@@ -154,7 +165,22 @@ func (s *Server) runEngine(ctx context.Context, lt *leaderTerm) {
 		}
 	}
 	lt.engine.Store(e)
-	e.run(ctx)
+	e.Run(ctx)
+}
+
+// engineHost is the leader as its breaker engine sees it: the applied tree,
+// and commits through this node's log. The engine's context ends with the
+// term, and applyLocal fails once this node no longer leads.
+type engineHost struct{ s *Server }
+
+var _ engine.Host = engineHost{}
+
+func (h engineHost) View() *ztree.View { return h.s.fsm.tree.View() }
+
+func (h engineHost) Commit(ctx context.Context, ops []*colonyv1.Op) (*peerv1.CommandResult, error) {
+	cmd := &peerv1.Command{RequestId: newRequestID(), Op: &peerv1.Command_Txn{Txn: &peerv1.Txn{Ops: ops}}}
+	_, res, err := h.s.applyLocal(ctx, cmd)
+	return res, err
 }
 
 // reap deletes TTL nodes that outlived their TTL and containers that lost

@@ -8,26 +8,25 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/coordinator/engine"
 	"github.com/colonymesh/colony/internal/telemetry"
 )
 
 // nodeMetrics are a node's Prometheus metrics. Events are counted as they
 // happen (the fields); states are read when scraped (nodeCollector). The
-// breaker series and the per-follower raft series come from the leader only:
-// aggregate across nodes with max by (...) or sum by (...). See
-// deploy/grafana/colony.json.
+// breaker engine's series (engine.Metrics) and the per-follower raft series
+// come from the leader only: aggregate across nodes with max by (...) or
+// sum by (...). See deploy/grafana/colony.json.
 type nodeMetrics struct {
-	reportsReceived   *prometheus.CounterVec // result
-	reportedCalls     *prometheus.CounterVec // caller, callee, outcome
-	transitions       *prometheus.CounterVec // caller, callee, from, to, cause
-	shadowTransitions *prometheus.CounterVec // caller, callee, from, to, cause
-	recordWrite       prometheus.Histogram
-	leaderChanges     prometheus.Counter
-	commit            prometheus.Histogram
-	fsmApply          prometheus.Histogram
-	heartbeat         *prometheus.HistogramVec // follower
-	failedHeartbeats  *prometheus.CounterVec   // follower
+	reportsReceived  *prometheus.CounterVec // result
+	leaderChanges    prometheus.Counter
+	commit           prometheus.Histogram
+	fsmApply         prometheus.Histogram
+	heartbeat        *prometheus.HistogramVec // follower
+	failedHeartbeats *prometheus.CounterVec   // follower
+	// engine counts the breaker engine's events (its pairs' states are
+	// read when scraped: nodeCollector).
+	engine *engine.Metrics
 }
 
 // latencyBuckets span 100µs to about 6.5s.
@@ -35,29 +34,12 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 17)
 
 func newNodeMetrics() *nodeMetrics {
 	ns := telemetry.Namespace
-	pairLabels := []string{"caller", "callee", "from", "to", "cause"}
 	return &nodeMetrics{
+		engine: engine.NewMetrics(),
 		reportsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: "breaker", Name: "reports_received_total",
 			Help: "Outcome reports (one per caller instance and pair) received by this node's Breakers API, by result (accepted, rejected).",
 		}, []string{"result"}),
-		reportedCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: "breaker", Name: "reported_calls_total",
-			Help: "Calls reported to the leader's breaker engine, by pair and outcome (success, failure, slow, rejected).",
-		}, []string{"caller", "callee", "outcome"}),
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: "breaker", Name: "transitions_total",
-			Help: "Enforced breaker state changes decided by this leader, by pair, states and cause (a condition such as failureRate or openElapsed, or override, cleared, expired).",
-		}, pairLabels),
-		shadowTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: "breaker", Name: "shadow_transitions_total",
-			Help: "Transitions a pair in shadow mode would have made (recorded, not enforced).",
-		}, pairLabels),
-		recordWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: ns, Subsystem: "breaker", Name: "record_write_duration_seconds",
-			Help:    "Time to write a changed breaker record through the raft log until the leader applied it.",
-			Buckets: latencyBuckets,
-		}),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: "raft", Name: "leader_changes_total",
 			Help: "Leader changes this node observed (a new leader elected).",
@@ -85,50 +67,10 @@ func newNodeMetrics() *nodeMetrics {
 }
 
 func (m *nodeMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{
-		m.reportsReceived, m.reportedCalls, m.transitions, m.shadowTransitions, m.recordWrite,
-		m.leaderChanges, m.commit, m.fsmApply, m.heartbeat, m.failedHeartbeats,
-	}
+	return append([]prometheus.Collector{
+		m.reportsReceived, m.leaderChanges, m.commit, m.fsmApply, m.heartbeat, m.failedHeartbeats,
+	}, m.engine.Collectors()...)
 }
-
-// countTransition counts an enforced (or shadow) state change of a pair.
-func (m *nodeMetrics) countTransition(k pairKey, from, to breaker.State, cause string, shadow bool) {
-	if from == to {
-		return
-	}
-	c := m.transitions
-	if shadow {
-		c = m.shadowTransitions
-	}
-	c.WithLabelValues(k.caller, k.callee, stateLabel(from), stateLabel(to), cause).Inc()
-}
-
-// forgetPair deletes a deleted pair's series, so per-pair series exist only
-// for pairs the engine tracks (at most MaxBreakerPairs plus the override
-// reserve).
-func (m *nodeMetrics) forgetPair(k pairKey) {
-	l := prometheus.Labels{"caller": k.caller, "callee": k.callee}
-	m.reportedCalls.DeletePartialMatch(l)
-	m.transitions.DeletePartialMatch(l)
-	m.shadowTransitions.DeletePartialMatch(l)
-}
-
-// countCalls counts one report's calls on the leader.
-func (m *nodeMetrics) countCalls(k pairKey, c breaker.Counts) {
-	for _, o := range []struct {
-		name string
-		n    int64
-	}{{"success", c.Successes}, {"failure", c.Failures}, {"slow", c.Slow}, {"rejected", c.Rejected}} {
-		if o.n > 0 {
-			m.reportedCalls.WithLabelValues(k.caller, k.callee, o.name).Add(float64(o.n))
-		}
-	}
-}
-
-// stateLabel is a breaker state as a label value: closed, open, half_open.
-func stateLabel(s breaker.State) string { return strings.ToLower(s.String()) }
-
-var breakerStates = []breaker.State{breaker.Closed, breaker.Open, breaker.HalfOpen}
 
 var raftStates = []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown}
 
@@ -139,7 +81,7 @@ type nodeCollector struct {
 	state, term, commitIndex, appliedIndex, lastIndex, leaderContact, members *prometheus.Desc
 	followerContact, followerRTT, followerLag, followerSlow                   *prometheus.Desc
 	sessions, watches                                                         *prometheus.Desc
-	pairs, breakerState, breakerOverride                                      *prometheus.Desc
+	breakers                                                                  *engine.StateCollector
 }
 
 func newNodeCollector(s *Server) *nodeCollector {
@@ -161,9 +103,10 @@ func newNodeCollector(s *Server) *nodeCollector {
 		followerSlow:    d("raft", "follower_slow", "On the leader: 1 when a follower has lagged the others consistently (colony cluster status says how).", "follower"),
 		sessions:        d("", "sessions", "Open client sessions (this node's applied state)."),
 		watches:         d("", "watches", "Active watches served by this node."),
-		pairs:           d("breaker", "pairs", "On the leader: caller -> callee pairs the breaker engine tracks."),
-		breakerState:    d("breaker", "state", "On the leader: each pair's enforced breaker state, 1 for the current one (closed, open, half_open).", "caller", "callee", "state"),
-		breakerOverride: d("breaker", "override", "On the leader: 1 for a pair under a manual override, by mode (force-open, force-closed, disabled, shadow).", "caller", "callee", "mode"),
+		breakers: engine.NewStateCollector(func() *engine.Engine {
+			e, _ := s.leaderEngine()
+			return e
+		}),
 	}
 }
 
@@ -171,10 +114,11 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.state, c.term, c.commitIndex, c.appliedIndex, c.lastIndex, c.leaderContact, c.members,
 		c.followerContact, c.followerRTT, c.followerLag, c.followerSlow,
-		c.sessions, c.watches, c.pairs, c.breakerState, c.breakerOverride,
+		c.sessions, c.watches,
 	} {
 		ch <- d
 	}
+	c.breakers.Describe(ch)
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -218,27 +162,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.sessions, float64(len(s.fsm.tree.View().Sessions())))
 	gauge(c.watches, float64(s.hub.Subscribers()))
-	if e, _ := s.leaderEngine(); e != nil {
-		e.collect(func(k pairKey, rec *breaker.PairRecord) {
-			for _, bs := range breakerStates {
-				gauge(c.breakerState, b2f(rec.State == bs), k.caller, k.callee, stateLabel(bs))
-			}
-			if rec.Override != nil {
-				gauge(c.breakerOverride, 1, k.caller, k.callee, string(rec.Override.Mode))
-			}
-		}, func(n int) { gauge(c.pairs, float64(n)) })
-	}
-}
-
-// collect calls pair for every pair's record and then count with their
-// number, holding the engine's lock: the callbacks must be quick.
-func (e *engine) collect(pair func(pairKey, *breaker.PairRecord), count func(int)) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for k, p := range e.pairs {
-		pair(k, &p.rec)
-	}
-	count(len(e.pairs))
+	c.breakers.Collect(ch)
 }
 
 func b2f(b bool) float64 {

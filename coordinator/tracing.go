@@ -7,53 +7,21 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/internal/telemetry"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
-// The coordinator's part of a breaker transition's trace (the whole chain is
-// in internal/telemetry's package doc):
-//
-//	SpanReport   the node that received Breakers.Report
-//	SpanIngest   the leader's engine takes the reports in: a child of
-//	             SpanReport, across the forwarding hop (peer.v1.ReportBatch
-//	             carries the report's traceparent; the batch's own RPC is
-//	             linked)
-//	SpanDecide   the evaluation that changed the pair's record: a child of
-//	             the pair's newest SpanIngest, linked to the earlier ones
-//	             since the last decision and to the previous record's trace;
-//	             an override is a child of the RPC that set it
-//	SpanApply    the record's write through the log until the leader applied
-//	             it: a child of the newest SpanDecide it carries. The record
-//	             stores its context (PairRecord.Traceparent) for the
-//	             sidecars' spans.
+// A breaker transition's trace starts here: SpanReport is the Report call
+// on the node that received it; the leader's engine continues it
+// (coordinator/engine's tracing.go has the rest of the chain).
 
-// maxTraceRefs bounds the span contexts a pair keeps between decisions and
-// writes.
-const maxTraceRefs = 8
-
-// viaKey holds, in an ingest context, the span of the RPC that carried a
-// forwarded report batch.
-type viaKey struct{}
-
-func appendRef(refs []trace.SpanContext, sc trace.SpanContext) []trace.SpanContext {
-	if !sc.IsValid() {
-		return refs
-	}
-	refs = append(refs, sc)
-	if len(refs) > maxTraceRefs {
-		refs = refs[len(refs)-maxTraceRefs:]
-	}
-	return refs
-}
-
-func pairAttrs(k pairKey) []attribute.KeyValue {
-	return []attribute.KeyValue{telemetry.AttrCaller.String(k.caller), telemetry.AttrCallee.String(k.callee)}
+func pairAttrs(caller, callee string) []attribute.KeyValue {
+	return []attribute.KeyValue{telemetry.AttrCaller.String(caller), telemetry.AttrCallee.String(callee)}
 }
 
 // traceReport starts the SpanReport span of one Report call.
 func (s *Server) traceReport(ctx context.Context, reports []*colonyv1.OutcomeReport) (context.Context, trace.Span) {
+	type pairKey struct{ caller, callee string }
 	pairs := map[pairKey]bool{}
 	instances := map[string]bool{}
 	for _, r := range reports {
@@ -65,7 +33,7 @@ func (s *Server) traceReport(ctx context.Context, reports []*colonyv1.OutcomeRep
 	}
 	if len(pairs) == 1 {
 		for k := range pairs {
-			attrs = append(attrs, pairAttrs(k)...)
+			attrs = append(attrs, pairAttrs(k.caller, k.callee)...)
 		}
 	}
 	if len(instances) == 1 {
@@ -84,92 +52,6 @@ func (s *Server) endReport(span trace.Span, n int, err error) {
 	}
 	s.metrics.reportsReceived.WithLabelValues(result).Add(float64(n))
 	endSpan(span, err, "reports rejected")
-}
-
-// ingestContext is the context in which the leader takes in a forwarded
-// batch: the batch's report span (traceparent) as the parent, the RPC that
-// carried it remembered for a link.
-func ingestContext(ctx context.Context, traceparent string) context.Context {
-	sc := telemetry.SpanContextFromTraceparent(traceparent)
-	if !sc.IsValid() {
-		return ctx
-	}
-	if via := trace.SpanContextFromContext(ctx); via.IsValid() {
-		ctx = context.WithValue(ctx, viaKey{}, via)
-	}
-	return trace.ContextWithRemoteSpanContext(ctx, sc)
-}
-
-// traceIngest starts the SpanIngest span of reports reaching the engine.
-func (e *engine) traceIngest(ctx context.Context, reports []*colonyv1.OutcomeReport) trace.Span {
-	opts := []trace.SpanStartOption{trace.WithAttributes(telemetry.AttrReports.Int(len(reports)))}
-	if via, ok := ctx.Value(viaKey{}).(trace.SpanContext); ok {
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: via}))
-	}
-	_, span := e.s.tracer.Start(ctx, telemetry.SpanIngest, opts...)
-	return span
-}
-
-// traceDecision records a decision that just changed p's record (under
-// mu): it counts a state change and emits SpanDecide, whose parent is ctx's
-// span or else the pair's newest ingested report. The decision is written
-// with the pair's next flush (SpanApply).
-func (e *engine) traceDecision(ctx context.Context, p *pair, from, to breaker.State, cause string, shadow bool, ev *breaker.Evidence) {
-	e.s.metrics.countTransition(p.key, from, to, cause, shadow)
-	var links []trace.Link
-	if !trace.SpanContextFromContext(ctx).IsValid() && len(p.reportSpans) > 0 {
-		n := len(p.reportSpans)
-		ctx = trace.ContextWithSpanContext(ctx, p.reportSpans[n-1])
-		for _, sc := range p.reportSpans[:n-1] {
-			links = append(links, trace.Link{SpanContext: sc})
-		}
-	}
-	if l, ok := telemetry.LinkTraceparent(p.rec.Traceparent); ok {
-		links = append(links, l) // the decision before this one
-	}
-	gen := p.rec.Generation
-	if shadow && p.rec.Shadow != nil {
-		gen = p.rec.Shadow.Generation
-	}
-	attrs := append(pairAttrs(p.key),
-		telemetry.AttrFrom.String(from.String()), telemetry.AttrTo.String(to.String()),
-		telemetry.AttrCause.String(cause), telemetry.AttrGeneration.Int64(int64(gen)), telemetry.AttrShadow.Bool(shadow),
-	)
-	if o := p.rec.Override; o != nil {
-		attrs = append(attrs, telemetry.AttrOverride.String(string(o.Mode)))
-	}
-	if ev != nil {
-		attrs = append(attrs, telemetry.AttrCalls.Int64(ev.Calls), telemetry.AttrFailures.Int64(ev.Failures),
-			telemetry.AttrFailing.Int(ev.FailingInstances))
-	}
-	_, span := e.s.tracer.Start(ctx, telemetry.SpanDecide, trace.WithLinks(links...), trace.WithAttributes(attrs...))
-	span.End()
-	p.reportSpans = p.reportSpans[:0]
-	p.decisions = appendRef(p.decisions, span.SpanContext())
-}
-
-// traceApply starts the SpanApply span of a record write carrying
-// decisions, and puts its context in the record.
-func (e *engine) traceApply(ctx context.Context, k pairKey, rec *breaker.PairRecord, decisions []trace.SpanContext) (context.Context, trace.Span) {
-	var links []trace.Link
-	if n := len(decisions); n > 0 {
-		ctx = trace.ContextWithSpanContext(ctx, decisions[n-1])
-		for _, sc := range decisions[:n-1] {
-			links = append(links, trace.Link{SpanContext: sc})
-		}
-	}
-	attrs := append(pairAttrs(k), telemetry.AttrTo.String(rec.State.String()), telemetry.AttrGeneration.Int64(int64(rec.Generation)))
-	ctx, span := e.s.tracer.Start(ctx, telemetry.SpanApply, trace.WithLinks(links...), trace.WithAttributes(attrs...))
-	rec.Traceparent = telemetry.Traceparent(span.SpanContext())
-	return ctx, span
-}
-
-// endApply ends a write's SpanApply span with its log index or its error.
-func endApply(span trace.Span, index int64, err error) {
-	if err == nil {
-		span.SetAttributes(telemetry.AttrRaftIndex.Int64(index))
-	}
-	endSpan(span, err, "writing breaker record failed")
 }
 
 // endSpan ends span, marking it failed with err.

@@ -1,4 +1,4 @@
-package coordinator
+package engine
 
 import (
 	"math"
@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -29,7 +28,7 @@ func FuzzBreakerDurations(f *testing.F) {
 		ttl, err := overrideTTL(ms)
 		switch {
 		case err != nil:
-			if status.Code(err) != codes.InvalidArgument {
+			if Code(err) != codes.InvalidArgument {
 				t.Fatalf("ttl_ms %d: %v, want InvalidArgument", ms, err)
 			}
 			if ms >= 0 && ms <= maxOverrideTTL.Milliseconds() {
@@ -46,9 +45,9 @@ func FuzzBreakerDurations(f *testing.F) {
 			}
 		}
 
-		sets, err := resolvePolicies([]*colonyv1.PolicySpec{{Callee: "payments", Policy: policy}}, "fuzz", time.Now())
+		sets, err := ResolvePolicies([]*colonyv1.PolicySpec{{Callee: "payments", Policy: policy}}, "fuzz", time.Now())
 		if err != nil {
-			if status.Code(err) != codes.InvalidArgument {
+			if Code(err) != codes.InvalidArgument {
 				t.Fatalf("policy %q: %v, want InvalidArgument", policy, err)
 			}
 			return

@@ -1,10 +1,11 @@
-package coordinator
+package engine
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"path"
 	"slices"
@@ -13,37 +14,40 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/internal/outcome"
 	"github.com/colonymesh/colony/internal/ztree"
-	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
 // Engine limits: they bound the leader's memory and the size of one write
 // whatever callers send.
-// The pair table's limits (MaxBreakerPairs, MaxBreakerPairsPerCaller) and
-// idle expiry are node configuration (Config).
+// The pair table's limits and idle expiry are configuration (Config).
 const (
-	engineTick       = 100 * time.Millisecond
+	// Tick is how often the engine evaluates every pair (timers: open
+	// deadlines, probe timeouts, override expiry, windows sliding).
+	Tick             = 100 * time.Millisecond
 	maxIdleDeletes   = 16 // idle pairs deleted per tick, so a mass expiry never stalls the loop
 	maxPairInstances = 10000
-	historyKeep      = 200
+	// HistoryKeep is the most history entries kept per pair.
+	HistoryKeep = 200
 )
 
-// engine is the leader's breaker engine for one leadership term: it holds a
+// Engine is the leader's breaker engine for one leadership term: it holds a
 // breaker.Breaker per pair in memory, feeds it the outcome reports that any
 // node forwards here (soft state, never logged), evaluates the policies, and
 // writes only changes (transitions, probe assignments, overrides) through the
 // log. A new leader builds a new engine from the records in the tree: states,
 // generations, open deadlines and probe assignments carry over; windows start
 // fresh.
-type engine struct {
-	s *Server
+type Engine struct {
+	host    Host
+	limits  ztree.Limits
+	log     *slog.Logger
+	metrics *Metrics
+	tracer  trace.Tracer
 
 	// mu guards everything below. Breaker calls are cheap (tens of ns);
 	// proposals are made without it.
@@ -97,41 +101,48 @@ type pair struct {
 	writeMu sync.Mutex // one write of this pair at a time
 }
 
-func newEngine(s *Server) *engine {
-	return &engine{
-		s:        s,
+// New returns the engine of one leadership term, empty until Start loads
+// it from host's tree.
+func New(host Host, cfg Config) *Engine {
+	cfg = cfg.withDefaults()
+	return &Engine{
+		host:     host,
+		limits:   cfg.Limits,
+		log:      cfg.Logger,
+		metrics:  cfg.Metrics,
+		tracer:   cfg.Tracer,
 		pairs:    map[pairKey]*pair{},
 		byCaller: map[string]int{},
 		policies: map[string]policyEntry{},
 		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		kick:     make(chan struct{}, 1),
 
-		maxPairs:        s.cfg.MaxBreakerPairs,
-		perCaller:       s.cfg.MaxBreakerPairsPerCaller,
-		overrideReserve: max(10, s.cfg.MaxBreakerPairs/100),
-		idle:            s.cfg.BreakerIdleExpiry,
+		maxPairs:        cfg.MaxPairs,
+		perCaller:       cfg.MaxPairsPerCaller,
+		overrideReserve: max(10, cfg.MaxPairs/100),
+		idle:            cfg.IdleExpiry,
 	}
 }
 
-func (e *engine) breakerOpts() []breaker.Option {
+func (e *Engine) breakerOpts() []breaker.Option {
 	return []breaker.Option{breaker.WithRand(e.rng.Float64)} // called under mu
 }
 
 // policyFor returns the policy for a pair and the version of the policy
 // node it came from (-1: the default).
-func (e *engine) policyFor(k pairKey) (breaker.Policy, int64) {
+func (e *Engine) policyFor(k pairKey) (breaker.Policy, int64) {
 	if pe, ok := e.policies[k.callee]; ok {
 		return pe.set.For(k.caller), pe.version
 	}
 	return breaker.DefaultPolicy(), -1
 }
 
-// start creates the well-known parents and loads policies and records from
+// Start creates the well-known parents and loads policies and records from
 // the tree. The term's Noop is applied, so the tree holds every entry any
 // earlier leader committed.
-func (e *engine) start(ctx context.Context) error {
+func (e *Engine) Start(ctx context.Context) error {
 	var ops []*colonyv1.Op
-	v := e.s.fsm.tree.View()
+	v := e.host.View()
 	for _, p := range []string{contract.Root, contract.BreakersRoot, contract.PoliciesRoot, contract.HistoryRoot, contract.ServicesRoot} {
 		if _, _, err := v.Get(p); err != nil {
 			ops = append(ops, createOp(p, nil))
@@ -141,7 +152,7 @@ func (e *engine) start(ctx context.Context) error {
 		if _, err := e.propose(ctx, ops); err != nil {
 			return fmt.Errorf("creating %v: %w", ops, err)
 		}
-		v = e.s.fsm.tree.View()
+		v = e.host.View()
 	}
 	now := time.Now()
 	e.mu.Lock()
@@ -154,7 +165,7 @@ func (e *engine) start(ctx context.Context) error {
 		}
 		var ps breaker.PolicySet
 		if err := json.Unmarshal(data, &ps); err != nil || ps.Validate() != nil {
-			e.s.log.Error("ignoring an invalid policy node; its pairs use the default policy", "callee", callee, "err", errors.Join(err, ps.Validate()))
+			e.log.Error("ignoring an invalid policy node; its pairs use the default policy", "callee", callee, "err", errors.Join(err, ps.Validate()))
 			continue
 		}
 		e.policies[callee] = policyEntry{set: ps, version: st.GetVersion()}
@@ -170,19 +181,19 @@ func (e *engine) start(ctx context.Context) error {
 			}
 			p, err := e.restorePair(k, data, st.GetVersion(), now)
 			if err != nil {
-				e.s.log.Error("breaker record unreadable; restarting the pair CLOSED", "pair", k, "err", err)
+				e.log.Error("breaker record unreadable; restarting the pair CLOSED", "pair", k, "err", err)
 			}
 			e.pairs[k] = p
 			e.byCaller[k.caller]++
 		}
 	}
-	e.s.log.Info("breaker engine started", "pairs", len(e.pairs), "policies", len(e.policies))
+	e.log.Info("breaker engine started", "pairs", len(e.pairs), "policies", len(e.policies))
 	return nil
 }
 
 // restorePair rebuilds a pair from its record. A record it cannot use
 // becomes a CLOSED pair with a higher generation, written at the next step.
-func (e *engine) restorePair(k pairKey, data []byte, version int64, now time.Time) (*pair, error) {
+func (e *Engine) restorePair(k pairKey, data []byte, version int64, now time.Time) (*pair, error) {
 	p := &pair{key: k, version: version, reporters: map[string]time.Time{}, lastReport: now}
 	pol, pv := e.policyFor(k)
 	var rec breaker.PairRecord
@@ -215,7 +226,7 @@ func (e *engine) restorePair(k pairKey, data []byte, version int64, now time.Tim
 }
 
 // newPair returns a CLOSED pair with no record yet (under mu).
-func (e *engine) newPair(k pairKey, now time.Time) *pair {
+func (e *Engine) newPair(k pairKey, now time.Time) *pair {
 	pol, pv := e.policyFor(k)
 	b, err := breaker.New(pol, now, e.breakerOpts()...)
 	if err != nil { // stored policies are validated; the default is valid
@@ -234,15 +245,15 @@ func (e *engine) newPair(k pairKey, now time.Time) *pair {
 // getPair returns the pair, creating it when create is set: for an
 // operator's override, within MaxBreakerPairs plus the override reserve, so
 // that a table reports filled still takes a force-open of a new pair.
-func (e *engine) getPair(k pairKey, now time.Time, create bool) (*pair, error) {
+func (e *Engine) getPair(k pairKey, now time.Time, create bool) (*pair, error) {
 	if p, ok := e.pairs[k]; ok {
 		return p, nil
 	}
 	if !create {
-		return nil, status.Errorf(codes.NotFound, "no breaker for %s: no caller has reported calls to it", k)
+		return nil, newErr(ErrNoBreaker, "no breaker for %s: no caller has reported calls to it", k)
 	}
 	if limit := e.maxPairs + e.overrideReserve; len(e.pairs) >= limit {
-		return nil, status.Errorf(codes.ResourceExhausted, "pair %s: the engine already tracks %d pairs, its limit (MaxBreakerPairs %d plus %d reserved for overrides)", k, len(e.pairs), e.maxPairs, e.overrideReserve)
+		return nil, newErr(ErrLimit, "pair %s: the engine already tracks %d pairs, its limit (MaxBreakerPairs %d plus %d reserved for overrides)", k, len(e.pairs), e.maxPairs, e.overrideReserve)
 	}
 	return e.newPair(k, now), nil
 }
@@ -261,10 +272,10 @@ func (p *pair) suspended() bool {
 	return m == breaker.ForceOpen || m == breaker.ForceClosed || m == breaker.Disabled
 }
 
-// report feeds validated reports into their pairs at leader time now. It
+// Report feeds validated reports into their pairs at leader time now. It
 // fails as a whole (nothing counted) when a report would exceed a limit.
 // ctx carries the report's span (tracing.go).
-func (e *engine) report(ctx context.Context, now time.Time, reports []*colonyv1.OutcomeReport) (err error) {
+func (e *Engine) Report(ctx context.Context, now time.Time, reports []*colonyv1.OutcomeReport) (err error) {
 	span := e.traceIngest(ctx, reports)
 	defer func() { endSpan(span, err, "reports rejected") }()
 	e.mu.Lock()
@@ -286,18 +297,18 @@ func (e *engine) report(ctx context.Context, now time.Time, reports []*colonyv1.
 			newPairs++
 			newByCaller[k.caller]++
 			if n := e.byCaller[k.caller] + newByCaller[k.caller]; n > e.perCaller {
-				return status.Errorf(codes.ResourceExhausted, "reports[%d]: pair %s: caller %q already has %d pairs, its share of the table (MaxBreakerPairsPerCaller %d); idle pairs expire, or colony breaker rm frees one",
+				return newErr(ErrLimit, "reports[%d]: pair %s: caller %q already has %d pairs, its share of the table (MaxBreakerPairsPerCaller %d); idle pairs expire, or colony breaker rm frees one",
 					i, k, k.caller, n-1, e.perCaller)
 			}
 			if len(e.pairs)+newPairs > e.maxPairs {
-				return status.Errorf(codes.ResourceExhausted, "reports[%d]: pair %s would exceed the engine's limit of %d pairs (MaxBreakerPairs); idle pairs expire, or colony breaker rm frees one", i, k, e.maxPairs)
+				return newErr(ErrLimit, "reports[%d]: pair %s would exceed the engine's limit of %d pairs (MaxBreakerPairs); idle pairs expire, or colony breaker rm frees one", i, k, e.maxPairs)
 			}
 			continue
 		}
 		if _, seen := p.reporters[r.Instance]; !seen && len(p.reporters) >= maxPairInstances {
 			p.sweepReporters(now)
 			if len(p.reporters) >= maxPairInstances {
-				return status.Errorf(codes.ResourceExhausted, "reports[%d]: pair %s already has %d reporting instances, its limit", i, k, maxPairInstances)
+				return newErr(ErrLimit, "reports[%d]: pair %s already has %d reporting instances, its limit", i, k, maxPairInstances)
 			}
 		}
 	}
@@ -312,14 +323,14 @@ func (e *engine) report(ctx context.Context, now time.Time, reports []*colonyv1.
 		p.touched = true
 		p.reportSpans = appendRef(p.reportSpans, span.SpanContext())
 		counts := outcome.FromProto(r.Counts)
-		e.s.metrics.countCalls(k, counts)
+		e.metrics.countCalls(k, counts)
 		if p.suspended() {
 			continue
 		}
 		// Validated by the receiving node; Report rechecks and would
 		// reject without counting anything.
 		if err := p.b.Report(now, r.Instance, counts); err != nil {
-			e.s.log.Warn("breaker report rejected", "pair", k, "instance", r.Instance, "err", err)
+			e.log.Warn("breaker report rejected", "pair", k, "instance", r.Instance, "err", err)
 		}
 	}
 	select {
@@ -363,7 +374,7 @@ func (f *fleets) of(caller string) []string {
 // instances (sidecars do: the registration is authoritative, and a holder
 // whose node is gone loses its permits), else those that reported within the
 // window (callers that report without registering).
-func (e *engine) live(f *fleets, p *pair, now time.Time) []string {
+func (e *Engine) live(f *fleets, p *pair, now time.Time) []string {
 	if registered := f.of(p.key.caller); len(registered) > 0 {
 		return registered // sorted by the tree
 	}
@@ -378,11 +389,11 @@ func (e *engine) live(f *fleets, p *pair, now time.Time) []string {
 	return slices.Compact(out)
 }
 
-// run is the engine's loop: it evaluates pairs when reports arrive and on a
+// Run is the engine's loop: it evaluates pairs when reports arrive and on a
 // tick (timers: open deadlines, probe timeouts, override expiry, windows
 // sliding), and writes what changed.
-func (e *engine) run(ctx context.Context) {
-	tick := time.NewTicker(engineTick)
+func (e *Engine) Run(ctx context.Context) {
+	tick := time.NewTicker(Tick)
 	defer tick.Stop()
 	for {
 		all := false
@@ -399,8 +410,8 @@ func (e *engine) run(ctx context.Context) {
 
 // step evaluates the touched pairs (all of them when all is set) at now and
 // writes the changed ones, concurrently so that they share group commits.
-func (e *engine) step(ctx context.Context, now time.Time, all bool) {
-	f := &fleets{v: e.s.fsm.tree.View()}
+func (e *Engine) step(ctx context.Context, now time.Time, all bool) {
+	f := &fleets{v: e.host.View()}
 	var dirty, idle []*pair
 	e.mu.Lock()
 	for _, p := range e.pairs {
@@ -423,7 +434,7 @@ func (e *engine) step(ctx context.Context, now time.Time, all bool) {
 				return nil
 			}, "idle", "colony", fmt.Sprintf("CLOSED, no override, no report for %v", e.idle))
 			if err != nil && !errors.Is(err, errNotIdle) && ctx.Err() == nil {
-				e.s.log.Warn("deleting idle breaker pair failed; will retry", "pair", p.key, "err", err)
+				e.log.Warn("deleting idle breaker pair failed; will retry", "pair", p.key, "err", err)
 			}
 		}
 	}()
@@ -431,7 +442,7 @@ func (e *engine) step(ctx context.Context, now time.Time, all bool) {
 	for _, p := range dirty {
 		wg.Go(func() {
 			if err := e.flush(ctx, p); err != nil && ctx.Err() == nil {
-				e.s.log.Warn("writing breaker record failed; will retry", "pair", p.key, "err", err)
+				e.log.Warn("writing breaker record failed; will retry", "pair", p.key, "err", err)
 			}
 		})
 	}
@@ -439,7 +450,7 @@ func (e *engine) step(ctx context.Context, now time.Time, all bool) {
 }
 
 // evaluate runs the pair's timers and policy at now (under mu).
-func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
+func (e *Engine) evaluate(f *fleets, p *pair, now time.Time) {
 	p.touched = false
 	if o := p.rec.Override; o != nil && !o.Until.IsZero() && !now.Before(o.Until) {
 		from := p.rec.State
@@ -464,7 +475,7 @@ func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
 		})
 		e.setFromBreaker(p, string(t.Evidence.Condition))
 		e.traceDecision(context.Background(), p, t.From, t.To, string(t.Evidence.Condition), shadow, &ev)
-		e.s.log.Info("breaker transition", "pair", p.key, "transition", t.String(), "shadow", shadow)
+		e.log.Info("breaker transition", "pair", p.key, "transition", t.String(), "shadow", shadow)
 		return
 	}
 	if p.b.State() == breaker.HalfOpen {
@@ -482,7 +493,7 @@ func (e *engine) evaluate(f *fleets, p *pair, now time.Time) {
 
 // setFromBreaker copies the breaker's snapshot into the record: as the
 // enforced state, or in shadow mode as the shadow (under mu).
-func (e *engine) setFromBreaker(p *pair, cause string) {
+func (e *Engine) setFromBreaker(p *pair, cause string) {
 	snap := p.b.Snapshot()
 	_, pv := e.policyFor(p.key)
 	p.rec.PolicyVersion = pv
@@ -506,7 +517,7 @@ func (p *pair) nextGeneration() uint64 {
 
 // setOverride puts o on the pair (under mu). It reports whether anything
 // changed.
-func (e *engine) setOverride(p *pair, o breaker.Override, now time.Time) bool {
+func (e *Engine) setOverride(p *pair, o breaker.Override, now time.Time) bool {
 	if cur := p.rec.Override; cur != nil && cur.Mode == o.Mode && cur.Reason == o.Reason && cur.By == o.By && cur.Until.Equal(o.Until) {
 		return false
 	}
@@ -545,13 +556,13 @@ func (e *engine) setOverride(p *pair, o breaker.Override, now time.Time) bool {
 
 // clearOverride ends the pair's override (under mu): the breaker starts
 // again CLOSED with a fresh window and a new generation.
-func (e *engine) clearOverride(p *pair, now time.Time, kind breaker.HistoryKind, by, reason string) {
+func (e *Engine) clearOverride(p *pair, now time.Time, kind breaker.HistoryKind, by, reason string) {
 	o := p.rec.Override
 	from := p.rec.State
 	pol, pv := e.policyFor(p.key)
 	b, err := breaker.Restore(pol, breaker.Record{State: breaker.Closed, Generation: p.nextGeneration(), Since: now}, now, e.breakerOpts()...)
 	if err != nil {
-		e.s.log.Error("restarting breaker after override failed", "pair", p.key, "err", err)
+		e.log.Error("restarting breaker after override failed", "pair", p.key, "err", err)
 		return
 	}
 	p.b = b
@@ -568,7 +579,7 @@ func (e *engine) clearOverride(p *pair, now time.Time, kind breaker.HistoryKind,
 
 // flush writes the pair's record and pending history if they changed, and
 // returns once the write is applied on this node (the leader).
-func (e *engine) flush(ctx context.Context, p *pair) error {
+func (e *Engine) flush(ctx context.Context, p *pair) error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	e.mu.Lock()
@@ -605,18 +616,18 @@ func (e *engine) flush(ctx context.Context, p *pair) error {
 }
 
 // write commits one pair's record (created, or set at the expected version)
-// with its history entries, trimming the history to historyKeep, in one
+// with its history entries, trimming the history to HistoryKeep, in one
 // transaction. It updates p.version (the caller holds p.writeMu). The
 // write is traced as a SpanApply of decisions, whose context the record
 // stores.
-func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, hist []breaker.HistoryEntry, version int64, decisions []trace.SpanContext) (err error) {
+func (e *Engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, hist []breaker.HistoryEntry, version int64, decisions []trace.SpanContext) (err error) {
 	start := time.Now()
 	ctx, span := e.traceApply(ctx, k, &rec, decisions)
 	var index int64 = -1
 	defer func() {
 		endApply(span, index, err)
 		if err == nil {
-			e.s.metrics.recordWrite.Observe(time.Since(start).Seconds())
+			e.metrics.observeWrite(time.Since(start))
 		}
 	}()
 	data, err := json.Marshal(rec)
@@ -629,7 +640,7 @@ func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, h
 	if version < 0 {
 		e.createMu.Lock()
 		defer e.createMu.Unlock()
-		v := e.s.fsm.tree.View()
+		v := e.host.View()
 		for _, dir := range []string{contract.CallerBreakers(k.caller), path.Join(contract.HistoryRoot, k.caller), histDir} {
 			if _, _, err := v.Get(dir); err != nil {
 				ops = append(ops, createOp(dir, nil))
@@ -637,9 +648,9 @@ func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, h
 		}
 		ops = append(ops, createOp(recPath, data))
 	} else {
-		v := e.s.fsm.tree.View()
+		v := e.host.View()
 		ops = append(ops, &colonyv1.Op{Op: &colonyv1.Op_Set{Set: &colonyv1.SetRequest{Path: recPath, Data: data, ExpectedVersion: &version}}})
-		// Keep the newest historyKeep entries, counting the new ones.
+		// Keep the newest HistoryKeep entries, counting the new ones.
 		if names, _, err := v.Children(histDir); err == nil {
 			get := func(n string) []byte {
 				data, _, _ := v.Get(path.Join(histDir, n))
@@ -654,7 +665,7 @@ func (e *engine) write(ctx context.Context, k pairKey, rec breaker.PairRecord, h
 	if version >= 0 {
 		recOp = 0
 	}
-	for _, h := range hist[max(0, len(hist)-historyKeep):] {
+	for _, h := range hist[max(0, len(hist)-HistoryKeep):] {
 		hd, err := json.Marshal(h)
 		if err != nil {
 			return fmt.Errorf("encoding history entry: %w", err)
@@ -692,7 +703,7 @@ var errNotIdle = errors.New("breaker pair is no longer idle")
 // this term for the idle expiry (under mu). The idle clock starts at the
 // later of the last report, the pair's entering memory (this term's start
 // for restored pairs) and its last transition.
-func (e *engine) isIdle(p *pair, now time.Time) bool {
+func (e *Engine) isIdle(p *pair, now time.Time) bool {
 	if p.deleted || p.dirty || p.version < 0 || p.rec.Override != nil ||
 		p.rec.State != breaker.Closed || p.b.State() != breaker.Closed {
 		return false
@@ -709,12 +720,12 @@ func (e *engine) isIdle(p *pair, now time.Time) bool {
 // returns the record as it was. Reports that arrive meanwhile create a new
 // pair, whose record is created only after this deletion (createMu). On a
 // failed write the pair is put back, so memory and tree agree.
-func (e *engine) deletePair(ctx context.Context, k pairKey, check func(*pair) error, cause, by, reason string) (*breaker.PairRecord, error) {
+func (e *Engine) deletePair(ctx context.Context, k pairKey, check func(*pair) error, cause, by, reason string) (*breaker.PairRecord, error) {
 	e.mu.Lock()
 	p := e.pairs[k]
 	e.mu.Unlock()
 	if p == nil {
-		return nil, status.Errorf(codes.NotFound, "no breaker for %s", k)
+		return nil, newErr(ErrNoBreaker, "no breaker for %s", k)
 	}
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
@@ -723,7 +734,7 @@ func (e *engine) deletePair(ctx context.Context, k pairKey, check func(*pair) er
 	e.mu.Lock()
 	if e.pairs[k] != p {
 		e.mu.Unlock()
-		return nil, status.Errorf(codes.NotFound, "no breaker for %s", k)
+		return nil, newErr(ErrNoBreaker, "no breaker for %s", k)
 	}
 	if err := check(p); err != nil {
 		e.mu.Unlock()
@@ -750,8 +761,8 @@ func (e *engine) deletePair(ctx context.Context, k pairKey, check func(*pair) er
 		e.mu.Unlock()
 		return nil, err
 	}
-	e.s.metrics.forgetPair(k)
-	e.s.log.Info("breaker pair deleted", "pair", k, "cause", cause, "state", rec.State, "generation", rec.Generation, "by", by, "reason", reason)
+	e.metrics.forgetPair(k)
+	e.log.Info("breaker pair deleted", "pair", k, "cause", cause, "state", rec.State, "generation", rec.Generation, "by", by, "reason", reason)
 	return &rec, nil
 }
 
@@ -759,8 +770,8 @@ func (e *engine) deletePair(ctx context.Context, k pairKey, check func(*pair) er
 // when it was never written) and history, and the caller's directories when
 // this was their last pair (the caller holds createMu, under which every
 // record and directory is created).
-func (e *engine) deleteRecords(ctx context.Context, k pairKey, version int64) error {
-	v := e.s.fsm.tree.View()
+func (e *Engine) deleteRecords(ctx context.Context, k pairKey, version int64) error {
+	v := e.host.View()
 	del := func(p string, ver *int64) *colonyv1.Op {
 		return &colonyv1.Op{Op: &colonyv1.Op_Delete{Delete: &colonyv1.DeleteRequest{Path: p, ExpectedVersion: ver}}}
 	}
@@ -768,7 +779,7 @@ func (e *engine) deleteRecords(ctx context.Context, k pairKey, version int64) er
 	names, _, _ := v.Children(histDir)
 	// History first, in transactions that fit MaxOps: they only ever grow
 	// through this pair's writes, which writeMu holds off.
-	chunk := max(1, min(historyKeep, e.s.cfg.MaxOps-4))
+	chunk := max(1, min(HistoryKeep, e.limits.MaxOps-4))
 	for len(names) > chunk {
 		ops := make([]*colonyv1.Op, 0, chunk)
 		for _, n := range names[:chunk] {
@@ -803,13 +814,13 @@ func (e *engine) deleteRecords(ctx context.Context, k pairKey, version int64) er
 }
 
 // historyToTrim returns the stored history entries (names, h-<seq>) to
-// delete so that, with the new entries added, historyKeep remain: the
+// delete so that, with the new entries added, HistoryKeep remain: the
 // oldest, except the newest trip (a CLOSED -> OPEN transition), which
 // started the episode the pair may still be in. OPEN/HALF_OPEN cycles
 // (re-opens, half-open timeouts) add entries for as long as the callee stays
 // down, and must not push out why it went down. get reads a stored entry.
 func historyToTrim(names []string, added []breaker.HistoryEntry, get func(string) []byte) []string {
-	drop := len(names) + len(added) - historyKeep
+	drop := len(names) + len(added) - HistoryKeep
 	if drop <= 0 {
 		return nil
 	}
@@ -842,14 +853,13 @@ func historyToTrim(names []string, added []breaker.HistoryEntry, get func(string
 	return out
 }
 
-// propose commits ops as one transaction through this node, the leader, and
+// propose commits ops as one transaction through the host, the leader, and
 // returns the result of a transaction that succeeded.
-func (e *engine) propose(ctx context.Context, ops []*colonyv1.Op) (*colonyv1.MultiResponse, error) {
-	if err := ztree.ValidateOps(ops, e.s.limits); err != nil {
+func (e *Engine) propose(ctx context.Context, ops []*colonyv1.Op) (*colonyv1.MultiResponse, error) {
+	if err := ztree.ValidateOps(ops, e.limits); err != nil {
 		return nil, err
 	}
-	cmd := &peerv1.Command{RequestId: newRequestID(), Op: &peerv1.Command_Txn{Txn: &peerv1.Txn{Ops: ops}}}
-	_, res, err := e.s.applyLocal(ctx, cmd)
+	res, err := e.host.Commit(ctx, ops)
 	if err != nil {
 		return nil, err
 	}
@@ -858,7 +868,7 @@ func (e *engine) propose(ctx context.Context, ops []*colonyv1.Op) (*colonyv1.Mul
 	}
 	txn := res.GetTxn()
 	if txn == nil || len(txn.Results) != len(ops) {
-		return nil, fmt.Errorf("coordinator: malformed transaction result %v", res)
+		return nil, fmt.Errorf("engine: malformed transaction result %v", res)
 	}
 	if !txn.Succeeded {
 		return nil, fmt.Errorf("op %d: %w", txn.FailedOp, ztree.FromOpError(txn.Results[txn.FailedOp].GetError()))
