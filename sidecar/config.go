@@ -48,7 +48,8 @@ func ParseMode(s string) (Mode, error) {
 // ephemeral node of its session): how to reach the instance.
 type Registration = contract.Registration
 
-// Config configures a Sidecar.
+// Config configures a Sidecar. A zero field that has a default in
+// DefaultConfig takes it.
 type Config struct {
 	// Service and Instance name this instance; Instance must be unique in
 	// the service (a pod name, host:port...).
@@ -58,21 +59,23 @@ type Config struct {
 	// Address is the service's own host:port, registered for callers.
 	Address string
 	Zone    string
-	// Protocol is "grpc" (default) or "http".
+	// Protocol is "grpc" or "http". Zero: DefaultConfig's (grpc).
 	Protocol string
 	// APIAddr is where the sidecar serves its local API (and, when an
-	// enforcer registers on the same server, xDS): default 127.0.0.1:7500.
+	// enforcer registers on the same server, xDS). Zero: DefaultConfig's.
 	APIAddr string
 	// ReportInterval is how often summed outcomes go to the coordinator.
+	// Zero: DefaultConfig's.
 	ReportInterval time.Duration
 	// SessionTTL is the coordinator session's TTL: the instance's
-	// registration disappears this long after the sidecar dies.
+	// registration disappears this long after the sidecar dies. Zero:
+	// DefaultConfig's.
 	SessionTTL time.Duration
 	// DegradedAfter is how long the coordinator may stay silent before
-	// DegradedMode applies.
+	// DegradedMode applies. Zero: DefaultConfig's.
 	DegradedAfter time.Duration
-	// DegradedMode applies when the coordinator is unreachable (default
-	// LastKnown); DegradedModes overrides it per callee.
+	// DegradedMode applies when the coordinator is unreachable (zero:
+	// DefaultConfig's, LastKnown); DegradedModes overrides it per callee.
 	DegradedMode  Mode
 	DegradedModes map[string]Mode
 	// Callees, when set, limits the data plane's resources to these services
@@ -80,7 +83,8 @@ type Config struct {
 	// registered service, which in a large mesh makes every sidecar carry
 	// every service (Istio's Sidecar resource solves the same problem).
 	Callees []string
-	Logger  *slog.Logger
+	// Logger receives the sidecar's logs. Nil: slog.Default().
+	Logger *slog.Logger
 	// TracerProvider, when set, traces the sidecar's part of a transition's
 	// path (watch delivery, xDS ACKs), linked to the coordinator's spans
 	// through the records' traceparent. Nil: no spans.
@@ -89,24 +93,41 @@ type Config struct {
 	Metrics prometheus.Registerer
 }
 
+// DefaultConfig returns a Config with every default filled in: the one
+// place the sidecar's defaults are written (colony sidecar's flags read
+// theirs from it). Service, Instance, Coordinators and Address are left
+// empty; they have no default.
+func DefaultConfig() Config {
+	return Config{
+		Protocol:       "grpc",
+		APIAddr:        "127.0.0.1:7500",
+		ReportInterval: 250 * time.Millisecond,
+		SessionTTL:     6 * time.Second,
+		DegradedAfter:  5 * time.Second,
+		DegradedMode:   LastKnown,
+	}
+}
+
+// withDefaults fills the zero fields of cfg from DefaultConfig.
 func (cfg *Config) withDefaults() {
+	def := DefaultConfig()
 	if cfg.Protocol == "" {
-		cfg.Protocol = "grpc"
+		cfg.Protocol = def.Protocol
 	}
 	if cfg.APIAddr == "" {
-		cfg.APIAddr = "127.0.0.1:7500"
+		cfg.APIAddr = def.APIAddr
 	}
 	if cfg.ReportInterval == 0 {
-		cfg.ReportInterval = 250 * time.Millisecond
+		cfg.ReportInterval = def.ReportInterval
 	}
 	if cfg.SessionTTL == 0 {
-		cfg.SessionTTL = 6 * time.Second
+		cfg.SessionTTL = def.SessionTTL
 	}
 	if cfg.DegradedAfter == 0 {
-		cfg.DegradedAfter = 5 * time.Second
+		cfg.DegradedAfter = def.DegradedAfter
 	}
 	if cfg.DegradedMode == "" {
-		cfg.DegradedMode = LastKnown
+		cfg.DegradedMode = def.DegradedMode
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
