@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"strconv"
 	"time"
 
@@ -38,10 +37,10 @@ const (
 
 // ParseMode parses a degraded mode name.
 func ParseMode(s string) (Mode, error) {
-	if slices.Contains(breaker.DegradedModes, s) { // one list: what policies accept
+	if breaker.IsDegradedMode(s) { // one list: what policies accept
 		return Mode(s), nil
 	}
-	return "", fmt.Errorf("unknown degraded mode %q (want one of %v)", s, breaker.DegradedModes)
+	return "", fmt.Errorf("unknown degraded mode %q (want one of %v)", s, breaker.DegradedModes())
 }
 
 // Registration is what a sidecar writes at contract.RegistrationPath (an
