@@ -88,7 +88,12 @@ type Sidecar struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// wg counts every goroutine the sidecar starts (goFunc); Close waits
+	// for them. goMu and stopped keep goFunc from adding to wg once Close
+	// waits on it (a gRPC handler may still be running then).
+	wg      sync.WaitGroup
+	goMu    sync.Mutex
+	stopped bool
 }
 
 type coordRecord struct {
@@ -186,12 +191,21 @@ func (s *Sidecar) GRPCServer() *grpc.Server { return s.grpc }
 // Addr returns the address of the local API.
 func (s *Sidecar) Addr() string { return s.lis.Addr().String() }
 
-func (s *Sidecar) goFunc(f func()) {
+// goFunc runs f on a goroutine that Close waits for. f must return once
+// s.ctx is done or the gRPC server has stopped. It reports false, and does
+// not run f, when Close has already started waiting.
+func (s *Sidecar) goFunc(f func()) bool {
+	s.goMu.Lock()
+	defer s.goMu.Unlock()
+	if s.stopped {
+		return false
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		f()
 	}()
+	return true
 }
 
 // Close deregisters the instance (closing its session) and stops every
@@ -214,7 +228,10 @@ func (s *Sidecar) Close() error {
 		delete(s.subs, ch)
 	}
 	s.mu.Unlock()
-	s.grpc.Stop()
+	s.grpc.Stop() // ends every stream, so handler goroutines' Recv returns
+	s.goMu.Lock()
+	s.stopped = true
+	s.goMu.Unlock()
 	s.wg.Wait()
 	return errors.Join(err, s.c.Close())
 }
