@@ -9,7 +9,8 @@ import (
 	"github.com/colonymesh/colony/breaker"
 )
 
-// stale returns how long ago the coordinator last answered (under mu).
+// staleLocked returns how long ago the coordinator last answered, -1 if
+// it never did (under mu).
 func (s *Sidecar) staleLocked(now time.Time) time.Duration {
 	last := s.lastReply
 	if s.session != nil && s.session.LastAck().After(last) {
@@ -34,6 +35,17 @@ func (s *Sidecar) modeFor(callee string) Mode {
 	return s.cfg.DegradedMode
 }
 
+// shouldDegrade is the degraded-mode decision: the coordinator last
+// answered stale ago (negative: never), the sidecar started up ago, and the
+// coordinator may stay silent for after. A sidecar that never reached the
+// coordinator counts its silence from its start.
+func shouldDegrade(stale, up, after time.Duration) bool {
+	if stale < 0 {
+		return up > after
+	}
+	return stale > after
+}
+
 // runStaleness watches how long the coordinator has been silent and
 // switches degraded modes on and off.
 func (s *Sidecar) runStaleness() {
@@ -47,7 +59,7 @@ func (s *Sidecar) runStaleness() {
 		}
 		s.mu.Lock()
 		stale := s.staleLocked(time.Now())
-		degraded := stale < 0 && time.Since(s.started) > s.cfg.DegradedAfter || stale > s.cfg.DegradedAfter
+		degraded := shouldDegrade(stale, time.Since(s.started), s.cfg.DegradedAfter)
 		changed := degraded != s.degraded
 		s.degraded = degraded
 		if changed && !degraded {
