@@ -6,6 +6,9 @@
 // what to enforce to the local data plane (the xDS server for Envoy and
 // proxyless gRPC, and apps following WatchBreakers). When the coordinator is
 // unreachable for longer than a grace period it applies a degraded mode.
+//
+// Each of those parts has its own file (config.go, session.go, appliers.go,
+// view.go, degraded.go, reports.go, status.go); DESIGN.md maps them.
 package sidecar
 
 import (
