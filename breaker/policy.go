@@ -96,8 +96,16 @@ type Policy struct {
 	DegradedMode string `json:"degradedMode,omitempty" yaml:"degradedMode,omitempty"`
 }
 
-// DegradedModes are the values of Policy.DegradedMode.
-var DegradedModes = []string{"last-known", "local", "fail-open", "fail-closed"}
+// degradedModes are the values of Policy.DegradedMode. An array, so no
+// caller can change what every policy and sidecar accepts.
+var degradedModes = [...]string{"last-known", "local", "fail-open", "fail-closed"}
+
+// DegradedModes returns the values of Policy.DegradedMode (a copy: changing
+// it changes nothing else).
+func DegradedModes() []string { return slices.Clone(degradedModes[:]) }
+
+// IsDegradedMode reports whether s is one of DegradedModes.
+func IsDegradedMode(s string) bool { return slices.Contains(degradedModes[:], s) }
 
 // DefaultPolicy returns the policy Colony uses when a callee has none: trip
 // at 50% failures over 10s (at least 20 calls) seen by at least 2 caller
@@ -205,8 +213,8 @@ func (p Policy) Validate() error {
 		add("minFailingInstances: %d must be >= 0", p.MinFailingInstances)
 	}
 	unit("minFailingShare", p.MinFailingShare)
-	if p.DegradedMode != "" && !slices.Contains(DegradedModes, p.DegradedMode) {
-		add("degradedMode: %q is not one of %v (or empty: the sidecar's setting)", p.DegradedMode, DegradedModes)
+	if p.DegradedMode != "" && !IsDegradedMode(p.DegradedMode) {
+		add("degradedMode: %q is not one of %v (or empty: the sidecar's setting)", p.DegradedMode, degradedModes)
 	}
 
 	if err := errors.Join(errs...); err != nil {

@@ -138,3 +138,27 @@ func TestPolicyJSON(t *testing.T) {
 		t.Errorf("bad duration: %v", err)
 	}
 }
+
+// TestDegradedModesCannotBeChanged: DegradedModes hands out a copy, so a
+// caller that changes it changes neither what policies accept nor what the
+// next caller gets.
+func TestDegradedModesCannotBeChanged(t *testing.T) {
+	modes := breaker.DegradedModes()
+	want := strings.Join(modes, ",")
+	for _, m := range modes {
+		p := breaker.DefaultPolicy()
+		p.DegradedMode = m
+		if err := p.Validate(); err != nil {
+			t.Errorf("degradedMode %q: %v", m, err)
+		}
+	}
+	modes[0] = "anything-goes"
+	if got := strings.Join(breaker.DegradedModes(), ","); got != want {
+		t.Fatalf("DegradedModes() = %s after changing a copy, want %s", got, want)
+	}
+	p := breaker.DefaultPolicy()
+	p.DegradedMode = "anything-goes"
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "degradedMode") {
+		t.Fatalf("degradedMode %q after changing a copy: %v, want it rejected", p.DegradedMode, err)
+	}
+}

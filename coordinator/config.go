@@ -166,6 +166,8 @@ type Config struct {
 
 // DefaultConfig returns a configuration with LAN-friendly raft timings and
 // the documented limits. Identity, addresses and the data dir are left empty.
+// It is the one place the defaults are written: New fills a zero limit from
+// it, and colony coordinator's flags read theirs from it.
 func DefaultConfig() Config {
 	return Config{
 		RaftAddr:           "127.0.0.1:7401",
@@ -185,6 +187,16 @@ func DefaultConfig() Config {
 		MaxSessionTTL:      5 * time.Minute,
 		LeaderWait:         5 * time.Second,
 		ReapInterval:       time.Second,
+
+		MaxWatchesPerConn:  10000,
+		MaxWatches:         100000,
+		MaxSessions:        100000,
+		MaxSessionsPerConn: 1000,
+		MaxParkedReads:     10000,
+
+		BreakerIdleExpiry: 24 * time.Hour,
+		MaxBreakerPairs:   10000,
+		// MaxBreakerPairsPerCaller stays zero: it follows MaxBreakerPairs.
 
 		WatchBatchBytes:       16 << 10,
 		MaxWatchBytesPerConn:  16 << 20,
@@ -251,51 +263,37 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// withDefaults fills the zero limits of c from DefaultConfig (and
+// MaxBreakerPairsPerCaller from MaxBreakerPairs).
 func (c *Config) withDefaults() {
-	if c.MaxDataBytes == 0 {
-		c.MaxDataBytes = 1 << 20
+	def := DefaultConfig()
+	fill := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
 	}
-	if c.MaxOps == 0 {
-		c.MaxOps = 1024
-	}
-	if c.MaxAppendEntries == 0 {
-		c.MaxAppendEntries = 256
-	}
-	if c.MaxWatchesPerConn == 0 {
-		c.MaxWatchesPerConn = 10000
-	}
-	if c.MaxWatches == 0 {
-		c.MaxWatches = 100000
-	}
-	if c.WatchBatchBytes == 0 {
-		c.WatchBatchBytes = 16 << 10
-	}
-	if c.MaxWatchBytesPerConn == 0 {
-		c.MaxWatchBytesPerConn = 16 << 20
-	}
+	fill(&c.MaxDataBytes, def.MaxDataBytes)
+	fill(&c.MaxOps, def.MaxOps)
+	fill(&c.MaxAppendEntries, def.MaxAppendEntries)
+	fill(&c.MaxWatchesPerConn, def.MaxWatchesPerConn)
+	fill(&c.MaxWatches, def.MaxWatches)
+	fill(&c.WatchBatchBytes, def.WatchBatchBytes)
+	fill(&c.MaxWatchBytesPerConn, def.MaxWatchBytesPerConn)
+	fill(&c.MaxSessionsPerConn, def.MaxSessionsPerConn)
+	fill(&c.MaxSessions, def.MaxSessions)
+	fill(&c.MaxBreakerPairs, def.MaxBreakerPairs)
+	fill(&c.MaxParkedReads, def.MaxParkedReads)
 	if c.WatchProgressInterval == 0 {
-		c.WatchProgressInterval = 5 * time.Second
+		c.WatchProgressInterval = def.WatchProgressInterval
 	}
 	if c.DiskStallTimeout == 0 {
-		c.DiskStallTimeout = 5 * time.Second
-	}
-	if c.MaxSessionsPerConn == 0 {
-		c.MaxSessionsPerConn = 1000
-	}
-	if c.MaxSessions == 0 {
-		c.MaxSessions = 100000
+		c.DiskStallTimeout = def.DiskStallTimeout
 	}
 	if c.BreakerIdleExpiry == 0 {
-		c.BreakerIdleExpiry = 24 * time.Hour
-	}
-	if c.MaxBreakerPairs == 0 {
-		c.MaxBreakerPairs = 10000
+		c.BreakerIdleExpiry = def.BreakerIdleExpiry
 	}
 	if c.MaxBreakerPairsPerCaller == 0 {
 		c.MaxBreakerPairsPerCaller = max(100, c.MaxBreakerPairs/10)
-	}
-	if c.MaxParkedReads == 0 {
-		c.MaxParkedReads = 10000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -154,9 +154,11 @@ func (l *locks) Hold(stream colonyv1.Locks_HoldServer) error {
 	if err := stream.Send(&colonyv1.HoldResponse{Token: uint64(g.Token()), Path: g.Path()}); err != nil {
 		return err
 	}
-	// The app releases by sending release or by closing its side.
+	// The app releases by sending release or by closing its side. The
+	// reader is the sidecar's (Close waits for it): it may outlive this
+	// handler until gRPC ends the stream, which Close's server stop does.
 	released := make(chan struct{})
-	go func() {
+	if !l.s.goFunc(func() {
 		defer close(released)
 		for {
 			req, err := stream.Recv()
@@ -164,7 +166,9 @@ func (l *locks) Hold(stream colonyv1.Locks_HoldServer) error {
 				return
 			}
 		}
-	}()
+	}) {
+		return status.Error(codes.Unavailable, "sidecar shutting down") // the deferred session close releases the lock
+	}
 	select {
 	case <-released:
 	case <-ctx.Done():
@@ -222,7 +226,14 @@ func (l *locks) Acquire(ctx context.Context, req *colonyv1.AcquireRequest) (*col
 	l.mu.Lock()
 	l.leases[id] = ls
 	l.mu.Unlock()
-	l.s.goFunc(func() { l.watchLease(id, ls, g) })
+	if !l.s.goFunc(func() { l.watchLease(id, ls, g) }) {
+		l.mu.Lock()
+		delete(l.leases, id)
+		l.mu.Unlock()
+		closeSession(sess)
+		l.end()
+		return nil, status.Error(codes.Unavailable, "sidecar shutting down")
+	}
 	return &colonyv1.AcquireResponse{LeaseId: id, Token: uint64(g.Token()), Path: g.Path()}, nil
 }
 

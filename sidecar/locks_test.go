@@ -162,3 +162,51 @@ func TestSidecarElections(t *testing.T) {
 	}
 	waitLeader("s2")
 }
+
+// TestCloseEndsGrants: closing a sidecar while an app holds a lock through a
+// Hold stream and another through an Acquire lease ends both streams and
+// leases (Close waits for the goroutines that serve them) and releases the
+// locks, so another instance takes them at once.
+func TestCloseEndsGrants(t *testing.T) {
+	srv := coordinatortest.StartNode(t)
+	a := startSidecar(t, srv.Addr(), "billing", "b1", 9311)
+	b := startSidecar(t, srv.Addr(), "billing", "b2", 9312)
+	la := colonyv1.NewLocksClient(dialSidecar(t, a.Addr()))
+	lb := colonyv1.NewLocksClient(dialSidecar(t, b.Addr()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	hold, err := la.Hold(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hold.Send(&colonyv1.HoldRequest{Name: "held", TtlMs: 30000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := la.Acquire(ctx, &colonyv1.AcquireRequest{Name: "leased", TtlMs: 30000}); err != nil {
+		t.Fatal(err)
+	}
+
+	closed := make(chan error, 1)
+	go func() { closed <- a.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close did not return while an app held a lock")
+	}
+	if _, err := hold.Recv(); err == nil {
+		t.Fatal("the Hold stream is still open after Close")
+	}
+	for _, name := range []string{"held", "leased"} {
+		resp, err := lb.Acquire(ctx, &colonyv1.AcquireRequest{Name: name, Try: true})
+		if err != nil {
+			t.Fatalf("%s after the holder's sidecar closed: %v, want it free", name, err)
+		}
+		if _, err := lb.Release(ctx, &colonyv1.LeaseRequest{LeaseId: resp.LeaseId}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

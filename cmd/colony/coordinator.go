@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -58,7 +57,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCoordinator(cmd.Context(), f) },
 	}
 	fl := cmd.Flags()
-	c := &f.cfg
+	c := &f.cfg // DefaultConfig: every flag's default is the library's
 	fl.StringVar(&c.NodeID, "id", "", "node id, stable across restarts (required)")
 	fl.StringVar(&c.DataDir, "data-dir", "", "directory for the raft log and snapshots (required)")
 	fl.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "raft transport listen address")
@@ -83,16 +82,16 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.IntVar(&c.MaxDataBytes, "max-data-bytes", c.MaxDataBytes, "largest znode data")
 	fl.DurationVar(&c.MinSessionTTL, "min-session-ttl", c.MinSessionTTL, "smallest session TTL granted")
 	fl.DurationVar(&c.MaxSessionTTL, "max-session-ttl", c.MaxSessionTTL, "largest session TTL granted")
-	fl.IntVar(&c.MaxWatchesPerConn, "max-watches-per-conn", 10000, "open watches one client connection may hold on this node")
-	fl.IntVar(&c.MaxWatches, "max-watches", 100000, "open watches this node serves")
+	fl.IntVar(&c.MaxWatchesPerConn, "max-watches-per-conn", c.MaxWatchesPerConn, "open watches one client connection may hold on this node")
+	fl.IntVar(&c.MaxWatches, "max-watches", c.MaxWatches, "open watches this node serves")
 	fl.IntVar(&c.MaxWatchBytesPerConn, "max-watch-bytes-per-conn", c.MaxWatchBytesPerConn, "bytes of watch messages one client connection may have queued on this node; a watch that would exceed it is cut (clients resume it)")
 	fl.DurationVar(&c.WatchProgressInterval, "watch-progress-interval", c.WatchProgressInterval, "how often an idle watch that asked for progress notifications gets one")
 	fl.DurationVar(&c.DiskStallTimeout, "disk-stall-timeout", c.DiskStallTimeout, "a raft log write hung this long makes a leader fail its heartbeats, so a node with a working disk takes over; negative: never")
-	fl.IntVar(&c.MaxSessions, "max-sessions", 100000, "open sessions in the cluster (checked where a session is opened)")
-	fl.IntVar(&c.MaxSessionsPerConn, "max-sessions-per-conn", 1000, "open sessions opened through one client connection on this node")
-	fl.DurationVar(&c.BreakerIdleExpiry, "breaker-idle-expiry", 24*time.Hour, "the leader deletes a breaker pair that is CLOSED, has no override and got no report for this long")
-	fl.IntVar(&c.MaxBreakerPairs, "max-breaker-pairs", 10000, "caller -> callee pairs the breaker engine tracks (overrides get a reserve of max(10, 1%) above it)")
-	fl.IntVar(&c.MaxBreakerPairsPerCaller, "max-breaker-pairs-per-caller", 0, "pairs one caller service's reports may create (0: max(100, max-breaker-pairs/10))")
+	fl.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "open sessions in the cluster (checked where a session is opened)")
+	fl.IntVar(&c.MaxSessionsPerConn, "max-sessions-per-conn", c.MaxSessionsPerConn, "open sessions opened through one client connection on this node")
+	fl.DurationVar(&c.BreakerIdleExpiry, "breaker-idle-expiry", c.BreakerIdleExpiry, "the leader deletes a breaker pair that is CLOSED, has no override and got no report for this long")
+	fl.IntVar(&c.MaxBreakerPairs, "max-breaker-pairs", c.MaxBreakerPairs, "caller -> callee pairs the breaker engine tracks (overrides get a reserve of max(10, 1%) above it)")
+	fl.IntVar(&c.MaxBreakerPairsPerCaller, "max-breaker-pairs-per-caller", c.MaxBreakerPairsPerCaller, "pairs one caller service's reports may create (0: max(100, max-breaker-pairs/10))")
 	fl.DurationVar(&c.LeaderWait, "leader-wait", c.LeaderWait, "how long requests wait for a leader during an election")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:7402 (default: off)")

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path"
-	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -85,7 +87,7 @@ func explain(cmd *cobra.Command, err error) error {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		msg := err.Error()
-		if want := flagValueHint(cmd, msg); want != "" {
+		if want := flagValueHint(err); want != "" {
 			msg += " (" + want + ")"
 		}
 		return &hinted{err: err, msg: msg, hint: fmt.Sprintf("Usage: %s\nSee '%s --help'.", cmd.UseLine(), cmd.CommandPath())}
@@ -144,15 +146,57 @@ func unavailable(err error) bool {
 	return errors.Is(err, client.ErrUnavailable) || status.Code(err) == codes.Unavailable
 }
 
-var dialError = regexp.MustCompile(`(dial \w+ [^":]*:?[^":]*: [^"]*|name resolver error[^"]*|produced zero addresses)`)
-
-// connectionProblem reports whether an Unavailable error is gRPC failing to
+// connectionProblem reports whether an Unavailable error is a failure to
 // connect (rather than a coordinator answering that it cannot serve) and,
 // if so, why, without gRPC's wrapping.
+//
+// It asks the error values first: a dial or name lookup that failed in
+// this process is a *net.OpError or *net.DNSError. gRPC hides the cause of
+// a failed connection: its error is an Unavailable status whose message is
+// the only trace of the dial, so for those the message is read
+// (grpcConnectionProblem).
 func connectionProblem(err error) (string, bool) {
-	msg := err.Error()
-	if m := dialError.FindString(msg); m != "" {
-		return strings.TrimSuffix(m, `"`), true
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.Error(), true
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return opErr.Error(), true
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+		return err.Error(), true
+	}
+	if status.Code(err) != codes.Unavailable {
+		return "", false
+	}
+	return grpcConnectionProblem(err.Error())
+}
+
+// grpcConnectionProblem reads gRPC's text for a connection it could not
+// make or keep. The first of these gives the reason: the dial's own error
+// (`connection error: desc = "transport: Error while dialing: dial tcp
+// ADDR: connect: connection refused"`), a name resolver's error, or a
+// resolver that produced zero addresses. Other transport failures give the
+// whole message.
+func grpcConnectionProblem(msg string) (string, bool) {
+	reason, at := "", len(msg)
+	for _, s := range []string{"dial ", "name resolver error", "produced zero addresses"} {
+		i := strings.Index(msg, s)
+		if i < 0 || i >= at {
+			continue
+		}
+		r, _, _ := strings.Cut(msg[i:], `"`)
+		if s == "dial " && !strings.Contains(r, ": ") {
+			continue // not a dial error's text ("dial tcp ADDR: ...")
+		}
+		if s == "produced zero addresses" {
+			r = s
+		}
+		reason, at = r, i
+	}
+	if reason != "" {
+		return reason, true
 	}
 	for _, s := range []string{"connection error", "connection refused", "no such host", "connection reset", "transport is closing"} {
 		if strings.Contains(msg, s) {
@@ -171,20 +215,14 @@ func endpointsText(cmd *cobra.Command) string {
 	return strings.Join(eps, ", ")
 }
 
-var badFlagValue = regexp.MustCompile(`invalid argument ".*" for "(?:-\w, )?--([\w-]+)" flag`)
-
 // flagValueHint says what a flag of a common type wants, for a value that
-// did not parse.
-func flagValueHint(cmd *cobra.Command, msg string) string {
-	m := badFlagValue.FindStringSubmatch(msg)
-	if m == nil {
+// did not parse (pflag's *InvalidValueError names the flag).
+func flagValueHint(err error) string {
+	var bad *pflag.InvalidValueError
+	if !errors.As(err, &bad) || bad.GetFlag() == nil {
 		return ""
 	}
-	fl := cmd.Flags().Lookup(m[1])
-	if fl == nil {
-		return ""
-	}
-	switch fl.Value.Type() {
+	switch bad.GetFlag().Value.Type() {
 	case "duration":
 		return "want a duration like 500ms, 10s or 1m30s"
 	case "int", "int32", "int64":

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -48,6 +51,35 @@ func TestExplain(t *testing.T) {
 			args:    []string{"kv", "set", "/a", "b"},
 			err:     &clientErr{status.New(codes.Unavailable, "coordinator: no leader known"), client.ErrUnavailable},
 			want:    []string{"the coordinator at 127.0.0.1:7400 cannot serve the request: coordinator: no leader known", "colony cluster status", "colony cluster wait"},
+			matches: client.ErrUnavailable,
+		},
+		{
+			name: "a dial that failed in this process",
+			args: []string{"kv", "get", "/a"},
+			err: fmt.Errorf("%w: %w", client.ErrUnavailable, &net.OpError{Op: "dial", Net: "tcp",
+				Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7400}, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}),
+			want:    []string{"no coordinator reachable at 127.0.0.1:7400: dial tcp 127.0.0.1:7400: connect: connection refused", "colony dev"},
+			matches: syscall.ECONNREFUSED,
+		},
+		{
+			name:    "a name that does not resolve",
+			args:    []string{"kv", "get", "/a", "--endpoints", "coord.invalid:7400"},
+			err:     fmt.Errorf("%w: %w", client.ErrUnavailable, &net.DNSError{Err: "no such host", Name: "coord.invalid", IsNotFound: true}),
+			want:    []string{"no coordinator reachable at coord.invalid:7400: lookup coord.invalid: no such host", "colony dev"},
+			matches: client.ErrUnavailable,
+		},
+		{
+			name:    "gRPC's resolver found no address",
+			args:    []string{"kv", "get", "/a", "--endpoints", "coord.invalid:7400"},
+			err:     &clientErr{status.New(codes.Unavailable, `name resolver error: produced zero addresses`), client.ErrUnavailable},
+			want:    []string{"no coordinator reachable at coord.invalid:7400: name resolver error: produced zero addresses"},
+			matches: client.ErrUnavailable,
+		},
+		{
+			name:    "a connection that broke",
+			args:    []string{"kv", "get", "/a"},
+			err:     &clientErr{status.New(codes.Unavailable, "transport is closing"), client.ErrUnavailable},
+			want:    []string{"no coordinator reachable at 127.0.0.1:7400: transport is closing", "colony dev"},
 			matches: client.ErrUnavailable,
 		},
 		{

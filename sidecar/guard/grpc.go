@@ -28,10 +28,6 @@ var grpcFailures = [17]bool{
 	codes.Internal: true, codes.Unavailable: true, codes.DataLoss: true,
 }
 
-// SlowCall is the duration above which a call counts as slow (the default
-// policy has no slow-call condition; set it to match yours).
-var SlowCall = time.Duration(0)
-
 // UnaryClientInterceptor checks every unary call on the connection against
 // the breaker of the pair this service -> callee. A rejected call fails with
 // codes.Unavailable and a message naming the breaker, without a network
@@ -55,7 +51,7 @@ func (g *Guard) UnaryClientInterceptor(callee string) grpc.UnaryClientIntercepto
 		start := time.Now()
 		var pr peer.Peer
 		err = invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&pr))...)
-		p.finishGRPC(err, pr.Addr != nil, time.Since(start))
+		p.finishGRPC(err, pr.Addr != nil, g.slow(time.Since(start)))
 		return err
 	}
 }
@@ -78,7 +74,7 @@ func transportFailure(st *status.Status) bool {
 	return false
 }
 
-func (p Permit) finishGRPC(err error, reachedServer bool, took time.Duration) {
+func (p Permit) finishGRPC(err error, reachedServer, slow bool) {
 	st, _ := status.FromError(err)
 	code := st.Code()
 	switch {
@@ -93,7 +89,7 @@ func (p Permit) finishGRPC(err error, reachedServer bool, took time.Duration) {
 			p.c.rejected.Add(1)
 		}
 	default:
-		p.Done(int(code) < len(grpcFailures) && grpcFailures[code], SlowCall > 0 && took > SlowCall)
+		p.Done(int(code) < len(grpcFailures) && grpcFailures[code], slow)
 	}
 }
 
@@ -130,10 +126,16 @@ func (g *Guard) RoundTripper(callee string, next http.RoundTripper) http.RoundTr
 				p.c.rejected.Add(1)
 			}
 		default:
-			p.Done(resp.StatusCode >= 500, SlowCall > 0 && took > SlowCall)
+			p.Done(resp.StatusCode >= 500, g.slow(took))
 		}
 		return resp, err
 	})
+}
+
+// slow reports whether a call that took this long counts as slow
+// (Config.SlowCall).
+func (g *Guard) slow(took time.Duration) bool {
+	return g.cfg.SlowCall > 0 && took > g.cfg.SlowCall
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)

@@ -70,7 +70,13 @@ type Config struct {
 	Instance string
 	// ReportInterval is how often outcomes go to the sidecar (default 100ms).
 	ReportInterval time.Duration
-	Logger         *slog.Logger
+	// SlowCall is the duration above which a call through the guard's
+	// interceptor or RoundTripper counts as slow. Zero: no call is slow
+	// (the default policy has no slow-call condition); set it to your
+	// policy's slowCallDuration. It is read, never written, while calls
+	// run: the Guard keeps its own copy of the Config.
+	SlowCall time.Duration
+	Logger   *slog.Logger
 }
 
 // pair is one callee's breaker as the guard enforces it. Replaced as a

@@ -1,0 +1,176 @@
+package sidecar
+
+// Configuration: the Config a Sidecar starts from, its defaults and its
+// validation, and the degraded modes a configuration names.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
+)
+
+// Mode is how the sidecar decides what to enforce.
+type Mode string
+
+const (
+	// ModeCoordinator: the coordinator's records, fresh.
+	ModeCoordinator Mode = "coordinator"
+	// LastKnown keeps enforcing the last records received (fail-static).
+	LastKnown Mode = "last-known"
+	// Local runs a breaker per pair on this instance's own outcomes
+	// (gobreaker's semantics, from the pair's policy).
+	Local Mode = "local"
+	// FailOpen lets every call through.
+	FailOpen Mode = "fail-open"
+	// FailClosed rejects every call.
+	FailClosed Mode = "fail-closed"
+)
+
+// ParseMode parses a degraded mode name.
+func ParseMode(s string) (Mode, error) {
+	if breaker.IsDegradedMode(s) { // one list: what policies accept
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("unknown degraded mode %q (want one of %v)", s, breaker.DegradedModes())
+}
+
+// Registration is what a sidecar writes at contract.RegistrationPath (an
+// ephemeral node of its session): how to reach the instance.
+type Registration = contract.Registration
+
+// Config configures a Sidecar. A zero field that has a default in
+// DefaultConfig takes it.
+type Config struct {
+	// Service and Instance name this instance; Instance must be unique in
+	// the service (a pod name, host:port...).
+	Service, Instance string
+	// Coordinators are the coordinator nodes' gRPC addresses.
+	Coordinators []string
+	// Address is the service's own host:port, registered for callers.
+	Address string
+	Zone    string
+	// Protocol is "grpc" or "http". Zero: DefaultConfig's (grpc).
+	Protocol string
+	// APIAddr is where the sidecar serves its local API (and, when an
+	// enforcer registers on the same server, xDS). Zero: DefaultConfig's.
+	APIAddr string
+	// ReportInterval is how often summed outcomes go to the coordinator.
+	// Zero: DefaultConfig's.
+	ReportInterval time.Duration
+	// SessionTTL is the coordinator session's TTL: the instance's
+	// registration disappears this long after the sidecar dies. Zero:
+	// DefaultConfig's.
+	SessionTTL time.Duration
+	// DegradedAfter is how long the coordinator may stay silent before
+	// DegradedMode applies. Zero: DefaultConfig's.
+	DegradedAfter time.Duration
+	// DegradedMode applies when the coordinator is unreachable (zero:
+	// DefaultConfig's, LastKnown); DegradedModes overrides it per callee.
+	DegradedMode  Mode
+	DegradedModes map[string]Mode
+	// Callees, when set, limits the data plane's resources to these services
+	// (and any with a breaker record for this service). Empty: every
+	// registered service, which in a large mesh makes every sidecar carry
+	// every service (Istio's Sidecar resource solves the same problem).
+	Callees []string
+	// Logger receives the sidecar's logs. Nil: slog.Default().
+	Logger *slog.Logger
+	// TracerProvider, when set, traces the sidecar's part of a transition's
+	// path (watch delivery, xDS ACKs), linked to the coordinator's spans
+	// through the records' traceparent. Nil: no spans.
+	TracerProvider trace.TracerProvider
+	// Metrics, when set, receives the sidecar's Prometheus collector.
+	Metrics prometheus.Registerer
+}
+
+// DefaultConfig returns a Config with every default filled in: the one
+// place the sidecar's defaults are written (colony sidecar's flags read
+// theirs from it). Service, Instance, Coordinators and Address are left
+// empty; they have no default.
+func DefaultConfig() Config {
+	return Config{
+		Protocol:       "grpc",
+		APIAddr:        "127.0.0.1:7500",
+		ReportInterval: 250 * time.Millisecond,
+		SessionTTL:     6 * time.Second,
+		DegradedAfter:  5 * time.Second,
+		DegradedMode:   LastKnown,
+	}
+}
+
+// withDefaults fills the zero fields of cfg from DefaultConfig.
+func (cfg *Config) withDefaults() {
+	def := DefaultConfig()
+	if cfg.Protocol == "" {
+		cfg.Protocol = def.Protocol
+	}
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = def.APIAddr
+	}
+	if cfg.ReportInterval == 0 {
+		cfg.ReportInterval = def.ReportInterval
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = def.SessionTTL
+	}
+	if cfg.DegradedAfter == 0 {
+		cfg.DegradedAfter = def.DegradedAfter
+	}
+	if cfg.DegradedMode == "" {
+		cfg.DegradedMode = def.DegradedMode
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem with cfg, naming the field.
+func (cfg Config) Validate() error {
+	var errs []error
+	if err := breaker.ValidateServiceName(cfg.Service); err != nil {
+		errs = append(errs, fmt.Errorf("service: %w", err))
+	}
+	if err := breaker.ValidateInstanceID(cfg.Instance); err != nil {
+		errs = append(errs, fmt.Errorf("instance: %w", err))
+	}
+	if len(cfg.Coordinators) == 0 {
+		errs = append(errs, errors.New("coordinators: at least one address is required"))
+	}
+	if _, port, err := net.SplitHostPort(cfg.Address); err != nil {
+		errs = append(errs, fmt.Errorf("address: want host:port of the service, got %q", cfg.Address))
+	} else if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+		errs = append(errs, fmt.Errorf("address: port %q is not 1..65535", port))
+	}
+	if cfg.Protocol != "grpc" && cfg.Protocol != "http" {
+		errs = append(errs, fmt.Errorf("protocol: want grpc or http, got %q", cfg.Protocol))
+	}
+	if cfg.ReportInterval < 10*time.Millisecond || cfg.ReportInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("report interval: %v is outside 10ms..1m", cfg.ReportInterval))
+	}
+	if cfg.DegradedAfter <= 0 {
+		errs = append(errs, errors.New("degraded after: must be positive"))
+	}
+	if _, err := ParseMode(string(cfg.DegradedMode)); err != nil {
+		errs = append(errs, fmt.Errorf("degraded mode: %w", err))
+	}
+	for i, callee := range cfg.Callees {
+		if err := breaker.ValidateServiceName(callee); err != nil {
+			errs = append(errs, fmt.Errorf("callees[%d]: %w", i, err))
+		}
+	}
+	for callee, m := range cfg.DegradedModes {
+		if _, err := ParseMode(string(m)); err != nil {
+			errs = append(errs, fmt.Errorf("degraded mode for %s: %w", callee, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,91 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
+	"github.com/colonymesh/colony/coordinator"
+	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/coordinatortest"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+)
+
+func counterValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// TestReportsGoInChunks: one report period with more callees than a
+// coordinator takes in one request goes out in several requests, none
+// over the limit, and every pair reaches the coordinator.
+func TestReportsGoInChunks(t *testing.T) {
+	n := contract.MaxOutcomesPerReport + 10
+	srv := coordinatortest.StartNode(t, func(cfg *coordinator.Config) { cfg.MaxBreakerPairsPerCaller = 2 * n })
+	admin, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// The coordinator takes reports for known callees: give each a
+	// registered instance.
+	callees := make([]string, n)
+	var ops []*colonyv1.Op
+	for i := range callees {
+		callees[i] = fmt.Sprintf("callee-%04d", i)
+		ops = append(ops, client.CreateOp(contract.ServiceDir(callees[i]), nil), client.CreateOp(contract.RegistrationPath(callees[i], "x"), []byte("{}")))
+	}
+	for len(ops) > 0 {
+		k := min(len(ops), 1000)
+		if _, err := admin.Multi(ctx, ops[:k]...); err != nil {
+			t.Fatal(err)
+		}
+		ops = ops[k:]
+	}
+
+	s, err := New(Config{
+		Service: "checkout", Instance: "c1", Coordinators: []string{srv.Addr()}, Address: "127.0.0.1:9100",
+		APIAddr: "127.0.0.1:0", ReportInterval: 100 * time.Millisecond, Callees: []string{"callee-0000"},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Every callee in one period: filled under the lock the period swap takes.
+	s.mu.Lock()
+	for _, callee := range callees {
+		s.agg[callee] = &breaker.Counts{Successes: 1}
+	}
+	s.mu.Unlock()
+
+	for counterValue(t, s.metrics.reportsSent) < float64(n) {
+		if ctx.Err() != nil || counterValue(t, s.metrics.reportsLost) > 0 {
+			t.Fatalf("%v of %d reports sent, %v dropped", counterValue(t, s.metrics.reportsSent), n, counterValue(t, s.metrics.reportsLost))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if sent, lost := counterValue(t, s.metrics.reportsSent), counterValue(t, s.metrics.reportsLost); sent != float64(n) || lost != 0 {
+		t.Fatalf("%v reports sent and %v dropped, want %d sent and none dropped", sent, lost, n)
+	}
+	pairs, err := admin.ListBreakers(ctx, "checkout", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pairs) != n {
+		t.Fatalf("the coordinator has %d pairs for checkout, want %d", len(pairs), n)
+	}
+}

@@ -1,0 +1,99 @@
+package sidecar
+
+// The view: what the local data plane must enforce, computed from the
+// sidecar's state and handed to the enforcers and WatchBreakers streams.
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// viewLocked computes what to enforce now (under mu).
+func (s *Sidecar) viewLocked(now time.Time) View {
+	v := View{Service: s.cfg.Service, Instance: s.cfg.Instance, Mode: ModeCoordinator}
+	if s.degraded {
+		v.Mode = s.cfg.DegradedMode
+	}
+	names := map[string]bool{}
+	for callee := range s.records {
+		names[callee] = true
+	}
+	if len(s.cfg.Callees) > 0 {
+		for _, svc := range s.cfg.Callees {
+			names[svc] = true
+		}
+	} else {
+		for svc := range s.services {
+			if svc != s.cfg.Service {
+				names[svc] = true
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		c := Callee{Name: name, Protocol: "grpc", Source: ModeCoordinator}
+		insts := s.services[name]
+		for _, id := range slices.Sorted(maps.Keys(insts)) {
+			c.Endpoints = append(c.Endpoints, insts[id])
+			c.Protocol = insts[id].Protocol
+		}
+		if cr, ok := s.records[name]; ok {
+			rec := cr.rec.Clone()
+			c.Record, c.Seen = &rec, cr.seen
+		}
+		if s.degraded {
+			c.Source = s.modeFor(name)
+			c.Record = s.degradedRecordLocked(name, c.Record, c.Source, now)
+		}
+		v.Callees = append(v.Callees, c)
+	}
+	return v
+}
+
+// publish hands the current view to the enforcers and pokes WatchBreakers
+// streams.
+func (s *Sidecar) publish() {
+	s.mu.Lock()
+	v := s.viewLocked(time.Now())
+	same := viewsEqual(v, s.lastView)
+	s.lastView = v
+	enforcers := slices.Clone(s.enforcers)
+	if !same {
+		for ch := range s.subs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+	s.mu.Unlock()
+	if same {
+		return
+	}
+	for _, e := range enforcers {
+		if err := e.Update(v); err != nil {
+			s.log.Error("data plane update failed", "err", err)
+		}
+	}
+}
+
+func viewsEqual(a, b View) bool {
+	if a.Mode != b.Mode || len(a.Callees) != len(b.Callees) {
+		return false
+	}
+	for i := range a.Callees {
+		x, y := a.Callees[i], b.Callees[i]
+		if x.Name != y.Name || x.Protocol != y.Protocol || x.Source != y.Source || !slices.Equal(x.Endpoints, y.Endpoints) {
+			return false
+		}
+		if (x.Record == nil) != (y.Record == nil) {
+			return false
+		}
+		// What of a record matters to enforcement.
+		if xr, yr := x.Record, y.Record; xr != nil && (xr.State != yr.State || xr.Generation != yr.Generation ||
+			xr.Cause != yr.Cause || !maps.Equal(xr.Probes, yr.Probes)) {
+			return false
+		}
+	}
+	return true
+}
