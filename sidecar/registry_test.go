@@ -11,8 +11,8 @@ import (
 
 	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	"github.com/colonymesh/colony/sidecar"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 // register writes a registration for service/instance as a sidecar would

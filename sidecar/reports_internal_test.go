@@ -14,8 +14,8 @@ import (
 	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/internal/coordinatortest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
 func counterValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
