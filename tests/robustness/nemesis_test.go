@@ -508,11 +508,18 @@ func (nm *nemesis) membership(ctx context.Context) {
 	defer end()
 	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	tried := false
 	err := retryAdmin(rctx, c, func(ctx context.Context, via *Node) error {
 		if via == n {
 			return status.Error(codes.Unavailable, "not through the node being removed")
 		}
 		_, err := via.Cluster().RemoveMember(ctx, &colonyv1.RemoveMemberRequest{Id: n.ID})
+		if status.Code(err) == codes.NotFound && tried {
+			// An earlier attempt that timed out was applied: the member is
+			// gone, as asked (an operator's retry sees the same).
+			return nil
+		}
+		tried = true
 		return err
 	})
 	if err != nil {
