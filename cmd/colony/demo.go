@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/colonymesh/colony/breaker"
-	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/cmd/colony/internal/demo"
+	"github.com/colonymesh/colony/coordinator/client"
 )
 
 // startDevDemo starts `colony dev`'s demo mesh and says what to try.
