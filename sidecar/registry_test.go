@@ -29,7 +29,8 @@ func register(t *testing.T, c *client.Client, service, instance string, port int
 		t.Fatal(err)
 	}
 	p := contract.RegistrationPath(service, instance)
-	if _, err := c.Set(ctx, p, data, client.AnyVersion); errors.Is(err, client.ErrNoNode) {
+	_, err = c.Set(ctx, p, data, client.AnyVersion)
+	if errors.Is(err, client.ErrNoNode) {
 		_, _, err = c.Create(ctx, p, data)
 	}
 	if err != nil {
