@@ -430,3 +430,29 @@ func TestNemesisOverlapDraws(t *testing.T) {
 		t.Errorf("overlap 1 drew only %d pairs in 200 rounds", pairs)
 	}
 }
+
+// A stream that went silent is put beside the faults on its node: a paused
+// node explains it, a fault on another node (or on "n21") does not.
+func TestExplainSilences(t *testing.T) {
+	start := time.Now()
+	at := func(s float64) time.Time { return start.Add(time.Duration(s * float64(time.Second))) }
+	w := &watchRecorder{name: "eph1", silences: []silentStream{
+		{Node: "n2", At: at(20), For: 3 * time.Second},
+		{Node: "n3", At: at(40), For: 3 * time.Second},
+	}}
+	timeline := []timelineEvent{
+		{Start: 16 * time.Second, End: 19 * time.Second, Kind: "pause", What: "n2 stopped (SIGSTOP) for 3s"},
+		{Start: 37 * time.Second, End: 40 * time.Second, Kind: "kill", What: "n21 killed"},
+		{Start: 37 * time.Second, End: 40 * time.Second, Kind: "isolate", What: "follower n1 cut off from its peers"},
+	}
+	got := explainSilences([]*watchRecorder{w}, start, timeline)
+	if len(got) != 2 {
+		t.Fatalf("got %d lines, want 2: %q", len(got), got)
+	}
+	if !strings.Contains(got[0], "eph1 on n2") || !strings.Contains(got[0], "pause") || strings.Contains(got[0], "UNEXPLAINED") {
+		t.Errorf("silence on a paused node: %q", got[0])
+	}
+	if !strings.Contains(got[1], "UNEXPLAINED") {
+		t.Errorf("silence on n3 with faults only on n21 and n1: %q", got[1])
+	}
+}

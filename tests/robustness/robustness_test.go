@@ -738,6 +738,9 @@ func (r *run) checkWatches() {
 	}
 	r.t.Logf("watches: %d recorders, %d acknowledged writes with a zxid, %d resyncs; %d streams of all %d recorders went silent and were resumed elsewhere",
 		len(r.watchers), len(acked), resyncs, silentStreams(all), len(all))
+	for _, line := range explainSilences(all, r.start, r.events.events()) {
+		r.t.Logf("watches: silent stream: %s", line)
+	}
 }
 
 func (r *run) logStats(clients []*kvClient) {

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"google.golang.org/grpc"
 
@@ -35,8 +37,17 @@ type watchRecorder struct {
 	segments []*watchSegment
 	lastZxid uint64 // the zxid the watcher has seen up to (events or start)
 	silent   int    // streams given up because they went silent (no progress)
+	silences []silentStream
 	started  chan struct{}
 	once     sync.Once
+}
+
+// silentStream is a stream given up because it went silent: the node it was on,
+// when it was given up, and for how long it had sent nothing.
+type silentStream struct {
+	Node string
+	At   time.Time
+	For  time.Duration
 }
 
 // watchSegment is one run of a watch: its first stream and the resumed
@@ -121,6 +132,7 @@ func (w *watchRecorder) stream(ctx context.Context, after *uint64) (bool, error)
 	watchdog.Stop()
 	defer watchdog.Stop()
 	var seg *watchSegment
+	var node string // the member serving this stream
 	for {
 		if silence > 0 {
 			watchdog.Reset(silence)
@@ -134,6 +146,7 @@ func (w *watchRecorder) stream(ctx context.Context, after *uint64) (bool, error)
 			if silent.Load() {
 				w.mu.Lock()
 				w.silent++
+				w.silences = append(w.silences, silentStream{Node: node, At: time.Now(), For: silence})
 				if seg != nil {
 					seg.Streams[len(seg.Streams)-1] += fmt.Sprintf(" (silent for %v: given up)", silence)
 				}
@@ -151,7 +164,8 @@ func (w *watchRecorder) stream(ctx context.Context, after *uint64) (bool, error)
 			default:
 				close(first)
 			}
-			desc := fmt.Sprintf("%s start %d", resp.GetHeader().GetMemberId(), resp.GetStartZxid())
+			node = resp.GetHeader().GetMemberId()
+			desc := fmt.Sprintf("%s start %d", node, resp.GetStartZxid())
 			if after == nil {
 				seg = &watchSegment{Start: resp.GetStartZxid()}
 				w.segments = append(w.segments, seg)
@@ -334,4 +348,49 @@ func checkWatches(recs []*watchRecorder, acked map[uint64]string, final map[stri
 		}
 	}
 	return errs
+}
+
+// explainSilences says, for each stream of ws that went silent, which faults
+// touched its node while it was silent. A stream on a paused, killed or
+// cut-off node is expected to go quiet; one with no fault on its node is
+// the unexplained stall of issue 13 item 10, and its report names it.
+func explainSilences(ws []*watchRecorder, start time.Time, timeline []timelineEvent) []string {
+	var out []string
+	for _, w := range ws {
+		w.mu.Lock()
+		ss := slices.Clone(w.silences)
+		w.mu.Unlock()
+		for _, s := range ss {
+			from, to := s.At.Add(-s.For).Sub(start), s.At.Sub(start)
+			var faults []string
+			for _, e := range timeline {
+				end := e.End
+				if end == 0 {
+					end = e.Start
+				}
+				if e.Start <= to && end >= from-time.Second && mentions(e.What, s.Node) {
+					faults = append(faults, fmt.Sprintf("%s %q", e.Kind, e.What))
+				}
+			}
+			why := "UNEXPLAINED: no fault on that node then"
+			if len(faults) > 0 {
+				why = "faults on that node: " + strings.Join(faults, "; ")
+			}
+			out = append(out, fmt.Sprintf("%s on %s, silent %.1fs-%.1fs: %s", w.name, s.Node, from.Seconds(), to.Seconds(), why))
+		}
+	}
+	return out
+}
+
+// mentions reports whether text names node as a word ("n2", not "n21").
+func mentions(text, node string) bool {
+	if node == "" {
+		return false
+	}
+	for _, f := range strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+		if f == node {
+			return true
+		}
+	}
+	return false
 }
