@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/cmd/colony/internal/demo"
+	"github.com/colonymesh/colony/coordinator"
 )
 
 type coordinatorFlags struct {
