@@ -22,7 +22,7 @@ func TestParseOutput(t *testing.T) {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := ParseOutput(tt.in)
 			if got != tt.wantJSON || (err != nil) != tt.wantErr {
-				t.Errorf("parseOutput(%q) = %v, %v", tt.in, got, err)
+				t.Errorf("ParseOutput(%q) = %v, %v", tt.in, got, err)
 			}
 			if err != nil && (!strings.Contains(err.Error(), "--output") || !strings.Contains(err.Error(), "table or json")) {
 				t.Errorf("error %q should name the flag and the allowed values", err)
