@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/cmd/colony/internal/cli"
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
 )
@@ -158,7 +159,7 @@ func TestExplain(t *testing.T) {
 			if err := cmd.ParseFlags(rest); err != nil {
 				t.Fatal(err)
 			}
-			got := explain(cmd, tt.err)
+			got := cli.Explain(cmd, tt.err)
 			for _, w := range tt.want {
 				if !strings.Contains(got.Error(), w) {
 					t.Errorf("explained error lacks %q:\n%s", w, got)

@@ -1,5 +1,10 @@
 // Command colony is Colony's one binary: the coordinator server, the
 // single-process dev mode, and the client commands operators use.
+//
+// This package holds the server commands (coordinator, dev, sidecar, the
+// dev UI and demo mesh, version) and builds the root command. The client
+// command groups live in internal/kvcmd, internal/clustercmd and
+// internal/breakercmd, on what they share in internal/cli (see DESIGN.md).
 package main
 
 import (
@@ -10,14 +15,15 @@ import (
 	"os"
 	"strings"
 
+	"github.com/colonymesh/colony/cmd/colony/internal/cli"
 	"github.com/spf13/cobra"
 )
 
 func main() {
-	if err := execute(context.Background(), newRootCmd()); err != nil {
-		var st *exitStatus
+	if err := cli.Execute(context.Background(), newRootCmd()); err != nil {
+		var st *cli.ExitStatus
 		if errors.As(err, &st) { // a status passed on (colony lock's command's)
-			os.Exit(st.code)
+			os.Exit(st.Code)
 		}
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
@@ -35,7 +41,7 @@ func newRootCmd() *cobra.Command {
 	root.SetVersionTemplate("colony {{.Version}}\n")
 	root.AddCommand(newCoordinatorCmd(), newDevCmd(), newSidecarCmd(), newVersionCmd())
 	addClientCommands(root)
-	markUsageErrors(root)
+	cli.MarkUsageErrors(root)
 	return root
 }
 

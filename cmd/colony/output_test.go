@@ -2,48 +2,10 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-// freeAddr returns a loopback address nobody listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func TestParseOutput(t *testing.T) {
-	tests := []struct {
-		in       string
-		wantJSON bool
-		wantErr  bool
-	}{
-		{"table", false, false},
-		{"text", false, false}, // the old name
-		{"json", true, false},
-		{"JSON", true, false},
-		{"yaml", false, true},
-		{"", false, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseOutput(tt.in)
-			if got != tt.wantJSON || (err != nil) != tt.wantErr {
-				t.Errorf("parseOutput(%q) = %v, %v", tt.in, got, err)
-			}
-			if err != nil && (!strings.Contains(err.Error(), "--output") || !strings.Contains(err.Error(), "table or json")) {
-				t.Errorf("error %q should name the flag and the allowed values", err)
-			}
-		})
-	}
-}
 
 // TestEveryCommandHonoursOutput runs every command that prints a result
 // with -o json and checks it prints one JSON document of the documented

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/colonymesh/colony/cmd/colony/internal/cli"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/sidecar"
@@ -55,7 +56,7 @@ applies --degraded-mode (last-known keeps enforcing the last state).`,
 			}
 			list := coordinators
 			if !cmd.Flags().Changed("coordinators") {
-				if env := os.Getenv(endpointsEnv); env != "" {
+				if env := os.Getenv(cli.EndpointsEnv); env != "" {
 					list = env
 				}
 			}
@@ -140,7 +141,7 @@ applies --degraded-mode (last-known keeps enforcing the last state).`,
 	fl.StringVar(&cfg.Address, "address", "", "host:port where this instance serves its callers (required; an IP for Envoy's EDS)")
 	fl.StringVar(&cfg.Zone, "zone", "", "the instance's zone (locality for callers' load balancing)")
 	fl.StringVar(&cfg.Protocol, "protocol", def.Protocol, "what callers speak to this instance: grpc or http")
-	fl.StringVar(&coordinators, "coordinators", client.DefaultEndpoint, "coordinator gRPC addresses, comma-separated; $"+endpointsEnv+" replaces the default")
+	fl.StringVar(&coordinators, "coordinators", client.DefaultEndpoint, "coordinator gRPC addresses, comma-separated; $"+cli.EndpointsEnv+" replaces the default")
 	fl.StringVar(&cfg.APIAddr, "listen", def.APIAddr, "address of the sidecar's gRPC server: xDS, Envoy access logs, the sidecar API")
 	fl.StringVar(&egress, "egress-addr", xds.DefaultEgressAddr, "address Envoy's egress listener binds (apps send outbound calls there)")
 	fl.IntVar(&probeShare, "probe-share", xds.DefaultProbeSharePercent, "percent of calls a probe-holding instance lets through in HALF_OPEN, for clients without Colony's library")

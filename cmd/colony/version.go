@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/colonymesh/colony/cmd/colony/internal/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -97,18 +98,18 @@ func newVersionCmd() *cobra.Command {
   colony --version`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			asJSON, err := parseOutput(output)
+			asJSON, err := cli.ParseOutput(output)
 			if err != nil {
 				return err
 			}
 			v := currentVersion()
 			if asJSON {
-				return writeIndentedJSON(cmd.OutOrStdout(), v)
+				return cli.WriteIndentedJSON(cmd.OutOrStdout(), v)
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "colony %s\n", v)
 			return err
 		},
 	}
-	addOutputFlag(cmd, cmd.Flags(), &output)
+	cli.AddOutputFlag(cmd, cmd.Flags(), &output)
 	return cmd
 }
