@@ -12,6 +12,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/contract"
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/coordinator/engine"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/ztree"
@@ -28,7 +29,7 @@ type breakersAPI struct {
 }
 
 // errEngineNotReady: this node leads but its engine has not loaded yet.
-var errEngineNotReady = fmt.Errorf("%w (breaker engine starting)", errTermNotReady)
+var errEngineNotReady = fmt.Errorf("%w (breaker engine starting)", api.ErrTermNotReady)
 
 // leaderEngine returns this node's engine when it leads and the engine runs.
 func (s *Server) leaderEngine() (*engine.Engine, bool) {
@@ -87,7 +88,7 @@ func (s *Server) knownCallee(ctx context.Context, v *ztree.View, caller, callee 
 	}
 	lv, err := s.view(ctx, contract.PoliciesRoot, colonyv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
 	if err != nil {
-		return false, toStatus(err)
+		return false, api.ToStatus(err)
 	}
 	return engine.CalleeKnown(lv, caller, callee), nil
 }
@@ -101,7 +102,7 @@ func (a *breakersAPI) Report(ctx context.Context, req *colonyv1.ReportRequest) (
 		return s.knownCallee(ctx, v, caller, callee)
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	err = s.onEngine(ctx,
 		func(e *engine.Engine) error { return e.Report(ctx, time.Now(), req.Reports) },
@@ -112,7 +113,7 @@ func (a *breakersAPI) Report(ctx context.Context, req *colonyv1.ReportRequest) (
 			return err
 		})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	return &colonyv1.ReportResponse{Header: s.header(), Accepted: uint32(len(req.Reports))}, nil
 }
@@ -121,16 +122,16 @@ func (a *breakersAPI) Report(ctx context.Context, req *colonyv1.ReportRequest) (
 func (p *peerAPI) ForwardReports(ctx context.Context, req *peerv1.ForwardReportsRequest) (*peerv1.ForwardReportsResponse, error) {
 	e, leading := p.s.leaderEngine()
 	if !leading {
-		return nil, toStatus(raft.ErrNotLeader)
+		return nil, api.ToStatus(raft.ErrNotLeader)
 	}
 	if e == nil {
-		return nil, toStatus(errEngineNotReady)
+		return nil, api.ToStatus(errEngineNotReady)
 	}
 	now := time.Now()
 	resp := &peerv1.ForwardReportsResponse{Errors: make([]*colonyv1.OpError, len(req.Batches))}
 	for i, b := range req.Batches {
 		if err := e.Report(engine.IngestContext(ctx, b.Traceparent), now, b.Reports); err != nil {
-			st := status.Convert(toStatus(err))
+			st := status.Convert(api.ToStatus(err))
 			resp.Errors[i] = &colonyv1.OpError{Code: int32(st.Code()), Message: st.Message()}
 		} else {
 			resp.Errors[i] = &colonyv1.OpError{}
@@ -165,7 +166,7 @@ func (a *breakersAPI) ListBreakers(ctx context.Context, req *colonyv1.ListBreake
 	for _, f := range []struct{ name, v string }{{"caller", req.GetCaller()}, {"callee", req.GetCallee()}} {
 		if f.v != "" {
 			if err := engine.ValidateName(f.name, f.v); err != nil {
-				return nil, toStatus(err)
+				return nil, api.ToStatus(err)
 			}
 		}
 	}
@@ -181,17 +182,17 @@ func (a *breakersAPI) ListBreakers(ctx context.Context, req *colonyv1.ListBreake
 			})
 			return err
 		})
-	return resp, toStatus(err)
+	return resp, api.ToStatus(err)
 }
 
 func (a *breakersAPI) GetBreaker(ctx context.Context, req *colonyv1.GetBreakerRequest) (*colonyv1.GetBreakerResponse, error) {
 	s := a.s
 	if err := engine.ValidatePair(req.GetCaller(), req.GetCallee()); err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	limit, err := engine.HistoryLimit(req.GetHistoryLimit())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	var resp *colonyv1.GetBreakerResponse
 	err = s.onEngine(ctx,
@@ -208,22 +209,22 @@ func (a *breakersAPI) GetBreaker(ctx context.Context, req *colonyv1.GetBreakerRe
 			})
 			return err
 		})
-	return resp, toStatus(err)
+	return resp, api.ToStatus(err)
 }
 
 func (a *breakersAPI) SetOverride(ctx context.Context, req *colonyv1.SetOverrideRequest) (*colonyv1.OverrideResponse, error) {
 	s := a.s
 	if err := engine.ValidatePair(req.GetCaller(), req.GetCallee()); err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	o, ttl, err := engine.ParseOverride(req, time.Now())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	if ok, err := s.knownCallee(ctx, s.fsm.tree.View(), req.Caller, req.Callee); err != nil {
 		return nil, err
 	} else if !ok {
-		return nil, toStatus(engine.UnknownCallee("callee", req.Caller, req.Callee))
+		return nil, api.ToStatus(engine.UnknownCallee("callee", req.Caller, req.Callee))
 	}
 	var resp *colonyv1.OverrideResponse
 	err = s.onEngine(ctx,
@@ -240,16 +241,16 @@ func (a *breakersAPI) SetOverride(ctx context.Context, req *colonyv1.SetOverride
 			})
 			return err
 		})
-	return resp, toStatus(err)
+	return resp, api.ToStatus(err)
 }
 
 func (a *breakersAPI) ClearOverride(ctx context.Context, req *colonyv1.ClearOverrideRequest) (*colonyv1.OverrideResponse, error) {
 	s := a.s
 	if err := engine.ValidatePair(req.GetCaller(), req.GetCallee()); err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	if err := engine.ValidateAudit(req.GetReason(), req.GetBy()); err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	var resp *colonyv1.OverrideResponse
 	err := s.onEngine(ctx,
@@ -266,16 +267,16 @@ func (a *breakersAPI) ClearOverride(ctx context.Context, req *colonyv1.ClearOver
 			})
 			return err
 		})
-	return resp, toStatus(err)
+	return resp, api.ToStatus(err)
 }
 
 func (a *breakersAPI) DeleteBreaker(ctx context.Context, req *colonyv1.DeleteBreakerRequest) (*colonyv1.DeleteBreakerResponse, error) {
 	s := a.s
 	if err := engine.ValidatePair(req.GetCaller(), req.GetCallee()); err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	if err := engine.ValidateAudit(req.GetReason(), req.GetBy()); err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	var resp *colonyv1.DeleteBreakerResponse
 	err := s.onEngine(ctx,
@@ -297,20 +298,20 @@ func (a *breakersAPI) DeleteBreaker(ctx context.Context, req *colonyv1.DeleteBre
 			})
 			return err
 		})
-	return resp, toStatus(err)
+	return resp, api.ToStatus(err)
 }
 
 func (a *breakersAPI) ApplyPolicies(ctx context.Context, req *colonyv1.ApplyPoliciesRequest) (*colonyv1.ApplyPoliciesResponse, error) {
 	s := a.s
 	sets, err := engine.ResolvePolicies(req.GetPolicies(), req.GetBy(), time.Now())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	if req.GetDryRun() {
 		resp := &colonyv1.ApplyPoliciesResponse{Header: s.header()}
 		resp.Applied, err = engine.DryRun(s.fsm.tree.View(), sets)
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, api.ToStatus(err)
 		}
 		return resp, nil
 	}
@@ -329,17 +330,17 @@ func (a *breakersAPI) ApplyPolicies(ctx context.Context, req *colonyv1.ApplyPoli
 			})
 			return err
 		})
-	return resp, toStatus(err)
+	return resp, api.ToStatus(err)
 }
 
 func (a *breakersAPI) GetPolicy(ctx context.Context, req *colonyv1.GetPolicyRequest) (*colonyv1.GetPolicyResponse, error) {
 	s := a.s
 	if err := engine.ValidateName("callee", req.GetCallee()); err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	v, err := s.view(ctx, contract.PoliciesRoot, colonyv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	resp := &colonyv1.GetPolicyResponse{Header: viewHeader(s, v)}
 	if data, _, err := v.Get(contract.PolicyPath(req.Callee)); err == nil {
@@ -348,13 +349,13 @@ func (a *breakersAPI) GetPolicy(ctx context.Context, req *colonyv1.GetPolicyRequ
 	}
 	resp.IsDefault = true
 	resp.PolicySet, err = json.Marshal(breaker.PolicySet{Callee: req.Callee, Policy: breaker.DefaultPolicy()})
-	return resp, toStatus(err)
+	return resp, api.ToStatus(err)
 }
 
 func (a *breakersAPI) DeletePolicy(ctx context.Context, req *colonyv1.DeletePolicyRequest) (*colonyv1.DeletePolicyResponse, error) {
 	s := a.s
 	if err := engine.ValidateName("callee", req.GetCallee()); err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	var resp *colonyv1.DeletePolicyResponse
 	err := s.onEngine(ctx,
@@ -371,5 +372,5 @@ func (a *breakersAPI) DeletePolicy(ctx context.Context, req *colonyv1.DeletePoli
 			})
 			return err
 		})
-	return resp, toStatus(err)
+	return resp, api.ToStatus(err)
 }

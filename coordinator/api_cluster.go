@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
@@ -20,11 +21,11 @@ import (
 
 // Status reports this node's view of the cluster and asks every member for
 // its own (state, applied index, time since it last heard from the leader).
-func (a *api) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.StatusResponse, error) {
+func (a *publicAPI) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.StatusResponse, error) {
 	s := a.s
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	_, leaderID := s.raft.LeaderWithID()
 	resp := &colonyv1.StatusResponse{
@@ -142,7 +143,7 @@ func (s *Server) nodeStatus() *peerv1.NodeStatusResponse {
 // AddMember adds a node as a non-voter; the leader promotes it once it has
 // caught up, unless it asked to stay a non-voter. Adding a member that is
 // already in the configuration at the same address is a no-op.
-func (a *api) AddMember(ctx context.Context, req *colonyv1.AddMemberRequest) (*colonyv1.AddMemberResponse, error) {
+func (a *publicAPI) AddMember(ctx context.Context, req *colonyv1.AddMemberRequest) (*colonyv1.AddMemberResponse, error) {
 	s := a.s
 	if req.Id == "" || req.RaftAddress == "" || req.GrpcAddress == "" {
 		return nil, status.Error(codes.InvalidArgument, "id, raft_address and grpc_address are required")
@@ -168,7 +169,7 @@ func (a *api) AddMember(ctx context.Context, req *colonyv1.AddMemberRequest) (*c
 		return s.raft.AddNonvoter(raft.ServerID(req.Id), raft.ServerAddress(req.RaftAddress), 0, 10*time.Second).Error()
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	s.log.Info("member added", "member", req.Id, "raft", req.RaftAddress, "grpc", req.GrpcAddress)
 	return &colonyv1.AddMemberResponse{Header: s.header()}, nil
@@ -188,7 +189,7 @@ func (s *Server) configServer(id string) (raft.Server, bool) {
 }
 
 // RemoveMember removes a node from the raft configuration and the registry.
-func (a *api) RemoveMember(ctx context.Context, req *colonyv1.RemoveMemberRequest) (*colonyv1.RemoveMemberResponse, error) {
+func (a *publicAPI) RemoveMember(ctx context.Context, req *colonyv1.RemoveMemberRequest) (*colonyv1.RemoveMemberResponse, error) {
 	s := a.s
 	if req.Id == "" {
 		return nil, status.Error(codes.InvalidArgument, "id is required")
@@ -208,13 +209,13 @@ func (a *api) RemoveMember(ctx context.Context, req *colonyv1.RemoveMemberReques
 		return s.raft.RemoveServer(raft.ServerID(req.Id), 0, 10*time.Second).Error()
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	// Through propose: if the removed member was this leader, the next one
 	// commits it.
 	forget := &peerv1.Command{Op: &peerv1.Command_ForgetMember{ForgetMember: &peerv1.ForgetMember{Id: req.Id}}}
 	if _, _, err := s.propose(ctx, forget); err != nil {
-		return nil, toStatus(fmt.Errorf("member removed from raft, but not from the address registry: %w", err))
+		return nil, api.ToStatus(fmt.Errorf("member removed from raft, but not from the address registry: %w", err))
 	}
 	s.log.Info("member removed", "member", req.Id)
 	return &colonyv1.RemoveMemberResponse{Header: s.header()}, nil
@@ -222,7 +223,7 @@ func (a *api) RemoveMember(ctx context.Context, req *colonyv1.RemoveMemberReques
 
 // TransferLeadership hands leadership to target (or to the most up-to-date
 // voter) and waits until a leader is known again.
-func (a *api) TransferLeadership(ctx context.Context, req *colonyv1.TransferLeadershipRequest) (*colonyv1.TransferLeadershipResponse, error) {
+func (a *publicAPI) TransferLeadership(ctx context.Context, req *colonyv1.TransferLeadershipRequest) (*colonyv1.TransferLeadershipResponse, error) {
 	s := a.s
 	err := s.withLeader(ctx, func(ctx context.Context) error {
 		if s.raft.State() != raft.Leader {
@@ -249,10 +250,10 @@ func (a *api) TransferLeadership(ctx context.Context, req *colonyv1.TransferLead
 		return s.raft.LeadershipTransferToServer(srv.ID, srv.Address).Error()
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	if err := s.WaitLeader(ctx); err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	_, id := s.raft.LeaderWithID()
 	return &colonyv1.TransferLeadershipResponse{Header: s.header(), LeaderId: string(id)}, nil

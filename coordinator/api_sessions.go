@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/internal/wiretime"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
@@ -40,13 +41,13 @@ func clampTTL(ms int64, lo, hi time.Duration) (time.Duration, error) {
 	return min(max(ttl, lo), hi), nil
 }
 
-func (a *api) Open(ctx context.Context, req *colonyv1.OpenSessionRequest) (*colonyv1.OpenSessionResponse, error) {
+func (a *publicAPI) Open(ctx context.Context, req *colonyv1.OpenSessionRequest) (*colonyv1.OpenSessionResponse, error) {
 	ttl, err := a.s.clampTTL(req.TtlMs)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	if len(req.Name) > 256 {
-		return nil, toStatus(fmt.Errorf("%w: name: %d bytes exceeds the limit of 256", ztree.ErrInvalidArgument, len(req.Name)))
+		return nil, api.ToStatus(fmt.Errorf("%w: name: %d bytes exceeds the limit of 256", ztree.ErrInvalidArgument, len(req.Name)))
 	}
 	// A bound on the sessions a misbehaving client can leave behind. It is
 	// checked on this node's state, so a burst through many nodes may pass
@@ -68,28 +69,28 @@ func (a *api) Open(ctx context.Context, req *colonyv1.OpenSessionRequest) (*colo
 	}}
 	_, res, err := a.s.propose(ctx, cmd)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	if e := res.GetError(); e != nil {
-		return nil, toStatus(ztree.FromOpError(e))
+		return nil, api.ToStatus(ztree.FromOpError(e))
 	}
 	o := res.GetOpenSession()
 	if o == nil {
-		return nil, toStatus(fmt.Errorf("coordinator: open session answered %v", res))
+		return nil, api.ToStatus(fmt.Errorf("coordinator: open session answered %v", res))
 	}
 	a.s.sessionsPerConn.opened(conn, o.GetSessionId())
 	return &colonyv1.OpenSessionResponse{Header: a.s.header(), SessionId: o.GetSessionId(), TtlMs: o.GetTtlMs()}, nil
 }
 
-func (a *api) KeepAlive(ctx context.Context, req *colonyv1.KeepAliveRequest) (*colonyv1.KeepAliveResponse, error) {
+func (a *publicAPI) KeepAlive(ctx context.Context, req *colonyv1.KeepAliveRequest) (*colonyv1.KeepAliveResponse, error) {
 	ttl, err := a.s.keepAlive(ctx, req.SessionId)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	return &colonyv1.KeepAliveResponse{Header: a.s.header(), SessionId: req.SessionId, TtlMs: ttl.Milliseconds()}, nil
 }
 
-func (a *api) KeepAliveStream(stream colonyv1.Sessions_KeepAliveStreamServer) error {
+func (a *publicAPI) KeepAliveStream(stream colonyv1.Sessions_KeepAliveStreamServer) error {
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -113,7 +114,7 @@ func (a *api) KeepAliveStream(stream colonyv1.Sessions_KeepAliveStreamServer) er
 // alike. The leader's tracker stops tracking the session only once the
 // applied state no longer holds it (sessionTracker.observeApplied), never
 // because of this reply.
-func (a *api) Close(ctx context.Context, req *colonyv1.CloseSessionRequest) (*colonyv1.CloseSessionResponse, error) {
+func (a *publicAPI) Close(ctx context.Context, req *colonyv1.CloseSessionRequest) (*colonyv1.CloseSessionResponse, error) {
 	scope, err := requestScope(ctx)
 	if err != nil {
 		return nil, err
@@ -123,18 +124,18 @@ func (a *api) Close(ctx context.Context, req *colonyv1.CloseSessionRequest) (*co
 	}}
 	_, res, err := a.s.propose(ctx, cmd)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	if e := res.GetError(); e != nil {
-		return nil, toStatus(ztree.FromOpError(e))
+		return nil, api.ToStatus(ztree.FromOpError(e))
 	}
 	return &colonyv1.CloseSessionResponse{Header: a.s.header()}, nil
 }
 
-func (a *api) List(ctx context.Context, _ *colonyv1.ListSessionsRequest) (*colonyv1.ListSessionsResponse, error) {
+func (a *publicAPI) List(ctx context.Context, _ *colonyv1.ListSessionsRequest) (*colonyv1.ListSessionsResponse, error) {
 	v, err := a.s.view(ctx, "/", colonyv1.Consistency_CONSISTENCY_LINEARIZABLE, 0)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	return &colonyv1.ListSessionsResponse{Header: viewHeader(a.s, v), Sessions: v.Sessions()}, nil
 }
@@ -184,7 +185,7 @@ func (s *Server) leaderKeepAlive(ctx context.Context, ids []uint64) ([]time.Dura
 	select {
 	case <-lt.ready:
 	case <-ctx.Done():
-		return nil, errTermNotReady
+		return nil, api.ErrTermNotReady
 	}
 	ttls := make([]time.Duration, len(ids))
 	for i, id := range ids {

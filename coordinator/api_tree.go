@@ -9,13 +9,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/contract"
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
 // api serves the public colony.v1 services on every node.
-type api struct {
+type publicAPI struct {
 	colonyv1.UnimplementedTreeServer
 	colonyv1.UnimplementedSessionsServer
 	colonyv1.UnimplementedWatchServer
@@ -71,38 +72,38 @@ func (s *Server) writeOne(ctx context.Context, requestID string, op *colonyv1.Op
 	return txn.Results[0], txn.Header, nil
 }
 
-func (a *api) Create(ctx context.Context, req *colonyv1.CreateRequest) (*colonyv1.CreateResponse, error) {
+func (a *publicAPI) Create(ctx context.Context, req *colonyv1.CreateRequest) (*colonyv1.CreateResponse, error) {
 	r, h, err := a.s.writeOne(ctx, req.RequestId, &colonyv1.Op{Op: &colonyv1.Op_Create{Create: req}})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	c := r.GetCreate()
 	return &colonyv1.CreateResponse{Header: h, Path: c.GetPath(), Stat: c.GetStat()}, nil
 }
 
-func (a *api) Set(ctx context.Context, req *colonyv1.SetRequest) (*colonyv1.SetResponse, error) {
+func (a *publicAPI) Set(ctx context.Context, req *colonyv1.SetRequest) (*colonyv1.SetResponse, error) {
 	r, h, err := a.s.writeOne(ctx, req.RequestId, &colonyv1.Op{Op: &colonyv1.Op_Set{Set: req}})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	return &colonyv1.SetResponse{Header: h, Stat: r.GetSet().GetStat()}, nil
 }
 
-func (a *api) Delete(ctx context.Context, req *colonyv1.DeleteRequest) (*colonyv1.DeleteResponse, error) {
+func (a *publicAPI) Delete(ctx context.Context, req *colonyv1.DeleteRequest) (*colonyv1.DeleteResponse, error) {
 	_, h, err := a.s.writeOne(ctx, req.RequestId, &colonyv1.Op{Op: &colonyv1.Op_Delete{Delete: req}})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	return &colonyv1.DeleteResponse{Header: h}, nil
 }
 
-func (a *api) Multi(ctx context.Context, req *colonyv1.MultiRequest) (*colonyv1.MultiResponse, error) {
+func (a *publicAPI) Multi(ctx context.Context, req *colonyv1.MultiRequest) (*colonyv1.MultiResponse, error) {
 	if len(req.Ops) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "ops: a multi needs at least 1 op")
 	}
 	txn, err := a.s.write(ctx, req.RequestId, req.Ops...)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	return txn, nil
 }
@@ -128,40 +129,40 @@ func viewHeader(s *Server, v *ztree.View) *colonyv1.ResponseHeader {
 	return h
 }
 
-func (a *api) Get(ctx context.Context, req *colonyv1.GetRequest) (*colonyv1.GetResponse, error) {
+func (a *publicAPI) Get(ctx context.Context, req *colonyv1.GetRequest) (*colonyv1.GetResponse, error) {
 	v, err := a.s.view(ctx, req.Path, req.Consistency, req.MinZxid)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	data, st, err := v.Get(req.Path)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	return &colonyv1.GetResponse{Header: viewHeader(a.s, v), Data: data, Stat: st}, nil
 }
 
-func (a *api) Exists(ctx context.Context, req *colonyv1.ExistsRequest) (*colonyv1.ExistsResponse, error) {
+func (a *publicAPI) Exists(ctx context.Context, req *colonyv1.ExistsRequest) (*colonyv1.ExistsResponse, error) {
 	v, err := a.s.view(ctx, req.Path, req.Consistency, req.MinZxid)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	resp := &colonyv1.ExistsResponse{Header: viewHeader(a.s, v)}
 	if _, st, err := v.Get(req.Path); err == nil {
 		resp.Exists, resp.Stat = true, st
 	} else if ztree.Code(err) != codes.NotFound {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	return resp, nil
 }
 
-func (a *api) Children(ctx context.Context, req *colonyv1.ChildrenRequest) (*colonyv1.ChildrenResponse, error) {
+func (a *publicAPI) Children(ctx context.Context, req *colonyv1.ChildrenRequest) (*colonyv1.ChildrenResponse, error) {
 	v, err := a.s.view(ctx, req.Path, req.Consistency, req.MinZxid)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	names, st, err := v.Children(req.Path)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	return &colonyv1.ChildrenResponse{Header: viewHeader(a.s, v), Names: names, Stat: st}, nil
 }

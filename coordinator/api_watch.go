@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/internal/watchhub"
 	"github.com/colonymesh/colony/internal/ztree"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -30,9 +31,9 @@ import (
 // connection over that budget is cut with ResourceExhausted; its client
 // resumes after the last zxid it received (or is told to resync if that is
 // no longer retained).
-func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServer) error {
+func (a *publicAPI) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServer) error {
 	if err := ztree.ValidatePath(req.Path); err != nil {
-		return toStatus(err)
+		return api.ToStatus(err)
 	}
 	if _, ok := colonyv1.WatchKind_name[int32(req.Kind)]; !ok {
 		return status.Errorf(codes.InvalidArgument, "kind: unknown watch kind %d", req.Kind)
@@ -64,7 +65,7 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 		return out.send(&colonyv1.WatchResponse{Header: s.header(), Resync: true, ResyncReason: err.Error()}, after)
 	}
 	if err != nil {
-		return toStatus(err)
+		return api.ToStatus(err)
 	}
 	defer sub.Close()
 	created := &colonyv1.WatchResponse{Header: s.header(), Created: true, StartZxid: after}
@@ -107,7 +108,7 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 			sent = max(sent, h.Zxid)
 			continue
 		default:
-			return toStatus(fmt.Errorf("watch: %w", err))
+			return api.ToStatus(fmt.Errorf("watch: %w", err))
 		}
 		msg := &colonyv1.WatchResponse{Header: s.header(), Events: events, Fragment: sub.Fragment()}
 		if err := out.send(msg, sent); err != nil {
@@ -131,7 +132,7 @@ var doneCtx = func() context.Context {
 
 // next waits for the subscription's next batch, at most interval when that
 // is positive: then it returns context.DeadlineExceeded while ctx is live.
-func (a *api) next(ctx context.Context, sub *watchhub.Subscription, interval time.Duration) ([]*colonyv1.Event, error) {
+func (a *publicAPI) next(ctx context.Context, sub *watchhub.Subscription, interval time.Duration) ([]*colonyv1.Event, error) {
 	if interval <= 0 {
 		return sub.Next(ctx)
 	}

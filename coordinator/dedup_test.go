@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -233,7 +234,7 @@ func TestClampTTL(t *testing.T) {
 			t.Errorf("clampTTL(%d) = %v, %v; want %v", tc.ms, got, err, tc.want)
 		}
 	}
-	if _, err := clampTTL(-1, lo, hi); status.Code(toStatus(err)) != codes.InvalidArgument || !strings.Contains(err.Error(), "ttl_ms") {
+	if _, err := clampTTL(-1, lo, hi); status.Code(api.ToStatus(err)) != codes.InvalidArgument || !strings.Contains(err.Error(), "ttl_ms") {
 		t.Errorf("negative: %v, want InvalidArgument naming ttl_ms", err)
 	}
 }

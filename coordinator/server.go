@@ -147,11 +147,11 @@ func (s *Server) start() error {
 		grpc.MaxSendMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
 		grpc.StatsHandler(connStats{sessions: &s.sessionsPerConn}),
 	)
-	api := &api{s: s}
-	colonyv1.RegisterTreeServer(s.grpc, api)
-	colonyv1.RegisterSessionsServer(s.grpc, api)
-	colonyv1.RegisterWatchServer(s.grpc, api)
-	colonyv1.RegisterClusterServer(s.grpc, api)
+	pub := &publicAPI{s: s}
+	colonyv1.RegisterTreeServer(s.grpc, pub)
+	colonyv1.RegisterSessionsServer(s.grpc, pub)
+	colonyv1.RegisterWatchServer(s.grpc, pub)
+	colonyv1.RegisterClusterServer(s.grpc, pub)
 	colonyv1.RegisterBreakersServer(s.grpc, &breakersAPI{s: s})
 	colonyv1.RegisterMaintenanceServer(s.grpc, &maintenanceAPI{s: s}) // snapshot_api.go
 	peerv1.RegisterPeerServer(s.grpc, &peerAPI{s: s})

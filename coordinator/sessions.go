@@ -2,12 +2,12 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/internal/wiretime"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
@@ -16,11 +16,6 @@ import (
 // sessionTick is how often the leader looks for expired sessions: the most a
 // session outlives its deadline, besides the commit of the expiry.
 const sessionTick = 50 * time.Millisecond
-
-var (
-	// errNotTracking: this node does not lead (or has not armed its tracker yet).
-	errNotTracking = errors.New("coordinator: session tracker not active on this node")
-)
 
 // sessionTracker is the leader's record of when each session expires. Only
 // the leader has one armed: expiry is decided here and committed through the
@@ -132,7 +127,7 @@ func (t *sessionTracker) touch(id uint64) (ttl time.Duration, ok bool, err error
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.active {
-		return 0, false, errNotTracking
+		return 0, false, api.ErrNotTracking
 	}
 	ttl, known := t.ttls[id]
 	if !known || t.expiring[id] {

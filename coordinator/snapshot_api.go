@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -70,15 +71,15 @@ func (a *maintenanceAPI) Snapshot(req *colonyv1.SnapshotRequest, stream grpc.Ser
 	s := a.s
 	c := req.GetConsistency()
 	if _, ok := colonyv1.Consistency_name[int32(c)]; !ok {
-		return toStatus(fmt.Errorf("%w: consistency: unknown value %d", ztree.ErrInvalidArgument, c))
+		return api.ToStatus(fmt.Errorf("%w: consistency: unknown value %d", ztree.ErrInvalidArgument, c))
 	}
 	if err := s.readyForRead(stream.Context(), c, req.GetMinZxid()); err != nil {
-		return toStatus(err)
+		return api.ToStatus(err)
 	}
 	v := s.fsm.tree.View()
 	var size countingWriter
 	if err := v.WriteSnapshot(&size); err != nil {
-		return toStatus(err)
+		return api.ToStatus(err)
 	}
 	if err := stream.Send(&colonyv1.SnapshotResponse{
 		Header:    viewHeader(s, v),
@@ -90,15 +91,15 @@ func (a *maintenanceAPI) Snapshot(req *colonyv1.SnapshotRequest, stream grpc.Ser
 	}
 	w := &chunkSender{send: stream.Send, sum: sha256.New()}
 	if err := v.WriteSnapshot(w); err != nil {
-		return toStatus(err)
+		return api.ToStatus(err)
 	}
 	if w.n != size.n { // the same view always writes the same bytes
-		return toStatus(fmt.Errorf("snapshot: wrote %d bytes, announced %d", w.n, size.n))
+		return api.ToStatus(fmt.Errorf("snapshot: wrote %d bytes, announced %d", w.n, size.n))
 	}
 	if err := w.put(w.sum.Sum(nil)); err != nil {
-		return toStatus(err)
+		return api.ToStatus(err)
 	}
-	return toStatus(w.flush())
+	return api.ToStatus(w.flush())
 }
 
 type countingWriter struct{ n int64 }
