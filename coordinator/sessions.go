@@ -11,6 +11,7 @@ import (
 	"github.com/colonymesh/colony/internal/wiretime"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+	"github.com/hashicorp/raft"
 )
 
 // sessionTick is how often the leader looks for expired sessions: the most a
@@ -177,4 +178,67 @@ func (t *sessionTracker) expire(ctx context.Context) {
 		return
 	}
 	t.s.log.Info("sessions expired", "sessions", fmt.Sprint(ids))
+}
+
+// keepAlive refreshes a session in the leader's tracker, through the leader
+// when this node follows.
+func (s *Server) keepAlive(ctx context.Context, id uint64) (time.Duration, error) {
+	var ttl time.Duration
+	err := s.withLeader(ctx, func(ctx context.Context) error {
+		if s.raft.State() == raft.Leader {
+			ttls, err := s.leaderKeepAlive(ctx, []uint64{id})
+			if err != nil {
+				return err
+			}
+			ttl = ttls[0]
+			return nil
+		}
+		addr, err := s.leaderAddr()
+		if err != nil {
+			return err
+		}
+		// Batched with other keep-alives through this node: a sidecar
+		// fleet's keep-alives cost the leader one RPC per batch.
+		ttl, err = s.peers.keepAliver(addr).do(ctx, id)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if ttl <= 0 {
+		return 0, ztree.SessionNotFound(id)
+	}
+	return ttl, nil
+}
+
+// leaderKeepAlive touches sessions in the tracker and confirms leadership
+// before anyone is told: a deposed leader that has not noticed yet must not
+// acknowledge a keep-alive the new leader never saw. The new leader armed
+// every session with a full TTL when it took over, after this keep-alive was
+// sent, so the guarantee holds from the client's send time. A zero TTL in
+// the result means the session is unknown or expiring.
+func (s *Server) leaderKeepAlive(ctx context.Context, ids []uint64) ([]time.Duration, error) {
+	lt := s.currentLeaderTerm()
+	if lt == nil {
+		return nil, raft.ErrNotLeader
+	}
+	select {
+	case <-lt.ready:
+	case <-ctx.Done():
+		return nil, api.ErrTermNotReady
+	}
+	ttls := make([]time.Duration, len(ids))
+	for i, id := range ids {
+		ttl, ok, err := s.sessions.touch(id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			ttls[i] = ttl
+		}
+	}
+	if err := s.verifier.verify(ctx); err != nil {
+		return nil, err
+	}
+	return ttls, nil
 }
