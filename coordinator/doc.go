@@ -14,6 +14,12 @@
 // colony.v1.Breakers API, checks its input and hands the call to the
 // leader's engine.
 //
+// The public gRPC services (Tree, Sessions, Watch, Cluster, Breakers,
+// Maintenance), their request checks and the one mapping of errors to
+// gRPC statuses live in package coordinator/api, which sees the node
+// through its api.Node interface; New builds the gRPC server and registers
+// them there, beside the node's own Peer service.
+//
 // Start a node with New and stop it with Close:
 //
 //	cfg := coordinator.DefaultConfig()

@@ -2,13 +2,13 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/coordinator/engine"
 	"github.com/colonymesh/colony/internal/ztree"
 
@@ -325,20 +325,18 @@ func (s *Server) memberMap() map[string]*peerv1.RegisterMember {
 	return s.peers.members(gen, s.fsm.tree.View())
 }
 
-var errNoLeader = errors.New("coordinator: no leader known")
-
 // leaderAddr returns the gRPC address of the current leader.
 func (s *Server) leaderAddr() (string, error) {
 	_, id := s.raft.LeaderWithID()
 	if id == "" {
-		return "", errNoLeader
+		return "", api.ErrNoLeader
 	}
 	if string(id) == s.cfg.NodeID {
 		return s.addr, nil
 	}
 	m, ok := s.memberMap()[string(id)]
 	if !ok {
-		return "", errNoLeader // elected, not registered yet
+		return "", api.ErrNoLeader // elected, not registered yet
 	}
 	return m.GrpcAddress, nil
 }

@@ -93,11 +93,7 @@ func TestWatchAndSessionLimits(t *testing.T) {
 	// A connection's count goes when the connection does (its sessions stay:
 	// they are the cluster's), so the bookkeeping does not grow with every
 	// client port ever seen.
-	countedConns := func() int {
-		n.srv.sessionsPerConn.mu.Lock()
-		defer n.srv.sessionsPerConn.mu.Unlock()
-		return len(n.srv.sessionsPerConn.byConn)
-	}
+	countedConns := func() int { return n.srv.api.SessionConns() }
 	if got := countedConns(); got != 2 {
 		t.Fatalf("connections counted: %d, want 2", got)
 	}

@@ -4,15 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 )
@@ -53,7 +51,7 @@ func (s *Server) withLeader(ctx context.Context, f func(context.Context) error) 
 	defer cancel()
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 200*time.Millisecond) {
 		err := f(ctx)
-		if err == nil || !retryable(err) {
+		if err == nil || !api.Retryable(err) {
 			return err
 		}
 		if !sleepCtx(ctx, backoff) {
@@ -121,24 +119,6 @@ func awaitApply(f raft.ApplyFuture) (uint64, *peerv1.CommandResult, error) {
 	default:
 		return 0, nil, fmt.Errorf("coordinator: unexpected apply response %T", r)
 	}
-}
-
-// retryable reports whether a proposal or read-index request may be tried
-// again, possibly through another leader.
-func retryable(err error) bool {
-	switch {
-	case errors.Is(err, errNoLeader),
-		errors.Is(err, raft.ErrNotLeader),
-		errors.Is(err, raft.ErrLeadershipLost),
-		errors.Is(err, raft.ErrLeadershipTransferInProgress),
-		errors.Is(err, raft.ErrEnqueueTimeout),
-		errors.Is(err, errTermNotReady):
-		return true
-	}
-	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
-		return true
-	}
-	return false
 }
 
 // newRequestID returns a random 128-bit id for a write whose client gave none,

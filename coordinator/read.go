@@ -2,38 +2,20 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
-)
-
-var errTermNotReady = errors.New("coordinator: leader has not committed an entry in its term yet")
-
-// Why a read is refused rather than served (toStatus maps each to a code).
-var (
-	// errFutureZxid: a SESSION read's min_zxid is beyond the cluster's
-	// commit index, so no node will ever be able to serve it (etcd's
-	// ErrFutureRev). OutOfRange.
-	errFutureZxid = errors.New("min_zxid is a future zxid")
-	// errCatchingUp: this node has not applied what the read needs: it has
-	// just (re)started and not yet caught up with the leader, or it fell
-	// behind for longer than LeaderWait. Unavailable: another node may
-	// serve the read.
-	errCatchingUp = errors.New("catching up")
-	// errTooManyParked: MaxParkedReads reads already wait on this node's
-	// FSM. ResourceExhausted.
-	errTooManyParked = errors.New("reads waiting for this node to apply their zxid")
 )
 
 // readyForRead waits, per the consistency asked for, until this node's FSM
 // may serve the read: for LINEARIZABLE until it has applied a read index
 // confirmed by the leader; for SESSION until it has applied minZxid. A
-// minZxid the cluster has not committed fails at once (errFutureZxid).
+// minZxid the cluster has not committed fails at once (api.ErrFutureZxid).
 func (s *Server) readyForRead(ctx context.Context, c colonyv1.Consistency, minZxid uint64) error {
 	if c == colonyv1.Consistency_CONSISTENCY_SESSION {
 		if s.fsm.applied.Load() >= minZxid {
@@ -48,7 +30,7 @@ func (s *Server) readyForRead(ctx context.Context, c colonyv1.Consistency, minZx
 			}
 			if minZxid > committed {
 				return fmt.Errorf("%w: min_zxid %d is beyond the cluster's commit index %d; use a zxid from a response of this cluster",
-					errFutureZxid, minZxid, committed)
+					api.ErrFutureZxid, minZxid, committed)
 			}
 		}
 		return s.awaitApplied(ctx, minZxid)
@@ -63,7 +45,7 @@ func (s *Server) readyForRead(ctx context.Context, c colonyv1.Consistency, minZx
 // awaitApplied waits until this node's FSM has applied index, which the
 // cluster has committed. A follower more than one append (MaxAppendEntries)
 // behind, as a restarted node is until raft has caught it up, answers
-// errCatchingUp at once instead of holding the read, so the client tries
+// api.ErrCatchingUp at once instead of holding the read, so the client tries
 // another node. Otherwise the read parks: at most MaxParkedReads at a time,
 // each for at most LeaderWait.
 func (s *Server) awaitApplied(ctx context.Context, index uint64) error {
@@ -72,20 +54,20 @@ func (s *Server) awaitApplied(ctx context.Context, index uint64) error {
 		return nil
 	}
 	if index-applied > uint64(s.cfg.MaxAppendEntries) && s.raft.State() != raft.Leader {
-		return fmt.Errorf("%w: applied %d of %d", errCatchingUp, applied, index)
+		return fmt.Errorf("%w: applied %d of %d", api.ErrCatchingUp, applied, index)
 	}
 	limit := int64(s.cfg.MaxParkedReads)
 	if s.parkedReads.Add(1) > limit {
 		s.parkedReads.Add(-1)
 		return fmt.Errorf("%w: %d already wait, the limit (MaxParkedReads); retry later or read from another node",
-			errTooManyParked, limit)
+			api.ErrTooManyParked, limit)
 	}
 	defer s.parkedReads.Add(-1)
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.LeaderWait)
 	defer cancel()
 	err := s.fsm.waitApplied(wctx, index)
 	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("%w: applied %d of %d after waiting %v", errCatchingUp, s.fsm.applied.Load(), index, s.cfg.LeaderWait)
+		return fmt.Errorf("%w: applied %d of %d after waiting %v", api.ErrCatchingUp, s.fsm.applied.Load(), index, s.cfg.LeaderWait)
 	}
 	return err
 }
@@ -129,7 +111,7 @@ func (s *Server) leaderReadIndex(ctx context.Context) (uint64, error) {
 	select {
 	case <-lt.ready:
 	case <-ctx.Done():
-		return 0, errTermNotReady
+		return 0, api.ErrTermNotReady
 	}
 	if s.raft.CurrentTerm() != lt.term {
 		return 0, raft.ErrLeadershipLost

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -87,7 +88,7 @@ func TestParkedReadsBounded(t *testing.T) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	err := toStatus(s.awaitApplied(ctx, index))
+	err := api.ToStatus(s.awaitApplied(ctx, index))
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "MaxParkedReads") {
 		t.Errorf("a read past the bound: %v; want ResourceExhausted naming MaxParkedReads", err)
 	}
@@ -95,7 +96,7 @@ func TestParkedReadsBounded(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if status.Code(toStatus(err)) != codes.Canceled {
+		if status.Code(api.ToStatus(err)) != codes.Canceled {
 			t.Errorf("parked read after its caller canceled: %v", err)
 		}
 	}
@@ -110,7 +111,7 @@ func TestParkedReadsBounded(t *testing.T) {
 func TestParkedReadGivesUpAfterLeaderWait(t *testing.T) {
 	c := newTestCluster(t, 1, func(c *Config) { c.LeaderWait = 200 * time.Millisecond })
 	s := c.leader().srv
-	err := toStatus(s.awaitApplied(context.Background(), s.fsm.applied.Load()+1_000_000))
+	err := api.ToStatus(s.awaitApplied(context.Background(), s.fsm.applied.Load()+1_000_000))
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "catching up: applied") {
 		t.Errorf("a read parked past LeaderWait: %v; want Unavailable \"catching up: applied X of Y\"", err)
 	}
@@ -125,7 +126,7 @@ func TestFarBehindFollowerRefusesReadsAtOnce(t *testing.T) {
 	f := c.followers()[0].srv
 	applied := f.fsm.applied.Load()
 	// No deadline: only an immediate answer ends this call.
-	err := toStatus(f.awaitApplied(context.Background(), applied+uint64(f.cfg.MaxAppendEntries)+1))
+	err := api.ToStatus(f.awaitApplied(context.Background(), applied+uint64(f.cfg.MaxAppendEntries)+1))
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), fmt.Sprintf("catching up: applied %d of", applied)) {
 		t.Errorf("read far ahead of a follower: %v; want Unavailable \"catching up: applied %d of ...\"", err, applied)
 	}

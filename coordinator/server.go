@@ -18,13 +18,13 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/internal/hclogslog"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/watchhub"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
-	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
 // Server is one coordinator node: a raft member holding the znode tree, and
@@ -47,10 +47,10 @@ type Server struct {
 
 	peers    *peerPool
 	verifier *leaderVerifier
-	watches  watchLimits // open watches per connection and node
-	// sessionsPerConn counts open sessions per client connection.
-	sessionsPerConn sessionLimits
-	sessions        *sessionTracker
+	// api serves the public services (package api) and keeps their
+	// per-connection limits.
+	api      *api.Service
+	sessions *sessionTracker
 	// parkedReads counts the reads waiting for this node's FSM (read.go).
 	parkedReads atomic.Int64
 
@@ -137,23 +137,19 @@ func (s *Server) start() error {
 		return err
 	}
 
-	// Requests up to this size reach our validation and get an error naming
-	// the field and the limit; larger ones are refused by gRPC itself
-	// (ResourceExhausted, naming the message size and this limit).
+	// One gRPC server for the public services (package api) and the peer
+	// service. Requests up to this size reach the validation and get an
+	// error naming the field and the limit; larger ones are refused by gRPC
+	// itself (ResourceExhausted, naming the message size and this limit).
+	s.api = api.New(apiNode{s}, s.apiConfig())
 	s.grpc = grpc.NewServer(
 		grpc.WaitForHandlers(true),
 		telemetry.ServerOption(s.cfg.TracerProvider),
 		grpc.MaxRecvMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
 		grpc.MaxSendMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
-		grpc.StatsHandler(connStats{sessions: &s.sessionsPerConn}),
+		grpc.StatsHandler(s.api.StatsHandler()),
 	)
-	api := &api{s: s}
-	colonyv1.RegisterTreeServer(s.grpc, api)
-	colonyv1.RegisterSessionsServer(s.grpc, api)
-	colonyv1.RegisterWatchServer(s.grpc, api)
-	colonyv1.RegisterClusterServer(s.grpc, api)
-	colonyv1.RegisterBreakersServer(s.grpc, &breakersAPI{s: s})
-	colonyv1.RegisterMaintenanceServer(s.grpc, &maintenanceAPI{s: s}) // snapshot_api.go
+	s.api.Register(s.grpc)
 	peerv1.RegisterPeerServer(s.grpc, &peerAPI{s: s})
 	s.goFunc(func() {
 		if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -2,25 +2,21 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/internal/wiretime"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
+	"github.com/hashicorp/raft"
 )
 
 // sessionTick is how often the leader looks for expired sessions: the most a
 // session outlives its deadline, besides the commit of the expiry.
 const sessionTick = 50 * time.Millisecond
-
-var (
-	// errNotTracking: this node does not lead (or has not armed its tracker yet).
-	errNotTracking = errors.New("coordinator: session tracker not active on this node")
-)
 
 // sessionTracker is the leader's record of when each session expires. Only
 // the leader has one armed: expiry is decided here and committed through the
@@ -132,7 +128,7 @@ func (t *sessionTracker) touch(id uint64) (ttl time.Duration, ok bool, err error
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.active {
-		return 0, false, errNotTracking
+		return 0, false, api.ErrNotTracking
 	}
 	ttl, known := t.ttls[id]
 	if !known || t.expiring[id] {
@@ -182,4 +178,67 @@ func (t *sessionTracker) expire(ctx context.Context) {
 		return
 	}
 	t.s.log.Info("sessions expired", "sessions", fmt.Sprint(ids))
+}
+
+// keepAlive refreshes a session in the leader's tracker, through the leader
+// when this node follows.
+func (s *Server) keepAlive(ctx context.Context, id uint64) (time.Duration, error) {
+	var ttl time.Duration
+	err := s.withLeader(ctx, func(ctx context.Context) error {
+		if s.raft.State() == raft.Leader {
+			ttls, err := s.leaderKeepAlive(ctx, []uint64{id})
+			if err != nil {
+				return err
+			}
+			ttl = ttls[0]
+			return nil
+		}
+		addr, err := s.leaderAddr()
+		if err != nil {
+			return err
+		}
+		// Batched with other keep-alives through this node: a sidecar
+		// fleet's keep-alives cost the leader one RPC per batch.
+		ttl, err = s.peers.keepAliver(addr).do(ctx, id)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if ttl <= 0 {
+		return 0, ztree.SessionNotFound(id)
+	}
+	return ttl, nil
+}
+
+// leaderKeepAlive touches sessions in the tracker and confirms leadership
+// before anyone is told: a deposed leader that has not noticed yet must not
+// acknowledge a keep-alive the new leader never saw. The new leader armed
+// every session with a full TTL when it took over, after this keep-alive was
+// sent, so the guarantee holds from the client's send time. A zero TTL in
+// the result means the session is unknown or expiring.
+func (s *Server) leaderKeepAlive(ctx context.Context, ids []uint64) ([]time.Duration, error) {
+	lt := s.currentLeaderTerm()
+	if lt == nil {
+		return nil, raft.ErrNotLeader
+	}
+	select {
+	case <-lt.ready:
+	case <-ctx.Done():
+		return nil, api.ErrTermNotReady
+	}
+	ttls := make([]time.Duration, len(ids))
+	for i, id := range ids {
+		ttl, ok, err := s.sessions.touch(id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			ttls[i] = ttl
+		}
+	}
+	if err := s.verifier.verify(ctx); err != nil {
+		return nil, err
+	}
+	return ttls, nil
 }

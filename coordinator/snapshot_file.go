@@ -1,7 +1,8 @@
 package coordinator
 
-// Snapshots for operators (backups): the Maintenance service streams a
-// snapshot file of a node's state, ReadSnapshotFile checks one, and
+// Snapshots for operators (backups): the Maintenance service (package api,
+// maintenance.go) streams a snapshot file of a node's state,
+// ReadSnapshotFile checks one, and
 // RestoreSnapshot builds a new node's data dir from one, offline (etcd's
 // `snapshot save` / `snapshot status` / `snapshot restore`).
 //
@@ -16,7 +17,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -25,13 +25,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
-	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
 // Errors of snapshot files.
@@ -45,8 +43,6 @@ var (
 )
 
 const (
-	// snapshotChunk is the most blob bytes in one SnapshotResponse.
-	snapshotChunk = 64 << 10
 	// snapshotSumLen is the length of the checksum that ends a snapshot file.
 	snapshotSumLen = sha256.Size
 	// snapshotMaxRecord bounds one record a snapshot file may hold, as the
@@ -56,101 +52,6 @@ const (
 	// first election then starts above it.
 	restoredTerm = 1
 )
-
-// maintenanceAPI serves colony.v1.Maintenance.
-type maintenanceAPI struct {
-	colonyv1.UnimplementedMaintenanceServer
-	s *Server
-}
-
-// Snapshot streams a snapshot file of this node's state. The view is
-// immutable, so it is written twice without holding anything up: once to
-// learn its size (for the client's progress), once to send it.
-func (a *maintenanceAPI) Snapshot(req *colonyv1.SnapshotRequest, stream grpc.ServerStreamingServer[colonyv1.SnapshotResponse]) error {
-	s := a.s
-	c := req.GetConsistency()
-	if _, ok := colonyv1.Consistency_name[int32(c)]; !ok {
-		return toStatus(fmt.Errorf("%w: consistency: unknown value %d", ztree.ErrInvalidArgument, c))
-	}
-	if err := s.readyForRead(stream.Context(), c, req.GetMinZxid()); err != nil {
-		return toStatus(err)
-	}
-	v := s.fsm.tree.View()
-	var size countingWriter
-	if err := v.WriteSnapshot(&size); err != nil {
-		return toStatus(err)
-	}
-	if err := stream.Send(&colonyv1.SnapshotResponse{
-		Header:    viewHeader(s, v),
-		Index:     v.Index(),
-		TimeMs:    v.TimeMs(),
-		SizeBytes: uint64(size.n) + snapshotSumLen,
-	}); err != nil {
-		return err
-	}
-	w := &chunkSender{send: stream.Send, sum: sha256.New()}
-	if err := v.WriteSnapshot(w); err != nil {
-		return toStatus(err)
-	}
-	if w.n != size.n { // the same view always writes the same bytes
-		return toStatus(fmt.Errorf("snapshot: wrote %d bytes, announced %d", w.n, size.n))
-	}
-	if err := w.put(w.sum.Sum(nil)); err != nil {
-		return toStatus(err)
-	}
-	return toStatus(w.flush())
-}
-
-type countingWriter struct{ n int64 }
-
-func (w *countingWriter) Write(p []byte) (int, error) {
-	w.n += int64(len(p))
-	return len(p), nil
-}
-
-// chunkSender sends what is written to it as blobs of snapshotChunk bytes,
-// hashing the snapshot's bytes on the way.
-type chunkSender struct {
-	send func(*colonyv1.SnapshotResponse) error
-	sum  hash.Hash
-	n    int64
-	buf  []byte
-}
-
-func (w *chunkSender) Write(p []byte) (int, error) {
-	w.sum.Write(p)
-	w.n += int64(len(p))
-	if err := w.put(p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// put queues p, sending every full chunk.
-func (w *chunkSender) put(p []byte) error {
-	for len(p) > 0 {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, snapshotChunk) // a new one each time: gRPC may hold the last
-		}
-		k := min(len(p), snapshotChunk-len(w.buf))
-		w.buf, p = append(w.buf, p[:k]...), p[k:]
-		if len(w.buf) == snapshotChunk {
-			if err := w.flush(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (w *chunkSender) flush() error {
-	if len(w.buf) == 0 {
-		return nil
-	}
-	err := w.send(&colonyv1.SnapshotResponse{Blob: w.buf})
-	w.buf = nil
-	return err
-}
 
 // SnapshotInfo describes a snapshot file.
 type SnapshotInfo struct {

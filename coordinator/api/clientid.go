@@ -1,4 +1,4 @@
-package coordinator
+package api
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 // results, and answers a remembered id only for the request it was first used
 // for (see ztree's DESIGN.md).
 const (
-	// clientIDMetadata is the gRPC metadata key that names the client a
+	// ClientIDMetadata is the gRPC metadata key that names the client a
 	// write's request_id belongs to. The Go client sends a random id per
 	// client.Client; without it a request is in the anonymous scope, shared
 	// by every caller that sends none.
-	clientIDMetadata = "colony-client-id"
+	ClientIDMetadata = "colony-client-id"
 	// maxClientIDLen is the longest client id accepted.
 	maxClientIDLen = 64
 )
@@ -30,17 +30,17 @@ const (
 // collide with. Authentication (issue 15) puts the verified identity in front
 // of the client id here, so that one caller can never name another's scope.
 func requestScope(ctx context.Context) (string, error) {
-	vals := metadata.ValueFromIncomingContext(ctx, clientIDMetadata)
+	vals := metadata.ValueFromIncomingContext(ctx, ClientIDMetadata)
 	switch len(vals) {
 	case 0:
 		return "", nil
 	case 1:
 	default:
-		return "", status.Errorf(codes.InvalidArgument, "%s: sent %d times, at most once", clientIDMetadata, len(vals))
+		return "", status.Errorf(codes.InvalidArgument, "%s: sent %d times, at most once", ClientIDMetadata, len(vals))
 	}
 	id := vals[0]
 	if !validClientID(id) {
-		return "", status.Errorf(codes.InvalidArgument, "%s: %q must be 1 to %d characters of A-Z a-z 0-9 . _ : -", clientIDMetadata, truncate(id, maxClientIDLen+8), maxClientIDLen)
+		return "", status.Errorf(codes.InvalidArgument, "%s: %q must be 1 to %d characters of A-Z a-z 0-9 . _ : -", ClientIDMetadata, truncate(id, maxClientIDLen+8), maxClientIDLen)
 	}
 	return id, nil
 }

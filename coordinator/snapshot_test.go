@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -40,8 +41,8 @@ func saveSnapshot(t *testing.T, conn *grpc.ClientConn, req *colonyv1.SnapshotReq
 		if first == nil {
 			first = m
 		}
-		if len(m.GetBlob()) > snapshotChunk {
-			t.Fatalf("blob of %d bytes, above the %d-byte chunk", len(m.GetBlob()), snapshotChunk)
+		if len(m.GetBlob()) > api.SnapshotChunk {
+			t.Fatalf("blob of %d bytes, above the %d-byte chunk", len(m.GetBlob()), api.SnapshotChunk)
 		}
 		buf.Write(m.GetBlob())
 	}
@@ -74,7 +75,7 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	c := newTestCluster(t, 3)
 	ctx := ctxT(t)
 	l := c.leader()
-	big := bytes.Repeat([]byte("x"), 3*snapshotChunk) // spans several chunks
+	big := bytes.Repeat([]byte("x"), 3*api.SnapshotChunk) // spans several chunks
 	for _, op := range []*colonyv1.CreateRequest{
 		{Path: "/app", Data: []byte("v1")},
 		{Path: "/app/big", Data: big},

@@ -1,4 +1,4 @@
-package coordinator
+package api
 
 import (
 	"context"
@@ -14,26 +14,16 @@ import (
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
-// api serves the public colony.v1 services on every node.
-type api struct {
+// treeServer serves colony.v1.Tree: writes go through raft (Node.Propose),
+// reads are served from a view at the consistency asked for.
+type treeServer struct {
 	colonyv1.UnimplementedTreeServer
-	colonyv1.UnimplementedSessionsServer
-	colonyv1.UnimplementedWatchServer
-	colonyv1.UnimplementedClusterServer
-	s *Server
-}
-
-func (s *Server) header() *colonyv1.ResponseHeader {
-	return &colonyv1.ResponseHeader{
-		Zxid:     s.fsm.applied.Load(),
-		MemberId: s.cfg.NodeID,
-		Term:     s.raft.CurrentTerm(),
-	}
+	s *Service
 }
 
 // write validates ops, commits them as one transaction and returns its result.
-func (s *Server) write(ctx context.Context, requestID string, ops ...*colonyv1.Op) (*colonyv1.MultiResponse, error) {
-	if err := ztree.ValidateOps(ops, s.limits); err != nil {
+func (s *Service) write(ctx context.Context, requestID string, ops ...*colonyv1.Op) (*colonyv1.MultiResponse, error) {
+	if err := ztree.ValidateOps(ops, s.cfg.Limits); err != nil {
 		return nil, err
 	}
 	if err := checkNotReserved(ops); err != nil {
@@ -44,7 +34,7 @@ func (s *Server) write(ctx context.Context, requestID string, ops ...*colonyv1.O
 		return nil, err
 	}
 	cmd := &peerv1.Command{ClientId: scope, RequestId: requestID, Op: &peerv1.Command_Txn{Txn: &peerv1.Txn{Ops: ops}}}
-	_, res, err := s.propose(ctx, cmd)
+	res, err := s.node.Propose(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -55,12 +45,12 @@ func (s *Server) write(ctx context.Context, requestID string, ops ...*colonyv1.O
 	if txn == nil || len(txn.Results) != len(ops) {
 		return nil, fmt.Errorf("coordinator: malformed transaction result %v", res)
 	}
-	txn.Header = s.header()
+	txn.Header = s.node.Header()
 	return txn, nil
 }
 
 // writeOne commits a single op and returns its result, or its error.
-func (s *Server) writeOne(ctx context.Context, requestID string, op *colonyv1.Op) (*colonyv1.OpResult, *colonyv1.ResponseHeader, error) {
+func (s *Service) writeOne(ctx context.Context, requestID string, op *colonyv1.Op) (*colonyv1.OpResult, *colonyv1.ResponseHeader, error) {
 	txn, err := s.write(ctx, requestID, op)
 	if err != nil {
 		return nil, nil, err
@@ -71,99 +61,90 @@ func (s *Server) writeOne(ctx context.Context, requestID string, op *colonyv1.Op
 	return txn.Results[0], txn.Header, nil
 }
 
-func (a *api) Create(ctx context.Context, req *colonyv1.CreateRequest) (*colonyv1.CreateResponse, error) {
+func (a *treeServer) Create(ctx context.Context, req *colonyv1.CreateRequest) (*colonyv1.CreateResponse, error) {
 	r, h, err := a.s.writeOne(ctx, req.RequestId, &colonyv1.Op{Op: &colonyv1.Op_Create{Create: req}})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
 	c := r.GetCreate()
 	return &colonyv1.CreateResponse{Header: h, Path: c.GetPath(), Stat: c.GetStat()}, nil
 }
 
-func (a *api) Set(ctx context.Context, req *colonyv1.SetRequest) (*colonyv1.SetResponse, error) {
+func (a *treeServer) Set(ctx context.Context, req *colonyv1.SetRequest) (*colonyv1.SetResponse, error) {
 	r, h, err := a.s.writeOne(ctx, req.RequestId, &colonyv1.Op{Op: &colonyv1.Op_Set{Set: req}})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
 	return &colonyv1.SetResponse{Header: h, Stat: r.GetSet().GetStat()}, nil
 }
 
-func (a *api) Delete(ctx context.Context, req *colonyv1.DeleteRequest) (*colonyv1.DeleteResponse, error) {
+func (a *treeServer) Delete(ctx context.Context, req *colonyv1.DeleteRequest) (*colonyv1.DeleteResponse, error) {
 	_, h, err := a.s.writeOne(ctx, req.RequestId, &colonyv1.Op{Op: &colonyv1.Op_Delete{Delete: req}})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
 	return &colonyv1.DeleteResponse{Header: h}, nil
 }
 
-func (a *api) Multi(ctx context.Context, req *colonyv1.MultiRequest) (*colonyv1.MultiResponse, error) {
+func (a *treeServer) Multi(ctx context.Context, req *colonyv1.MultiRequest) (*colonyv1.MultiResponse, error) {
 	if len(req.Ops) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "ops: a multi needs at least 1 op")
 	}
 	txn, err := a.s.write(ctx, req.RequestId, req.Ops...)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
 	return txn, nil
 }
 
 // view waits until this node may serve a read at the requested consistency
 // and returns the tree as of then.
-func (s *Server) view(ctx context.Context, path string, c colonyv1.Consistency, minZxid uint64) (*ztree.View, error) {
+func (s *Service) view(ctx context.Context, path string, c colonyv1.Consistency, minZxid uint64) (*ztree.View, error) {
 	if err := ztree.ValidatePath(path); err != nil {
 		return nil, err
 	}
 	if _, ok := colonyv1.Consistency_name[int32(c)]; !ok {
 		return nil, fmt.Errorf("%w: consistency: unknown value %d", ztree.ErrInvalidArgument, c)
 	}
-	if err := s.readyForRead(ctx, c, minZxid); err != nil {
-		return nil, err
-	}
-	return s.fsm.tree.View(), nil
+	return s.node.ReadView(ctx, c, minZxid)
 }
 
-func viewHeader(s *Server, v *ztree.View) *colonyv1.ResponseHeader {
-	h := s.header()
-	h.Zxid = v.Index()
-	return h
-}
-
-func (a *api) Get(ctx context.Context, req *colonyv1.GetRequest) (*colonyv1.GetResponse, error) {
+func (a *treeServer) Get(ctx context.Context, req *colonyv1.GetRequest) (*colonyv1.GetResponse, error) {
 	v, err := a.s.view(ctx, req.Path, req.Consistency, req.MinZxid)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
 	data, st, err := v.Get(req.Path)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
-	return &colonyv1.GetResponse{Header: viewHeader(a.s, v), Data: data, Stat: st}, nil
+	return &colonyv1.GetResponse{Header: a.s.viewHeader(v), Data: data, Stat: st}, nil
 }
 
-func (a *api) Exists(ctx context.Context, req *colonyv1.ExistsRequest) (*colonyv1.ExistsResponse, error) {
+func (a *treeServer) Exists(ctx context.Context, req *colonyv1.ExistsRequest) (*colonyv1.ExistsResponse, error) {
 	v, err := a.s.view(ctx, req.Path, req.Consistency, req.MinZxid)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
-	resp := &colonyv1.ExistsResponse{Header: viewHeader(a.s, v)}
+	resp := &colonyv1.ExistsResponse{Header: a.s.viewHeader(v)}
 	if _, st, err := v.Get(req.Path); err == nil {
 		resp.Exists, resp.Stat = true, st
 	} else if ztree.Code(err) != codes.NotFound {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
 	return resp, nil
 }
 
-func (a *api) Children(ctx context.Context, req *colonyv1.ChildrenRequest) (*colonyv1.ChildrenResponse, error) {
+func (a *treeServer) Children(ctx context.Context, req *colonyv1.ChildrenRequest) (*colonyv1.ChildrenResponse, error) {
 	v, err := a.s.view(ctx, req.Path, req.Consistency, req.MinZxid)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
 	names, st, err := v.Children(req.Path)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, ToStatus(err)
 	}
-	return &colonyv1.ChildrenResponse{Header: viewHeader(a.s, v), Names: names, Stat: st}, nil
+	return &colonyv1.ChildrenResponse{Header: a.s.viewHeader(v), Names: names, Stat: st}, nil
 }
 
 // checkNotReserved refuses tree writes under the paths the breaker engine

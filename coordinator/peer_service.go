@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -57,7 +58,7 @@ func (p *peerAPI) ProposeBatch(ctx context.Context, req *peerv1.ProposeBatchRequ
 
 // statusOpError carries err's gRPC code and message to the follower.
 func statusOpError(err error) *colonyv1.OpError {
-	st := status.Convert(toStatus(err))
+	st := status.Convert(api.ToStatus(err))
 	return &colonyv1.OpError{Code: int32(st.Code()), Message: st.Message()}
 }
 
@@ -67,7 +68,7 @@ func (p *peerAPI) ReadIndex(ctx context.Context, _ *peerv1.ReadIndexRequest) (*p
 	}
 	index, err := p.s.leaderReadIndex(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	return &peerv1.ReadIndexResponse{Index: index}, nil
 }
@@ -78,7 +79,7 @@ func (p *peerAPI) KeepAliveSessions(ctx context.Context, req *peerv1.KeepAliveSe
 	}
 	ttls, err := p.s.leaderKeepAlive(ctx, req.SessionIds)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, api.ToStatus(err)
 	}
 	resp := &peerv1.KeepAliveSessionsResponse{TtlMs: make([]int64, len(ttls))}
 	for i, ttl := range ttls {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/coordinator/raftdiag"
@@ -18,13 +17,13 @@ import (
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
-// Status reports this node's view of the cluster and asks every member for
-// its own (state, applied index, time since it last heard from the leader).
-func (a *api) Status(ctx context.Context, _ *colonyv1.StatusRequest) (*colonyv1.StatusResponse, error) {
-	s := a.s
+// clusterStatus reports this node's view of the cluster and asks every
+// member for its own (state, applied index, time since it last heard from
+// the leader).
+func (s *Server) clusterStatus(ctx context.Context) (*colonyv1.StatusResponse, error) {
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	_, leaderID := s.raft.LeaderWithID()
 	resp := &colonyv1.StatusResponse{
@@ -139,14 +138,10 @@ func (s *Server) nodeStatus() *peerv1.NodeStatusResponse {
 	return st
 }
 
-// AddMember adds a node as a non-voter; the leader promotes it once it has
+// addMember adds a node as a non-voter; the leader promotes it once it has
 // caught up, unless it asked to stay a non-voter. Adding a member that is
 // already in the configuration at the same address is a no-op.
-func (a *api) AddMember(ctx context.Context, req *colonyv1.AddMemberRequest) (*colonyv1.AddMemberResponse, error) {
-	s := a.s
-	if req.Id == "" || req.RaftAddress == "" || req.GrpcAddress == "" {
-		return nil, status.Error(codes.InvalidArgument, "id, raft_address and grpc_address are required")
-	}
+func (s *Server) addMember(ctx context.Context, req *colonyv1.AddMemberRequest) error {
 	err := s.withLeader(ctx, func(ctx context.Context) error {
 		if s.raft.State() != raft.Leader {
 			addr, err := s.leaderAddr()
@@ -168,10 +163,10 @@ func (a *api) AddMember(ctx context.Context, req *colonyv1.AddMemberRequest) (*c
 		return s.raft.AddNonvoter(raft.ServerID(req.Id), raft.ServerAddress(req.RaftAddress), 0, 10*time.Second).Error()
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return err
 	}
 	s.log.Info("member added", "member", req.Id, "raft", req.RaftAddress, "grpc", req.GrpcAddress)
-	return &colonyv1.AddMemberResponse{Header: s.header()}, nil
+	return nil
 }
 
 func (s *Server) configServer(id string) (raft.Server, bool) {
@@ -187,12 +182,8 @@ func (s *Server) configServer(id string) (raft.Server, bool) {
 	return raft.Server{}, false
 }
 
-// RemoveMember removes a node from the raft configuration and the registry.
-func (a *api) RemoveMember(ctx context.Context, req *colonyv1.RemoveMemberRequest) (*colonyv1.RemoveMemberResponse, error) {
-	s := a.s
-	if req.Id == "" {
-		return nil, status.Error(codes.InvalidArgument, "id is required")
-	}
+// removeMember removes a node from the raft configuration and the registry.
+func (s *Server) removeMember(ctx context.Context, req *colonyv1.RemoveMemberRequest) error {
 	err := s.withLeader(ctx, func(ctx context.Context) error {
 		if s.raft.State() != raft.Leader {
 			addr, err := s.leaderAddr()
@@ -208,22 +199,22 @@ func (a *api) RemoveMember(ctx context.Context, req *colonyv1.RemoveMemberReques
 		return s.raft.RemoveServer(raft.ServerID(req.Id), 0, 10*time.Second).Error()
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return err
 	}
 	// Through propose: if the removed member was this leader, the next one
 	// commits it.
 	forget := &peerv1.Command{Op: &peerv1.Command_ForgetMember{ForgetMember: &peerv1.ForgetMember{Id: req.Id}}}
 	if _, _, err := s.propose(ctx, forget); err != nil {
-		return nil, toStatus(fmt.Errorf("member removed from raft, but not from the address registry: %w", err))
+		return fmt.Errorf("member removed from raft, but not from the address registry: %w", err)
 	}
 	s.log.Info("member removed", "member", req.Id)
-	return &colonyv1.RemoveMemberResponse{Header: s.header()}, nil
+	return nil
 }
 
-// TransferLeadership hands leadership to target (or to the most up-to-date
-// voter) and waits until a leader is known again.
-func (a *api) TransferLeadership(ctx context.Context, req *colonyv1.TransferLeadershipRequest) (*colonyv1.TransferLeadershipResponse, error) {
-	s := a.s
+// transferLeadership hands leadership to target (or to the most up-to-date
+// voter) and waits until a leader is known again; it returns the new
+// leader's id.
+func (s *Server) transferLeadership(ctx context.Context, req *colonyv1.TransferLeadershipRequest) (string, error) {
 	err := s.withLeader(ctx, func(ctx context.Context) error {
 		if s.raft.State() != raft.Leader {
 			addr, err := s.leaderAddr()
@@ -249,11 +240,11 @@ func (a *api) TransferLeadership(ctx context.Context, req *colonyv1.TransferLead
 		return s.raft.LeadershipTransferToServer(srv.ID, srv.Address).Error()
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return "", err
 	}
 	if err := s.WaitLeader(ctx); err != nil {
-		return nil, toStatus(err)
+		return "", err
 	}
 	_, id := s.raft.LeaderWithID()
-	return &colonyv1.TransferLeadershipResponse{Header: s.header(), LeaderId: string(id)}, nil
+	return string(id), nil
 }

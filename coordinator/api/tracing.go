@@ -1,4 +1,4 @@
-package coordinator
+package api
 
 import (
 	"context"
@@ -20,7 +20,7 @@ func pairAttrs(caller, callee string) []attribute.KeyValue {
 }
 
 // traceReport starts the SpanReport span of one Report call.
-func (s *Server) traceReport(ctx context.Context, reports []*colonyv1.OutcomeReport) (context.Context, trace.Span) {
+func (s *Service) traceReport(ctx context.Context, reports []*colonyv1.OutcomeReport) (context.Context, trace.Span) {
 	type pairKey struct{ caller, callee string }
 	pairs := map[pairKey]bool{}
 	instances := map[string]bool{}
@@ -41,16 +41,18 @@ func (s *Server) traceReport(ctx context.Context, reports []*colonyv1.OutcomeRep
 			attrs = append(attrs, telemetry.AttrInstance.String(id))
 		}
 	}
-	return s.tracer.Start(ctx, telemetry.SpanReport, trace.WithAttributes(attrs...))
+	return s.cfg.Tracer.Start(ctx, telemetry.SpanReport, trace.WithAttributes(attrs...))
 }
 
 // endReport counts a Report call's reports and ends its span.
-func (s *Server) endReport(span trace.Span, n int, err error) {
+func (s *Service) endReport(span trace.Span, n int, err error) {
 	result := "accepted"
 	if err != nil {
 		result = "rejected"
 	}
-	s.metrics.reportsReceived.WithLabelValues(result).Add(float64(n))
+	if s.cfg.ReportsReceived != nil {
+		s.cfg.ReportsReceived(result, n)
+	}
 	endSpan(span, err, "reports rejected")
 }
 

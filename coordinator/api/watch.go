@@ -1,4 +1,4 @@
-package coordinator
+package api
 
 import (
 	"context"
@@ -17,6 +17,12 @@ import (
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
+// watchServer serves colony.v1.Watch.
+type watchServer struct {
+	colonyv1.UnimplementedWatchServer
+	s *Service
+}
+
 // Watch serves a watch from this node's own applied state: followers serve
 // watches as well as the leader. Events come from the node's watch hub in
 // zxid order; a watcher the hub cannot serve without a gap gets resync=true
@@ -30,9 +36,9 @@ import (
 // connection over that budget is cut with ResourceExhausted; its client
 // resumes after the last zxid it received (or is told to resync if that is
 // no longer retained).
-func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServer) error {
+func (a *watchServer) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServer) error {
 	if err := ztree.ValidatePath(req.Path); err != nil {
-		return toStatus(err)
+		return ToStatus(err)
 	}
 	if _, ok := colonyv1.WatchKind_name[int32(req.Kind)]; !ok {
 		return status.Errorf(codes.InvalidArgument, "kind: unknown watch kind %d", req.Kind)
@@ -41,6 +47,7 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 		return status.Errorf(codes.InvalidArgument, "recursive: only PERSISTENT watches can be recursive, got %s", req.Kind)
 	}
 	s := a.s
+	node := s.node
 	ctx := stream.Context()
 	release, err := s.watches.acquire(ctx, s.cfg.MaxWatchesPerConn, s.cfg.MaxWatches)
 	if err != nil {
@@ -55,19 +62,19 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 	}
 	defer out.close()
 
-	after := s.hub.Index()
+	after := node.WatchIndex()
 	if req.AfterZxid != nil {
 		after = *req.AfterZxid
 	}
-	sub, err := s.hub.Subscribe(watchhub.Filter{Path: req.Path, Kind: req.Kind, Recursive: req.Recursive}, after)
+	sub, err := node.Subscribe(watchhub.Filter{Path: req.Path, Kind: req.Kind, Recursive: req.Recursive}, after)
 	if errors.Is(err, watchhub.ErrResync) {
-		return out.send(&colonyv1.WatchResponse{Header: s.header(), Resync: true, ResyncReason: err.Error()}, after)
+		return out.send(&colonyv1.WatchResponse{Header: node.Header(), Resync: true, ResyncReason: err.Error()}, after)
 	}
 	if err != nil {
-		return toStatus(err)
+		return ToStatus(err)
 	}
 	defer sub.Close()
-	created := &colonyv1.WatchResponse{Header: s.header(), Created: true, StartZxid: after}
+	created := &colonyv1.WatchResponse{Header: node.Header(), Created: true, StartZxid: after}
 	var interval time.Duration
 	if req.ProgressNotify {
 		interval = s.cfg.WatchProgressInterval
@@ -84,7 +91,7 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 		case errors.Is(err, io.EOF): // a one-shot watch fired
 			return nil
 		case errors.Is(err, watchhub.ErrResync):
-			return out.send(&colonyv1.WatchResponse{Header: s.header(), Resync: true, ResyncReason: err.Error()}, sent)
+			return out.send(&colonyv1.WatchResponse{Header: node.Header(), Resync: true, ResyncReason: err.Error()}, sent)
 		case errors.Is(err, watchhub.ErrClosed):
 			return status.Error(codes.Unavailable, "node is shutting down; resume the watch on another node")
 		case ctx.Err() != nil:
@@ -99,7 +106,7 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 			if !errors.Is(err, context.Canceled) {
 				continue // the next Next reports it
 			}
-			h := s.header()
+			h := node.Header()
 			h.Zxid = sub.Progress()
 			if err := out.send(&colonyv1.WatchResponse{Header: h, Progress: true}, sent); err != nil {
 				return err
@@ -107,9 +114,9 @@ func (a *api) Watch(req *colonyv1.WatchRequest, stream colonyv1.Watch_WatchServe
 			sent = max(sent, h.Zxid)
 			continue
 		default:
-			return toStatus(fmt.Errorf("watch: %w", err))
+			return ToStatus(fmt.Errorf("watch: %w", err))
 		}
-		msg := &colonyv1.WatchResponse{Header: s.header(), Events: events, Fragment: sub.Fragment()}
+		msg := &colonyv1.WatchResponse{Header: node.Header(), Events: events, Fragment: sub.Fragment()}
 		if err := out.send(msg, sent); err != nil {
 			return err
 		}
@@ -131,7 +138,7 @@ var doneCtx = func() context.Context {
 
 // next waits for the subscription's next batch, at most interval when that
 // is positive: then it returns context.DeadlineExceeded while ctx is live.
-func (a *api) next(ctx context.Context, sub *watchhub.Subscription, interval time.Duration) ([]*colonyv1.Event, error) {
+func (a *watchServer) next(ctx context.Context, sub *watchhub.Subscription, interval time.Duration) ([]*colonyv1.Event, error) {
 	if interval <= 0 {
 		return sub.Next(ctx)
 	}
@@ -145,7 +152,7 @@ func (a *api) next(ctx context.Context, sub *watchhub.Subscription, interval tim
 // batch, or one event of MaxDataBytes with the longest path) so that a
 // single watch always fits.
 func watchConnBudget(cfg Config) int {
-	largest := max(cfg.WatchBatchBytes, cfg.MaxDataBytes+ztree.MaxPathBytes+watchMessageOverhead)
+	largest := max(cfg.WatchBatchBytes, cfg.Limits.MaxDataBytes+ztree.MaxPathBytes+watchMessageOverhead)
 	return max(cfg.MaxWatchBytesPerConn, 2*largest)
 }
 

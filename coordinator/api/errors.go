@@ -1,0 +1,109 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/colonymesh/colony/contract"
+	"github.com/colonymesh/colony/coordinator/engine"
+	"github.com/colonymesh/colony/internal/ztree"
+)
+
+// Errors a Node returns that ToStatus maps to a code of their own. The node
+// returns or wraps these (with %w), so the mapping below finds them.
+var (
+	// ErrNoLeader: no leader is known, or it has not registered its gRPC
+	// address yet. Unavailable; retried while an election may end it.
+	ErrNoLeader = errors.New("coordinator: no leader known")
+	// ErrTermNotReady: this node leads but has not committed an entry of
+	// its term yet. Unavailable; retried.
+	ErrTermNotReady = errors.New("coordinator: leader has not committed an entry in its term yet")
+	// ErrNotTracking: this node does not lead (or has not armed its session
+	// tracker yet). Unavailable.
+	ErrNotTracking = errors.New("coordinator: session tracker not active on this node")
+	// ErrFutureZxid: a SESSION read's min_zxid is beyond the cluster's
+	// commit index, so no node will ever be able to serve it (etcd's
+	// ErrFutureRev). OutOfRange.
+	ErrFutureZxid = errors.New("min_zxid is a future zxid")
+	// ErrCatchingUp: this node has not applied what the read needs: it has
+	// just (re)started and not yet caught up with the leader, or it fell
+	// behind for longer than LeaderWait. Unavailable: another node may
+	// serve the read.
+	ErrCatchingUp = errors.New("catching up")
+	// ErrTooManyParked: MaxParkedReads reads already wait on this node's
+	// FSM. ResourceExhausted.
+	ErrTooManyParked = errors.New("reads waiting for this node to apply their zxid")
+)
+
+// Retryable reports whether a proposal or read-index request may be tried
+// again, possibly through another leader: ToStatus answers these
+// Unavailable, and the node retries them while it waits out an election.
+func Retryable(err error) bool {
+	switch {
+	case errors.Is(err, ErrNoLeader),
+		errors.Is(err, raft.ErrNotLeader),
+		errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress),
+		errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, ErrTermNotReady):
+		return true
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
+		return true
+	}
+	return false
+}
+
+// ToStatus converts an error to a gRPC status at the API edge. It is the one
+// place where errors become codes, for the public services here and for the
+// node's peer service; it matches with errors.Is so wrapped errors map too,
+// and keeps the message, which names what was wrong. Kinds that share a
+// code also get their reason (contract.Reason*).
+func ToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Err() // already a status: forwarded from another node
+	}
+	switch {
+	case Retryable(err):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return status.Error(codes.Unavailable, "node is shutting down: "+err.Error())
+	case errors.Is(err, ErrNotTracking), errors.Is(err, ErrCatchingUp):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrFutureZxid):
+		return status.Error(codes.OutOfRange, err.Error())
+	case errors.Is(err, ErrTooManyParked):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	if c := ztree.Code(err); c != codes.Unknown {
+		return withReason(status.New(c, err.Error()), ztree.Reason(err))
+	}
+	if c := engine.Code(err); c != codes.Unknown {
+		return withReason(status.New(c, err.Error()), engine.Reason(err))
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// withReason attaches the kind of error to st as a google.rpc.ErrorInfo in
+// contract.ErrorDomain, for clients to tell apart kinds that share a code.
+func withReason(st *status.Status, reason string) error {
+	if reason == "" {
+		return st.Err()
+	}
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: contract.ErrorDomain}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
+}
