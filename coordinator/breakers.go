@@ -65,8 +65,7 @@ func (p *peerAPI) ForwardReports(ctx context.Context, req *peerv1.ForwardReports
 	resp := &peerv1.ForwardReportsResponse{Errors: make([]*colonyv1.OpError, len(req.Batches))}
 	for i, b := range req.Batches {
 		if err := e.Report(engine.IngestContext(ctx, b.Traceparent), now, b.Reports); err != nil {
-			st := status.Convert(api.ToStatus(err))
-			resp.Errors[i] = &colonyv1.OpError{Code: int32(st.Code()), Message: st.Message()}
+			resp.Errors[i] = api.OpError(err)
 		} else {
 			resp.Errors[i] = &colonyv1.OpError{}
 		}
@@ -88,7 +87,7 @@ func sendReports(client peerv1.PeerClient) func(context.Context, []*peerv1.Repor
 		errs := make([]error, len(batches))
 		for i, e := range resp.Errors {
 			if e.GetCode() != 0 {
-				errs[i] = status.Error(codes.Code(e.Code), e.Message)
+				errs[i] = api.FromOpError(e)
 			}
 		}
 		return make([]struct{}, len(batches)), errs, nil

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/internal/wiretime"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 )
@@ -149,7 +150,7 @@ func sendProposals(client peerv1.PeerClient) func(context.Context, []*peerv1.Com
 		for i, r := range resp.Results {
 			switch {
 			case r.Error != nil:
-				errs[i] = status.Error(codes.Code(r.Error.Code), r.Error.Message)
+				errs[i] = api.FromOpError(r.Error)
 			case r.Result == nil:
 				errs[i] = fmt.Errorf("coordinator: leader returned no result for command %d of a batch", i)
 			default:

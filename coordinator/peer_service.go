@@ -57,10 +57,7 @@ func (p *peerAPI) ProposeBatch(ctx context.Context, req *peerv1.ProposeBatchRequ
 }
 
 // statusOpError carries err's gRPC code and message to the follower.
-func statusOpError(err error) *colonyv1.OpError {
-	st := status.Convert(api.ToStatus(err))
-	return &colonyv1.OpError{Code: int32(st.Code()), Message: st.Message()}
-}
+func statusOpError(err error) *colonyv1.OpError { return api.OpError(err) }
 
 func (p *peerAPI) ReadIndex(ctx context.Context, _ *peerv1.ReadIndexRequest) (*peerv1.ReadIndexResponse, error) {
 	if p.s.raft.State() != raft.Leader {

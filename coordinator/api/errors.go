@@ -12,6 +12,7 @@ import (
 	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/engine"
 	"github.com/colonymesh/colony/internal/ztree"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
 // Errors a Node returns that ToStatus maps to a code of their own. The node
@@ -106,4 +107,27 @@ func withReason(st *status.Status, reason string) error {
 		return d.Err()
 	}
 	return st.Err()
+}
+
+// OpError carries err across a node-to-node call (a forwarded write or
+// report batch) as ToStatus would answer it: code, message and reason.
+func OpError(err error) *colonyv1.OpError {
+	st := status.Convert(ToStatus(err))
+	return &colonyv1.OpError{Code: int32(st.Code()), Message: st.Message(), Reason: reasonOf(st)}
+}
+
+// FromOpError is the status e carried, reason included, for the node that
+// forwarded the call to answer its client with.
+func FromOpError(e *colonyv1.OpError) error {
+	return withReason(status.New(codes.Code(e.GetCode()), e.GetMessage()), e.GetReason())
+}
+
+// reasonOf is the reason of st's ErrorInfo in Colony's domain, "" if none.
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == contract.ErrorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/colonymesh/colony/contract"
+	"github.com/colonymesh/colony/internal/ztree"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -42,5 +44,25 @@ func TestToStatusCodes(t *testing.T) {
 				t.Fatalf("ToStatus(%v) lost the message", tt.err)
 			}
 		})
+	}
+}
+
+// An error that crosses a node-to-node call (a write or report batch a
+// follower forwarded) reaches the client as the leader would have answered
+// it: code, message and reason.
+func TestOpErrorKeepsTheReason(t *testing.T) {
+	for _, err := range []error{
+		ztree.SessionNotFound(42),
+		fmt.Errorf("op 0: %w", ztree.ErrNotEmpty),
+		ErrNoLeader,
+	} {
+		want := status.Convert(ToStatus(err))
+		got := status.Convert(FromOpError(OpError(err)))
+		if got.Code() != want.Code() || got.Message() != want.Message() || reasonOf(got) != reasonOf(want) {
+			t.Errorf("%v: forwarded as %v (reason %q), want %v (reason %q)", err, got, reasonOf(got), want, reasonOf(want))
+		}
+	}
+	if r := reasonOf(status.Convert(FromOpError(OpError(ztree.SessionNotFound(42))))); r != contract.ReasonSessionNotFound {
+		t.Errorf("a forwarded session error has reason %q, want %q", r, contract.ReasonSessionNotFound)
 	}
 }
