@@ -127,3 +127,29 @@ func MustContain(t *testing.T, what, out string, want ...string) {
 		}
 	}
 }
+
+// Colony is a package's test runner over its command groups: Run builds a
+// fresh root for each command line, as each run of the binary does.
+type Colony struct {
+	groups []func(*cli.Flags) *cobra.Command
+}
+
+// NewColony returns the runner of a root with groups (see Root).
+func NewColony(groups ...func(*cli.Flags) *cobra.Command) Colony {
+	return Colony{groups: groups}
+}
+
+// Root is a fresh root command with the runner's groups.
+func (c Colony) Root() *cobra.Command { return Root(c.groups...) }
+
+// Run runs a command line and returns its stdout.
+func (c Colony) Run(ctx context.Context, t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errw SyncBuffer
+	return c.RunWith(ctx, &out, &errw, stdin, args...)
+}
+
+// RunWith runs a command line with the given stdout and stderr.
+func (c Colony) RunWith(ctx context.Context, out, errw *SyncBuffer, stdin string, args ...string) (string, error) {
+	return Run(ctx, c.Root(), out, errw, stdin, args...)
+}
