@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,6 +95,8 @@ func (s *Server) leaderLoop(ctx context.Context, lt *leaderTerm) {
 	// Commit an entry of this term before serving reads (read-index needs
 	// it) and before judging sessions: every earlier entry is applied once
 	// it is.
+	var transferSince time.Time // refused as "transfer in progress" since
+	warned := false
 	for {
 		_, _, err := s.applyLocal(ctx, &peerv1.Command{Op: &peerv1.Command_Noop{Noop: &peerv1.Noop{}}})
 		if err == nil {
@@ -101,6 +104,19 @@ func (s *Server) leaderLoop(ctx context.Context, lt *leaderTerm) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		// No transfer of this term can be running yet: raft's flag was left
+		// set by an earlier term's transfer (transferguard.go). Say so
+		// plainly; raft clears it only when that transfer ends.
+		if errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			if transferSince.IsZero() {
+				transferSince = time.Now()
+			} else if d := time.Since(transferSince); d > 10*s.cfg.ElectionTimeout+30*time.Second && !warned {
+				warned = true
+				s.log.Error("raft has refused every write of this term for a leadership transfer that is not running (hashicorp/raft#696): this node cannot lead until it restarts; restart it", "for", d.Round(time.Second), "term", lt.term)
+			}
+		} else {
+			transferSince = time.Time{}
 		}
 		s.log.Warn("leader noop failed, retrying", "err", err)
 		if !sleepCtx(ctx, 50*time.Millisecond) {

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
@@ -224,20 +225,31 @@ func (s *Server) transferLeadership(ctx context.Context, req *colonyv1.TransferL
 			_, err = s.peers.cluster(addr).TransferLeadership(ctx, req)
 			return err
 		}
-		if req.TargetId == "" {
-			return s.raft.LeadershipTransfer().Error()
-		}
 		if req.TargetId == s.cfg.NodeID {
 			return nil
 		}
-		srv, ok := s.configServer(req.TargetId)
-		if !ok {
-			return fmt.Errorf("%w: member %q is not in the cluster", ztree.ErrNoNode, req.TargetId)
+		var srv raft.Server
+		if req.TargetId != "" {
+			var ok bool
+			if srv, ok = s.configServer(req.TargetId); !ok {
+				return fmt.Errorf("%w: member %q is not in the cluster", ztree.ErrNoNode, req.TargetId)
+			}
+			if srv.Suffrage != raft.Voter {
+				return fmt.Errorf("%w: target_id: member %q is not a voter", ztree.ErrInvalidArgument, req.TargetId)
+			}
 		}
-		if srv.Suffrage != raft.Voter {
-			return fmt.Errorf("%w: target_id: member %q is not a voter", ztree.ErrInvalidArgument, req.TargetId)
+		term := s.raft.CurrentTerm()
+		if err := s.transfers.allow(term, req.TargetId); err != nil {
+			return fmt.Errorf("%w: %v", api.ErrTransferUnsafe, err)
 		}
-		return s.raft.LeadershipTransferToServer(srv.ID, srv.Address).Error()
+		var err error
+		if req.TargetId == "" {
+			err = s.raft.LeadershipTransfer().Error()
+		} else {
+			err = s.raft.LeadershipTransferToServer(srv.ID, srv.Address).Error()
+		}
+		s.transfers.done(term, req.TargetId, err)
+		return err
 	})
 	if err != nil {
 		return "", err

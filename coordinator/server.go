@@ -58,6 +58,7 @@ type Server struct {
 	tracer            trace.Tracer
 	metrics           *nodeMetrics
 	diag              *raftdiag.Diagnostics
+	transfers         transferGuard // refuses transfers raft cannot start safely
 	unregisterMetrics func()
 
 	// leader holds the state of this node's current leadership term, nil

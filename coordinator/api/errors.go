@@ -39,6 +39,9 @@ var (
 	// ErrTooManyParked: MaxParkedReads reads already wait on this node's
 	// FSM. ResourceExhausted.
 	ErrTooManyParked = errors.New("reads waiting for this node to apply their zxid")
+	// ErrTransferUnsafe: a leadership transfer raft cannot start safely in
+	// this term (coordinator/transferguard.go). FailedPrecondition.
+	ErrTransferUnsafe = errors.New("leadership transfer refused")
 )
 
 // Retryable reports whether a proposal or read-index request may be tried
@@ -83,6 +86,8 @@ func ToStatus(err error) error {
 		return status.Error(codes.OutOfRange, err.Error())
 	case errors.Is(err, ErrTooManyParked):
 		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, ErrTransferUnsafe):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
