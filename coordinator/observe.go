@@ -4,6 +4,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/colonymesh/colony/coordinator/raftdiag"
+	"github.com/colonymesh/colony/coordinator/raftlog"
 )
 
 // Cluster diagnostics live in package raftdiag (the leader's view of its
@@ -30,10 +31,10 @@ func newDiagnostics(cfg *Config, m *nodeMetrics) *raftdiag.Diagnostics {
 // (diskstall.go), a failed replication call held while the follower is
 // unreachable (rejoin.go), and a follower's conflicting entries walked back
 // over faster (conflictwalk.go).
-func (s *Server) observedTransport(stall *stallGuard, hold *replicationHold) *raftdiag.Transport {
+func (s *Server) observedTransport(stall *raftlog.StallGuard, hold *replicationHold) *raftdiag.Transport {
 	walk := &conflictWalk{}
 	return s.diag.WrapTransport(s.transport, raftdiag.Hooks{
-		Refuse:         stall.check,
+		Refuse:         stall.Check,
 		Retry:          hold.retry,
 		SnapshotFailed: hold.untilReachable,
 		Replied:        walk.sawReply,

@@ -6,6 +6,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/colonymesh/colony/coordinator/raftdiag"
+	"github.com/colonymesh/colony/coordinator/raftlog"
 )
 
 // Rejoin: how a follower that failed (crashed, restarted, partitioned) gets
@@ -41,7 +42,7 @@ type replicationHold struct {
 	interval time.Duration
 	done     <-chan struct{}
 	d        *raftdiag.Diagnostics // d.Raft(): the running raft, set once it runs
-	stall    *stallGuard
+	stall    *raftlog.StallGuard
 }
 
 // retry calls call every interval until it succeeds, fails although peer id
@@ -102,7 +103,7 @@ func (h *replicationHold) untilReachable(id raft.ServerID, target raft.ServerAdd
 // shouldHold reports whether this node still leads in term with a working
 // disk, and id is still in the configuration at target.
 func (h *replicationHold) shouldHold(id raft.ServerID, target raft.ServerAddress, term uint64) bool {
-	if h.stall.check() != nil {
+	if h.stall.Check() != nil {
 		return false
 	}
 	r := h.d.Raft()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
+	"github.com/colonymesh/colony/coordinator/raftlog"
 	"github.com/colonymesh/colony/internal/hclogslog"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/watchhub"
@@ -189,11 +190,11 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("raft config: %w", err)
 	}
 
-	opened, err := openLogStore(s.cfg.DataDir, s.cfg.LogStore, s.cfg.NoSync)
+	opened, err := raftlog.Open(s.cfg.DataDir, s.cfg.LogStore, s.cfg.NoSync)
 	if err != nil {
 		return err
 	}
-	store := &stallWatchedStore{logStore: opened}
+	store := &raftlog.WatchedStore{Store: opened}
 	s.store = store
 	logs, err := raft.NewLogCache(512, store)
 	if err != nil {
@@ -220,7 +221,7 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("reading raft state: %w", err)
 	}
-	stall := &stallGuard{store: store, timeout: s.cfg.DiskStallTimeout, log: s.log}
+	stall := raftlog.NewStallGuard(store, s.cfg.DiskStallTimeout, s.log)
 	s.observed = s.observedTransport(stall, &replicationHold{interval: rc.HeartbeatTimeout / 10, done: s.ctx.Done(), d: s.diag, stall: stall})
 	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, s.observed)
 	if err != nil {
