@@ -5,6 +5,7 @@ import (
 
 	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/coordinator/raftlog"
+	"github.com/colonymesh/colony/coordinator/replication"
 )
 
 // Cluster diagnostics live in package raftdiag (the leader's view of its
@@ -28,15 +29,15 @@ func newDiagnostics(cfg *Config, m *nodeMetrics) *raftdiag.Diagnostics {
 
 // observedTransport is s.transport as raft uses it: observed by the
 // diagnostics, its AppendEntries failed while the disk stalls
-// (diskstall.go), a failed replication call held while the follower is
-// unreachable (rejoin.go), and a follower's conflicting entries walked back
-// over faster (conflictwalk.go).
-func (s *Server) observedTransport(stall *raftlog.StallGuard, hold *replicationHold) *raftdiag.Transport {
-	walk := &conflictWalk{}
+// (raftlog.StallGuard), a failed replication call held while the follower
+// is unreachable (replication.Hold), and a follower's conflicting entries
+// walked back over faster (replication.ConflictWalk).
+func (s *Server) observedTransport(stall *raftlog.StallGuard, hold *replication.Hold) *raftdiag.Transport {
+	walk := &replication.ConflictWalk{}
 	return s.diag.WrapTransport(s.transport, raftdiag.Hooks{
 		Refuse:         stall.Check,
-		Retry:          hold.retry,
-		SnapshotFailed: hold.untilReachable,
-		Replied:        walk.sawReply,
+		Retry:          hold.Retry,
+		SnapshotFailed: hold.UntilReachable,
+		Replied:        walk.SawReply,
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/coordinator/raftlog"
+	"github.com/colonymesh/colony/coordinator/replication"
 	"github.com/colonymesh/colony/internal/hclogslog"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/watchhub"
@@ -222,7 +223,7 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("reading raft state: %w", err)
 	}
 	stall := raftlog.NewStallGuard(store, s.cfg.DiskStallTimeout, s.log)
-	s.observed = s.observedTransport(stall, &replicationHold{interval: rc.HeartbeatTimeout / 10, done: s.ctx.Done(), d: s.diag, stall: stall})
+	s.observed = s.observedTransport(stall, replication.NewHold(rc.HeartbeatTimeout/10, s.ctx.Done(), s.diag, stall))
 	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, s.observed)
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)
