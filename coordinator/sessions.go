@@ -199,7 +199,7 @@ func (s *Server) keepAlive(ctx context.Context, id uint64) (time.Duration, error
 		}
 		// Batched with other keep-alives through this node: a sidecar
 		// fleet's keep-alives cost the leader one RPC per batch.
-		ttl, err = s.peers.keepAliver(addr).do(ctx, id)
+		ttl, err = s.peers.keepAliver(addr).Do(ctx, id)
 		return err
 	})
 	if err != nil {
