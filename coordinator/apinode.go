@@ -37,7 +37,7 @@ func (s *Server) apiConfig() api.Config {
 		WatchProgressInterval: s.cfg.WatchProgressInterval,
 		Tracer:                s.tracer,
 		ReportsReceived: func(result string, n int) {
-			s.metrics.reportsReceived.WithLabelValues(result).Add(float64(n))
+			s.metrics.ReportsReceived.WithLabelValues(result).Add(float64(n))
 		},
 	}
 }

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"github.com/hashicorp/raft"
 
+	"github.com/colonymesh/colony/coordinator/nodemetrics"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/coordinator/raftlog"
 	"github.com/colonymesh/colony/coordinator/replication"
@@ -13,16 +14,16 @@ import (
 // to the node: its configuration and metrics, and the hooks the node adds
 // to raft's replication calls.
 
-func newDiagnostics(cfg *Config, m *nodeMetrics) *raftdiag.Diagnostics {
+func newDiagnostics(cfg *Config, m *nodemetrics.Metrics) *raftdiag.Diagnostics {
 	return raftdiag.New(raftdiag.Config{
 		NodeID:             raft.ServerID(cfg.NodeID),
 		HeartbeatTimeout:   cfg.HeartbeatTimeout,
 		LeaderLeaseTimeout: cfg.LeaderLeaseTimeout,
 		MaxAppendEntries:   cfg.MaxAppendEntries,
 		Metrics: raftdiag.Metrics{
-			LeaderChanges:    m.leaderChanges,
-			HeartbeatRTT:     m.heartbeat,
-			FailedHeartbeats: m.failedHeartbeats,
+			LeaderChanges:    m.LeaderChanges,
+			HeartbeatRTT:     m.Heartbeat,
+			FailedHeartbeats: m.FailedHeartbeats,
 		},
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/colonymesh/colony/coordinator/api"
+	"github.com/colonymesh/colony/coordinator/nodemetrics"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/coordinator/raftlog"
 	"github.com/colonymesh/colony/coordinator/replication"
@@ -58,7 +59,7 @@ type Server struct {
 
 	// Telemetry: tracing.go, metrics.go, observe.go.
 	tracer            trace.Tracer
-	metrics           *nodeMetrics
+	metrics           *nodemetrics.Metrics
 	diag              *raftdiag.Diagnostics
 	unregisterMetrics func()
 
@@ -224,7 +225,7 @@ func (s *Server) startRaft() error {
 	}
 	stall := raftlog.NewStallGuard(store, s.cfg.DiskStallTimeout, s.log)
 	s.observed = s.observedTransport(stall, replication.NewHold(rc.HeartbeatTimeout/10, s.ctx.Done(), s.diag, stall))
-	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, s.observed)
+	s.raft, err = raft.NewRaft(rc, nodemetrics.TimedFSM{BatchingFSM: s.fsm, Observer: s.metrics.FSMApply}, logs, store, snaps, s.observed)
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
