@@ -33,7 +33,7 @@ type Config struct {
 	// RaftPeerAddrs maps raft server IDs to the address this node dials to
 	// reach them, instead of the address in the raft configuration. Empty
 	// means the configured addresses. For tests that route each pair's raft
-	// traffic through a fault proxy; see addrprovider.go.
+	// traffic through a fault proxy; see package raftnet.
 	RaftPeerAddrs map[string]string
 	// GRPCAddr is the address the gRPC API listens on. Required.
 	GRPCAddr string

@@ -22,6 +22,7 @@ import (
 	"github.com/colonymesh/colony/coordinator/nodemetrics"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/coordinator/raftlog"
+	"github.com/colonymesh/colony/coordinator/raftnet"
 	"github.com/colonymesh/colony/coordinator/replication"
 	"github.com/colonymesh/colony/internal/hclogslog"
 	"github.com/colonymesh/colony/internal/telemetry"
@@ -214,7 +215,7 @@ func (s *Server) startRaft() error {
 			return fmt.Errorf("raft advertise address %q: %w", s.cfg.RaftAdvertise, err)
 		}
 	}
-	s.transport, err = newRaftTransport(s.cfg.RaftAddr, advertise, s.cfg.NodeID, s.cfg.RaftPeerAddrs, rc.Logger.Named("transport"))
+	s.transport, err = raftnet.NewTransport(s.cfg.RaftAddr, advertise, s.cfg.NodeID, s.cfg.RaftPeerAddrs, rc.Logger.Named("transport"))
 	if err != nil {
 		return fmt.Errorf("raft transport on %s: %w", s.cfg.RaftAddr, err)
 	}

@@ -1,4 +1,4 @@
-package coordinator
+package raftnet
 
 import (
 	"testing"
@@ -28,7 +28,7 @@ func TestPeerAddrProvider(t *testing.T) {
 }
 
 func TestRaftTransportEncodesOwnAddress(t *testing.T) {
-	tr, err := newRaftTransport("127.0.0.1:0", nil, "n1", map[string]string{"n2": "127.0.0.1:1"}, nil)
+	tr, err := NewTransport("127.0.0.1:0", nil, "n1", map[string]string{"n2": "127.0.0.1:1"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
