@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/colonymesh/colony/coordinator/api"
+	"github.com/colonymesh/colony/coordinator/internal/leaderverify"
 	"github.com/colonymesh/colony/coordinator/nodemetrics"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/colonymesh/colony/coordinator/raftlog"
@@ -50,7 +51,7 @@ type Server struct {
 	addr    string // advertised gRPC address
 
 	peers    *peerPool
-	verifier *leaderVerifier
+	verifier *leaderverify.Verifier
 	// api serves the public services (package api) and keeps their
 	// per-connection limits.
 	api      *api.Service
@@ -231,7 +232,7 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("starting raft: %w", err)
 	}
 	s.diag.Start(s.ctx, s.raft, s.goFunc)
-	s.verifier = newLeaderVerifier(s.raft, &s.wg)
+	s.verifier = leaderverify.New(s.raft, &s.wg)
 	if s.cfg.Bootstrap && !existing {
 		conf := raft.Configuration{}
 		peers := s.cfg.Peers

@@ -7,11 +7,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/internal/wiretime"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
-	"github.com/hashicorp/raft"
 )
 
 // sessionTick is how often the leader looks for expired sessions: the most a
@@ -237,7 +238,7 @@ func (s *Server) leaderKeepAlive(ctx context.Context, ids []uint64) ([]time.Dura
 			ttls[i] = ttl
 		}
 	}
-	if err := s.verifier.verify(ctx); err != nil {
+	if err := s.verifier.Verify(ctx); err != nil {
 		return nil, err
 	}
 	return ttls, nil
