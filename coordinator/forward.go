@@ -13,12 +13,8 @@ import (
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 )
 
-// batchBytes is the most encoded request bytes one batch carries, for a peer
-// connection whose messages may be up to maxMsg bytes: half of it, leaving
-// room for the envelope and for the reply. A single request larger than that
-// still goes out, alone: the client API already refused anything that does
-// not fit one message.
-func batchBytes(maxMsg int) int { return maxMsg / 2 }
+// A follower forwards proposals, keep-alives and reports to the leader in
+// batches (package internal/batcher); here are their round trips.
 
 // forwarded is a proposal's outcome on the leader.
 type forwarded struct {

@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/colonymesh/colony/coordinator/internal/batcher"
 	"github.com/colonymesh/colony/internal/ztree"
@@ -59,7 +58,7 @@ func (p *peerPool) proposer(addr string) *batcher.Batcher[*peerv1.Command, forwa
 	b, ok := p.proposers[addr]
 	if !ok {
 		b = newBatcher(p, sendProposals(peerv1.NewPeerClient(p.connLocked(addr))))
-		b.Size, b.MaxBytes = sizeOf[*peerv1.Command], batchBytes(p.maxMsg)
+		b.Size, b.MaxBytes = batcher.ProtoSize[*peerv1.Command], batcher.BytesFor(p.maxMsg)
 		p.proposers[addr] = b
 	}
 	return b
@@ -85,15 +84,11 @@ func (p *peerPool) reporter(addr string) *batcher.Batcher[*peerv1.ReportBatch, s
 	b, ok := p.reporters[addr]
 	if !ok {
 		b = newBatcher(p, sendReports(peerv1.NewPeerClient(p.connLocked(addr))))
-		b.Size, b.MaxBytes = sizeOf[*peerv1.ReportBatch], batchBytes(p.maxMsg)
+		b.Size, b.MaxBytes = batcher.ProtoSize[*peerv1.ReportBatch], batcher.BytesFor(p.maxMsg)
 		p.reporters[addr] = b
 	}
 	return b
 }
-
-// sizeOf is a message's encoded size inside a batch: its own plus the tag and
-// length prefix a repeated field adds (at most 1 + 5 bytes).
-func sizeOf[M proto.Message](m M) int { return proto.Size(m) + 6 }
 
 func newBatcher[Req, Res any](p *peerPool, send func(context.Context, []Req) ([]Res, []error, error)) *batcher.Batcher[Req, Res] {
 	return &batcher.Batcher[Req, Res]{Send: send, GoFunc: p.goFunc, Ctx: p.ctx, Timeout: p.forwardTimeout}

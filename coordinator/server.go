@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,25 +235,15 @@ func (s *Server) startRaft() error {
 	s.diag.Start(s.ctx, s.raft, s.goFunc)
 	s.verifier = leaderverify.New(s.raft, &s.wg)
 	if s.cfg.Bootstrap && !existing {
-		conf := raft.Configuration{}
 		peers := s.cfg.Peers
 		if len(peers) == 0 {
 			peers = map[string]string{s.cfg.NodeID: string(s.transport.LocalAddr())}
 		}
-		ids := make([]string, 0, len(peers))
-		for id := range peers {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-		for _, id := range ids {
-			conf.Servers = append(conf.Servers, raft.Server{
-				Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(peers[id]),
-			})
-		}
+		conf := raftnet.Voters(peers)
 		if err := s.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("bootstrapping cluster: %w", err)
 		}
-		s.log.Info("bootstrapped cluster", "voters", ids)
+		s.log.Info("bootstrapped cluster", "voters", slices.Sorted(maps.Keys(peers)))
 	}
 	return nil
 }

@@ -1,15 +1,17 @@
-// Package raftnet is the network transport a coordinator node gives raft:
-// raft's TCP transport with a fixed pool and timeout (NewTransport) that
-// can dial, for the peers a node lists, an address of the node's own
-// instead of the one in the raft configuration (coordinator.Config's
-// RaftPeerAddrs), which fault-injection tests use to put a proxy between
-// every ordered pair of nodes.
+// Package raftnet is how a coordinator node's raft reaches its peers: the
+// network transport it gives raft, raft's TCP transport with a fixed pool
+// and timeout (NewTransport) that can dial, for the peers a node lists, an
+// address of the node's own instead of the one in the raft configuration
+// (coordinator.Config's RaftPeerAddrs), which fault-injection tests use to
+// put a proxy between every ordered pair of nodes; and the voter
+// configuration a new cluster starts with (Voters).
 package raftnet
 
 import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -61,4 +63,17 @@ func NewTransport(bind string, advertise net.Addr, self string, peerAddrs map[st
 		p.selfAddr = t.LocalAddr()
 	}
 	return t, nil
+}
+
+// Voters is the raft configuration of a new cluster whose voters are peers
+// (id -> raft address), in id order, so that every member that bootstraps
+// (or restores a snapshot) with the same peers gets the same one.
+func Voters(peers map[string]string) raft.Configuration {
+	var conf raft.Configuration
+	for _, id := range slices.Sorted(maps.Keys(peers)) {
+		conf.Servers = append(conf.Servers, raft.Server{
+			Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(peers[id]),
+		})
+	}
+	return conf
 }

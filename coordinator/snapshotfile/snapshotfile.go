@@ -21,7 +21,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,6 +28,7 @@ import (
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/colonymesh/colony/coordinator/raftnet"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 )
@@ -308,20 +308,12 @@ func restoreConfiguration(cfg RestoreConfig) (raft.Configuration, error) {
 	if _, ok := peers[cfg.NodeID]; !ok {
 		return conf, fmt.Errorf("snapshot restore: NodeID %q is not one of the peers", cfg.NodeID)
 	}
-	ids := make([]string, 0, len(peers))
 	for id, addr := range peers {
 		if id == "" || addr == "" {
 			return conf, fmt.Errorf("snapshot restore: peer %q at %q: want an id and a raft address", id, addr)
 		}
-		ids = append(ids, id)
 	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		conf.Servers = append(conf.Servers, raft.Server{
-			Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(peers[id]),
-		})
-	}
-	return conf, nil
+	return raftnet.Voters(peers), nil
 }
 
 // progressReader reports the bytes read through it.

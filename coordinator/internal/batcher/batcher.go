@@ -10,6 +10,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -19,6 +21,17 @@ const (
 	// Max bounds one batch (raft's MaxAppendEntries default).
 	Max = 256
 )
+
+// BytesFor is the most encoded request bytes one batch carries (MaxBytes),
+// for a peer connection whose messages may be up to maxMsg bytes: half of
+// it, leaving room for the envelope and for the reply. A single request
+// larger than that still goes out, alone: the client API already refused
+// anything that does not fit one message.
+func BytesFor(maxMsg int) int { return maxMsg / 2 }
+
+// ProtoSize is a message's encoded size inside a batch (Size): its own plus
+// the tag and length prefix a repeated field adds (at most 1 + 5 bytes).
+func ProtoSize[M proto.Message](m M) int { return proto.Size(m) + 6 }
 
 // Batcher sends a follower's requests of one kind to the leader, coalescing
 // those that arrive while earlier batches are in flight into one RPC. Set
