@@ -37,7 +37,7 @@ func (s *Server) apiConfig() api.Config {
 		WatchProgressInterval: s.cfg.WatchProgressInterval,
 		Tracer:                s.tracer,
 		ReportsReceived: func(result string, n int) {
-			s.metrics.reportsReceived.WithLabelValues(result).Add(float64(n))
+			s.metrics.ReportsReceived.WithLabelValues(result).Add(float64(n))
 		},
 	}
 }
@@ -102,7 +102,7 @@ func (n apiNode) OnEngine(ctx context.Context, local func(*engine.Engine) error,
 }
 
 func (n apiNode) ForwardReports(ctx context.Context, addr string, batch *peerv1.ReportBatch) error {
-	_, err := n.s.peers.reporter(addr).do(ctx, batch)
+	_, err := n.s.peers.reporter(addr).Do(ctx, batch)
 	return err
 }
 

@@ -8,7 +8,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/colonymesh/colony/coordinator/raftlog"
 )
+
+// LogStoreBolt is Config.LogStore for raft-boltdb (raft.db), the only log
+// store and the default: raftlog.Bolt.
+const LogStoreBolt = raftlog.Bolt
 
 // Config configures one coordinator node. Start from DefaultConfig.
 type Config struct {
@@ -27,7 +33,7 @@ type Config struct {
 	// RaftPeerAddrs maps raft server IDs to the address this node dials to
 	// reach them, instead of the address in the raft configuration. Empty
 	// means the configured addresses. For tests that route each pair's raft
-	// traffic through a fault proxy; see addrprovider.go.
+	// traffic through a fault proxy; see package raftnet.
 	RaftPeerAddrs map[string]string
 	// GRPCAddr is the address the gRPC API listens on. Required.
 	GRPCAddr string
@@ -59,7 +65,7 @@ type Config struct {
 	CommitTimeout time.Duration
 	// DiskStallTimeout is how long a raft log write may hang before this
 	// node, as leader, fails its heartbeats so that a node with a working
-	// disk takes over (diskstall.go). Zero means 5s; negative, never.
+	// disk takes over (raftlog.StallGuard). Zero means 5s; negative, never.
 	DiskStallTimeout time.Duration
 	// MaxAppendEntries is the most entries per AppendEntries and per group commit.
 	MaxAppendEntries int
@@ -70,8 +76,8 @@ type Config struct {
 	// TrailingLogs is how many entries are kept after a snapshot, so slow
 	// followers catch up from the log instead of a snapshot.
 	TrailingLogs uint64
-	// LogStore selects the raft log and stable store: LogStoreBolt, the
-	// only one (and the default when empty).
+	// LogStore selects the raft log and stable store (package raftlog):
+	// LogStoreBolt, the only one (and the default when empty).
 	LogStore string
 	// NoSync turns off fsync of the raft log. Only for benchmarks that want
 	// to measure the cost of durability; never in production.
@@ -239,7 +245,7 @@ func (c *Config) Validate() error {
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("LeaderLeaseTimeout (%v) must not exceed HeartbeatTimeout (%v)", c.LeaderLeaseTimeout, c.HeartbeatTimeout))
 	}
-	if err := checkLogStore(c.LogStore); err != nil {
+	if err := raftlog.CheckKind(c.LogStore); err != nil {
 		errs = append(errs, err)
 	}
 	if c.MaxSessionTTL < c.MinSessionTTL {

@@ -20,6 +20,10 @@
 // through its api.Node interface; New builds the gRPC server and registers
 // them there, beside the node's own Peer service.
 //
+// The parts that need no *Server are packages of their own (raftlog,
+// raftnet, replication, snapshotfile, nodemetrics, raftdiag), none of which
+// imports this one; DESIGN.md lists what each holds.
+//
 // Start a node with New and stop it with Close:
 //
 //	cfg := coordinator.DefaultConfig()

@@ -164,7 +164,7 @@ func (s *Server) runEngine(ctx context.Context, lt *leaderTerm) {
 		IdleExpiry:        s.cfg.BreakerIdleExpiry,
 		Limits:            s.limits,
 		Logger:            s.log,
-		Metrics:           s.metrics.engine,
+		Metrics:           s.metrics.Engine,
 		Tracer:            s.tracer,
 	})
 	for {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -100,4 +101,16 @@ func TestWatchAndSessionLimits(t *testing.T) {
 	other.Close()
 	waitFor(t, func() bool { return countedConns() == 1 })
 	_ = streams
+}
+
+// waitFor waits until cond holds, failing the test after 5s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -7,8 +7,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/colonymesh/colony/coordinator/internal/batcher"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -22,9 +22,9 @@ type peerPool struct {
 
 	mu         sync.Mutex
 	conns      map[string]*grpc.ClientConn
-	proposers  map[string]*batcher[*peerv1.Command, forwarded]
-	keepAlives map[string]*batcher[uint64, time.Duration]
-	reporters  map[string]*batcher[*peerv1.ReportBatch, struct{}]
+	proposers  map[string]*batcher.Batcher[*peerv1.Command, forwarded]
+	keepAlives map[string]*batcher.Batcher[uint64, time.Duration]
+	reporters  map[string]*batcher.Batcher[*peerv1.ReportBatch, struct{}]
 
 	// For batchers: who owns their goroutines, what cancels them, and how
 	// long one batch may take.
@@ -41,9 +41,9 @@ func newPeerPool(ctx context.Context, goFunc func(func()), maxDataBytes int, for
 	return &peerPool{
 		maxMsg:         maxMessageBytes(maxDataBytes),
 		conns:          map[string]*grpc.ClientConn{},
-		proposers:      map[string]*batcher[*peerv1.Command, forwarded]{},
-		keepAlives:     map[string]*batcher[uint64, time.Duration]{},
-		reporters:      map[string]*batcher[*peerv1.ReportBatch, struct{}]{},
+		proposers:      map[string]*batcher.Batcher[*peerv1.Command, forwarded]{},
+		keepAlives:     map[string]*batcher.Batcher[uint64, time.Duration]{},
+		reporters:      map[string]*batcher.Batcher[*peerv1.ReportBatch, struct{}]{},
 		goFunc:         goFunc,
 		ctx:            ctx,
 		forwardTimeout: forwardTimeout,
@@ -52,20 +52,20 @@ func newPeerPool(ctx context.Context, goFunc func(func()), maxDataBytes int, for
 }
 
 // proposer returns the proposal batcher for the leader at addr.
-func (p *peerPool) proposer(addr string) *batcher[*peerv1.Command, forwarded] {
+func (p *peerPool) proposer(addr string) *batcher.Batcher[*peerv1.Command, forwarded] {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b, ok := p.proposers[addr]
 	if !ok {
 		b = newBatcher(p, sendProposals(peerv1.NewPeerClient(p.connLocked(addr))))
-		b.size, b.maxBytes = sizeOf[*peerv1.Command], batchBytes(p.maxMsg)
+		b.Size, b.MaxBytes = batcher.ProtoSize[*peerv1.Command], batcher.BytesFor(p.maxMsg)
 		p.proposers[addr] = b
 	}
 	return b
 }
 
 // keepAliver returns the keep-alive batcher for the leader at addr.
-func (p *peerPool) keepAliver(addr string) *batcher[uint64, time.Duration] {
+func (p *peerPool) keepAliver(addr string) *batcher.Batcher[uint64, time.Duration] {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b, ok := p.keepAlives[addr]
@@ -78,24 +78,20 @@ func (p *peerPool) keepAliver(addr string) *batcher[uint64, time.Duration] {
 
 // reporter returns the outcome-report batcher for the leader at addr: the
 // reports of many Report calls go to the leader in one ForwardReports.
-func (p *peerPool) reporter(addr string) *batcher[*peerv1.ReportBatch, struct{}] {
+func (p *peerPool) reporter(addr string) *batcher.Batcher[*peerv1.ReportBatch, struct{}] {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b, ok := p.reporters[addr]
 	if !ok {
 		b = newBatcher(p, sendReports(peerv1.NewPeerClient(p.connLocked(addr))))
-		b.size, b.maxBytes = sizeOf[*peerv1.ReportBatch], batchBytes(p.maxMsg)
+		b.Size, b.MaxBytes = batcher.ProtoSize[*peerv1.ReportBatch], batcher.BytesFor(p.maxMsg)
 		p.reporters[addr] = b
 	}
 	return b
 }
 
-// sizeOf is a message's encoded size inside a batch: its own plus the tag and
-// length prefix a repeated field adds (at most 1 + 5 bytes).
-func sizeOf[M proto.Message](m M) int { return proto.Size(m) + 6 }
-
-func newBatcher[Req, Res any](p *peerPool, send func(context.Context, []Req) ([]Res, []error, error)) *batcher[Req, Res] {
-	return &batcher[Req, Res]{send: send, goFunc: p.goFunc, ctx: p.ctx, timeout: p.forwardTimeout}
+func newBatcher[Req, Res any](p *peerPool, send func(context.Context, []Req) ([]Res, []error, error)) *batcher.Batcher[Req, Res] {
+	return &batcher.Batcher[Req, Res]{Send: send, GoFunc: p.goFunc, Ctx: p.ctx, Timeout: p.forwardTimeout}
 }
 
 func (p *peerPool) conn(addr string) *grpc.ClientConn {

@@ -68,7 +68,7 @@ func (s *Server) proposeOnce(ctx context.Context, cmd *peerv1.Command) (uint64, 
 	if err != nil {
 		return 0, nil, err
 	}
-	f, err := s.peers.proposer(addr).do(ctx, cmd)
+	f, err := s.peers.proposer(addr).Do(ctx, cmd)
 	return f.index, f.res, err
 }
 

@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/hashicorp/raft"
 
@@ -117,69 +116,11 @@ func (s *Server) leaderReadIndex(ctx context.Context) (uint64, error) {
 		return 0, raft.ErrLeadershipLost
 	}
 	index := s.raft.CommitIndex()
-	if err := s.verifier.verify(ctx); err != nil {
+	if err := s.verifier.Verify(ctx); err != nil {
 		return 0, err
 	}
 	if s.raft.CurrentTerm() != lt.term {
 		return 0, raft.ErrLeadershipLost
 	}
 	return index, nil
-}
-
-// leaderVerifier coalesces VerifyLeader calls: every caller waits for a round
-// that started after it arrived, and one round answers everyone who arrived
-// while the previous round was running. Under load this costs one heartbeat
-// round trip per batch of reads instead of one per read.
-type leaderVerifier struct {
-	r  *raft.Raft
-	wg *sync.WaitGroup
-
-	mu      sync.Mutex
-	next    *verifyRound // collecting callers for the next round
-	running bool
-}
-
-type verifyRound struct {
-	done chan struct{}
-	err  error
-}
-
-func newLeaderVerifier(r *raft.Raft, wg *sync.WaitGroup) *leaderVerifier {
-	return &leaderVerifier{r: r, wg: wg}
-}
-
-func (v *leaderVerifier) verify(ctx context.Context) error {
-	v.mu.Lock()
-	if v.next == nil {
-		v.next = &verifyRound{done: make(chan struct{})}
-	}
-	round := v.next
-	if !v.running {
-		v.running = true
-		v.next = nil
-		v.wg.Add(1)
-		go v.run(round)
-	}
-	v.mu.Unlock()
-	select {
-	case <-round.done:
-		return round.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// run verifies rounds until no caller is waiting.
-func (v *leaderVerifier) run(round *verifyRound) {
-	defer v.wg.Done()
-	for round != nil {
-		round.err = v.r.VerifyLeader().Error()
-		close(round.done)
-		v.mu.Lock()
-		round, v.next = v.next, nil
-		if round == nil {
-			v.running = false
-		}
-		v.mu.Unlock()
-	}
 }

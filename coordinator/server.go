@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,12 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/colonymesh/colony/coordinator/api"
+	"github.com/colonymesh/colony/coordinator/internal/leaderverify"
+	"github.com/colonymesh/colony/coordinator/nodemetrics"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
+	"github.com/colonymesh/colony/coordinator/raftlog"
+	"github.com/colonymesh/colony/coordinator/raftnet"
+	"github.com/colonymesh/colony/coordinator/replication"
 	"github.com/colonymesh/colony/internal/hclogslog"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/watchhub"
@@ -46,7 +52,7 @@ type Server struct {
 	addr    string // advertised gRPC address
 
 	peers    *peerPool
-	verifier *leaderVerifier
+	verifier *leaderverify.Verifier
 	// api serves the public services (package api) and keeps their
 	// per-connection limits.
 	api      *api.Service
@@ -56,7 +62,7 @@ type Server struct {
 
 	// Telemetry: tracing.go, metrics.go, observe.go.
 	tracer            trace.Tracer
-	metrics           *nodeMetrics
+	metrics           *nodemetrics.Metrics
 	diag              *raftdiag.Diagnostics
 	transfers         transferGuard // refuses transfers raft cannot start safely
 	unregisterMetrics func()
@@ -190,11 +196,11 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("raft config: %w", err)
 	}
 
-	opened, err := openLogStore(s.cfg.DataDir, s.cfg.LogStore, s.cfg.NoSync)
+	opened, err := raftlog.Open(s.cfg.DataDir, s.cfg.LogStore, s.cfg.NoSync)
 	if err != nil {
 		return err
 	}
-	store := &stallWatchedStore{logStore: opened}
+	store := &raftlog.WatchedStore{Store: opened}
 	s.store = store
 	logs, err := raft.NewLogCache(512, store)
 	if err != nil {
@@ -212,7 +218,7 @@ func (s *Server) startRaft() error {
 			return fmt.Errorf("raft advertise address %q: %w", s.cfg.RaftAdvertise, err)
 		}
 	}
-	s.transport, err = newRaftTransport(s.cfg.RaftAddr, advertise, s.cfg.NodeID, s.cfg.RaftPeerAddrs, rc.Logger.Named("transport"))
+	s.transport, err = raftnet.NewTransport(s.cfg.RaftAddr, advertise, s.cfg.NodeID, s.cfg.RaftPeerAddrs, rc.Logger.Named("transport"))
 	if err != nil {
 		return fmt.Errorf("raft transport on %s: %w", s.cfg.RaftAddr, err)
 	}
@@ -221,34 +227,24 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("reading raft state: %w", err)
 	}
-	stall := &stallGuard{store: store, timeout: s.cfg.DiskStallTimeout, log: s.log}
-	s.observed = s.observedTransport(stall, &replicationHold{interval: rc.HeartbeatTimeout / 10, done: s.ctx.Done(), d: s.diag, stall: stall})
-	s.raft, err = raft.NewRaft(rc, timedFSM{s.fsm, s.metrics}, logs, store, snaps, s.observed)
+	stall := raftlog.NewStallGuard(store, s.cfg.DiskStallTimeout, s.log)
+	s.observed = s.observedTransport(stall, replication.NewHold(rc.HeartbeatTimeout/10, s.ctx.Done(), s.diag, stall))
+	s.raft, err = raft.NewRaft(rc, nodemetrics.TimedFSM{BatchingFSM: s.fsm, Observer: s.metrics.FSMApply}, logs, store, snaps, s.observed)
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
 	s.diag.Start(s.ctx, s.raft, s.goFunc)
-	s.verifier = newLeaderVerifier(s.raft, &s.wg)
+	s.verifier = leaderverify.New(s.raft, &s.wg)
 	if s.cfg.Bootstrap && !existing {
-		conf := raft.Configuration{}
 		peers := s.cfg.Peers
 		if len(peers) == 0 {
 			peers = map[string]string{s.cfg.NodeID: string(s.transport.LocalAddr())}
 		}
-		ids := make([]string, 0, len(peers))
-		for id := range peers {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-		for _, id := range ids {
-			conf.Servers = append(conf.Servers, raft.Server{
-				Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(peers[id]),
-			})
-		}
+		conf := raftnet.Voters(peers)
 		if err := s.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("bootstrapping cluster: %w", err)
 		}
-		s.log.Info("bootstrapped cluster", "voters", ids)
+		s.log.Info("bootstrapped cluster", "voters", slices.Sorted(maps.Keys(peers)))
 	}
 	return nil
 }

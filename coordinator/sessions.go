@@ -7,11 +7,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/internal/wiretime"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
-	"github.com/hashicorp/raft"
 )
 
 // sessionTick is how often the leader looks for expired sessions: the most a
@@ -199,7 +200,7 @@ func (s *Server) keepAlive(ctx context.Context, id uint64) (time.Duration, error
 		}
 		// Batched with other keep-alives through this node: a sidecar
 		// fleet's keep-alives cost the leader one RPC per batch.
-		ttl, err = s.peers.keepAliver(addr).do(ctx, id)
+		ttl, err = s.peers.keepAliver(addr).Do(ctx, id)
 		return err
 	})
 	if err != nil {
@@ -237,7 +238,7 @@ func (s *Server) leaderKeepAlive(ctx context.Context, ids []uint64) ([]time.Dura
 			ttls[i] = ttl
 		}
 	}
-	if err := s.verifier.verify(ctx); err != nil {
+	if err := s.verifier.Verify(ctx); err != nil {
 		return nil, err
 	}
 	return ttls, nil

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/colonymesh/colony/coordinator/api"
+	"github.com/colonymesh/colony/coordinator/snapshotfile"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -96,7 +97,7 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	if first.GetHeader().GetMemberId() != f.cfg.NodeID {
 		t.Errorf("served by %s, want the follower %s", first.GetHeader().GetMemberId(), f.cfg.NodeID)
 	}
-	info, err := ReadSnapshotFile(path)
+	info, err := snapshotfile.Read(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,13 +118,13 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "restored")
 	raftAddr := freeAddr(t)
 	var progress int64
-	rinfo, err := RestoreSnapshot(path, RestoreConfig{DataDir: dir, NodeID: "r1", RaftAddr: raftAddr,
+	rinfo, err := snapshotfile.Restore(path, snapshotfile.RestoreConfig{DataDir: dir, NodeID: "r1", RaftAddr: raftAddr,
 		Progress: func(n int64) { progress = n }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rinfo.SHA256 != info.SHA256 || progress != info.Size-snapshotSumLen {
-		t.Errorf("restore: info %+v, progress %d; want the file's (%s, %d bytes)", rinfo, progress, info.SHA256, info.Size-snapshotSumLen)
+	if rinfo.SHA256 != info.SHA256 || progress != info.Size-snapshotfile.SumLen {
+		t.Errorf("restore: info %+v, progress %d; want the file's (%s, %d bytes)", rinfo, progress, info.SHA256, info.Size-snapshotfile.SumLen)
 	}
 	cfg := testConfig(t, "r1", dir)
 	cfg.RaftAddr = raftAddr
@@ -200,7 +201,7 @@ func TestSnapshotRestoreCluster(t *testing.T) {
 	t.Cleanup(c.closeAll)
 	for id, addr := range peers {
 		dir := filepath.Join(t.TempDir(), id)
-		if _, err := RestoreSnapshot(path, RestoreConfig{DataDir: dir, NodeID: id, Peers: peers}); err != nil {
+		if _, err := snapshotfile.Restore(path, snapshotfile.RestoreConfig{DataDir: dir, NodeID: id, Peers: peers}); err != nil {
 			t.Fatal(err)
 		}
 		cfg := testConfig(t, id, dir)
@@ -220,7 +221,7 @@ func TestSnapshotSessionConsistency(t *testing.T) {
 	c := newTestCluster(t, 1)
 	n := c.leader()
 	path, first := saveSnapshot(t, n.conn, &colonyv1.SnapshotRequest{Consistency: colonyv1.Consistency_CONSISTENCY_SESSION})
-	if _, err := ReadSnapshotFile(path); err != nil {
+	if _, err := snapshotfile.Read(path); err != nil {
 		t.Fatalf("session-consistent snapshot at %d: %v", first.GetIndex(), err)
 	}
 	stream, err := colonyv1.NewMaintenanceClient(n.conn).Snapshot(ctxT(t), &colonyv1.SnapshotRequest{Consistency: 7})
@@ -266,19 +267,19 @@ func TestSnapshotRestoreRefusesBadInput(t *testing.T) {
 		name string
 		file string
 		dir  string // "": a fresh path
-		cfg  RestoreConfig
+		cfg  snapshotfile.RestoreConfig
 		want error
 		msg  string
 	}{
-		{name: "truncated", file: write("t.db", good[:len(good)/2]), want: ErrSnapshotCorrupt, msg: "checksum mismatch"},
-		{name: "last byte missing", file: write("l.db", good[:len(good)-1]), want: ErrSnapshotCorrupt, msg: "checksum mismatch"},
-		{name: "shorter than a checksum", file: write("s.db", good[:snapshotSumLen]), want: ErrSnapshotCorrupt, msg: "too short"},
-		{name: "a byte changed", file: write("c.db", flipped), want: ErrSnapshotCorrupt, msg: "checksum mismatch"},
-		{name: "empty", file: write("e.db", nil), want: ErrSnapshotCorrupt, msg: "too short"},
-		{name: "not a snapshot", file: write("n.db", append([]byte("hello, world"), make([]byte, 32)...)), want: ErrSnapshotCorrupt},
-		{name: "checksum right, records wrong", file: write("r.db", withSum([]byte("\x03abc not records"))), want: ErrSnapshotCorrupt, msg: "invalid snapshot"},
-		{name: "data dir not empty", file: path, dir: nonEmpty, want: ErrDataDirNotEmpty, msg: "raft.db"},
-		{name: "id not a peer", file: path, cfg: RestoreConfig{Peers: map[string]string{"a": "127.0.0.1:1"}}, msg: "not one of the peers"},
+		{name: "truncated", file: write("t.db", good[:len(good)/2]), want: snapshotfile.ErrCorrupt, msg: "checksum mismatch"},
+		{name: "last byte missing", file: write("l.db", good[:len(good)-1]), want: snapshotfile.ErrCorrupt, msg: "checksum mismatch"},
+		{name: "shorter than a checksum", file: write("s.db", good[:snapshotfile.SumLen]), want: snapshotfile.ErrCorrupt, msg: "too short"},
+		{name: "a byte changed", file: write("c.db", flipped), want: snapshotfile.ErrCorrupt, msg: "checksum mismatch"},
+		{name: "empty", file: write("e.db", nil), want: snapshotfile.ErrCorrupt, msg: "too short"},
+		{name: "not a snapshot", file: write("n.db", append([]byte("hello, world"), make([]byte, 32)...)), want: snapshotfile.ErrCorrupt},
+		{name: "checksum right, records wrong", file: write("r.db", withSum([]byte("\x03abc not records"))), want: snapshotfile.ErrCorrupt, msg: "invalid snapshot"},
+		{name: "data dir not empty", file: path, dir: nonEmpty, want: snapshotfile.ErrDataDirNotEmpty, msg: "raft.db"},
+		{name: "id not a peer", file: path, cfg: snapshotfile.RestoreConfig{Peers: map[string]string{"a": "127.0.0.1:1"}}, msg: "not one of the peers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,7 +293,7 @@ func TestSnapshotRestoreRefusesBadInput(t *testing.T) {
 			if cfg.Peers == nil {
 				cfg.RaftAddr = "127.0.0.1:7401"
 			}
-			_, err := RestoreSnapshot(tt.file, cfg)
+			_, err := snapshotfile.Restore(tt.file, cfg)
 			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("RestoreSnapshot = %v; want %v containing %q", err, tt.want, tt.msg)
 			}

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/cmd/colony/internal/cli"
-	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/coordinator/snapshotfile"
 )
 
 // clientErr is what the client returns for a status: it matches kind.
@@ -132,14 +132,14 @@ func TestExplain(t *testing.T) {
 		{
 			name:    "corrupt snapshot",
 			args:    []string{"snapshot", "status", "f"},
-			err:     fmt.Errorf("%w: f: checksum mismatch", coordinator.ErrSnapshotCorrupt),
+			err:     fmt.Errorf("%w: f: checksum mismatch", snapshotfile.ErrCorrupt),
 			want:    []string{"checksum mismatch", "colony snapshot save FILE"},
-			matches: coordinator.ErrSnapshotCorrupt,
+			matches: snapshotfile.ErrCorrupt,
 		},
 		{
 			name: "data dir in use",
 			args: []string{"snapshot", "restore", "f", "--data-dir", "d", "--id", "n1"},
-			err:  fmt.Errorf("%w: d holds raft.db", coordinator.ErrDataDirNotEmpty),
+			err:  fmt.Errorf("%w: d holds raft.db", snapshotfile.ErrDataDirNotEmpty),
 			want: []string{"a new directory"},
 		},
 		{

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/colonymesh/colony/coordinator"
+	"github.com/colonymesh/colony/coordinator/snapshotfile"
 	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
 
@@ -39,7 +40,7 @@ func TestSnapshotSaveStatusRestore(t *testing.T) {
 		t.Errorf("save left %v beside the file", entries)
 	}
 
-	var info coordinator.SnapshotInfo
+	var info snapshotfile.Info
 	if err := json.Unmarshal([]byte(run("snapshot", "status", file, "-o", "json")), &info); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestSnapshotSaveStatusRestore(t *testing.T) {
 
 	// A second restore into the same dir is refused.
 	_, err := colony(ctx, t, "", "snapshot", "restore", file, "--data-dir", data, "--id", "r1")
-	if !errors.Is(err, coordinator.ErrDataDirNotEmpty) || !strings.Contains(err.Error(), "new directory") {
+	if !errors.Is(err, snapshotfile.ErrDataDirNotEmpty) || !strings.Contains(err.Error(), "new directory") {
 		t.Errorf("restore into a used data dir: %v", err)
 	}
 }
@@ -103,13 +104,13 @@ func TestSnapshotBadFiles(t *testing.T) {
 	}
 	for _, f := range []string{truncated, corrupt} {
 		_, err := colony(ctx, t, "", "snapshot", "status", f)
-		if !errors.Is(err, coordinator.ErrSnapshotCorrupt) || !strings.Contains(err.Error(), "checksum mismatch") ||
+		if !errors.Is(err, snapshotfile.ErrCorrupt) || !strings.Contains(err.Error(), "checksum mismatch") ||
 			!strings.Contains(err.Error(), "colony snapshot save") {
 			t.Errorf("status %s: %v", filepath.Base(f), err)
 		}
 		parent := t.TempDir()
 		_, err = colony(ctx, t, "", "snapshot", "restore", f, "--data-dir", filepath.Join(parent, "data"), "--id", "r1")
-		if !errors.Is(err, coordinator.ErrSnapshotCorrupt) {
+		if !errors.Is(err, snapshotfile.ErrCorrupt) {
 			t.Errorf("restore %s: %v", filepath.Base(f), err)
 		}
 		if entries, _ := os.ReadDir(parent); len(entries) != 0 {

@@ -2,9 +2,9 @@ package api
 
 // The Maintenance service streams a snapshot file of a node's state for
 // backups. A snapshot file is the FSM's snapshot format (ztree's
-// WriteSnapshot) followed by the SHA-256 of everything before it;
-// coordinator.ReadSnapshotFile checks one and coordinator.RestoreSnapshot
-// builds a new node's data dir from one.
+// WriteSnapshot) followed by the SHA-256 of everything before it; package
+// coordinator/snapshotfile defines the format, checks a file (Read) and
+// builds a new node's data dir from one (Restore).
 
 import (
 	"crypto/sha256"
@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/colonymesh/colony/coordinator/snapshotfile"
 	"github.com/colonymesh/colony/internal/ztree"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -20,8 +21,6 @@ import (
 const (
 	// SnapshotChunk is the most blob bytes in one SnapshotResponse.
 	SnapshotChunk = 64 << 10
-	// snapshotSumLen is the length of the checksum that ends a snapshot file.
-	snapshotSumLen = sha256.Size
 )
 
 // maintenanceServer serves colony.v1.Maintenance.
@@ -51,7 +50,7 @@ func (a *maintenanceServer) Snapshot(req *colonyv1.SnapshotRequest, stream grpc.
 		Header:    s.viewHeader(v),
 		Index:     v.Index(),
 		TimeMs:    v.TimeMs(),
-		SizeBytes: uint64(size.n) + snapshotSumLen,
+		SizeBytes: uint64(size.n) + snapshotfile.SumLen,
 	}); err != nil {
 		return err
 	}

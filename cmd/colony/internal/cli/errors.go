@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/coordinator/snapshotfile"
 )
 
 // ExitStatus is an error that makes colony exit with Code, saying nothing
@@ -137,10 +137,10 @@ func Explain(cmd *cobra.Command, err error) error {
 	case errors.Is(err, client.ErrSessionExpired):
 		return &hinted{err: err, hint: "`colony session ls` lists the open sessions; `colony session open` opens one."}
 
-	case errors.Is(err, coordinator.ErrSnapshotCorrupt):
+	case errors.Is(err, snapshotfile.ErrCorrupt):
 		return &hinted{err: err, hint: "Use another copy of the snapshot, or save a new one with `colony snapshot save FILE`."}
 
-	case errors.Is(err, coordinator.ErrDataDirNotEmpty):
+	case errors.Is(err, snapshotfile.ErrDataDirNotEmpty):
 		return &hinted{err: err, hint: "A restore never overwrites a node's data: give --data-dir a new directory, or move the old one away first."}
 	}
 	return err

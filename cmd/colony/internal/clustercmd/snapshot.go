@@ -20,6 +20,7 @@ import (
 	"github.com/colonymesh/colony/cmd/colony/internal/cli"
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/coordinator/snapshotfile"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -86,7 +87,7 @@ type savedSnapshot struct {
 	MemberID   string `json:"memberId"`
 	Endpoint   string `json:"endpoint"`
 	DurationMs int64  `json:"durationMs"`
-	coordinator.SnapshotInfo
+	snapshotfile.Info
 }
 
 // saveSnapshot streams a snapshot from the first endpoint that starts one
@@ -97,7 +98,7 @@ func saveSnapshot(s *cli.Env, ctx context.Context, eps []string, req *colonyv1.S
 	for _, ep := range eps {
 		member, info, err := saveSnapshotFrom(s, ctx, ep, req, file, start)
 		if err == nil {
-			out := savedSnapshot{File: file, MemberID: member, Endpoint: ep, DurationMs: time.Since(start).Milliseconds(), SnapshotInfo: *info}
+			out := savedSnapshot{File: file, MemberID: member, Endpoint: ep, DurationMs: time.Since(start).Milliseconds(), Info: *info}
 			return printSaved(s, out)
 		}
 		var started *streamError
@@ -124,7 +125,7 @@ func (e *streamError) Unwrap() error { return e.err }
 // saveSnapshotFrom streams the snapshot from one endpoint into a temporary
 // file beside file, syncs and checks it, and renames it to file. It returns
 // the id of the member that served it and what the file holds.
-func saveSnapshotFrom(s *cli.Env, ctx context.Context, ep string, req *colonyv1.SnapshotRequest, file string, start time.Time) (string, *coordinator.SnapshotInfo, error) {
+func saveSnapshotFrom(s *cli.Env, ctx context.Context, ep string, req *colonyv1.SnapshotRequest, file string, start time.Time) (string, *snapshotfile.Info, error) {
 	conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return "", nil, fmt.Errorf("endpoint %q: %w", ep, err)
@@ -186,7 +187,7 @@ func saveSnapshotFrom(s *cli.Env, ctx context.Context, ep string, req *colonyv1.
 	if err := tmp.Close(); err != nil {
 		return "", nil, fmt.Errorf("writing %s: %w", tmp.Name(), err)
 	}
-	info, err := coordinator.ReadSnapshotFile(tmp.Name())
+	info, err := snapshotfile.Read(tmp.Name())
 	if err != nil {
 		return "", nil, &streamError{err}
 	}
@@ -227,7 +228,7 @@ an error for a truncated or corrupt file. Needs no coordinator.`,
 			if err != nil {
 				return err
 			}
-			info, err := coordinator.ReadSnapshotFile(args[0])
+			info, err := snapshotfile.Read(args[0])
 			if err != nil {
 				return err
 			}
@@ -235,7 +236,7 @@ an error for a truncated or corrupt file. Needs no coordinator.`,
 			if asJSON {
 				return cli.WriteIndentedJSON(out, struct {
 					File string `json:"file"`
-					*coordinator.SnapshotInfo
+					*snapshotfile.Info
 				}{args[0], info})
 			}
 			tw := cli.NewTable(out)
@@ -259,7 +260,7 @@ an error for a truncated or corrupt file. Needs no coordinator.`,
 func newSnapshotRestoreCmd() *cobra.Command {
 	var (
 		output   string
-		cfg      coordinator.RestoreConfig
+		cfg      snapshotfile.RestoreConfig
 		peers    string
 		grpcAddr string
 	)
@@ -316,7 +317,7 @@ The old cluster's member addresses are left out: each node registers its own.`,
 			cfg.Progress = func(n int64) {
 				line.Show(cli.BytesProgress("restoring "+args[0], n, size, time.Since(start)), false)
 			}
-			info, err := coordinator.RestoreSnapshot(args[0], cfg)
+			info, err := snapshotfile.Restore(args[0], cfg)
 			line.Clear()
 			if err != nil {
 				return err
@@ -333,7 +334,7 @@ The old cluster's member addresses are left out: each node registers its own.`,
 					ID       string            `json:"id"`
 					Voters   map[string]string `json:"voters"`
 					StartCmd string            `json:"start"`
-					*coordinator.SnapshotInfo
+					*snapshotfile.Info
 				}{args[0], cfg.DataDir, cfg.NodeID, votersOf(cfg), next, info})
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot at index %d (%d znodes, %d sessions) into %s for member %s of %s\nstart it with: %s\n",
@@ -353,7 +354,7 @@ The old cluster's member addresses are left out: each node registers its own.`,
 }
 
 // votersOf is the voters a restore configures.
-func votersOf(cfg coordinator.RestoreConfig) map[string]string {
+func votersOf(cfg snapshotfile.RestoreConfig) map[string]string {
 	if len(cfg.Peers) > 0 {
 		return cfg.Peers
 	}

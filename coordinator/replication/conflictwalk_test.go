@@ -1,4 +1,4 @@
-package coordinator
+package replication
 
 import (
 	"reflect"
@@ -19,7 +19,7 @@ func nextIndex(next uint64, resp *raft.AppendEntriesResponse) uint64 {
 func TestConflictWalkFindsTheMatchQuickly(t *testing.T) {
 	const agree, followerLast = uint64(1000), uint64(1100)
 	leaderLast := uint64(1150)
-	w := &conflictWalk{}
+	w := &ConflictWalk{}
 	next := leaderLast + 1
 	rounds := 0
 	for ; rounds < 200; rounds++ {
@@ -32,7 +32,7 @@ func TestConflictWalkFindsTheMatchQuickly(t *testing.T) {
 		default:
 			resp.Success, resp.NoRetryBackoff = true, false
 		}
-		w.sawReply("n2", args, resp)
+		w.SawReply("n2", args, resp)
 		if resp.Success {
 			break
 		}
@@ -54,7 +54,7 @@ func TestConflictWalkFindsTheMatchQuickly(t *testing.T) {
 // Replies that are not a term mismatch reach raft as they came: successes,
 // a follower whose log is short, a newer term, heartbeats.
 func TestConflictWalkLeavesOtherRepliesAlone(t *testing.T) {
-	w := &conflictWalk{}
+	w := &ConflictWalk{}
 	for name, c := range map[string]struct {
 		args *raft.AppendEntriesRequest
 		resp raft.AppendEntriesResponse
@@ -68,7 +68,7 @@ func TestConflictWalkLeavesOtherRepliesAlone(t *testing.T) {
 		// A streak from earlier mismatches must not change these either.
 		w.streak = map[raft.ServerID]uint{"n2": 5}
 		resp := c.resp
-		w.sawReply("n2", c.args, &resp)
+		w.SawReply("n2", c.args, &resp)
 		if !reflect.DeepEqual(resp, c.resp) {
 			t.Errorf("%s: reply changed from %+v to %+v", name, c.resp, resp)
 		}
@@ -76,14 +76,14 @@ func TestConflictWalkLeavesOtherRepliesAlone(t *testing.T) {
 	// Heartbeats run beside the walk (raft's heartbeat goroutine): their
 	// replies must not end a streak.
 	w.streak = map[raft.ServerID]uint{"n2": 3}
-	w.sawReply("n2", &raft.AppendEntriesRequest{Term: 3}, &raft.AppendEntriesResponse{Term: 3, Success: true, LastLog: 60})
+	w.SawReply("n2", &raft.AppendEntriesRequest{Term: 3}, &raft.AppendEntriesResponse{Term: 3, Success: true, LastLog: 60})
 	if w.streak["n2"] != 3 {
 		t.Errorf("a heartbeat reply changed the streak from 3 to %d", w.streak["n2"])
 	}
 	// The hint never goes below raft's floor.
 	w.streak = map[raft.ServerID]uint{"n2": 10}
 	resp := raft.AppendEntriesResponse{Term: 3, LastLog: 60, NoRetryBackoff: true}
-	w.sawReply("n2", &raft.AppendEntriesRequest{Term: 3, PrevLogEntry: 50, PrevLogTerm: 3, Entries: []*raft.Log{{Index: 51}}}, &resp)
+	w.SawReply("n2", &raft.AppendEntriesRequest{Term: 3, PrevLogEntry: 50, PrevLogTerm: 3, Entries: []*raft.Log{{Index: 51}}}, &resp)
 	if got := nextIndex(51, &resp); got != 1 {
 		t.Errorf("after 10 mismatches from 50: next index %d, want 1", got)
 	}

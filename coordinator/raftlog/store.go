@@ -1,4 +1,9 @@
-package coordinator
+// Package raftlog is a node's raft log and stable store: Open opens the
+// one store a data dir holds (raft-boltdb, raft.db) and refuses settings
+// and data dirs it cannot serve with an explanation; WatchedStore times
+// every write so a StallGuard can tell when the disk hangs, and the node
+// then fails its AppendEntries until the write returns (see stall.go).
+package raftlog
 
 import (
 	"errors"
@@ -13,34 +18,36 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// Log stores (Config.LogStore).
+// Log stores (the node's Config.LogStore).
 const (
-	// LogStoreBolt keeps the raft log and the stable store (term, vote) in
+	// Bolt keeps the raft log and the stable store (term, vote) in
 	// one bbolt file, raft.db: hashicorp/raft-boltdb/v2, the long-proven
 	// store. A bbolt commit costs two fsyncs.
-	LogStoreBolt = "boltdb"
-	// logStoreWAL named hashicorp/raft-wal, offered until v0.4.0's tail
+	Bolt = "boltdb"
+	// wal named hashicorp/raft-wal, offered until v0.4.0's tail
 	// truncation bug (raft-wal#31: after raft truncates a deposed leader's
 	// log tail, the node panics on every restart) was found by
 	// tests/robustness. The fix (#33) is in no release the module proxy
 	// serves, and a store that can brick a node is not an option; the name
 	// is kept so a wal data dir or flag gets an explanation, not a guess.
-	logStoreWAL = "wal"
+	wal = "wal"
 )
 
-// logStore is what raft needs from its log and stable storage.
-type logStore interface {
+// Store is what raft needs from its log and stable storage.
+type Store interface {
 	raft.LogStore
 	raft.StableStore
 	io.Closer
 }
 
-// openLogStore opens the raft log and stable store of dataDir.
-func openLogStore(dataDir, kind string, noSync bool) (logStore, error) {
+// Open opens the raft log and stable store of dataDir, of kind Bolt ("" is
+// Bolt); any other kind is refused as CheckKind says. noSync drops fsyncs:
+// benchmarks only.
+func Open(dataDir, kind string, noSync bool) (Store, error) {
 	boltPath := filepath.Join(dataDir, "raft.db")
 	walDir := filepath.Join(dataDir, "wal")
 	switch kind {
-	case "", LogStoreBolt:
+	case "", Bolt:
 		if _, err := os.Stat(walDir); err == nil {
 			return nil, fmt.Errorf("data dir %s holds a raft-wal log store (%s), which this version no longer opens "+
 				"(hashicorp/raft-wal#31 can make a node unable to restart); move the node to a new data dir: "+
@@ -61,18 +68,18 @@ func openLogStore(dataDir, kind string, noSync bool) (logStore, error) {
 		}
 		return store, nil
 	default:
-		return nil, checkLogStore(kind)
+		return nil, CheckKind(kind)
 	}
 }
 
-// checkLogStore says what is wrong with a LogStore setting, or nil.
-func checkLogStore(kind string) error {
+// CheckKind says what is wrong with a LogStore setting, or nil.
+func CheckKind(kind string) error {
 	switch kind {
-	case "", LogStoreBolt:
+	case "", Bolt:
 		return nil
-	case logStoreWAL:
+	case wal:
 		return errors.New(`LogStore: "wal" (raft-wal) was removed: v0.4.0 can leave a node unable to restart after a leader change (hashicorp/raft-wal#31); use "boltdb"`)
 	default:
-		return fmt.Errorf("LogStore: want %q, got %q", LogStoreBolt, kind)
+		return fmt.Errorf("LogStore: want %q, got %q", Bolt, kind)
 	}
 }

@@ -1,6 +1,7 @@
-package coordinator
+package raftnet
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -28,12 +29,26 @@ func TestPeerAddrProvider(t *testing.T) {
 }
 
 func TestRaftTransportEncodesOwnAddress(t *testing.T) {
-	tr, err := newRaftTransport("127.0.0.1:0", nil, "n1", map[string]string{"n2": "127.0.0.1:1"}, nil)
+	tr, err := NewTransport("127.0.0.1:0", nil, "n1", map[string]string{"n2": "127.0.0.1:1"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
 	if got := string(tr.EncodePeer("n1", "ignored")); got != string(tr.LocalAddr()) {
 		t.Errorf("EncodePeer(self) = %q, want the transport's own %q", got, tr.LocalAddr())
+	}
+}
+
+// Every member given the same peers bootstraps the same configuration:
+// voters in id order, whatever order the map iterates in.
+func TestVoters(t *testing.T) {
+	conf := Voters(map[string]string{"n3": "h3:7", "n1": "h1:7", "n2": "h2:7"})
+	want := []raft.Server{
+		{Suffrage: raft.Voter, ID: "n1", Address: "h1:7"},
+		{Suffrage: raft.Voter, ID: "n2", Address: "h2:7"},
+		{Suffrage: raft.Voter, ID: "n3", Address: "h3:7"},
+	}
+	if !reflect.DeepEqual(conf.Servers, want) {
+		t.Errorf("Voters = %v, want %v", conf.Servers, want)
 	}
 }

@@ -1,9 +1,17 @@
-package coordinator
+// Package raftnet is how a coordinator node's raft reaches its peers: the
+// network transport it gives raft, raft's TCP transport with a fixed pool
+// and timeout (NewTransport) that can dial, for the peers a node lists, an
+// address of the node's own instead of the one in the raft configuration
+// (coordinator.Config's RaftPeerAddrs), which fault-injection tests use to
+// put a proxy between every ordered pair of nodes; and the voter
+// configuration a new cluster starts with (Voters).
+package raftnet
 
 import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -12,7 +20,7 @@ import (
 
 // peerAddrProvider makes the raft transport dial, for the peers it lists, an
 // address of this node's own instead of the address in the raft
-// configuration (Config.RaftPeerAddrs). The configuration, which every node
+// configuration (coordinator.Config.RaftPeerAddrs). The configuration, which every node
 // shares, keeps the peers' real addresses; only this node's outgoing
 // connections change. Fault-injection tests use it to send the raft traffic
 // of every ordered pair of nodes through a proxy of its own.
@@ -38,9 +46,9 @@ func (p *peerAddrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, err
 	return "", fmt.Errorf("no raft address override for %q", id)
 }
 
-// newRaftTransport is raft's TCP transport (5 pooled connections per peer,
+// NewTransport is raft's TCP transport (5 pooled connections per peer,
 // 5 s I/O timeout), dialling the overrides in peerAddrs where there are any.
-func newRaftTransport(bind string, advertise net.Addr, self string, peerAddrs map[string]string, logger hclog.Logger) (*raft.NetworkTransport, error) {
+func NewTransport(bind string, advertise net.Addr, self string, peerAddrs map[string]string, logger hclog.Logger) (*raft.NetworkTransport, error) {
 	cfg := &raft.NetworkTransportConfig{MaxPool: 5, Timeout: 5 * time.Second, Logger: logger}
 	var p *peerAddrProvider
 	if len(peerAddrs) > 0 {
@@ -55,4 +63,17 @@ func newRaftTransport(bind string, advertise net.Addr, self string, peerAddrs ma
 		p.selfAddr = t.LocalAddr()
 	}
 	return t, nil
+}
+
+// Voters is the raft configuration of a new cluster whose voters are peers
+// (id -> raft address), in id order, so that every member that bootstraps
+// (or restores a snapshot) with the same peers gets the same one.
+func Voters(peers map[string]string) raft.Configuration {
+	var conf raft.Configuration
+	for _, id := range slices.Sorted(maps.Keys(peers)) {
+		conf.Servers = append(conf.Servers, raft.Server{
+			Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(peers[id]),
+		})
+	}
+	return conf
 }

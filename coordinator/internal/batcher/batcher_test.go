@@ -1,4 +1,4 @@
-package coordinator
+package batcher
 
 import (
 	"context"
@@ -55,13 +55,13 @@ func (g *gatedSend) sizes() []int {
 	return n
 }
 
-func newTestBatcher(t *testing.T, g *gatedSend) (*batcher[int, string], *sync.WaitGroup) {
+func newTestBatcher(t *testing.T, g *gatedSend) (*Batcher[int, string], *sync.WaitGroup) {
 	var wg sync.WaitGroup
-	b := &batcher[int, string]{
-		send:    g.send,
-		goFunc:  func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() },
-		ctx:     context.Background(),
-		timeout: 5 * time.Second,
+	b := &Batcher[int, string]{
+		Send:    g.send,
+		GoFunc:  func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() },
+		Ctx:     context.Background(),
+		Timeout: 5 * time.Second,
 	}
 	t.Cleanup(wg.Wait)
 	return b, &wg
@@ -90,7 +90,7 @@ func TestBatcherCoalescesWhileInFlight(t *testing.T) {
 	out := make(chan outcome, 32)
 	call := func(r int) {
 		go func() {
-			res, err := b.do(context.Background(), r)
+			res, err := b.Do(context.Background(), r)
 			out <- outcome{r, res, err}
 		}()
 	}
@@ -138,7 +138,7 @@ func TestBatcherBatchFailureReachesEveryCaller(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := b.do(context.Background(), r); !errors.Is(err, boom) {
+			if _, err := b.Do(context.Background(), r); !errors.Is(err, boom) {
 				t.Errorf("request %d: %v, want the batch's error", r, err)
 			}
 		}()
@@ -151,7 +151,7 @@ func TestBatcherCallerContextEndsFirst(t *testing.T) {
 	b, _ := newTestBatcher(t, g)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { _, err := b.do(ctx, 1); done <- err }()
+	go func() { _, err := b.Do(ctx, 1); done <- err }()
 	waitFor(t, func() bool { return len(g.sizes()) == 1 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -166,13 +166,13 @@ func TestBatcherCallerContextEndsFirst(t *testing.T) {
 func TestBatcherBoundsBatchBytes(t *testing.T) {
 	g := &gatedSend{release: make(chan struct{})}
 	b, _ := newTestBatcher(t, g)
-	b.size = func(r int) int { return r } // a request's size is its value
-	b.maxBytes = 10
+	b.Size = func(r int) int { return r } // a request's size is its value
+	b.MaxBytes = 10
 
 	done := make(chan error, 16)
 	call := func(r int) {
 		go func() {
-			_, err := b.do(context.Background(), r)
+			_, err := b.Do(context.Background(), r)
 			done <- err
 		}()
 	}

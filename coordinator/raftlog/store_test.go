@@ -1,4 +1,4 @@
-package coordinator
+package raftlog
 
 import (
 	"os"
@@ -17,7 +17,7 @@ func TestLogStoreRefusesWALDataDir(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "wal"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	_, err := openLogStore(dir, LogStoreBolt, false)
+	_, err := Open(dir, Bolt, false)
 	if err == nil || !strings.Contains(err.Error(), "raft-wal") || !strings.Contains(err.Error(), "wipe the dir") {
 		t.Fatalf("opening a raft-wal data dir: %v, want an error naming raft-wal and the way out", err)
 	}
@@ -28,7 +28,7 @@ func TestLogStoreRefusesWALDataDir(t *testing.T) {
 
 func TestLogStoreBoltKeepsEntries(t *testing.T) {
 	dir := t.TempDir()
-	st, err := openLogStore(dir, LogStoreBolt, false)
+	st, err := Open(dir, Bolt, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestLogStoreBoltKeepsEntries(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = openLogStore(dir, "", false) // empty means boltdb
+	st, err = Open(dir, "", false) // empty means boltdb
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestLogStoreBoltKeepsEntries(t *testing.T) {
 		t.Fatalf("entry after reopening: %v %q", err, l.Data)
 	}
 	for _, kind := range []string{"wal", "rocksdb"} {
-		if _, err := openLogStore(t.TempDir(), kind, false); err == nil {
+		if _, err := Open(t.TempDir(), kind, false); err == nil {
 			t.Errorf("log store %q accepted", kind)
 		}
 	}

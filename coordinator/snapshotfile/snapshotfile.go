@@ -1,14 +1,15 @@
-package coordinator
-
-// Snapshots for operators (backups): the Maintenance service (package api,
-// maintenance.go) streams a snapshot file of a node's state,
-// ReadSnapshotFile checks one, and
-// RestoreSnapshot builds a new node's data dir from one, offline (etcd's
-// `snapshot save` / `snapshot status` / `snapshot restore`).
+// Package snapshotfile is the format of Colony's snapshot files, the
+// backups an operator keeps: the Maintenance service (coordinator/api)
+// streams one of a node's state, Read checks one and describes it, and
+// Restore builds a new node's data dir from one, offline (etcd's
+// `snapshot save` / `snapshot status` / `snapshot restore`; `colony
+// snapshot status/restore` call Read and Restore).
 //
 // A snapshot file is the FSM's snapshot format (what raft's snapshots hold:
 // a SnapshotHeader, then SnapshotRecords up to one with end set, each
-// length-delimited) followed by the SHA-256 of everything before it.
+// length-delimited, as internal/ztree writes and restores them) followed by
+// the SHA-256 of everything before it (SumLen bytes).
+package snapshotfile
 
 import (
 	"bufio"
@@ -20,7 +21,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -28,33 +28,35 @@ import (
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/colonymesh/colony/coordinator/raftnet"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 )
 
 // Errors of snapshot files.
 var (
-	// ErrSnapshotCorrupt: the file is truncated, was changed after it was
+	// ErrCorrupt: the file is truncated, was changed after it was
 	// saved, or is not a snapshot file.
-	ErrSnapshotCorrupt = errors.New("snapshot: corrupt or truncated file")
-	// ErrDataDirNotEmpty: RestoreSnapshot was given a data dir that holds
+	ErrCorrupt = errors.New("snapshot: corrupt or truncated file")
+	// ErrDataDirNotEmpty: Restore was given a data dir that holds
 	// something already.
 	ErrDataDirNotEmpty = errors.New("snapshot: data dir is not empty")
 )
 
 const (
-	// snapshotSumLen is the length of the checksum that ends a snapshot file.
-	snapshotSumLen = sha256.Size
-	// snapshotMaxRecord bounds one record a snapshot file may hold, as the
+	// SumLen is the length of the checksum that ends a snapshot file: the
+	// one definition, used by the Maintenance service that writes them.
+	SumLen = sha256.Size
+	// maxRecord bounds one record a snapshot file may hold, as the
 	// FSM's restore does, so a corrupt length cannot allocate without bound.
-	snapshotMaxRecord = 64 << 20
+	maxRecord = 64 << 20
 	// restoredTerm is the raft term of a restored snapshot: a new cluster's
 	// first election then starts above it.
 	restoredTerm = 1
 )
 
-// SnapshotInfo describes a snapshot file.
-type SnapshotInfo struct {
+// Info describes a snapshot file.
+type Info struct {
 	// Index is the raft index the snapshot is at.
 	Index uint64 `json:"index"`
 	// Time is the leader time of Index.
@@ -73,58 +75,58 @@ type SnapshotInfo struct {
 	Members    int `json:"members"`
 }
 
-// ReadSnapshotFile checks the snapshot file at path and describes it: its
+// Read checks the snapshot file at path and describes it: its
 // length, its checksum, then every record, as a node restoring it would.
-// An unusable file's error matches ErrSnapshotCorrupt.
-func ReadSnapshotFile(path string) (*SnapshotInfo, error) {
+// An unusable file's error matches ErrCorrupt.
+func Read(path string) (*Info, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	info, _, err := checkSnapshotFile(f)
+	info, _, err := check(f)
 	return info, err
 }
 
-// checkSnapshotFile checks a whole snapshot file and returns what it holds
+// check checks a whole snapshot file and returns what it holds
 // and its body (the snapshot without the checksum).
-func checkSnapshotFile(f *os.File) (*SnapshotInfo, *io.SectionReader, error) {
+func check(f *os.File) (*Info, *io.SectionReader, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, nil, err
 	}
 	size := fi.Size()
-	if size <= snapshotSumLen {
-		return nil, nil, fmt.Errorf("%w: %s is %d bytes, too short for a snapshot", ErrSnapshotCorrupt, f.Name(), size)
+	if size <= SumLen {
+		return nil, nil, fmt.Errorf("%w: %s is %d bytes, too short for a snapshot", ErrCorrupt, f.Name(), size)
 	}
-	body := io.NewSectionReader(f, 0, size-snapshotSumLen)
+	body := io.NewSectionReader(f, 0, size-SumLen)
 	h := sha256.New()
 	if _, err := io.Copy(h, body); err != nil {
 		return nil, nil, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
-	want := make([]byte, snapshotSumLen)
-	if _, err := f.ReadAt(want, size-snapshotSumLen); err != nil {
+	want := make([]byte, SumLen)
+	if _, err := f.ReadAt(want, size-SumLen); err != nil {
 		return nil, nil, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
 	if got := h.Sum(nil); !bytes.Equal(got, want) {
 		return nil, nil, fmt.Errorf("%w: %s: checksum mismatch (the file ends with %x..., its contents hash to %x...): it was truncated or changed after it was saved",
-			ErrSnapshotCorrupt, f.Name(), want[:6], got[:6])
+			ErrCorrupt, f.Name(), want[:6], got[:6])
 	}
 	// The checks a node makes when it restores a snapshot, then the counts.
 	if err := ztree.New().Restore(bufio.NewReaderSize(io.NewSectionReader(f, 0, body.Size()), 64<<10)); err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %w", ErrSnapshotCorrupt, f.Name(), err)
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, f.Name(), err)
 	}
-	info := &SnapshotInfo{Size: size, SHA256: hex.EncodeToString(want)}
-	if err := copySnapshot(io.Discard, io.NewSectionReader(f, 0, body.Size()), info, false); err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %w", ErrSnapshotCorrupt, f.Name(), err)
+	info := &Info{Size: size, SHA256: hex.EncodeToString(want)}
+	if err := copyRecords(io.Discard, io.NewSectionReader(f, 0, body.Size()), info, false); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, f.Name(), err)
 	}
 	return info, io.NewSectionReader(f, 0, body.Size()), nil
 }
 
-// copySnapshot copies a snapshot record by record from src to dst, counting
+// copyRecords copies a snapshot record by record from src to dst, counting
 // what it holds into info, leaving the member registry out if dropMembers.
 // The snapshot must end at its end record.
-func copySnapshot(dst io.Writer, src io.Reader, info *SnapshotInfo, dropMembers bool) error {
+func copyRecords(dst io.Writer, src io.Reader, info *Info, dropMembers bool) error {
 	br := bufio.NewReaderSize(src, 64<<10)
 	bw := bufio.NewWriterSize(dst, 64<<10)
 	mo := protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
@@ -136,7 +138,7 @@ func copySnapshot(dst io.Writer, src io.Reader, info *SnapshotInfo, dropMembers 
 	if _, err := mo.MarshalTo(bw, &hdr); err != nil {
 		return err
 	}
-	uo := protodelim.UnmarshalOptions{MaxSize: snapshotMaxRecord}
+	uo := protodelim.UnmarshalOptions{MaxSize: maxRecord}
 	for i := 0; ; i++ {
 		var rec peerv1.SnapshotRecord
 		if err := uo.UnmarshalFrom(br, &rec); err != nil {
@@ -169,37 +171,39 @@ func copySnapshot(dst io.Writer, src io.Reader, info *SnapshotInfo, dropMembers 
 	return bw.Flush()
 }
 
-// RestoreConfig says what node RestoreSnapshot makes.
+// RestoreConfig says what node Restore makes.
 type RestoreConfig struct {
 	// DataDir is the new node's data dir. It must not exist, or be empty.
 	DataDir string
-	// NodeID is the new node's id (Config.NodeID); with Peers, one of theirs.
+	// NodeID is the new node's id (coordinator.Config.NodeID); with Peers,
+	// one of theirs.
 	NodeID string
 	// Peers are the voters of the new cluster, id -> raft address, as in
-	// Config.Peers: every member restores the same file with the same Peers
-	// and its own NodeID. Empty: NodeID alone, at RaftAddr.
+	// coordinator.Config.Peers: every member restores the same file with
+	// the same Peers and its own NodeID. Empty: NodeID alone, at RaftAddr.
 	Peers map[string]string
 	// RaftAddr is the node's raft address when Peers is empty (the address
-	// it will listen on: Config.RaftAdvertise, or else Config.RaftAddr).
+	// it will listen on: the node's RaftAdvertise, or else its RaftAddr).
 	RaftAddr string
 	// Progress, if set, is called as the snapshot is written into the data
 	// dir, with the bytes read of the file so far.
 	Progress func(read int64)
 }
 
-// RestoreSnapshot builds the data dir of a node of a new cluster from a
-// snapshot file, offline. A node started on it (Config.DataDir) starts at the
-// snapshot's index with its znodes, sessions and remembered request ids, in
-// a cluster of cfg.Peers (or of itself alone); Config.Bootstrap and Peers are
-// then ignored, since the data dir has state. The member registry is left
-// out: the old cluster's addresses must not be dialled, and every node
-// registers its own when it starts. Sessions in the snapshot get a full TTL
-// from the new leader and expire unless their owners reconnect.
+// Restore builds the data dir of a node of a new cluster from a snapshot
+// file, offline. A node started on it (coordinator.Config.DataDir) starts
+// at the snapshot's index with its znodes, sessions and remembered request
+// ids, in a cluster of cfg.Peers (or of itself alone); the node's Bootstrap
+// and Peers are then ignored, since the data dir has state. The member
+// registry is left out: the old cluster's addresses must not be dialled,
+// and every node registers its own when it starts. Sessions in the snapshot
+// get a full TTL from the new leader and expire unless their owners
+// reconnect.
 //
-// It checks the whole file first (ErrSnapshotCorrupt), refuses a data dir
-// that holds anything (ErrDataDirNotEmpty), builds the new one beside it and
+// It checks the whole file first (ErrCorrupt), refuses a data dir that
+// holds anything (ErrDataDirNotEmpty), builds the new one beside it and
 // renames it into place: on any error no data dir is left behind.
-func RestoreSnapshot(path string, cfg RestoreConfig) (*SnapshotInfo, error) {
+func Restore(path string, cfg RestoreConfig) (*Info, error) {
 	conf, err := restoreConfiguration(cfg)
 	if err != nil {
 		return nil, err
@@ -209,12 +213,12 @@ func RestoreSnapshot(path string, cfg RestoreConfig) (*SnapshotInfo, error) {
 		return nil, err
 	}
 	defer f.Close()
-	info, body, err := checkSnapshotFile(f)
+	info, body, err := check(f)
 	if err != nil {
 		return nil, err
 	}
 	if info.Index == 0 {
-		return nil, fmt.Errorf("%w: %s: the snapshot is at index 0", ErrSnapshotCorrupt, path)
+		return nil, fmt.Errorf("%w: %s: the snapshot is at index 0", ErrCorrupt, path)
 	}
 
 	dir := filepath.Clean(cfg.DataDir)
@@ -260,7 +264,7 @@ func RestoreSnapshot(path string, cfg RestoreConfig) (*SnapshotInfo, error) {
 	if cfg.Progress != nil {
 		src = &progressReader{r: body, f: cfg.Progress}
 	}
-	if err := copySnapshot(sink, src, &SnapshotInfo{}, true); err != nil {
+	if err := copyRecords(sink, src, &Info{}, true); err != nil {
 		sink.Cancel()
 		return nil, fmt.Errorf("writing the snapshot: %w", err)
 	}
@@ -304,20 +308,12 @@ func restoreConfiguration(cfg RestoreConfig) (raft.Configuration, error) {
 	if _, ok := peers[cfg.NodeID]; !ok {
 		return conf, fmt.Errorf("snapshot restore: NodeID %q is not one of the peers", cfg.NodeID)
 	}
-	ids := make([]string, 0, len(peers))
 	for id, addr := range peers {
 		if id == "" || addr == "" {
 			return conf, fmt.Errorf("snapshot restore: peer %q at %q: want an id and a raft address", id, addr)
 		}
-		ids = append(ids, id)
 	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		conf.Servers = append(conf.Servers, raft.Server{
-			Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(peers[id]),
-		})
-	}
-	return conf, nil
+	return raftnet.Voters(peers), nil
 }
 
 // progressReader reports the bytes read through it.

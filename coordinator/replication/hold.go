@@ -1,11 +1,17 @@
-package coordinator
+// Package replication adds to hashicorp/raft's replication what a Colony
+// leader needs to get a failed follower its log again quickly: Hold keeps
+// a failed replication call from counting as a failure while the follower
+// is unreachable (raft's backoff would otherwise sleep up to 10 s after it
+// is back), and ConflictWalk walks back over a follower's conflicting
+// entries in O(log N) round trips instead of N. Both plug into raft's
+// transport through raftdiag.Hooks (Retry, SnapshotFailed, Replied); the
+// node wires them in coordinator/observe.go.
+package replication
 
 import (
 	"time"
 
 	"github.com/hashicorp/raft"
-
-	"github.com/colonymesh/colony/coordinator/raftdiag"
 )
 
 // Rejoin: how a follower that failed (crashed, restarted, partitioned) gets
@@ -19,7 +25,7 @@ import (
 // index, for up to 10 s: it answered reads "catching up" and held writes
 // forwarded through it.
 //
-// replicationHold keeps the failures from counting up while the follower is
+// Hold keeps the failures from counting up while the follower is
 // unreachable: the transport does not hand raft a failed replication call
 // at once but retries it every interval, and returns as soon as the retry
 // succeeds (raft sees no failure and resets nothing: it never backed off).
@@ -30,25 +36,47 @@ import (
 // replication to it still fails (it is up but refuses: a broken disk), this
 // node stops leading in the call's term, the peer leaves the configuration
 // or changes address, the node begins shutting down (done), or the local
-// disk stalls (diskstall.go). Heartbeats are never held: raft's heartbeat
-// loop has its own short, capped backoff and must keep reporting failures.
+// disk stalls (raftlog.StallGuard). Heartbeats are never held: raft's
+// heartbeat loop has its own short, capped backoff and must keep reporting
+// failures.
 //
 // While held, raft's replication goroutine for that peer is inside the call,
 // as it would be inside its own backoff sleep; everything raft could ask of
 // it meanwhile (stop on step-down or removal, shutdown) is covered by the
 // conditions above, checked every interval.
-type replicationHold struct {
+type Hold struct {
 	interval time.Duration
 	done     <-chan struct{}
-	d        *raftdiag.Diagnostics // d.Raft(): the running raft, set once it runs
-	stall    *stallGuard
+	d        Diagnostics
+	stall    DiskCheck
 }
 
-// retry calls call every interval until it succeeds, fails although peer id
+// Diagnostics is what Hold asks of the node's raft diagnostics
+// (raftdiag.Diagnostics).
+type Diagnostics interface {
+	// Raft is the running raft, nil until it runs.
+	Raft() *raft.Raft
+	// RepliedSince reports whether peer id answered this node after t.
+	RepliedSince(id raft.ServerID, t time.Time) bool
+}
+
+// DiskCheck fails while this node's disk stalls (raftlog.StallGuard).
+type DiskCheck interface {
+	Check() error
+}
+
+// NewHold returns a Hold that retries every interval until done is closed;
+// d tells it about raft and the followers' replies, stall (may be nil) about
+// the local disk.
+func NewHold(interval time.Duration, done <-chan struct{}, d Diagnostics, stall DiskCheck) *Hold {
+	return &Hold{interval: interval, done: done, d: d, stall: stall}
+}
+
+// Retry calls call every interval until it succeeds, fails although peer id
 // answered heartbeats meanwhile, or holding stops being right for a
 // replication call in term to id at target; it returns the last error then
 // (first, when it never retried).
-func (h *replicationHold) retry(id raft.ServerID, target raft.ServerAddress, term uint64, first error, call func() error) error {
+func (h *Hold) Retry(id raft.ServerID, target raft.ServerAddress, term uint64, first error, call func() error) error {
 	if h == nil {
 		return first
 	}
@@ -75,12 +103,12 @@ func (h *replicationHold) retry(id raft.ServerID, target raft.ServerAddress, ter
 	}
 }
 
-// untilReachable returns once peer id has answered this node (a heartbeat
+// UntilReachable returns once peer id has answered this node (a heartbeat
 // reply, as the diagnostics saw it) after since, or holding stops being
 // right. For a failed InstallSnapshot, whose snapshot reader cannot be sent
 // twice: raft then counts one failure per outage instead of one per retry,
 // and retries after its shortest backoff.
-func (h *replicationHold) untilReachable(id raft.ServerID, target raft.ServerAddress, term uint64, since time.Time) {
+func (h *Hold) UntilReachable(id raft.ServerID, target raft.ServerAddress, term uint64, since time.Time) {
 	if h == nil {
 		return
 	}
@@ -101,8 +129,8 @@ func (h *replicationHold) untilReachable(id raft.ServerID, target raft.ServerAdd
 
 // shouldHold reports whether this node still leads in term with a working
 // disk, and id is still in the configuration at target.
-func (h *replicationHold) shouldHold(id raft.ServerID, target raft.ServerAddress, term uint64) bool {
-	if h.stall.check() != nil {
+func (h *Hold) shouldHold(id raft.ServerID, target raft.ServerAddress, term uint64) bool {
+	if h.stall != nil && h.stall.Check() != nil {
 		return false
 	}
 	r := h.d.Raft()

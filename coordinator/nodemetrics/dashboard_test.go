@@ -1,4 +1,4 @@
-package coordinator
+package nodemetrics
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 // TestDashboardUsesExportedMetrics keeps deploy/grafana/colony.json honest:
 // every colony_* series its queries name is one this package exports.
 func TestDashboardUsesExportedMetrics(t *testing.T) {
-	data, err := os.ReadFile("../deploy/grafana/colony.json")
+	data, err := os.ReadFile("../../deploy/grafana/colony.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 	exported := map[string]bool{}
 	ch := make(chan *prometheus.Desc, 64)
 	go func() {
-		for _, c := range append(newNodeMetrics().collectors(), newNodeCollector(nil)) {
+		for _, c := range append(New().Collectors(), NewCollector(nil)) {
 			c.Describe(ch)
 		}
 		close(ch)

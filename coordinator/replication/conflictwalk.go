@@ -1,13 +1,14 @@
-package coordinator
+package replication
 
 import (
 	"sync"
 
-	"github.com/colonymesh/colony/coordinator/raftdiag"
 	"github.com/hashicorp/raft"
+
+	"github.com/colonymesh/colony/coordinator/raftdiag"
 )
 
-// conflictWalk shortens how long a leader takes to find where a follower's
+// ConflictWalk shortens how long a leader takes to find where a follower's
 // log stops matching its own.
 //
 // A follower that led a term alone (isolated, its writes never committed)
@@ -22,20 +23,20 @@ import (
 // before the leader's log was compacted under it (etcd's leader instead
 // jumps with the follower's reject hint).
 //
-// rejected lowers the follower's reported last index on each consecutive
+// SawReply lowers the follower's reported last index on each consecutive
 // mismatch so that raft steps back 1, 2, 4, 8... entries: O(log N) round
 // trips. Stepping back too far is always safe: the follower checks the
 // previous entry as before, skips the entries it already has and replaces
 // the conflicting ones; the cost is resending at most N entries once. A
 // follower whose log is merely short is left alone: raft already jumps to
 // its last index. Diagnostics see the true reply; only raft sees the hint.
-type conflictWalk struct {
+type ConflictWalk struct {
 	mu     sync.Mutex
 	streak map[raft.ServerID]uint // consecutive term mismatches, per follower
 }
 
-// sawReply updates resp, the reply of follower id to args, before raft reads it.
-func (w *conflictWalk) sawReply(id raft.ServerID, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) {
+// SawReply updates resp, the reply of follower id to args, before raft reads it.
+func (w *ConflictWalk) SawReply(id raft.ServerID, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) {
 	if w == nil || raftdiag.IsHeartbeat(args) {
 		return
 	}
