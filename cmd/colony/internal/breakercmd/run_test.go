@@ -8,9 +8,8 @@ import (
 var testColony = clitest.NewColony(NewBreakerCmd, NewPolicyCmd, NewDemoCmd)
 
 var (
-	newTestRoot = testColony.Root
-	colony      = testColony.Run
-	runColony   = testColony.RunWith
+	colony    = testColony.Run
+	runColony = testColony.RunWith
 )
 
 type syncBuffer = clitest.SyncBuffer
