@@ -5,12 +5,11 @@ import (
 	"errors"
 
 	"github.com/hashicorp/raft"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/engine"
+	"github.com/colonymesh/colony/internal/errinfo"
 	"github.com/colonymesh/colony/internal/ztree"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -102,37 +101,16 @@ func ToStatus(err error) error {
 	return status.Error(codes.Internal, err.Error())
 }
 
-// withReason attaches the kind of error to st as a google.rpc.ErrorInfo in
-// contract.ErrorDomain, for clients to tell apart kinds that share a code.
-func withReason(st *status.Status, reason string) error {
-	if reason == "" {
-		return st.Err()
-	}
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: contract.ErrorDomain}); err == nil {
-		return d.Err()
-	}
-	return st.Err()
-}
+// withReason attaches the kind of error to st (errinfo), for clients to
+// tell apart kinds that share a code.
+func withReason(st *status.Status, reason string) error { return errinfo.With(st, reason).Err() }
 
 // OpError carries err across a node-to-node call (a forwarded write or
 // report batch) as ToStatus would answer it: code, message and reason.
 func OpError(err error) *colonyv1.OpError {
-	st := status.Convert(ToStatus(err))
-	return &colonyv1.OpError{Code: int32(st.Code()), Message: st.Message(), Reason: reasonOf(st)}
+	return errinfo.ToOpError(status.Convert(ToStatus(err)))
 }
 
 // FromOpError is the status e carried, reason included, for the node that
 // forwarded the call to answer its client with.
-func FromOpError(e *colonyv1.OpError) error {
-	return withReason(status.New(codes.Code(e.GetCode()), e.GetMessage()), e.GetReason())
-}
-
-// reasonOf is the reason of st's ErrorInfo in Colony's domain, "" if none.
-func reasonOf(st *status.Status) string {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == contract.ErrorDomain {
-			return info.GetReason()
-		}
-	}
-	return ""
-}
+func FromOpError(e *colonyv1.OpError) error { return errinfo.FromOpError(e).Err() }

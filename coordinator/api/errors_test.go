@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/colonymesh/colony/contract"
+	"github.com/colonymesh/colony/internal/errinfo"
 	"github.com/colonymesh/colony/internal/ztree"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
@@ -58,11 +59,11 @@ func TestOpErrorKeepsTheReason(t *testing.T) {
 	} {
 		want := status.Convert(ToStatus(err))
 		got := status.Convert(FromOpError(OpError(err)))
-		if got.Code() != want.Code() || got.Message() != want.Message() || reasonOf(got) != reasonOf(want) {
-			t.Errorf("%v: forwarded as %v (reason %q), want %v (reason %q)", err, got, reasonOf(got), want, reasonOf(want))
+		if got.Code() != want.Code() || got.Message() != want.Message() || errinfo.Reason(got) != errinfo.Reason(want) {
+			t.Errorf("%v: forwarded as %v (reason %q), want %v (reason %q)", err, got, errinfo.Reason(got), want, errinfo.Reason(want))
 		}
 	}
-	if r := reasonOf(status.Convert(FromOpError(OpError(ztree.SessionNotFound(42))))); r != contract.ReasonSessionNotFound {
+	if r := errinfo.Reason(status.Convert(FromOpError(OpError(ztree.SessionNotFound(42))))); r != contract.ReasonSessionNotFound {
 		t.Errorf("a forwarded session error has reason %q, want %q", r, contract.ReasonSessionNotFound)
 	}
 }

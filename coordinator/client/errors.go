@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/colonymesh/colony/contract"
+	"github.com/colonymesh/colony/internal/errinfo"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -110,24 +110,13 @@ var reasonKinds = map[string]error{
 	contract.ReasonInvalidArgument: ErrInvalidArgument,
 }
 
-// reasonOf is the reason of st's ErrorInfo detail in Colony's domain, "" if
-// it has none.
-func reasonOf(st *status.Status) string {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == contract.ErrorDomain {
-			return info.GetReason()
-		}
-	}
-	return ""
-}
-
 // kindOf picks the sentinel for st: by the reason the coordinator attached
 // where one code covers several kinds, else by its code. A coordinator older
 // than reasons is told apart by the message's first word, as it starts every
 // message of a kind with the same word ("node ...", "session ...",
 // "version ...", "ephemeral ...").
 func kindOf(st *status.Status, hint errHint) error {
-	if kind, ok := reasonKinds[reasonOf(st)]; ok {
+	if kind, ok := reasonKinds[errinfo.Reason(st)]; ok {
 		return kind
 	}
 	msg := st.Message()
@@ -166,12 +155,4 @@ func kindOf(st *status.Status, hint errHint) error {
 
 // opStatus is the status of a failed Multi op, with the op's reason as the
 // ErrorInfo a failed call would carry.
-func opStatus(e *colonyv1.OpError) *status.Status {
-	st := status.New(codes.Code(e.GetCode()), e.GetMessage())
-	if e.GetReason() != "" {
-		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.GetReason(), Domain: contract.ErrorDomain}); err == nil {
-			return d
-		}
-	}
-	return st
-}
+func opStatus(e *colonyv1.OpError) *status.Status { return errinfo.FromOpError(e) }
