@@ -25,6 +25,7 @@ var _ api.Node = apiNode{}
 func (s *Server) apiConfig() api.Config {
 	return api.Config{
 		NodeID:                s.cfg.NodeID,
+		Trust:                 s.cfg.TLS,
 		Limits:                s.limits,
 		MinSessionTTL:         s.cfg.MinSessionTTL,
 		MaxSessionTTL:         s.cfg.MaxSessionTTL,

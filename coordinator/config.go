@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/colonymesh/colony/coordinator/raftlog"
+	"github.com/colonymesh/colony/internal/trust"
 )
 
 // LogStoreBolt is Config.LogStore for raft-boltdb (raft.db), the only log
@@ -158,6 +159,14 @@ type Config struct {
 	// WatchProgressInterval is how often an idle watch that asked for
 	// progress_notify gets a progress message. Zero means 5s.
 	WatchProgressInterval time.Duration
+
+	// TLS is the node's certificate, key and CA. With it, every listener
+	// (the gRPC API, the raft transport) requires TLS and a verified client
+	// certificate, the Peer service and raft accept only node certificates
+	// of the cluster's trust domain, and the API authorizes each request by
+	// the identity in its certificate. Nil runs the node insecure: no TLS,
+	// and anyone who reaches a port may do anything; New logs that loudly.
+	TLS *trust.Material
 
 	// Logger receives the node's logs, raft's included. Nil discards.
 	Logger *slog.Logger

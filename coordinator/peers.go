@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/colonymesh/colony/coordinator/internal/batcher"
 	"github.com/colonymesh/colony/internal/ztree"
@@ -18,7 +18,8 @@ import (
 // cache of the member registry.
 type peerPool struct {
 	maxMsg      int
-	dialOptions []grpc.DialOption // more options for every connection (tracing)
+	creds       credentials.TransportCredentials // node-to-node TLS, or insecure
+	dialOptions []grpc.DialOption                // more options for every connection (tracing)
 
 	mu         sync.Mutex
 	conns      map[string]*grpc.ClientConn
@@ -37,9 +38,10 @@ type peerPool struct {
 	membersMap map[string]*peerv1.RegisterMember
 }
 
-func newPeerPool(ctx context.Context, goFunc func(func()), maxDataBytes int, forwardTimeout time.Duration) *peerPool {
+func newPeerPool(ctx context.Context, goFunc func(func()), creds credentials.TransportCredentials, maxDataBytes int, forwardTimeout time.Duration) *peerPool {
 	return &peerPool{
 		maxMsg:         maxMessageBytes(maxDataBytes),
+		creds:          creds,
 		conns:          map[string]*grpc.ClientConn{},
 		proposers:      map[string]*batcher.Batcher[*peerv1.Command, forwarded]{},
 		keepAlives:     map[string]*batcher.Batcher[uint64, time.Duration]{},
@@ -107,12 +109,12 @@ func (p *peerPool) connLocked(addr string) *grpc.ClientConn {
 	// NewClient does not dial; it fails only on a malformed target, which a
 	// registered address never is. A nil conn would panic loudly on use.
 	opts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(p.creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p.maxMsg), grpc.MaxCallSendMsgSize(p.maxMsg)),
 	}, p.dialOptions...)
 	c, err := grpc.NewClient(addr, opts...)
 	if err != nil {
-		c, _ = grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, _ = grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(p.creds))
 	}
 	p.conns[addr] = c
 	return c

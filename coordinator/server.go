@@ -105,8 +105,9 @@ func New(cfg Config) (*Server, error) {
 	s.fsm = newFSM(s.hub)
 	s.sessions = newSessionTracker(s)
 	s.fsm.onApplied = s.sessions.observeApplied
-	s.peers = newPeerPool(ctx, s.goFunc, cfg.MaxDataBytes, cfg.LeaderWait)
+	s.peers = newPeerPool(ctx, s.goFunc, s.peerCredentials(), cfg.MaxDataBytes, cfg.LeaderWait)
 	s.initTelemetry()
+	s.logSecurity()
 	if err := s.start(); err != nil {
 		cancel()
 		s.shutdownRaft()
@@ -150,6 +151,9 @@ func (s *Server) start() error {
 	// itself (ResourceExhausted, naming the message size and this limit).
 	s.api = api.New(apiNode{s}, s.apiConfig())
 	s.grpc = grpc.NewServer(
+		grpc.Creds(s.serverCredentials()),
+		grpc.ChainUnaryInterceptor(s.peerOnlyUnary, s.api.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(s.peerOnlyStream, s.api.StreamInterceptor),
 		grpc.WaitForHandlers(true),
 		telemetry.ServerOption(s.cfg.TracerProvider),
 		grpc.MaxRecvMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/contract"
+	"github.com/colonymesh/colony/internal/trust"
 )
 
 // Mode is how the sidecar decides what to enforce.
@@ -55,6 +56,10 @@ type Config struct {
 	Service, Instance string
 	// Coordinators are the coordinator nodes' gRPC addresses.
 	Coordinators []string
+	// TLS is this sidecar's certificate (a sidecar certificate for Service),
+	// key and CA: the sidecar presents it to the coordinators, which a
+	// secure cluster requires. Nil: plaintext to an insecure cluster.
+	TLS *trust.Material
 	// Address is the service's own host:port, registered for callers.
 	Address string
 	Zone    string

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/stats"
 
 	"github.com/colonymesh/colony/coordinator/engine"
+	"github.com/colonymesh/colony/internal/trust"
 	"github.com/colonymesh/colony/internal/watchhub"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
@@ -98,6 +99,10 @@ type Engines interface {
 type Config struct {
 	// NodeID names this node in traces.
 	NodeID string
+	// Trust is the node's TLS material: with it every request carries the
+	// identity of its verified client certificate, which the authorizer
+	// (authz.go) checks. Nil: the node is insecure and authorizes anyone.
+	Trust *trust.Material
 	// Limits bounds data sizes and ops per transaction.
 	Limits ztree.Limits
 	// MinSessionTTL and MaxSessionTTL clamp requested session TTLs.

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -64,6 +66,10 @@ type Config struct {
 	// characters of A-Z a-z 0-9 . _ : -). Set it, with WithRequestID, to
 	// retry a write across process restarts. Empty: a random id per Client.
 	ClientID string
+	// TLS secures the connections to the coordinators: it should present
+	// this client's certificate and verify the nodes' (a secure cluster
+	// requires both). Nil: plaintext, which only an insecure cluster accepts.
+	TLS *tls.Config
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -143,6 +149,14 @@ type endpoint struct {
 	breakers colonyv1.BreakersClient
 }
 
+// transportCredentials are TLS with cfg, or plaintext without.
+func transportCredentials(cfg *tls.Config) credentials.TransportCredentials {
+	if cfg == nil {
+		return insecure.NewCredentials()
+	}
+	return credentials.NewTLS(cfg)
+}
+
 // New returns a Client for the endpoints in cfg. It does not wait for any
 // connection: connections are made on first use and re-made as needed.
 func New(cfg Config) (*Client, error) {
@@ -158,7 +172,7 @@ func New(cfg Config) (*Client, error) {
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	for i, addr := range cfg.Endpoints {
 		conn, err := grpc.NewClient(addr, append(clientIDDialOptions(clientID),
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(transportCredentials(cfg.TLS)),
 			grpc.WithConnectParams(grpc.ConnectParams{
 				// Reconnect quickly: a restarted node should be usable again
 				// within a second or two, not after gRPC's default 2 minutes.
