@@ -161,15 +161,15 @@ func TestPKIAdminReachesNode(t *testing.T) {
 	}
 }
 
-// A nil PKI is an insecure cluster: --insecure for servers, nothing for
-// the CLI, plaintext for the harness.
+// A nil PKI is an insecure cluster: --insecure for servers and the CLI,
+// plaintext for the harness.
 func TestNilPKIIsInsecure(t *testing.T) {
 	var p *PKI
 	if got := p.ServerArgs(); !slices.Equal(got, []string{"--insecure"}) {
 		t.Errorf("ServerArgs() = %v, want [--insecure]", got)
 	}
-	if got := p.ClientArgs(); got != nil {
-		t.Errorf("ClientArgs() = %v, want none", got)
+	if got := p.ClientArgs(); !slices.Equal(got, []string{"--insecure"}) {
+		t.Errorf("ClientArgs() = %v, want [--insecure]", got)
 	}
 	if p.AdminTLS() != nil {
 		t.Error("AdminTLS() is not nil")

@@ -97,10 +97,11 @@ func (p *PKI) ServerArgs() []string {
 }
 
 // ClientArgs are the security flags of a colony CLI command: --certs-dir
-// (the CLI uses the one admin certificate in it), or none for a nil p.
+// (the CLI uses the one admin certificate in it), or --insecure for a nil
+// p (so that the CLI does not take `colony dev`'s certificates instead).
 func (p *PKI) ClientArgs() []string {
 	if p == nil {
-		return nil
+		return []string{"--insecure"}
 	}
 	return []string{"--certs-dir", p.Dir}
 }
