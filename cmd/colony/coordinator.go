@@ -207,7 +207,12 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	}
 	defer ui.close() // on early returns; shutdown closes it first
 	var mesh *demo.Mesh
-	if f.dev && f.demo {
+	switch {
+	case f.dev && f.demo && cfg.TLS != nil && dev == nil:
+		// Given certificates hold no sidecar certificates for the demo's
+		// services; dev's own (no certificate flags) do.
+		log.Warn("no demo mesh: it runs on colony dev's own certificates, and certificates were given")
+	case f.dev && f.demo:
 		if mesh, err = startDevDemo(srv.Addr(), dev, log); err != nil {
 			srv.Close()
 			return err
