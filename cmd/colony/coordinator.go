@@ -189,7 +189,16 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	}
 	log.Info("coordinator serving", "id", cfg.NodeID, "grpc", srv.Addr(), "raft", srv.RaftAddr(), "data", cfg.DataDir)
 	if f.dev {
-		fmt.Fprintf(os.Stderr, "\nColony dev coordinator on %s (data in %s).\nTry: go run ./cmd/colony kv create /hello world --endpoints %s\n\n", srv.Addr(), cfg.DataDir, srv.Addr())
+		fmt.Fprintf(os.Stderr, "\nColony dev coordinator on %s (data in %s).\n", srv.Addr(), cfg.DataDir)
+		try := "go run ./cmd/colony kv create /hello world --endpoints " + srv.Addr()
+		if dev != nil && dev.dir != cli.DevTLSDir() {
+			// Client commands look for dev's certificates in the default data dir only.
+			try = cli.CertsDirEnv + "=" + dev.dir + " " + try
+		}
+		if dev != nil {
+			fmt.Fprintf(os.Stderr, "TLS: certificates in %s (client commands on this machine use admin-dev by themselves).\n", dev.dir)
+		}
+		fmt.Fprintf(os.Stderr, "Try: %s\n\n", try)
 	}
 	ui, err := startUI(f.uiAddr, srv.Addr(), log)
 	if err != nil {
@@ -198,7 +207,12 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	}
 	defer ui.close() // on early returns; shutdown closes it first
 	var mesh *demo.Mesh
-	if f.dev && f.demo {
+	switch {
+	case f.dev && f.demo && cfg.TLS != nil && dev == nil:
+		// Given certificates hold no sidecar certificates for the demo's
+		// services; dev's own (no certificate flags) do.
+		log.Warn("no demo mesh: it runs on colony dev's own certificates, and certificates were given")
+	case f.dev && f.demo:
 		if mesh, err = startDevDemo(srv.Addr(), dev, log); err != nil {
 			srv.Close()
 			return err

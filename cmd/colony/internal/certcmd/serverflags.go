@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/pflag"
 
@@ -84,7 +86,12 @@ func (f *ServerFlags) Material(role trust.Role, name, command string, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	return f.Load(files, log)
+	m, err := f.Load(files, log)
+	if errors.Is(err, os.ErrNotExist) && f.CertsDir != "" {
+		return nil, fmt.Errorf("--certs-dir %s: want %s, %s and %s (`colony cert %s --certs-dir %s --name %s` makes them): %w",
+			f.CertsDir, filepath.Base(files.CA), filepath.Base(files.Cert), filepath.Base(files.Key), role, f.CertsDir, name, err)
+	}
+	return m, err
 }
 
 // Load loads files in the flags' trust domain (--trust-domain, else the

@@ -1,5 +1,6 @@
 // Package cli holds what every client command of colony shares: the
-// connection flags and the client they make (Flags, Env, Flags.Run), output
+// connection flags and the client they make (Flags, Env, Flags.Run), the
+// client certificate (TLSOf, ClientTLS), output
 // as a table or JSON (--output), the explanation of the error that ends a
 // command (Execute, Explain), progress on a terminal (StatusLine) and the
 // dynamic shell completion of names from the cluster (AddCompletions).

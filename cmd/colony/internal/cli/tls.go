@@ -61,14 +61,14 @@ func TLSOf(cmd *cobra.Command) (*TLSSource, error) {
 	insecure, _ := get("insecure")
 	explicit := caFile != "" || certFile != "" || keyFile != ""
 	from := "--certs-dir " + dir
-	if dir == "" && !explicit {
+	if dir == "" && !explicit && insecure != "true" { // --insecure beats the environment
 		if dir = os.Getenv(CertsDirEnv); dir != "" {
 			from = "$" + CertsDirEnv + "=" + dir
 		}
 	}
 	switch {
 	case insecure == "true" && (explicit || dir != ""):
-		return nil, errors.New("--insecure with certificate flags or $" + CertsDirEnv + ": give one or the other")
+		return nil, errors.New("--insecure with certificate flags: give one or the other")
 	case insecure == "true":
 		return nil, nil
 	case explicit && dir != "":
