@@ -86,12 +86,26 @@ func (a *sessionsServer) Open(ctx context.Context, req *colonyv1.OpenSessionRequ
 // node has applied it) is PermissionDenied and not refreshed; a session this
 // node does not know is left to the leader, as before.
 func (a *sessionsServer) KeepAlive(ctx context.Context, req *colonyv1.KeepAliveRequest) (*colonyv1.KeepAliveResponse, error) {
-	if err := a.s.checkSessionOwner(ctx, req.SessionId, "keep it alive"); err != nil {
+	known, err := a.s.checkSessionOwner(ctx, req.SessionId, "keep it alive")
+	if err != nil {
 		return nil, ToStatus(err)
 	}
 	ttl, err := a.s.node.KeepAlive(ctx, req.SessionId)
 	if err != nil {
 		return nil, ToStatus(err)
+	}
+	if !known {
+		// This node had not applied the session yet (a lagging follower),
+		// but the leader tracks it, so the entry that opened it (its id is
+		// that entry's index) is committed: check its owner once applied.
+		// The leader has refreshed it by now; only this first keep-alive
+		// of a stranger can, since the next one is refused above.
+		if err := a.s.node.WaitApplied(ctx, req.SessionId); err != nil {
+			return nil, ToStatus(err)
+		}
+		if _, err := a.s.checkSessionOwner(ctx, req.SessionId, "keep it alive"); err != nil {
+			return nil, ToStatus(err)
+		}
 	}
 	return &colonyv1.KeepAliveResponse{Header: a.s.node.Header(), SessionId: req.SessionId, TtlMs: ttl.Milliseconds()}, nil
 }
@@ -152,16 +166,17 @@ func (s *Service) owner(ctx context.Context) string {
 
 // checkSessionOwner refuses what (e.g. "keep it alive") to the request's
 // client on a session another identity opened, in this node's applied view.
-// A session the view does not hold, or one without an owner, passes.
-func (s *Service) checkSessionOwner(ctx context.Context, id uint64, what string) error {
+// A session the view does not hold (known is false), or one without an
+// owner, passes.
+func (s *Service) checkSessionOwner(ctx context.Context, id uint64, what string) (known bool, err error) {
 	owner, ok := s.node.LocalView().SessionOwner(id)
-	if !ok || owner == "" {
-		return nil
+	if !ok {
+		return false, nil
 	}
-	if caller := s.owner(ctx); caller != owner {
-		return ztree.SessionNotOwned(id, caller, what)
+	if caller := s.owner(ctx); owner != "" && caller != owner {
+		return true, ztree.SessionNotOwned(id, caller, what)
 	}
-	return nil
+	return true, nil
 }
 
 func (a *sessionsServer) List(ctx context.Context, _ *colonyv1.ListSessionsRequest) (*colonyv1.ListSessionsResponse, error) {
