@@ -83,7 +83,7 @@ func newTLSTransport(t *testing.T, m *trust.Material) *raft.NetworkTransport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { tr.Close() })
+	t.Cleanup(func() { tr.CloseStreams(); tr.Close() })
 	return tr
 }
 
@@ -122,7 +122,7 @@ func TestTLSTransportOnlyNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer plain.Close()
+		defer func() { plain.CloseStreams(); plain.Close() }()
 		if err := heartbeat(plain, target.LocalAddr()); err == nil {
 			t.Fatal("a plaintext raft transport sent an RPC to a TLS one")
 		}
