@@ -14,11 +14,11 @@ import (
 	"github.com/colonymesh/colony/internal/trust"
 )
 
-// ALPN is the TLS application protocol raft connections negotiate, so
+// alpn is the TLS application protocol raft connections negotiate, so
 // that a raft dial that reaches another TLS listener of the node (its
 // gRPC port, which speaks "h2") fails at the handshake instead of
 // exchanging bytes neither side understands.
-const ALPN = "colony-raft"
+const alpn = "colony-raft"
 
 var (
 	errNotAdvertisable = errors.New("raftnet: local bind address is not advertisable")
@@ -56,8 +56,8 @@ func listenTLS(bind string, advertise net.Addr, m *trust.Material, handshakeTime
 	s := &tlsStream{
 		Listener:         lis,
 		advertise:        advertise,
-		server:           m.PeerServerConfig(ALPN),
-		client:           m.PeerClientConfig(ALPN),
+		server:           m.PeerServerConfig(alpn),
+		client:           m.PeerClientConfig(alpn),
 		handshakeTimeout: handshakeTimeout,
 	}
 	// The same check as raft's TCP transport: peers must be able to dial
