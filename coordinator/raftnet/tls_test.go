@@ -1,6 +1,7 @@
 package raftnet
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"strings"
@@ -276,5 +277,34 @@ func TestTLSTransportThroughPeerAddrOverride(t *testing.T) {
 	}
 	if got.get() != 1 {
 		t.Errorf("target received %d RPCs, want 1", got.get())
+	}
+}
+
+// A raft dial that reaches another TLS listener of a node (the gRPC port,
+// which speaks h2) fails at the handshake: the protocols do not match.
+func TestTLSTransportRefusesOtherProtocol(t *testing.T) {
+	p := newPKI(t)
+	node := p.material(trust.RoleNode, "n2")
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", node.PeerServerConfig("h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	defer func() { lis.Close(); wg.Wait() }()
+	err = heartbeat(newTLSTransport(t, p.material(trust.RoleNode, "n1")), raft.ServerAddress(lis.Addr().String()))
+	if err == nil || !strings.Contains(err.Error(), "protocol") {
+		t.Errorf("raft dial to an h2 listener: %v, want an application protocol error", err)
 	}
 }
