@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/colonymesh/colony/cmd/colony/internal/certcmd"
+	"github.com/colonymesh/colony/cmd/colony/internal/cli"
 	"github.com/colonymesh/colony/cmd/colony/internal/demo"
 	"github.com/colonymesh/colony/coordinator"
 )
@@ -22,6 +23,7 @@ type coordinatorFlags struct {
 	peerAddr string // --raft-peer-addr
 	logLevel string
 	dev      bool
+	tls      certcmd.ServerFlags
 
 	metricsAddr string // coordinator_telemetry.go
 	pprof       bool
@@ -49,6 +51,12 @@ A fourth node joins through any member (it is promoted to voter once caught up):
 
   colony coordinator --id n4 --data-dir /tmp/c4 --grpc-addr 127.0.0.1:7430 --raft-addr 127.0.0.1:7431 \
       --join 127.0.0.1:7400
+
+Security: a node needs a certificate (--certs-dir DIR with ca.crt and
+node-<id>.crt/.key, made by ` + "`colony cert`" + `, or --cacert, --cert and --key).
+Every client, sidecar and peer must then present a certificate of the same CA;
+what each may do follows from the role in it. --insecure runs without TLS
+(development only); ` + "`colony dev`" + ` makes its own certificates.
 
 Observability: --metrics-addr 127.0.0.1:7402 serves Prometheus metrics at
 /metrics (off by default); OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317
@@ -94,6 +102,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.IntVar(&c.MaxBreakerPairsPerCaller, "max-breaker-pairs-per-caller", c.MaxBreakerPairsPerCaller, "pairs one caller service's reports may create (0: max(100, max-breaker-pairs/10))")
 	fl.DurationVar(&c.LeaderWait, "leader-wait", c.LeaderWait, "how long requests wait for a leader during an election")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.tls.Register(fl, "node-<id>")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:7402 (default: off)")
 	fl.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr")
 	addUIFlag(fl, &f.uiAddr)
@@ -121,7 +130,7 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 			cfg.NodeID = "dev"
 		}
 		if cfg.DataDir == "" {
-			cfg.DataDir = filepath.Join(os.TempDir(), "colony-dev")
+			cfg.DataDir = cli.DevDataDir()
 		}
 		cfg.Bootstrap = true
 	}
@@ -157,6 +166,10 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 		return err
 	}
 	cfg.Logger = log
+	var dev *devCerts
+	if cfg.TLS, dev, err = coordinatorTLS(f, cfg.NodeID, cfg.DataDir, log); err != nil {
+		return err
+	}
 
 	if ctx == nil {
 		ctx = context.Background()
@@ -176,7 +189,16 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	}
 	log.Info("coordinator serving", "id", cfg.NodeID, "grpc", srv.Addr(), "raft", srv.RaftAddr(), "data", cfg.DataDir)
 	if f.dev {
-		fmt.Fprintf(os.Stderr, "\nColony dev coordinator on %s (data in %s).\nTry: go run ./cmd/colony kv create /hello world --endpoints %s\n\n", srv.Addr(), cfg.DataDir, srv.Addr())
+		fmt.Fprintf(os.Stderr, "\nColony dev coordinator on %s (data in %s).\n", srv.Addr(), cfg.DataDir)
+		try := "go run ./cmd/colony kv create /hello world --endpoints " + srv.Addr()
+		if dev != nil && dev.dir != cli.DevTLSDir() {
+			// Client commands look for dev's certificates in the default data dir only.
+			try = cli.CertsDirEnv + "=" + dev.dir + " " + try
+		}
+		if dev != nil {
+			fmt.Fprintf(os.Stderr, "TLS: certificates in %s (client commands on this machine use admin-dev by themselves).\n", dev.dir)
+		}
+		fmt.Fprintf(os.Stderr, "Try: %s\n\n", try)
 	}
 	ui, err := startUI(f.uiAddr, srv.Addr(), log)
 	if err != nil {
@@ -185,8 +207,13 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	}
 	defer ui.close() // on early returns; shutdown closes it first
 	var mesh *demo.Mesh
-	if f.dev && f.demo {
-		if mesh, err = startDevDemo(srv.Addr(), log); err != nil {
+	switch {
+	case f.dev && f.demo && cfg.TLS != nil && dev == nil:
+		// Given certificates hold no sidecar certificates for the demo's
+		// services; dev's own (no certificate flags) do.
+		log.Warn("no demo mesh: it runs on colony dev's own certificates, and certificates were given")
+	case f.dev && f.demo:
+		if mesh, err = startDevDemo(srv.Addr(), dev, log); err != nil {
 			srv.Close()
 			return err
 		}

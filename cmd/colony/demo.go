@@ -9,8 +9,14 @@ import (
 )
 
 // startDevDemo starts `colony dev`'s demo mesh and says what to try.
-func startDevDemo(addr string, log *slog.Logger) (*demo.Mesh, error) {
-	m, err := demo.Start(demo.Config{Coordinator: addr, Logger: log})
+// With dev's certificates (nil when dev runs --insecure or on given
+// certificates) its sidecars and client present them.
+func startDevDemo(addr string, certs *devCerts, log *slog.Logger) (*demo.Mesh, error) {
+	cfg := demo.Config{Coordinator: addr, Logger: log}
+	if certs != nil {
+		cfg.Certs = certs
+	}
+	m, err := demo.Start(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("demo mesh: %w", err)
 	}

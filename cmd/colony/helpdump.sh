@@ -26,7 +26,7 @@ walk() {
 }
 walk
 # Errors: usage, flag values, --output, and no coordinator.
-for args in "kv" "kv get" "breaker get a" "nosuch" "lock" "kv get /x --timeout=abc" "cluster wait --members x" "-o" "version -o yaml" "kv ls / -o yaml" "kv get /x" "breaker ls -o json" "cluster status --timeout 300ms" "snapshot status /nonexistent"; do
+for args in "kv" "kv get" "breaker get a" "nosuch" "lock" "kv get /x --timeout=abc" "cluster wait --members x" "-o" "version -o yaml" "kv ls / -o yaml" "kv get /x" "breaker ls -o json" "cluster status --timeout 300ms" "snapshot status /nonexistent" "coordinator --id n1 --data-dir /nonexistent-colony" "cert node --certs-dir /nonexistent-colony --name n1"; do
   echo "===== colony $args" >> "$out"
   COLONY_ENDPOINTS=127.0.0.1:1 "$bin" $args >> "$out" 2>&1; echo "exit=$?" >> "$out"
 done

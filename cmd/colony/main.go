@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/colonymesh/colony/cmd/colony/internal/certcmd"
 	"github.com/colonymesh/colony/cmd/colony/internal/cli"
 	"github.com/spf13/cobra"
 )
@@ -39,7 +40,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("colony {{.Version}}\n")
-	root.AddCommand(newCoordinatorCmd(), newDevCmd(), newSidecarCmd(), newVersionCmd())
+	root.AddCommand(newCoordinatorCmd(), newDevCmd(), newSidecarCmd(), newVersionCmd(), certcmd.NewCertCmd())
 	addClientCommands(root)
 	cli.MarkUsageErrors(root)
 	return root

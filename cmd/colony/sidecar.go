@@ -11,9 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/colonymesh/colony/cmd/colony/internal/certcmd"
 	"github.com/colonymesh/colony/cmd/colony/internal/cli"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/telemetry"
+	"github.com/colonymesh/colony/internal/trust"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/xds"
 )
@@ -29,6 +31,7 @@ func newSidecarCmd() *cobra.Command {
 		probeShare   int
 		logLevel     string
 		metricsAddr  string
+		tlsFlags     certcmd.ServerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar --service NAME --instance ID --address HOST:PORT",
@@ -45,9 +48,14 @@ the registry, and serves on --listen:
     client library (package sidecar/guard).
 It sums outcomes per callee and reports them to the coordinator every
 --report-interval. When the coordinator is unreachable for --degraded-after it
-applies --degraded-mode (last-known keeps enforcing the last state).`,
+applies --degraded-mode (last-known keeps enforcing the last state).
+
+It presents its service's sidecar certificate to the coordinators (--certs-dir
+DIR with ca.crt and sidecar-<service>.crt/.key, made by ` + "`colony cert sidecar`" + `,
+or --cacert, --cert and --key); --insecure talks plaintext to an insecure
+cluster. With neither it refuses to start.`,
 		Example: `  colony sidecar --service checkout --instance checkout-1 --address 10.0.0.5:8080 \
-      --coordinators 10.0.0.1:7400,10.0.0.2:7400,10.0.0.3:7400`,
+      --coordinators 10.0.0.1:7400,10.0.0.2:7400,10.0.0.3:7400 --certs-dir /etc/colony/certs`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel)
@@ -92,6 +100,12 @@ applies --degraded-mode (last-known keeps enforcing the last state).`,
 				cfg.DegradedModes[callee] = m
 			}
 			cfg.Logger = log
+			if cfg.TLS, err = tlsFlags.Material(trust.RoleSidecar, cfg.Service, "sidecar", log); err != nil {
+				return err
+			}
+			if cfg.TLS == nil {
+				fmt.Fprint(os.Stderr, insecureBanner)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			// Tracing from OTEL_EXPORTER_OTLP_* (nothing is exported without
@@ -153,6 +167,7 @@ applies --degraded-mode (last-known keeps enforcing the last state).`,
 	fl.StringSliceVar(&cfg.Callees, "callees", nil, "the services this instance calls (comma-separated); default: every registered service")
 	fl.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (default: off)")
 	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	tlsFlags.Register(fl, "sidecar-<service>")
 	_ = cmd.MarkFlagRequired("service")
 	_ = cmd.MarkFlagRequired("address")
 	return cmd

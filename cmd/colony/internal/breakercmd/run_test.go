@@ -1,8 +1,13 @@
 package breakercmd
 
 import (
+	"os"
+	"testing"
+
 	"github.com/colonymesh/colony/cmd/colony/internal/clitest"
 )
+
+func TestMain(m *testing.M) { os.Exit(clitest.Main(m)) }
 
 // testColony runs command lines on a root with this package's groups.
 var testColony = clitest.NewColony(NewBreakerCmd, NewPolicyCmd, NewDemoCmd)

@@ -1,5 +1,6 @@
 // Package cli holds what every client command of colony shares: the
-// connection flags and the client they make (Flags, Env, Flags.Run), output
+// connection flags and the client they make (Flags, Env, Flags.Run), the
+// client certificate (TLSOf, ClientTLS), output
 // as a table or JSON (--output), the explanation of the error that ends a
 // command (Execute, Explain), progress on a terminal (StatusLine) and the
 // dynamic shell completion of names from the cluster (AddCompletions).
@@ -10,6 +11,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"os"
@@ -34,6 +36,12 @@ type Flags struct {
 	Endpoints string        // --endpoints, as given
 	Output    string        // --output (-o): table or json
 	Timeout   time.Duration // --timeout: the time limit of a command
+
+	// The client certificate (see TLSOf): --cacert, --cert, --key, or
+	// --certs-dir; --insecure for plaintext even where colony dev's
+	// certificates exist.
+	CACert, Cert, Key, CertsDir string
+	Insecure                    bool
 }
 
 // Register adds the flags to fs, which belongs to cmd.
@@ -43,6 +51,11 @@ func (f *Flags) Register(cmd *cobra.Command, fs *pflag.FlagSet) {
 	AddOutputFlag(cmd, fs, &f.Output)
 	fs.DurationVar(&f.Timeout, "timeout", 5*time.Second,
 		"time limit of the command, failover included (watch, session open, snapshot save: of setting up)")
+	fs.StringVar(&f.CACert, "cacert", "", "CA bundle the coordinators' certificates must chain to (with --cert and --key)")
+	fs.StringVar(&f.Cert, "cert", "", "your client certificate, presented to the coordinators")
+	fs.StringVar(&f.Key, "key", "", "the private key of --cert")
+	fs.StringVar(&f.CertsDir, "certs-dir", "", "directory with ca.crt and exactly one admin-*, operator-* or client-* certificate and key; $"+CertsDirEnv+" stands in (default: colony dev's, when it runs on this machine)")
+	fs.BoolVar(&f.Insecure, "insecure", false, "plaintext, no certificate (for a coordinator started with --insecure)")
 }
 
 // Env is what a client command works with: a client, the output format and
@@ -54,6 +67,9 @@ type Env struct {
 	Out    io.Writer // the command's stdout
 	ErrOut io.Writer // the command's stderr
 	Flags  *Flags
+	// TLS is the client's TLS configuration (nil: plaintext), for
+	// commands that dial a coordinator themselves.
+	TLS *tls.Config
 }
 
 // Connect validates the shared flags and makes a client. The caller closes it.
@@ -69,11 +85,15 @@ func (f *Flags) Connect(cmd *cobra.Command) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(client.Config{Endpoints: eps})
+	tlsCfg, _, err := ClientTLS(cmd)
 	if err != nil {
 		return nil, err
 	}
-	return &Env{Client: c, JSON: asJSON, In: cmd.InOrStdin(), Out: cmd.OutOrStdout(), ErrOut: cmd.ErrOrStderr(), Flags: f}, nil
+	c, err := client.New(client.Config{Endpoints: eps, TLS: tlsCfg})
+	if err != nil {
+		return nil, err
+	}
+	return &Env{Client: c, JSON: asJSON, In: cmd.InOrStdin(), Out: cmd.OutOrStdout(), ErrOut: cmd.ErrOrStderr(), Flags: f, TLS: tlsCfg}, nil
 }
 
 // EndpointsOf returns the coordinator addresses a client command uses:

@@ -90,7 +90,11 @@ func (f *Flags) query(cmd *cobra.Command, fetch func(ctx context.Context, c *cli
 	if err != nil {
 		return nil
 	}
-	c, err := client.New(client.Config{Endpoints: eps, DialTimeout: time.Second, RequestTimeout: completionTimeout / 2})
+	tlsCfg, _, err := ClientTLS(cmd)
+	if err != nil {
+		return nil
+	}
+	c, err := client.New(client.Config{Endpoints: eps, TLS: tlsCfg, DialTimeout: time.Second, RequestTimeout: completionTimeout / 2})
 	if err != nil {
 		return nil
 	}

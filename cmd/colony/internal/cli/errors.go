@@ -99,6 +99,9 @@ func Explain(cmd *cobra.Command, err error) error {
 		return &hinted{err: err, msg: msg, hint: fmt.Sprintf("Usage: %s\nSee '%s --help'.", cmd.UseLine(), cmd.CommandPath())}
 	}
 
+	if e := tlsProblem(cmd, err); e != nil {
+		return e
+	}
 	switch {
 	case unavailable(err):
 		eps := endpointsText(cmd)

@@ -8,7 +8,9 @@ package clitest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -152,4 +154,24 @@ func (c Colony) Run(ctx context.Context, t *testing.T, stdin string, args ...str
 // RunWith runs a command line with the given stdout and stderr.
 func (c Colony) RunWith(ctx context.Context, out, errw *SyncBuffer, stdin string, args ...string) (string, error) {
 	return Run(ctx, c.Root(), out, errw, stdin, args...)
+}
+
+// Main runs a package's tests with $TMPDIR set to a fresh directory, and
+// returns their exit code: client commands given no certificate use the
+// certificates of a `colony dev` found under $TMPDIR, and one that ran on
+// this machine must not turn the tests' plaintext commands into TLS ones.
+//
+//	func TestMain(m *testing.M) { os.Exit(clitest.Main(m)) }
+func Main(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "colony-clitest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Setenv("TMPDIR", dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -126,7 +127,11 @@ func (e *streamError) Unwrap() error { return e.err }
 // file beside file, syncs and checks it, and renames it to file. It returns
 // the id of the member that served it and what the file holds.
 func saveSnapshotFrom(s *cli.Env, ctx context.Context, ep string, req *colonyv1.SnapshotRequest, file string, start time.Time) (string, *snapshotfile.Info, error) {
-	conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if s.TLS != nil {
+		creds = credentials.NewTLS(s.TLS)
+	}
+	conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return "", nil, fmt.Errorf("endpoint %q: %w", ep, err)
 	}

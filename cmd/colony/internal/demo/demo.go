@@ -8,6 +8,7 @@ package demo
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/trust"
 	"github.com/colonymesh/colony/internal/xdsdial"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
@@ -43,6 +45,19 @@ type Config struct {
 	// Every is the time between one caller's calls (default 50ms).
 	Every  time.Duration
 	Logger *slog.Logger
+	// Certs, when set, gives the mesh's sidecars and its own client (which
+	// applies the demo policy) their certificates, for a secure
+	// coordinator. Nil: plaintext.
+	Certs Certs
+}
+
+// Certs hands out the demo mesh's certificates.
+type Certs interface {
+	// Sidecar is the certificate of service's sidecars.
+	Sidecar(service string) (*trust.Material, error)
+	// Admin is the certificate of the mesh's own client: it writes the
+	// demo policy and the control nodes.
+	Admin() (*trust.Material, error)
 }
 
 // demoPolicy trips fast enough to watch: 50% failures over 10s seen by one
@@ -86,7 +101,11 @@ func Start(cfg Config) (m *Mesh, err error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil)) // the sidecars' chatter stays out of dev's log
-	c, err := client.New(client.Config{Endpoints: []string{cfg.Coordinator}, Logger: quiet})
+	clientTLS, err := cfg.clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(client.Config{Endpoints: []string{cfg.Coordinator}, TLS: clientTLS, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +140,12 @@ func Start(cfg Config) (m *Mesh, err error) {
 		healthpb.RegisterHealthServer(gs, &calleeServer{failing: failing})
 		m.servers.Go(func() { gs.Serve(lis) })
 		m.closers = append(m.closers, gs.Stop)
+		calleeTLS, err := cfg.sidecarTLS(cfg.Callee)
+		if err != nil {
+			return nil, err
+		}
 		sc, err := sidecar.New(sidecar.Config{Service: cfg.Callee, Instance: fmt.Sprintf("%s-%d", cfg.Callee, i),
-			Coordinators: []string{cfg.Coordinator}, Address: lis.Addr().String(), APIAddr: "127.0.0.1:0", Logger: quiet})
+			Coordinators: []string{cfg.Coordinator}, TLS: calleeTLS, Address: lis.Addr().String(), APIAddr: "127.0.0.1:0", Logger: quiet})
 		if err != nil {
 			return nil, err
 		}
@@ -138,7 +161,11 @@ func Start(cfg Config) (m *Mesh, err error) {
 			return nil, err
 		}
 		m.closers = append(m.closers, x.Close)
-		sc, err := sidecar.New(sidecar.Config{Service: svc, Instance: instance, Coordinators: []string{cfg.Coordinator},
+		callerTLS, err := cfg.sidecarTLS(svc)
+		if err != nil {
+			return nil, err
+		}
+		sc, err := sidecar.New(sidecar.Config{Service: svc, Instance: instance, Coordinators: []string{cfg.Coordinator}, TLS: callerTLS,
 			Address: "127.0.0.1:1", APIAddr: "127.0.0.1:0", Callees: []string{cfg.Callee}, Logger: quiet}, x)
 		if err != nil {
 			return nil, err
@@ -158,6 +185,30 @@ func Start(cfg Config) (m *Mesh, err error) {
 		caller := &Caller{Service: svc}
 		m.Callers = append(m.Callers, caller)
 		m.goFunc(func() { m.traffic(ctx, cc, caller) })
+	}
+	return m, nil
+}
+
+// clientTLS is the TLS configuration of the mesh's own client.
+func (cfg Config) clientTLS() (*tls.Config, error) {
+	if cfg.Certs == nil {
+		return nil, nil
+	}
+	m, err := cfg.Certs.Admin()
+	if err != nil {
+		return nil, fmt.Errorf("demo client certificate: %w", err)
+	}
+	return m.ClientConfig(""), nil
+}
+
+// sidecarTLS is the certificate of service's sidecars, nil without Certs.
+func (cfg Config) sidecarTLS(service string) (*trust.Material, error) {
+	if cfg.Certs == nil {
+		return nil, nil
+	}
+	m, err := cfg.Certs.Sidecar(service)
+	if err != nil {
+		return nil, fmt.Errorf("demo sidecar certificate for %s: %w", service, err)
 	}
 	return m, nil
 }
