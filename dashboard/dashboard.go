@@ -359,6 +359,11 @@ func (d *Dashboard) routes() http.Handler {
 	// POST here. Requiring a JSON body also forces a CORS preflight that is
 	// never granted.
 	protect := http.NewCrossOriginProtection()
+	for _, o := range d.cfg.AllowedOrigins {
+		if err := protect.AddTrustedOrigin(strings.TrimSuffix(o, "/")); err != nil {
+			d.log.Warn("AllowedOrigins: not trusted by the cross-origin protection", "origin", o, "err", err)
+		}
+	}
 	return securityHeaders(d.guard(protect.Handler(mux)))
 }
 
