@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -16,14 +19,42 @@ import (
 
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/dashboard"
+	"github.com/colonymesh/colony/internal/trust"
 )
 
 // devUIAddr is where `colony dev` serves the dashboard unless told otherwise.
 const devUIAddr = "127.0.0.1:7403"
 
 // addUIFlag adds --ui-addr to `colony coordinator` (and so to `colony dev`).
+// addUIFlags adds it with the dashboard's security flags.
 func addUIFlag(fl *pflag.FlagSet, addr *string) {
-	fl.StringVar(addr, "ui-addr", "", `serve the web dashboard at http://ADDR/, e.g. `+devUIAddr+` ("" or "off": no dashboard)`)
+	fl.StringVar(addr, "ui-addr", "", `serve the web dashboard at http(s)://ADDR/, e.g. `+devUIAddr+` ("" or "off": no dashboard)`)
+}
+
+// uiFlags are the dashboard's flags.
+type uiFlags struct {
+	addr               string
+	tokenFile          string
+	trustedProxyHeader string
+	trustedProxies     []string
+	allowedHosts       []string
+	allowedOrigins     []string
+	read               string
+	maxPerIdentity     int
+	anonymousOperators bool
+}
+
+// addUIFlags adds --ui-addr and the dashboard's security flags.
+func addUIFlags(fl *pflag.FlagSet, f *uiFlags) {
+	addUIFlag(fl, &f.addr)
+	fl.StringVar(&f.tokenFile, "ui-token-file", "", "dashboard operators' bearer tokens, one a line as NAME:TOKEN (recorded as token:NAME); browsers log in with one")
+	fl.StringVar(&f.trustedProxyHeader, "ui-trusted-proxy-header", "", "header in which an authenticating proxy names the dashboard user, e.g. X-Forwarded-User (believed only from --ui-trusted-proxies)")
+	fl.StringSliceVar(&f.trustedProxies, "ui-trusted-proxies", nil, "addresses or CIDRs of the authenticating proxies whose --ui-trusted-proxy-header is believed")
+	fl.StringSliceVar(&f.allowedHosts, "ui-allowed-hosts", nil, "host names the dashboard answers to (Host header; defeats DNS rebinding) (default: the --ui-addr host, localhost, 127.0.0.1, ::1)")
+	fl.StringSliceVar(&f.allowedOrigins, "ui-allowed-origins", nil, "further origins (scheme://host[:port]) allowed to act through the dashboard, e.g. a proxy's public URL")
+	fl.StringVar(&f.read, "ui-read", string(dashboard.ReadAnyone), "who may read the dashboard: anyone (operators act) or authenticated")
+	fl.IntVar(&f.maxPerIdentity, "ui-max-streams-per-identity", 0, "live-update streams one identity (one IP for anonymous readers) may hold (default 8)")
+	fl.BoolVar(&f.anonymousOperators, "ui-insecure-anonymous-operators", false, "let anyone who reaches the dashboard act as an operator, recorded by IP (development on loopback only)")
 }
 
 // defaultDevUI makes `colony dev` serve the dashboard on devUIAddr.
@@ -32,9 +63,27 @@ func defaultDevUI(cmd *cobra.Command) {
 	cmd.Flags().Lookup("ui-addr").DefValue = devUIAddr
 }
 
+// uiOptions is what startUIWith needs besides the flags.
+type uiOptions struct {
+	// grpcAddr is the local node's gRPC API.
+	grpcAddr string
+	// tls is the process's certificate (the node's): the dashboard
+	// dials the coordinator and sidecars with it and, unless plainHTTP,
+	// serves HTTPS with it. Nil: plaintext (an insecure cluster).
+	tls *trust.Material
+	// plainHTTP serves HTTP even with tls (`colony dev` on loopback, where
+	// browsers do not trust the dev CA).
+	plainHTTP bool
+	// devTokenFile, when set and --ui-token-file is not, is where a
+	// token is made (once) and read, and the login URL is printed
+	// (`colony dev`).
+	devTokenFile string
+}
+
 // uiServer is the dashboard's HTTP listener and its client of the local node.
 type uiServer struct {
 	addr string // where it listens
+	url  string // what to open in a browser
 	c    *client.Client
 	dash *dashboard.Dashboard
 	hs   *http.Server
@@ -43,27 +92,108 @@ type uiServer struct {
 	once sync.Once
 }
 
-// startUI serves the dashboard on addr, talking to the node whose gRPC API
-// listens on grpcAddr, and prints its URL. With addr "" or "off" it does
-// nothing and returns nil (whose close does nothing).
+// startUI serves the dashboard on addr without TLS or credentials (read
+// only), talking to the node whose gRPC API listens on grpcAddr. See
+// startUIWith.
 func startUI(addr, grpcAddr string, log *slog.Logger) (*uiServer, error) {
-	if addr == "" || addr == "off" {
+	return startUIWith(uiFlags{addr: addr}, uiOptions{grpcAddr: grpcAddr}, log)
+}
+
+// dashboardConfig turns the flags into a dashboard.Config (without the
+// Coordinator).
+func dashboardConfig(f uiFlags, o uiOptions, listenAddr string, log *slog.Logger) (dashboard.Config, error) {
+	cfg := dashboard.Config{
+		TLS:                   o.tls,
+		TrustedProxyHeader:    f.trustedProxyHeader,
+		AllowedOrigins:        f.allowedOrigins,
+		Read:                  dashboard.ReadMode(f.read),
+		MaxClientsPerIdentity: f.maxPerIdentity,
+		AnonymousOperators:    f.anonymousOperators,
+		Logger:                log.With("component", "dashboard"),
+	}
+	tokenFile := f.tokenFile
+	if tokenFile == "" && o.devTokenFile != "" {
+		if err := ensureDevToken(o.devTokenFile); err != nil {
+			return cfg, err
+		}
+		tokenFile = o.devTokenFile
+	}
+	if tokenFile != "" {
+		toks, err := dashboard.LoadTokens(tokenFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--ui-token-file: %w", err)
+		}
+		cfg.Tokens = toks
+	}
+	for _, p := range f.trustedProxies {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			ip, ierr := netip.ParseAddr(p)
+			if ierr != nil {
+				return cfg, fmt.Errorf("--ui-trusted-proxies: %q is not an address or CIDR", p)
+			}
+			pfx = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx.Masked())
+	}
+	if len(f.allowedHosts) > 0 {
+		cfg.AllowedHosts = f.allowedHosts
+	} else {
+		cfg.AllowedHosts = dashboard.DefaultConfig().AllowedHosts
+		if host, _, err := net.SplitHostPort(listenAddr); err == nil && host != "" {
+			if ip, err := netip.ParseAddr(host); err != nil || !ip.IsUnspecified() {
+				cfg.AllowedHosts = append(cfg.AllowedHosts, host)
+			}
+		}
+	}
+	return cfg, nil
+}
+
+// ensureDevToken writes a random dev token to path unless it exists.
+func ensureDevToken(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte("# colony dev: the dashboard's operator token\ndev:"+dashboard.NewTokenSecret()+"\n"), 0o600)
+}
+
+// startUIWith serves the dashboard on f.addr, talking to the node whose
+// gRPC API listens on o.grpcAddr, and prints its URL. With addr "" or
+// "off" it does nothing and returns nil (whose close does nothing).
+func startUIWith(f uiFlags, o uiOptions, log *slog.Logger) (*uiServer, error) {
+	if f.addr == "" || f.addr == "off" {
 		return nil, nil
 	}
-	lis, err := net.Listen("tcp", addr)
+	cfg, err := dashboardConfig(f, o, f.addr, log)
+	if err != nil {
+		return nil, err
+	}
+	ccfg := client.Config{Endpoints: []string{loopbackIfUnspecified(o.grpcAddr)}, Logger: log.With("component", "dashboard-client")}
+	if o.tls != nil {
+		ccfg.TLS = o.tls.ClientConfig("")
+	}
+	lis, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return nil, fmt.Errorf("--ui-addr: %w", err)
 	}
-	c, err := client.New(client.Config{Endpoints: []string{loopbackIfUnspecified(grpcAddr)}, Logger: log.With("component", "dashboard-client")})
+	c, err := client.New(ccfg)
 	if err != nil {
 		lis.Close()
 		return nil, err
 	}
-	d, err := dashboard.New(dashboard.Config{Coordinator: c, Logger: log.With("component", "dashboard")})
+	cfg.Coordinator = c
+	d, err := dashboard.New(cfg)
 	if err != nil {
 		c.Close()
 		lis.Close()
 		return nil, err
+	}
+	scheme := "http"
+	if tc := d.TLSConfig(); tc != nil && !o.plainHTTP {
+		lis, scheme = tls.NewListener(lis, tc), "https"
 	}
 	u := &uiServer{addr: lis.Addr().String(), c: c, dash: d, log: log, hs: &http.Server{
 		Handler:           d,
@@ -81,9 +211,15 @@ func startUI(addr, grpcAddr string, log *slog.Logger) (*uiServer, error) {
 			log.Error("dashboard server stopped", "err", err)
 		}
 	}()
-	url := "http://" + loopbackIfUnspecified(u.addr) + "/"
-	log.Info("serving the dashboard", "url", url)
-	fmt.Fprintf(os.Stderr, "Colony dashboard: %s\n\n", url)
+	u.url = scheme + "://" + loopbackIfUnspecified(u.addr) + "/"
+	log.Info("serving the dashboard", "url", u.url, "tokens", len(cfg.Tokens), "tls", o.tls != nil, "read", cfg.Read)
+	fmt.Fprintf(os.Stderr, "Colony dashboard: %s\n", u.url)
+	if f.tokenFile == "" && o.devTokenFile != "" && len(cfg.Tokens) > 0 {
+		// The fragment never leaves the browser; the page trades it for a
+		// session cookie and forgets it.
+		fmt.Fprintf(os.Stderr, "Log in as operator: %s#token=%s (token in %s)\n", u.url, cfg.Tokens[0].Secret, o.devTokenFile)
+	}
+	fmt.Fprintln(os.Stderr)
 	return u, nil
 }
 
