@@ -11,14 +11,24 @@
 // Live updates come from one persistent recursive watch on /colony/breakers
 // per Dashboard, shared by every browser through server-sent events, plus a
 // periodic ListBreakers (only while a browser is connected) for the
-// leader's live failure ratios. See DESIGN.md beside this file.
+// leader's live failure ratios.
+//
+// Anyone who passes the Host check may read (or, with Read authenticated,
+// anyone with a credential); only operators act: a verified client
+// certificate with role operator or admin, a bearer token (or a login with
+// one), or a user named by a trusted authenticating proxy. The audit trail
+// records the identity the dashboard verified. See DESIGN.md beside this
+// file.
 //
 // Usage:
 //
-//	c, _ := client.New(client.Config{Endpoints: []string{"127.0.0.1:7400"}})
-//	d, _ := dashboard.New(dashboard.Config{Coordinator: c})
+//	m, _ := trust.Load(files, "", log) // the dashboard's certificate
+//	c, _ := client.New(client.Config{Endpoints: []string{"127.0.0.1:7400"}, TLS: m.ClientConfig("")})
+//	toks, _ := dashboard.LoadTokens("/etc/colony/ui-tokens")
+//	d, _ := dashboard.New(dashboard.Config{Coordinator: c, TLS: m, Tokens: toks})
 //	defer d.Close()
-//	http.ListenAndServe("127.0.0.1:7403", d)
+//	lis, _ := tls.Listen("tcp", "127.0.0.1:7403", d.TLSConfig())
+//	http.Serve(lis, d)
 package dashboard
 
 import (
