@@ -186,7 +186,7 @@ func TestUIFlagsToConfig(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
 	tok := filepath.Join(dir, "tls", "ui-token")
-	f := uiFlags{trustedProxyHeader: "X-Forwarded-User", trustedProxies: []string{"10.1.2.3", "192.0.2.0/24", "::ffff:10.9.9.9"}, read: "authenticated"}
+	f := uiFlags{prefix: "ui-", trustedProxyHeader: "X-Forwarded-User", trustedProxies: []string{"10.1.2.3", "192.0.2.0/24", "::ffff:10.9.9.9"}, read: "authenticated"}
 	cfg, err := dashboardConfig(f, uiOptions{devTokenFile: tok}, "192.0.2.10:7403", log)
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +211,80 @@ func TestUIFlagsToConfig(t *testing.T) {
 	if slices.Contains(again.AllowedHosts, "0.0.0.0") {
 		t.Errorf("allowed hosts %v: a wildcard listen address is no host name", again.AllowedHosts)
 	}
-	if _, err := dashboardConfig(uiFlags{trustedProxies: []string{"proxy.example"}}, uiOptions{}, "127.0.0.1:0", log); err == nil || !strings.Contains(err.Error(), "--ui-trusted-proxies") {
+	if _, err := dashboardConfig(uiFlags{prefix: "ui-", trustedProxies: []string{"proxy.example"}}, uiOptions{}, "127.0.0.1:0", log); err == nil || !strings.Contains(err.Error(), "--ui-trusted-proxies") {
 		t.Fatalf("bad proxy: %v", err)
+	}
+}
+
+// TestUICommand runs `colony ui` against a node: it refuses to start
+// without certificates or --insecure, picks the one operator pair of
+// --certs-dir, and serves until its context ends.
+func TestUICommand(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := trust.NewCA(dir, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := []struct {
+		args []string
+		want string
+	}{
+		{nil, "--insecure"},
+		{[]string{"--insecure", "--certs-dir", dir}, "refused together"},
+		{[]string{"--certs-dir", dir}, "exactly one operator-NAME"},
+		{[]string{"--cacert", filepath.Join(dir, "ca.crt")}, "--cacert, --cert, --key"},
+		{[]string{"--insecure", "--read", "everyone"}, "Read"},
+	}
+	for _, tc := range refused {
+		cmd := newUICmd()
+		cmd.SetArgs(append(tc.args, "--addr", "127.0.0.1:0", "--endpoints", "127.0.0.1:1"))
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("colony ui %v: %v, want an error naming %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := ca.Issue(dir, trust.Leaf{Role: trust.RoleOperator, Name: "dashboard", Hosts: []string{"127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	f := &uiCmdFlags{certsDir: dir}
+	files, err := f.files()
+	if err != nil || files.Cert != filepath.Join(dir, "operator-dashboard.crt") {
+		t.Fatalf("--certs-dir picked %+v, %v", files, err)
+	}
+
+	srv := coordinatortest.StartNode(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	cmd := newUICmd()
+	cmd.SetArgs([]string{"--insecure", "--addr", "127.0.0.1:0", "--endpoints", srv.Addr(), "--log-level", "error"})
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(pw)
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx); pw.Close() }()
+	sc := bufio.NewScanner(pr)
+	var url string
+	for sc.Scan() {
+		if u, ok := strings.CutPrefix(sc.Text(), "Colony dashboard: "); ok {
+			url = u
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if url == "" {
+		t.Fatalf("colony ui printed no URL: %v", <-done)
+	}
+	res, err := http.Get(url + "api/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("GET api/cluster: %d", res.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("colony ui: %v", err)
 	}
 }
