@@ -388,8 +388,10 @@ func openToAnyone(r *http.Request) bool {
 func (d *Dashboard) guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !d.hostAllowed(r.Host) {
-			d.log.Warn("refused a request for a host this dashboard does not serve", "host", truncate(r.Host, 64), "peer", r.RemoteAddr)
-			writeError(w, http.StatusMisdirectedRequest, "Host", fmt.Sprintf("Host: %q is not a name of this dashboard (allowed: %s)", truncate(r.Host, 64), strings.Join(d.hostList, ", ")))
+			// The allowed names go to the log, not to the (possibly
+			// rebinding) client.
+			d.log.Warn("refused a request for a host this dashboard does not serve", "host", truncate(r.Host, 64), "peer", r.RemoteAddr, "allowed", d.hostList)
+			writeError(w, http.StatusMisdirectedRequest, "Host", fmt.Sprintf("Host: %q is not a name of this dashboard (its operator lists the names it answers to)", truncate(r.Host, 64)))
 			return
 		}
 		if origin := r.Header.Get("Origin"); origin != "" && (!safeMethod(r.Method) || r.URL.Path == "/api/events") && !d.originAllowed(origin, r) {
