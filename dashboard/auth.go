@@ -56,6 +56,10 @@ const MinTokenLen = 16
 // maxProxyUser bounds the user name a trusted proxy may assert.
 const maxProxyUser = 128
 
+// defaultProxyHeader is the header authenticating proxies commonly set:
+// when no proxy is trusted, its presence is logged (and ignored).
+const defaultProxyHeader = "X-Forwarded-User"
+
 // sessionCookie is the login cookie's name.
 const sessionCookie = "colony_dashboard"
 
@@ -215,7 +219,12 @@ func (a *authenticator) principal(r *http.Request) (principal, error) {
 	if a.d.cfg.AnonymousOperators {
 		anon = principal{ID: "anonymous@" + ip.String(), Via: "anonymous", Operator: true, Key: "ip:" + ip.String()}
 	}
-	if a.header != "" {
+	if a.header == "" {
+		if u := r.Header.Get(defaultProxyHeader); u != "" {
+			a.d.log.Warn("ignoring a user header: no trusted proxy is configured",
+				"header", defaultProxyHeader, "value", truncate(u, 64), "peer", ip.String(), "path", r.URL.Path)
+		}
+	} else {
 		if u := strings.TrimSpace(r.Header.Get(a.header)); u != "" {
 			if !a.trustedPeer(ip) {
 				a.d.log.Warn("ignoring a user header from a peer that is not a trusted proxy",

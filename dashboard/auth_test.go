@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,9 +35,11 @@ func TestAuthForgedUserHeader(t *testing.T) {
 	forged := []string{"X-Forwarded-User", "ceo@company"}
 	t.Run("untrusted peer", func(t *testing.T) {
 		f := &fakeCoordinator{}
+		logs := &lockedBuffer{}
 		srv := newTestDashboard(t, f, func(c *Config) {
 			c.TrustedProxyHeader = "X-Forwarded-User"
 			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+			c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		})
 		r := do(t, srv, "POST", overridePath, "application/json", overrideBody, forged...)
 		if r.code != http.StatusForbidden || r.err.Field != "Authorization" || !strings.Contains(r.err.Error, "needs an operator") {
@@ -51,6 +55,9 @@ func TestAuthForgedUserHeader(t *testing.T) {
 		}
 		if r := do(t, srv, "GET", "/api/me", "", "", forged...); r.code != 200 || strings.Contains(r.body, "ceo") || !strings.Contains(r.body, `"operator":false`) {
 			t.Fatalf("/api/me with a forged header: %d %s", r.code, r.body)
+		}
+		if l := logs.String(); !strings.Contains(l, "not a trusted proxy") || !strings.Contains(l, "ceo@company") {
+			t.Fatalf("the ignored header was not logged: %s", l)
 		}
 	})
 	t.Run("trusted proxy", func(t *testing.T) {
@@ -71,6 +78,24 @@ func TestAuthForgedUserHeader(t *testing.T) {
 			t.Fatalf("overlong proxy user: status %d %s", r.code, r.body)
 		}
 	})
+}
+
+// lockedBuffer collects log output written from server goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestAuthHostAndOrigin: a foreign Host (DNS rebinding) is refused for
