@@ -405,6 +405,18 @@ func TestAuthClientCertificate(t *testing.T) {
 	if len(f.setCalls) != 0 {
 		t.Fatalf("non-operators reached the coordinator: %v", f.setCalls)
 	}
+	// Browsers negotiate HTTP/2: the listener speaks it.
+	h2 := &http.Transport{TLSClientConfig: pki.operator.ClientConfig(""), ForceAttemptHTTP2: true}
+	defer h2.CloseIdleConnections()
+	res, err := (&http.Client{Transport: h2}).Get(url + "/api/me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.ProtoMajor != 2 || !strings.Contains(string(me), `"by":"spiffe://colony.local/operator/alice"`) {
+		t.Fatalf("GET /api/me over HTTP/2: %s %s", res.Proto, me)
+	}
 	op := httpsClient(t, pki.pool, pki.operator)
 	if code, body := post(op); code != 200 {
 		t.Fatalf("operator certificate: POST %d %s", code, body)
