@@ -314,6 +314,40 @@ func TestAuthzDefaults(t *testing.T) {
 			t.Fatalf("the override record %s does not name %s", resp.Record, want)
 		}
 	})
+	t.Run("OperatorClearsOverrideAsItself", func(t *testing.T) {
+		resp, err := f.breakers("operator").ClearOverride(ctx, &colonyv1.ClearOverrideRequest{Caller: "checkout", Callee: "payments", Reason: "done"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(resp.Record), "mallory") {
+			t.Fatalf("the cleared record %s still carries the declared name", resp.Record)
+		}
+	})
+	t.Run("SidecarUsesTheSharedLockSpace", func(t *testing.T) {
+		for _, p := range []string{"/colony/locks", "/colony/locks/deploy"} {
+			_, err := f.checkout.Create(ctx, &colonyv1.CreateRequest{Path: p})
+			if err != nil && status.Code(err) != codes.AlreadyExists {
+				t.Fatalf("creating %s: %v", p, err)
+			}
+		}
+		if _, err := f.checkout.Create(ctx, &colonyv1.CreateRequest{Path: "/colony/locks/deploy/lock-", Sequential: true}); err != nil {
+			t.Fatal(err)
+		}
+		// ... but not a sibling of it beside /colony/locks.
+		_, err := f.checkout.Create(ctx, &colonyv1.CreateRequest{Path: "/colony/locks", Sequential: true})
+		wantCode(t, err, codes.PermissionDenied, "/colony/locks")
+	})
+	t.Run("OperatorWatchesEverything", func(t *testing.T) {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		w, err := colonyv1.NewWatchClient(f.conns["operator"]).Watch(wctx, &colonyv1.WatchRequest{Path: "/", Kind: colonyv1.WatchKind_WATCH_KIND_PERSISTENT, Recursive: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := w.Recv(); err != nil || !m.Created {
+			t.Fatalf("watching /: %v, %v", m, err)
+		}
+	})
 	t.Run("ACLWrites", func(t *testing.T) {
 		rules := []byte(`{"rules":[{"roles":["client"],"prefix":"/public/","permissions":["read"]}]}`)
 		for _, who := range []colonyv1.TreeClient{f.checkout, f.operator, f.client} {
