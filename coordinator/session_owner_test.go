@@ -70,7 +70,7 @@ func (p *securePKI) dial(srv *Server, role trust.Role, name string) *secureClien
 // newSecureCluster starts n nodes with TLS on (n1 bootstraps, the others
 // join through it) and returns the leader and the followers once the
 // leader has n registered voters. The nodes close when the test ends.
-func newSecureCluster(t *testing.T, pki *securePKI, n int) (leader *Server, followers []*Server) {
+func newOwnerCluster(t *testing.T, pki *securePKI, n int) (leader *Server, followers []*Server) {
 	t.Helper()
 	var srvs []*Server
 	t.Cleanup(func() {
@@ -136,7 +136,7 @@ func newSecureCluster(t *testing.T, pki *securePKI, n int) (leader *Server, foll
 // ephemerals of their owners' sessions.
 func TestSessionOwnerSecureCluster(t *testing.T) {
 	pki := newSecurePKI(t)
-	leader, followers := newSecureCluster(t, pki, 3)
+	leader, followers := newOwnerCluster(t, pki, 3)
 	ctx := ctxT(t)
 	admin := pki.dial(leader, trust.RoleAdmin, "ops")
 	a := pki.dial(followers[0], trust.RoleSidecar, "svc-a")
