@@ -17,6 +17,7 @@ package guard
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/colonymesh/colony/breaker"
@@ -64,6 +66,11 @@ func (e *RejectedError) Is(target error) bool { return target == ErrOpen }
 type Config struct {
 	// Sidecar is the local sidecar's API address (default 127.0.0.1:7500).
 	Sidecar string
+	// TLS secures the connection to a sidecar that serves its API with TLS
+	// (colony sidecar with a certificate and a non-loopback listener): it
+	// presents this app's certificate, of the sidecar's CA, and verifies
+	// the sidecar's. Nil: plaintext, for a sidecar on loopback.
+	TLS *tls.Config
 	// Instance is this instance's id, as the sidecar registered it; the
 	// guard learns it from the records' probe assignments otherwise not at
 	// all, so set it (the sidecar's --instance).
@@ -132,7 +139,11 @@ func New(cfg Config) (*Guard, error) {
 			return nil, fmt.Errorf("guard: instance: %w", err)
 		}
 	}
-	conn, err := grpc.NewClient(cfg.Sidecar, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
+	conn, err := grpc.NewClient(cfg.Sidecar, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("guard: sidecar %q: %w", cfg.Sidecar, err)
 	}
