@@ -48,6 +48,12 @@ type Callee struct {
 	Source Mode
 	// Seen is when the sidecar learned the coordinator's current record.
 	Seen time.Time
+	// ProbeSecret, while Record is HALF_OPEN and this instance holds probe
+	// permits, is the value of the probe header (xds.ProbeHeader) that the
+	// data plane lets through: 128 random bits in hex, drawn per callee and
+	// generation and handed only to the sidecar's guard clients
+	// (WatchBreakers). Empty otherwise.
+	ProbeSecret string
 }
 
 // View is everything the local data plane must enforce.
@@ -88,6 +94,7 @@ type Sidecar struct {
 	enforcers   []Enforcer
 	subs        map[chan struct{}]struct{} // WatchBreakers streams to poke
 	lastView    View
+	secrets     map[string]probeSecret // callee -> the current generation's probe secret
 	metrics     *metrics
 	started     time.Time // New: a sidecar that never reached the coordinator is stale from then
 
@@ -138,7 +145,7 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 		lis: lis, grpc: grpc.NewServer(srvOpts...),
 		records: map[string]*coordRecord{}, services: map[string]map[string]Registration{},
 		policies: map[string]breaker.PolicySet{}, agg: map[string]*breaker.Counts{},
-		local: map[string]*localBreaker{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
+		local: map[string]*localBreaker{}, secrets: map[string]probeSecret{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
 		ctx: ctx, cancel: cancel, started: time.Now(),
 	}
 	s.metrics = newMetrics(s)
