@@ -3,26 +3,37 @@ package sidecar_test
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/trust"
+	"github.com/colonymesh/colony/internal/xdsdial"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/sidecar/guard"
 	"github.com/colonymesh/colony/tests/support/coordinatortest"
+	"github.com/colonymesh/colony/xds"
 )
 
 // issue makes a certificate of ca in its directory dir and loads it.
 func issue(t *testing.T, ca *trust.CA, dir string, leaf trust.Leaf) *trust.Material {
+	t.Helper()
+	m, _ := issueFiles(t, ca, dir, leaf)
+	return m
+}
+
+func issueFiles(t *testing.T, ca *trust.CA, dir string, leaf trust.Leaf) (*trust.Material, trust.Files) {
 	t.Helper()
 	files, err := ca.Issue(dir, leaf)
 	if err != nil {
@@ -32,7 +43,7 @@ func issue(t *testing.T, ca *trust.CA, dir string, leaf trust.Leaf) *trust.Mater
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return m, files
 }
 
 // TestSidecarTLS: a sidecar with a sidecar certificate registers its
@@ -115,5 +126,75 @@ func TestSidecarTLS(t *testing.T) {
 		if err == nil {
 			t.Errorf("%s: Status answered, want the connection refused", name)
 		}
+	}
+}
+
+// TestProxylessClientOverTLS: a proxyless gRPC client whose xDS bootstrap
+// carries TLS credentials (xdsdial.WithTLS) gets its configuration from a
+// sidecar that serves xDS with ListenTLS, and calls the callee through it; a
+// plaintext bootstrap gets nothing.
+func TestProxylessClientOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := trust.NewCA(dir, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := issue(t, ca, dir, trust.Leaf{Role: trust.RoleNode, Name: "n1", Hosts: []string{"127.0.0.1"}})
+	srv := coordinatortest.StartNode(t, func(c *coordinator.Config) { c.TLS = node })
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := grpc.NewServer()
+	healthpb.RegisterHealthServer(backend, health.NewServer())
+	go backend.Serve(lis)
+	defer backend.Stop()
+	port := lis.Addr().(*net.TCPAddr).Port
+	startSidecar(t, srv.Addr(), "payments", "p1", port, func(c *sidecar.Config) {
+		c.TLS = issue(t, ca, dir, trust.Leaf{Role: trust.RoleSidecar, Name: "payments"})
+	})
+
+	x, err := sidecar.NewXDS(xds.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	sc, err := sidecar.New(sidecar.Config{
+		Service: "checkout", Instance: "c1", Coordinators: []string{srv.Addr()}, Address: "127.0.0.1:9100",
+		APIAddr: "127.0.0.1:0", Logger: quietLog(), ListenTLS: true,
+		TLS: issue(t, ca, dir, trust.Leaf{Role: trust.RoleSidecar, Name: "checkout", Hosts: []string{"127.0.0.1"}}),
+	}, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	_, app := issueFiles(t, ca, dir, trust.Leaf{Role: trust.RoleClient, Name: "checkout-app"})
+
+	call := func(conn *grpc.ClientConn) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	secure, err := xdsdial.DialWith(sc.Addr(), "checkout/c1", "checkout", "payments", []xdsdial.Option{xdsdial.WithTLS(app)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer secure.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for err := call(secure); err != nil; err = call(secure) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no call through the sidecar's xDS over TLS: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	plain, err := xdsdial.Dial(sc.Addr(), "checkout/c2", "checkout", "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := call(plain); err == nil {
+		t.Fatal("a plaintext xDS client got its configuration from a TLS sidecar")
 	}
 }
