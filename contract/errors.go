@@ -21,4 +21,5 @@ const (
 	ReasonInvalidArgument = "INVALID_ARGUMENT"  // InvalidArgument: the message names the field and the limit
 	ReasonAborted         = "ABORTED"           // Aborted: an op of a Multi not applied because another failed
 	ReasonBadSnapshot     = "BAD_SNAPSHOT"      // DataLoss: a snapshot that cannot be read or is inconsistent
+	ReasonSessionNotOwned = "SESSION_NOT_OWNED" // PermissionDenied: the session belongs to another identity
 )

@@ -222,7 +222,10 @@ func (s *Server) startRaft() error {
 			return fmt.Errorf("raft advertise address %q: %w", s.cfg.RaftAdvertise, err)
 		}
 	}
-	s.transport, err = raftnet.NewTransport(s.cfg.RaftAddr, advertise, s.cfg.NodeID, s.cfg.RaftPeerAddrs, rc.Logger.Named("transport"))
+	s.transport, err = raftnet.NewTransport(raftnet.Config{
+		Bind: s.cfg.RaftAddr, Advertise: advertise, Self: s.cfg.NodeID, PeerAddrs: s.cfg.RaftPeerAddrs,
+		TLS: s.cfg.TLS, Logger: rc.Logger.Named("transport"),
+	})
 	if err != nil {
 		return fmt.Errorf("raft transport on %s: %w", s.cfg.RaftAddr, err)
 	}

@@ -134,26 +134,51 @@ func (d *Dashboard) reqCtx(r *http.Request) (context.Context, context.CancelFunc
 	return context.WithTimeout(r.Context(), d.cfg.RequestTimeout)
 }
 
-// by is who an override set through r is recorded as.
+// by is the actor an override set through r carries to the coordinator:
+// the operator the dashboard authenticated, marked as asserted by the
+// dashboard (the coordinator itself records the dashboard's certificate).
+// Never a name the request declares about itself.
 func (d *Dashboard) by(r *http.Request) (string, error) {
-	u := strings.TrimSpace(r.Header.Get(d.cfg.UserHeader))
-	if u == "" {
-		return d.cfg.By, nil
+	p := principalFrom(r.Context())
+	if !p.Operator || p.ID == "" {
+		// guard lets only operators act; this is a second lock.
+		return "", &authError{code: http.StatusForbidden, field: "Authorization", msg: "not an operator"}
 	}
-	if len(u) > breaker.MaxByLen || !utf8.ValidString(u) {
-		return "", &badInput{d.cfg.UserHeader, fmt.Errorf("want at most %d bytes of UTF-8", breaker.MaxByLen)}
+	by := p.ID + " (asserted by " + d.cfg.By + ")"
+	if len(by) > breaker.MaxByLen || !utf8.ValidString(by) {
+		return "", &badInput{"Authorization", fmt.Errorf("identity %q is longer than an override's by may be (%d bytes)", truncate(p.ID, 64), breaker.MaxByLen)}
 	}
-	return u, nil
+	return by, nil
 }
 
-// GET /api/me: who overrides are recorded as.
-func (d *Dashboard) me(w http.ResponseWriter, r *http.Request) {
-	by, err := d.by(r)
-	if err != nil {
-		writeBad(w, http.StatusBadRequest, err)
+// writeByError answers a failed d.by.
+func writeByError(w http.ResponseWriter, err error) {
+	var ae *authError
+	if errors.As(err, &ae) {
+		writeError(w, ae.code, ae.field, ae.field+": "+ae.msg)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"by": by})
+	writeBad(w, http.StatusBadRequest, err)
+}
+
+// meResponse is GET /api/me's body.
+type meResponse struct {
+	// By is who the request is authenticated as (empty: anonymous).
+	By string `json:"by"`
+	// Via is how: certificate, token, proxy or anonymous.
+	Via string `json:"via"`
+	// Operator says whether it may act.
+	Operator bool `json:"operator"`
+	// Login says whether a token login is offered.
+	Login bool `json:"login"`
+	// Help names the credentials an operator needs.
+	Help string `json:"help"`
+}
+
+// GET /api/me: who the request is authenticated as and whether it may act.
+func (d *Dashboard) me(w http.ResponseWriter, r *http.Request) {
+	p := principalFrom(r.Context())
+	writeJSON(w, http.StatusOK, meResponse{By: p.ID, Via: p.Via, Operator: p.Operator, Login: len(d.cfg.Tokens) > 0, Help: d.credentialsHelp()})
 }
 
 // pairState is what callers enforce for one pair (and why), from a record
@@ -389,7 +414,7 @@ func (d *Dashboard) setOverride(w http.ResponseWriter, r *http.Request) {
 	}
 	by, err := d.by(r)
 	if err != nil {
-		writeBad(w, http.StatusBadRequest, err)
+		writeByError(w, err)
 		return
 	}
 	ctx, cancel := d.reqCtx(r)
@@ -422,7 +447,7 @@ func (d *Dashboard) clearOverride(w http.ResponseWriter, r *http.Request) {
 	}
 	by, err := d.by(r)
 	if err != nil {
-		writeBad(w, http.StatusBadRequest, err)
+		writeByError(w, err)
 		return
 	}
 	ctx, cancel := d.reqCtx(r)

@@ -45,7 +45,9 @@ func liveSetupAt(t *testing.T) (*client.Client, *httptest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(Config{Coordinator: c, PollInterval: 500 * time.Millisecond})
+	// The page acts as an anonymous operator: authentication has its own
+	// tests (auth_test.go); this one follows the page.
+	d, err := New(Config{Coordinator: c, PollInterval: 500 * time.Millisecond, AnonymousOperators: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +133,7 @@ func TestLiveFeedFromCoordinator(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d2.Close()
-	s, err := d2.hub.subscribe()
+	s, err := d2.hub.subscribe("test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +250,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitNotPresent(chromedp.CSS(`#confirm[open]`)),
 	)
 	rec := waitRecord(t, c, func(r breaker.PairRecord) bool { return r.Override != nil })
-	if o := rec.Override; o.Mode != breaker.ForceClosed || o.Reason != "false alarm, INC-42" || o.By != "dashboard" || o.Until.IsZero() || rec.State != breaker.Closed {
+	if o := rec.Override; o.Mode != breaker.ForceClosed || o.Reason != "false alarm, INC-42" || o.By != "anonymous@127.0.0.1 (asserted by dashboard)" || o.Until.IsZero() || rec.State != breaker.Closed {
 		t.Fatalf("override %+v, state %v: want force-closed with the reason, by dashboard, expiring", o, rec.State)
 	}
 	run(t, ctx, "see the override on the page",

@@ -11,28 +11,44 @@
 // Live updates come from one persistent recursive watch on /colony/breakers
 // per Dashboard, shared by every browser through server-sent events, plus a
 // periodic ListBreakers (only while a browser is connected) for the
-// leader's live failure ratios. See DESIGN.md beside this file.
+// leader's live failure ratios.
+//
+// Anyone who passes the Host check may read (or, with Read authenticated,
+// anyone with a credential); only operators act: a verified client
+// certificate with role operator or admin, a bearer token (or a login with
+// one), or a user named by a trusted authenticating proxy. The audit trail
+// records the identity the dashboard verified. See DESIGN.md beside this
+// file.
 //
 // Usage:
 //
-//	c, _ := client.New(client.Config{Endpoints: []string{"127.0.0.1:7400"}})
-//	d, _ := dashboard.New(dashboard.Config{Coordinator: c})
+//	m, _ := trust.Load(files, "", log) // the dashboard's certificate
+//	c, _ := client.New(client.Config{Endpoints: []string{"127.0.0.1:7400"}, TLS: m.ClientConfig("")})
+//	toks, _ := dashboard.LoadTokens("/etc/colony/ui-tokens")
+//	d, _ := dashboard.New(dashboard.Config{Coordinator: c, TLS: m, Tokens: toks})
 //	defer d.Close()
-//	http.ListenAndServe("127.0.0.1:7403", d)
+//	lis, _ := tls.Listen("tcp", "127.0.0.1:7403", d.TLSConfig())
+//	http.Serve(lis, d)
 package dashboard
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/trust"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -59,17 +75,55 @@ type Config struct {
 	// Coordinator is the coordinator's client (required). The Dashboard
 	// does not close it.
 	Coordinator Coordinator
-	// By is who overrides set from the UI are recorded as when the request
-	// has no UserHeader. Empty: "dashboard".
+	// By names the dashboard itself in the override's "by" it passes to
+	// the coordinator: "<operator> (asserted by <By>)". The coordinator
+	// records the identity of the dashboard's own certificate. Empty:
+	// "dashboard".
 	By string
-	// UserHeader is the request header naming the user behind an
-	// authenticating proxy; its value becomes the override's "by". It is
-	// trusted as is: the dashboard authenticates nobody. Empty:
-	// "X-Forwarded-User".
-	UserHeader string
+
+	// TLS is the dashboard's certificate and CA. With it the listener
+	// should serve HTTPS with TLSConfig (client certificates verified when
+	// given), client certificates with role operator or admin make their
+	// holders operators, and sidecars are dialled with TLS (ClientConfig
+	// for the sidecar's host). The caller dials the coordinator with it
+	// (client.Config.TLS). Nil: no certificates.
+	TLS *trust.Material
+	// Tokens make their holders operators, by Authorization: Bearer or
+	// by a login (POST /api/login) that sets a session cookie. Nil: none.
+	Tokens []Token
+	// SessionTTL is how long a login lasts. Zero: 12h.
+	SessionTTL time.Duration
+	// TrustedProxyHeader names the header in which an authenticating
+	// proxy names its user (X-Forwarded-User); it is believed only from a
+	// TCP peer in TrustedProxies, and ignored (and logged) from anyone
+	// else. The user is an operator, recorded as
+	// "proxy:<user> via <proxy ip>". Empty: no proxy is trusted.
+	TrustedProxyHeader string
+	// TrustedProxies are the addresses of the authenticating proxies.
+	TrustedProxies []netip.Prefix
+	// AnonymousOperators makes everyone an operator, recorded as
+	// "anonymous@<ip>": for development on loopback only, and only as an
+	// explicit choice. False: without a credential, read only.
+	AnonymousOperators bool
+	// Read says who may read. Empty: ReadAnyone.
+	Read ReadMode
+	// AllowedHosts are the names (host, without port) a request's Host may
+	// name; anything else is refused (421), which defeats DNS rebinding.
+	// Empty: localhost, 127.0.0.1 and ::1 (the caller adds the listen
+	// address's host).
+	AllowedHosts []string
+	// AllowedOrigins are further origins (scheme://host[:port]) that may
+	// send requests that act, besides the dashboard's own (the Origin whose
+	// host and port are the request's Host). Nil: only its own.
+	AllowedOrigins []string
+
 	// MaxClients bounds the browsers following live updates at once; more
 	// get 503. Zero: 64.
 	MaxClients int
+	// MaxClientsPerIdentity bounds the live streams of one identity (of
+	// one remote IP for anonymous readers), so that one cannot lock the
+	// others out. Zero: 8.
+	MaxClientsPerIdentity int
 	// PollInterval is how often the leader's live windows (failure ratios)
 	// are read while a browser is connected. Zero: 2s.
 	PollInterval time.Duration
@@ -92,14 +146,17 @@ type Config struct {
 // Coordinator).
 func DefaultConfig() Config {
 	return Config{
-		By:             "dashboard",
-		UserHeader:     "X-Forwarded-User",
-		MaxClients:     64,
-		PollInterval:   2 * time.Second,
-		RequestTimeout: 5 * time.Second,
-		SidecarTimeout: time.Second,
-		MaxSidecars:    200,
-		HistoryLimit:   50,
+		By:                    "dashboard",
+		SessionTTL:            12 * time.Hour,
+		Read:                  ReadAnyone,
+		AllowedHosts:          []string{"localhost", "127.0.0.1", "::1"},
+		MaxClients:            64,
+		MaxClientsPerIdentity: 8,
+		PollInterval:          2 * time.Second,
+		RequestTimeout:        5 * time.Second,
+		SidecarTimeout:        time.Second,
+		MaxSidecars:           200,
+		HistoryLimit:          50,
 	}
 }
 
@@ -108,11 +165,20 @@ func (cfg Config) withDefaults() Config {
 	if cfg.By == "" {
 		cfg.By = def.By
 	}
-	if cfg.UserHeader == "" {
-		cfg.UserHeader = def.UserHeader
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = def.SessionTTL
+	}
+	if cfg.Read == "" {
+		cfg.Read = def.Read
+	}
+	if len(cfg.AllowedHosts) == 0 {
+		cfg.AllowedHosts = def.AllowedHosts
 	}
 	if cfg.MaxClients == 0 {
 		cfg.MaxClients = def.MaxClients
+	}
+	if cfg.MaxClientsPerIdentity == 0 {
+		cfg.MaxClientsPerIdentity = def.MaxClientsPerIdentity
 	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = def.PollInterval
@@ -148,13 +214,49 @@ func (cfg Config) Validate() error {
 	if cfg.MaxClients < 0 {
 		errs = append(errs, errors.New("dashboard: MaxClients: must not be negative"))
 	}
+	if cfg.MaxClientsPerIdentity < 0 {
+		errs = append(errs, errors.New("dashboard: MaxClientsPerIdentity: must not be negative"))
+	}
+	if cfg.Read != ReadAnyone && cfg.Read != ReadAuthenticated {
+		errs = append(errs, fmt.Errorf("dashboard: Read: %q, want %q or %q", cfg.Read, ReadAnyone, ReadAuthenticated))
+	}
+	names := map[string]bool{}
+	for i, t := range cfg.Tokens {
+		if err := t.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("dashboard: Tokens[%d]: %w", i, err))
+		} else if names[t.Name] {
+			errs = append(errs, fmt.Errorf("dashboard: Tokens[%d]: name %s used twice", i, t.Name))
+		}
+		names[t.Name] = true
+	}
+	if cfg.TrustedProxyHeader != "" && len(cfg.TrustedProxies) == 0 {
+		errs = append(errs, errors.New("dashboard: TrustedProxyHeader: set, but TrustedProxies names no proxy to believe it from"))
+	}
+	if cfg.TrustedProxyHeader != "" && http.CanonicalHeaderKey(cfg.TrustedProxyHeader) == "Authorization" {
+		errs = append(errs, errors.New("dashboard: TrustedProxyHeader: must not be Authorization"))
+	}
+	for i, p := range cfg.TrustedProxies {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("dashboard: TrustedProxies[%d]: not a valid prefix", i))
+		}
+	}
+	for i, h := range cfg.AllowedHosts {
+		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, "/ *") {
+			errs = append(errs, fmt.Errorf("dashboard: AllowedHosts[%d]: %q is not a host name or address", i, h))
+		}
+	}
+	for i, o := range cfg.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("dashboard: AllowedOrigins[%d]: %q, want scheme://host[:port]", i, o))
+		}
+	}
 	if cfg.MaxSidecars < 0 {
 		errs = append(errs, errors.New("dashboard: MaxSidecars: must not be negative"))
 	}
 	if cfg.HistoryLimit < 0 || cfg.HistoryLimit > 200 {
 		errs = append(errs, errors.New("dashboard: HistoryLimit: want 0..200 (the coordinator keeps 200 per pair)"))
 	}
-	for name, d := range map[string]time.Duration{"PollInterval": cfg.PollInterval, "RequestTimeout": cfg.RequestTimeout, "SidecarTimeout": cfg.SidecarTimeout} {
+	for name, d := range map[string]time.Duration{"SessionTTL": cfg.SessionTTL, "PollInterval": cfg.PollInterval, "RequestTimeout": cfg.RequestTimeout, "SidecarTimeout": cfg.SidecarTimeout} {
 		if d < 0 {
 			errs = append(errs, errors.New("dashboard: "+name+": must not be negative"))
 		}
@@ -170,6 +272,12 @@ type Dashboard struct {
 	log     *slog.Logger
 	handler http.Handler
 	hub     *hub
+	auth    *authenticator
+	// hosts and origins are AllowedHosts and AllowedOrigins, normalized;
+	// hostList is AllowedHosts for messages.
+	hosts    map[string]struct{}
+	origins  map[string]struct{}
+	hostList []string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -185,8 +293,20 @@ func New(cfg Config) (*Dashboard, error) {
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Dashboard{cfg: cfg, coord: cfg.Coordinator, log: cfg.Logger, ctx: ctx, cancel: cancel}
-	d.hub = newHub(cfg.Coordinator, cfg.Logger, cfg.MaxClients, cfg.PollInterval, cfg.RequestTimeout)
+	d := &Dashboard{cfg: cfg, coord: cfg.Coordinator, log: cfg.Logger, ctx: ctx, cancel: cancel,
+		hosts: map[string]struct{}{}, origins: map[string]struct{}{}}
+	for _, h := range cfg.AllowedHosts {
+		d.hosts[normHost(h)] = struct{}{}
+		d.hostList = append(d.hostList, h)
+	}
+	for _, o := range cfg.AllowedOrigins {
+		d.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = struct{}{}
+	}
+	d.auth = newAuthenticator(d, cfg)
+	if cfg.AnonymousOperators {
+		d.log.Warn("the dashboard lets anyone who reaches it act as an operator (AnonymousOperators): use it only on loopback for development")
+	}
+	d.hub = newHub(cfg.Coordinator, cfg.Logger, cfg.MaxClients, cfg.MaxClientsPerIdentity, cfg.PollInterval, cfg.RequestTimeout)
 	d.handler = d.routes()
 	d.goFunc(func() { d.hub.runWatch(ctx) })
 	d.goFunc(func() { d.hub.runPoll(ctx) })
@@ -199,6 +319,16 @@ func (d *Dashboard) goFunc(f func()) {
 		defer d.wg.Done()
 		f()
 	}()
+}
+
+// TLSConfig is the listener's TLS configuration when Config.TLS is set:
+// client certificates are asked for and verified when given (a token or
+// a trusted proxy may stand in), HTTP/2 and HTTP/1.1. Nil without TLS.
+func (d *Dashboard) TLSConfig() *tls.Config {
+	if d.cfg.TLS == nil {
+		return nil
+	}
+	return d.cfg.TLS.ServerConfig(tls.VerifyClientCertIfGiven, "h2", "http/1.1")
 }
 
 // ServeHTTP serves the page, its assets and the API.
@@ -222,6 +352,8 @@ func (d *Dashboard) routes() http.Handler {
 	mux.Handle("GET /{$}", files)
 	mux.Handle("GET /static/", files)
 	mux.HandleFunc("GET /api/me", d.me)
+	mux.HandleFunc("POST /api/login", d.login)
+	mux.HandleFunc("POST /api/logout", d.logout)
 	mux.HandleFunc("GET /api/breakers", d.listBreakers)
 	mux.HandleFunc("GET /api/breakers/{caller}/{callee}", d.getBreaker)
 	mux.HandleFunc("GET /api/breakers/{caller}/{callee}/enforcement", d.enforcement)
@@ -237,7 +369,12 @@ func (d *Dashboard) routes() http.Handler {
 	// POST here. Requiring a JSON body also forces a CORS preflight that is
 	// never granted.
 	protect := http.NewCrossOriginProtection()
-	return securityHeaders(protect.Handler(mux))
+	for _, o := range d.cfg.AllowedOrigins {
+		if err := protect.AddTrustedOrigin(strings.TrimSuffix(o, "/")); err != nil {
+			d.log.Warn("AllowedOrigins: not trusted by the cross-origin protection", "origin", o, "err", err)
+		}
+	}
+	return securityHeaders(d.guard(protect.Handler(mux)))
 }
 
 // securityHeaders keeps the page to its own origin's scripts and styles and

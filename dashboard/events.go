@@ -50,13 +50,15 @@ type hub struct {
 	coord   Coordinator
 	log     *slog.Logger
 	max     int
+	maxPer  int
 	poll    time.Duration
 	timeout time.Duration
 	kick    chan struct{} // asks the poller for a snapshot now
 
 	mu       sync.Mutex
 	clients  map[*subscriber]struct{}
-	snapshot []byte // the newest snapshot event, framed
+	perKey   map[string]int // streams per identity (remote IP for anonymous)
+	snapshot []byte         // the newest snapshot event, framed
 	status   feedStatus
 	pollErr  string
 	// records holds each pair's newest record (caller/callee -> state),
@@ -67,20 +69,28 @@ type hub struct {
 
 // subscriber is one browser's event stream.
 type subscriber struct {
+	key     string
 	ch      chan []byte
 	dropped chan struct{} // closed when the hub drops it for falling behind
 }
 
-func newHub(c Coordinator, log *slog.Logger, max int, poll, timeout time.Duration) *hub {
+func newHub(c Coordinator, log *slog.Logger, max, maxPer int, poll, timeout time.Duration) *hub {
 	return &hub{
-		coord: c, log: log, max: max, poll: poll, timeout: timeout,
+		coord: c, log: log, max: max, maxPer: maxPer, poll: poll, timeout: timeout,
 		kick:    make(chan struct{}, 1),
 		clients: map[*subscriber]struct{}{},
+		perKey:  map[string]int{},
 		records: map[string]pairState{},
 	}
 }
 
-var errTooManyClients = errors.New("dashboard: too many browsers following live updates")
+var (
+	// errTooManyClients: the dashboard serves MaxClients streams already.
+	errTooManyClients = errors.New("dashboard: too many browsers following live updates")
+	// errTooManyForIdentity: this identity (or remote IP) has
+	// MaxClientsPerIdentity streams already.
+	errTooManyForIdentity = errors.New("dashboard: too many live-update streams for one identity")
+)
 
 // frame encodes one server-sent event.
 func frame(event string, v any) []byte {
@@ -91,16 +101,20 @@ func frame(event string, v any) []byte {
 	return fmt.Appendf(nil, "event: %s\ndata: %s\n\n", event, b)
 }
 
-// subscribe adds a browser and queues the current status and snapshot for
-// it; a fresh snapshot follows shortly.
-func (h *hub) subscribe() (*subscriber, error) {
+// subscribe adds a browser of identity key and queues the current status
+// and snapshot for it; a fresh snapshot follows shortly.
+func (h *hub) subscribe(key string) (*subscriber, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.perKey[key] >= h.maxPer {
+		return nil, errTooManyForIdentity
+	}
 	if len(h.clients) >= h.max {
 		return nil, errTooManyClients
 	}
-	s := &subscriber{ch: make(chan []byte, clientBuffer), dropped: make(chan struct{})}
+	s := &subscriber{key: key, ch: make(chan []byte, clientBuffer), dropped: make(chan struct{})}
 	h.clients[s] = struct{}{}
+	h.perKey[key]++
 	s.ch <- frame(eventStatus, h.statusLocked())
 	if h.snapshot != nil {
 		s.ch <- h.snapshot
@@ -115,7 +129,18 @@ func (h *hub) subscribe() (*subscriber, error) {
 func (h *hub) unsubscribe(s *subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.removeLocked(s)
+}
+
+// removeLocked forgets s (once: a dropped stream unsubscribes too).
+func (h *hub) removeLocked(s *subscriber) {
+	if _, ok := h.clients[s]; !ok {
+		return
+	}
 	delete(h.clients, s)
+	if h.perKey[s.key]--; h.perKey[s.key] <= 0 {
+		delete(h.perKey, s.key)
+	}
 }
 
 func (h *hub) clientCount() int {
@@ -131,7 +156,7 @@ func (h *hub) broadcastLocked(f []byte) {
 		select {
 		case s.ch <- f:
 		default:
-			delete(h.clients, s)
+			h.removeLocked(s)
 			close(s.dropped)
 		}
 	}
@@ -359,7 +384,12 @@ func (h *hub) runPoll(ctx context.Context) {
 
 // GET /api/events: the live feed, as server-sent events.
 func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
-	s, err := d.hub.subscribe()
+	s, err := d.hub.subscribe(principalFrom(r.Context()).Key)
+	if errors.Is(err, errTooManyForIdentity) {
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusTooManyRequests, "", fmt.Sprintf("%v (at most %d; close other tabs)", err, d.cfg.MaxClientsPerIdentity))
+		return
+	}
 	if err != nil {
 		w.Header().Set("Retry-After", "10")
 		writeError(w, http.StatusServiceUnavailable, "", fmt.Sprintf("%v (at most %d)", err, d.cfg.MaxClients))

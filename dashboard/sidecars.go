@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"path"
 	"sort"
@@ -12,10 +13,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/trust"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -116,9 +119,19 @@ func parallel(n int, f func(i int)) {
 	wg.Wait()
 }
 
-// sidecarStatus asks the sidecar at addr for its Status, within timeout.
-func sidecarStatus(ctx context.Context, addr string, timeout time.Duration) (*colonyv1.SidecarStatusResponse, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// sidecarStatus asks the sidecar at addr for its Status, within timeout:
+// with TLS when m is set, verifying the sidecar's certificate for addr's
+// host and presenting the dashboard's own.
+func sidecarStatus(ctx context.Context, addr string, m *trust.Material, timeout time.Duration) (*colonyv1.SidecarStatusResponse, error) {
+	creds := insecure.NewCredentials()
+	if m != nil {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("sidecar address %q: %w", addr, err)
+		}
+		creds = credentials.NewTLS(m.ClientConfig(host))
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +158,7 @@ func (d *Dashboard) sidecarInfos(ctx context.Context, service string) ([]sidecar
 			in.Error = "the registration names no sidecar address"
 			return
 		}
-		st, err := sidecarStatus(ctx, regs[i].Sidecar, d.cfg.SidecarTimeout)
+		st, err := sidecarStatus(ctx, regs[i].Sidecar, d.cfg.TLS, d.cfg.SidecarTimeout)
 		if err != nil {
 			in.Error = fmt.Sprintf("sidecar %s did not answer within %v: %v", regs[i].Sidecar, d.cfg.SidecarTimeout, err)
 			return

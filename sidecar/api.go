@@ -43,6 +43,16 @@ func (a *api) Report(_ context.Context, req *colonyv1.SidecarReportRequest) (*co
 	return &colonyv1.SidecarReportResponse{}, nil
 }
 
+// watchedRecord is the record WatchBreakers sends: the breaker.PairRecord's
+// JSON and, while this instance holds probe permits in HALF_OPEN, the probe
+// secret its calls must carry (guard reads it; a reader of plain records
+// ignores the extra key). It travels in the record's JSON until
+// BreakerUpdate has a field of its own for it.
+type watchedRecord struct {
+	*breaker.PairRecord
+	ProbeSecret string `json:"probeSecret,omitempty"`
+}
+
 func (a *api) WatchBreakers(_ *colonyv1.WatchBreakersRequest, stream colonyv1.Sidecar_WatchBreakersServer) error {
 	ch, cancel := a.s.subscribe()
 	defer cancel()
@@ -57,7 +67,7 @@ func (a *api) WatchBreakers(_ *colonyv1.WatchBreakersRequest, stream colonyv1.Si
 			if rec == nil {
 				rec = &breaker.PairRecord{Caller: v.Service, Callee: c.Name}
 			}
-			data, err := json.Marshal(rec)
+			data, err := json.Marshal(watchedRecord{PairRecord: rec, ProbeSecret: c.ProbeSecret})
 			if err != nil {
 				return status.Error(codes.Internal, err.Error())
 			}

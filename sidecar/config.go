@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -58,15 +59,25 @@ type Config struct {
 	Coordinators []string
 	// TLS is this sidecar's certificate (a sidecar certificate for Service),
 	// key and CA: the sidecar presents it to the coordinators, which a
-	// secure cluster requires. Nil: plaintext to an insecure cluster.
+	// secure cluster requires, and verifies theirs. Nil: plaintext to an
+	// insecure cluster.
 	TLS *trust.Material
+	// ListenTLS serves the local API (and xDS, access logs) with TLS,
+	// requiring a client certificate of TLS's CA; it needs TLS. False:
+	// plaintext, which Validate allows only on a loopback APIAddr (traffic
+	// inside the pod, like Envoy's admin on localhost) unless Insecure.
+	ListenTLS bool
+	// Insecure allows a plaintext local API on an address other hosts can
+	// reach. False: such an APIAddr is refused.
+	Insecure bool
 	// Address is the service's own host:port, registered for callers.
 	Address string
 	Zone    string
 	// Protocol is "grpc" or "http". Zero: DefaultConfig's (grpc).
 	Protocol string
 	// APIAddr is where the sidecar serves its local API (and, when an
-	// enforcer registers on the same server, xDS). Zero: DefaultConfig's.
+	// enforcer registers on the same server, xDS). Zero: DefaultConfig's
+	// (loopback).
 	APIAddr string
 	// ReportInterval is how often summed outcomes go to the coordinator.
 	// Zero: DefaultConfig's.
@@ -167,6 +178,9 @@ func (cfg Config) Validate() error {
 	if _, err := ParseMode(string(cfg.DegradedMode)); err != nil {
 		errs = append(errs, fmt.Errorf("degraded mode: %w", err))
 	}
+	if err := cfg.validateListener(); err != nil {
+		errs = append(errs, err)
+	}
 	for i, callee := range cfg.Callees {
 		if err := breaker.ValidateServiceName(callee); err != nil {
 			errs = append(errs, fmt.Errorf("callees[%d]: %w", i, err))
@@ -178,4 +192,51 @@ func (cfg Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateListener refuses a local API that would be plaintext where other
+// hosts can reach it: apps' reports, lock grants and the probe secrets go
+// over it.
+func (cfg Config) validateListener() error {
+	if cfg.ListenTLS {
+		if cfg.TLS == nil {
+			return errors.New("listen TLS: needs the sidecar's certificate (TLS)")
+		}
+		return nil
+	}
+	addr := cfg.APIAddr
+	if addr == "" {
+		addr = DefaultConfig().APIAddr
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("api addr: want host:port, got %q", addr)
+	}
+	if cfg.Insecure || isLoopback(host) {
+		return nil
+	}
+	return fmt.Errorf("api addr: %q is not a loopback address: serve it with TLS (listen TLS) or allow plaintext explicitly (insecure)", addr)
+}
+
+// isLoopback reports whether host names only the loopback interface. An
+// empty host (every interface) is not.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// checkIdentity warns when the sidecar's certificate is not a sidecar
+// certificate of its service: the coordinators would then deny its reports
+// and registrations.
+func (cfg Config) checkIdentity(log *slog.Logger) {
+	if cfg.TLS == nil {
+		return
+	}
+	if id := cfg.TLS.Identity(); id.Role != trust.RoleSidecar || id.Name != cfg.Service {
+		log.Warn("the sidecar's certificate is not a sidecar certificate of its service; a secure cluster will deny its registration and reports",
+			"identity", id.ID, "role", id.Role, "want", trust.SPIFFEID(cfg.TLS.TrustDomain(), trust.RoleSidecar, cfg.Service).String())
+	}
 }

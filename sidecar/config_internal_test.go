@@ -1,7 +1,10 @@
 package sidecar
 
 import (
+	"strings"
 	"testing"
+
+	"github.com/colonymesh/colony/internal/trust"
 )
 
 // TestZeroConfigTakesDefaultConfig: a zero field means DefaultConfig's value,
@@ -23,5 +26,44 @@ func TestZeroConfigTakesDefaultConfig(t *testing.T) {
 	def.Service, def.Instance, def.Coordinators, def.Address = "checkout", "checkout-1", []string{"127.0.0.1:7400"}, "127.0.0.1:8080"
 	if err := def.Validate(); err != nil {
 		t.Errorf("DefaultConfig with identity and addresses: %v", err)
+	}
+}
+
+// TestValidateListener: a plaintext local API is allowed on loopback (the
+// default) and refused where other hosts can reach it, unless Insecure says
+// so; ListenTLS needs the sidecar's certificate.
+func TestValidateListener(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		addr    string
+		tls     bool
+		listen  bool
+		insec   bool
+		wantErr string
+	}{
+		{"default", "", false, false, false, ""},
+		{"loopback v4", "127.0.0.1:7500", false, false, false, ""},
+		{"loopback v6", "[::1]:7500", false, false, false, ""},
+		{"localhost", "localhost:7500", false, false, false, ""},
+		{"every interface", ":7500", false, false, false, "api addr"},
+		{"pod address", "10.1.2.3:7500", false, false, false, "api addr"},
+		{"pod address, insecure", "10.1.2.3:7500", false, false, true, ""},
+		{"certificate but plaintext listener", "0.0.0.0:7500", true, false, false, "api addr"},
+		{"listen TLS", "0.0.0.0:7500", true, true, false, ""},
+		{"listen TLS without a certificate", "0.0.0.0:7500", false, true, false, "listen TLS"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{APIAddr: tt.addr, ListenTLS: tt.listen, Insecure: tt.insec}
+			if tt.tls {
+				cfg.TLS = &trust.Material{} // only its presence is checked
+			}
+			err := cfg.validateListener()
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("%v, want valid", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("%v, want an error naming %q", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ package sidecar
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/contract"
@@ -46,6 +48,12 @@ type Callee struct {
 	Source Mode
 	// Seen is when the sidecar learned the coordinator's current record.
 	Seen time.Time
+	// ProbeSecret, while Record is HALF_OPEN and this instance holds probe
+	// permits, is the value of the probe header (xds.ProbeHeader) that the
+	// data plane lets through: 128 random bits in hex, drawn per callee and
+	// generation and handed only to the sidecar's guard clients
+	// (WatchBreakers). Empty otherwise.
+	ProbeSecret string
 }
 
 // View is everything the local data plane must enforce.
@@ -86,6 +94,7 @@ type Sidecar struct {
 	enforcers   []Enforcer
 	subs        map[chan struct{}]struct{} // WatchBreakers streams to poke
 	lastView    View
+	secrets     map[string]probeSecret // callee -> the current generation's probe secret
 	metrics     *metrics
 	started     time.Time // New: a sidecar that never reached the coordinator is stale from then
 
@@ -112,7 +121,16 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := client.New(client.Config{Endpoints: cfg.Coordinators, Logger: cfg.Logger})
+	cfg.checkIdentity(cfg.Logger)
+	ccfg := client.Config{Endpoints: cfg.Coordinators, Logger: cfg.Logger}
+	var srvOpts []grpc.ServerOption
+	if cfg.TLS != nil {
+		ccfg.TLS = cfg.TLS.ClientConfig("")
+		if cfg.ListenTLS {
+			srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(cfg.TLS.ServerConfig(tls.RequireAndVerifyClientCert, "h2"))))
+		}
+	}
+	c, err := client.New(ccfg)
 	if err != nil {
 		return nil, err
 	}
@@ -124,10 +142,10 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Sidecar{
 		cfg: cfg, log: cfg.Logger.With("service", cfg.Service, "instance", cfg.Instance), c: c,
-		lis: lis, grpc: grpc.NewServer(),
+		lis: lis, grpc: grpc.NewServer(srvOpts...),
 		records: map[string]*coordRecord{}, services: map[string]map[string]Registration{},
 		policies: map[string]breaker.PolicySet{}, agg: map[string]*breaker.Counts{},
-		local: map[string]*localBreaker{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
+		local: map[string]*localBreaker{}, secrets: map[string]probeSecret{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
 		ctx: ctx, cancel: cancel, started: time.Now(),
 	}
 	s.metrics = newMetrics(s)

@@ -4,9 +4,13 @@ package sidecar
 // sidecar's state and handed to the enforcers and WatchBreakers streams.
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/colonymesh/colony/breaker"
 )
 
 // viewLocked computes what to enforce now (under mu).
@@ -15,7 +19,7 @@ func (s *Sidecar) viewLocked(now time.Time) View {
 	if s.degraded {
 		v.Mode = s.cfg.DegradedMode
 	}
-	names := map[string]bool{}
+	names, held := map[string]bool{}, map[string]bool{}
 	for callee := range s.records {
 		names[callee] = true
 	}
@@ -45,9 +49,40 @@ func (s *Sidecar) viewLocked(now time.Time) View {
 			c.Source = s.modeFor(name)
 			c.Record = s.degradedRecordLocked(name, c.Record, c.Source, now)
 		}
+		if r := c.Record; r != nil && r.State == breaker.HalfOpen && r.Probes[s.cfg.Instance] > 0 {
+			c.ProbeSecret = s.probeSecretLocked(name, r.Generation)
+			held[name] = true
+		}
 		v.Callees = append(v.Callees, c)
 	}
+	maps.DeleteFunc(s.secrets, func(callee string, _ probeSecret) bool { return !held[callee] })
 	return v
+}
+
+// probeSecret is the probe secret of one generation of a callee's breaker.
+type probeSecret struct {
+	generation uint64
+	secret     string
+}
+
+// probeSecretLocked returns the probe secret of callee's generation, drawing
+// a new one for a generation it has not seen (under mu). A secret outlives
+// no generation: the next HALF_OPEN gets a new one, so a secret that leaked
+// (a probe call's header seen by the callee) opens nothing later.
+func (s *Sidecar) probeSecretLocked(callee string, generation uint64) string {
+	if ps, ok := s.secrets[callee]; ok && ps.generation == generation {
+		return ps.secret
+	}
+	ps := probeSecret{generation: generation, secret: newProbeSecret()}
+	s.secrets[callee] = ps
+	return ps.secret
+}
+
+// newProbeSecret is 128 bits from crypto/rand in hex.
+func newProbeSecret() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics rather than return an error)
+	return hex.EncodeToString(b[:])
 }
 
 // publish hands the current view to the enforcers and pokes WatchBreakers
@@ -83,7 +118,7 @@ func viewsEqual(a, b View) bool {
 	}
 	for i := range a.Callees {
 		x, y := a.Callees[i], b.Callees[i]
-		if x.Name != y.Name || x.Protocol != y.Protocol || x.Source != y.Source || !slices.Equal(x.Endpoints, y.Endpoints) {
+		if x.Name != y.Name || x.Protocol != y.Protocol || x.Source != y.Source || x.ProbeSecret != y.ProbeSecret || !slices.Equal(x.Endpoints, y.Endpoints) {
 			return false
 		}
 		if (x.Record == nil) != (y.Record == nil) {

@@ -87,7 +87,7 @@ func (x *XDS) Close() { x.srv.Close() }
 func (x *XDS) Update(v View) error {
 	st := xds.State{Caller: v.Service, Instance: v.Instance}
 	for _, c := range v.Callees {
-		xc := xds.Callee{Name: c.Name, Protocol: xds.GRPC, Breaker: c.Record, BreakerSeen: c.Seen}
+		xc := xds.Callee{Name: c.Name, Protocol: xds.GRPC, Breaker: c.Record, BreakerSeen: c.Seen, ProbeSecret: c.ProbeSecret}
 		if c.Protocol == "http" {
 			xc.Protocol = xds.HTTP
 		}

@@ -165,6 +165,9 @@ func clientOf(st Status, node string) (ClientStatus, bool) {
 func grpcState(backends []*backend, b *breaker.PairRecord) State {
 	st := State{Caller: "checkout", Instance: "checkout-1"}
 	c := Callee{Name: "payments", Protocol: GRPC, Breaker: b, BreakerSeen: time.Now()}
+	if b != nil && b.State == breaker.HalfOpen {
+		c.ProbeSecret = liveSecret(b.Generation)
+	}
 	for i, be := range backends {
 		c.Endpoints = append(c.Endpoints, Endpoint{
 			Instance: "payments-" + strconv.Itoa(i), Address: be.addr.IP.String(), Port: be.addr.Port, Zone: "z" + strconv.Itoa(i%2),
@@ -173,6 +176,10 @@ func grpcState(backends []*backend, b *breaker.PairRecord) State {
 	st.Callees = []Callee{c, {Name: "ledger", Protocol: HTTP}}
 	return st
 }
+
+// liveSecret stands in for the sidecar's random probe secret of a
+// generation.
+func liveSecret(gen uint64) string { return fmt.Sprintf("s3cr3t-of-generation-%d", gen) }
 
 func liveRecord(state breaker.State, gen uint64, probes map[string]int) *breaker.PairRecord {
 	return &breaker.PairRecord{
@@ -315,27 +322,30 @@ func TestProxylessGRPCClientEnforcesBreaker(t *testing.T) {
 	if got := totalCalls(backends) - n; got != int64(passed) {
 		t.Errorf("backends got %d calls, %d passed", got, passed)
 	}
-	// Calls marked as probes of this generation all pass (the client
-	// library marks exactly its permits); a stale generation's mark does not.
+	// Calls marked with this generation's secret all pass (the client
+	// library marks exactly its permits); a call marked with the generation
+	// itself or with an earlier generation's secret is an ordinary call.
 	for i := range 50 {
-		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), ProbeHeader, "5"), 5*time.Second)
+		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), ProbeHeader, liveSecret(5)), 5*time.Second)
 		_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
 		cancel()
 		if err != nil {
 			t.Fatalf("marked probe call %d: %v", i, err)
 		}
 	}
-	stale := 0
-	for range 200 {
-		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), ProbeHeader, "4"), 5*time.Second)
-		_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil {
-			stale++
+	for _, forged := range []string{"5", liveSecret(4)} {
+		passed := 0
+		for range 200 {
+			ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), ProbeHeader, forged), 5*time.Second)
+			_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+			cancel()
+			if err == nil {
+				passed++
+			}
 		}
-	}
-	if stale > 60 {
-		t.Errorf("%d of 200 calls marked with a stale generation passed; want about the 10%% share", stale)
+		if passed > 60 {
+			t.Errorf("%d of 200 calls marked %q passed; want about the 10%% share", passed, forged)
+		}
 	}
 
 	// The flips sent routes only: listeners and clusters were not re-sent,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -81,7 +80,17 @@ type Callee struct {
 	// BreakerSeen is when the sidecar learned Breaker's generation (the
 	// watch event's arrival). Zero: the time of the Update that brings it.
 	BreakerSeen time.Time
+	// ProbeSecret is the value of ProbeHeader that marks this instance's
+	// probes while Breaker is HALF_OPEN and the instance holds permits: a
+	// secret the sidecar draws for the generation and hands only to its
+	// guard clients, so a client cannot mark its own calls as probes. Up to
+	// MaxProbeSecretLen characters of A-Z a-z 0-9 - _. Empty: no probe
+	// route (the instance's calls get only ProbeSharePercent).
+	ProbeSecret string
 }
+
+// MaxProbeSecretLen bounds Callee.ProbeSecret.
+const MaxProbeSecretLen = 128
 
 // State is everything the sidecar's clients should enforce: the caller
 // service and instance the sidecar runs beside, and the callees.
@@ -233,6 +242,9 @@ func validateState(st State) error {
 			if b.State > breaker.HalfOpen {
 				errs = append(errs, fmt.Errorf("callees[%q]: breaker: unknown state %v", c.Name, b.State))
 			}
+		}
+		if err := validateProbeSecret(c.ProbeSecret); err != nil {
+			errs = append(errs, fmt.Errorf("callees[%q]: probe secret: %w", c.Name, err))
 		}
 		addrs := map[netip.AddrPort]bool{}
 		for j, e := range c.Endpoints {
@@ -425,22 +437,40 @@ func egressListener(cfg Config) (*listenerv3.Listener, error) {
 	}, nil
 }
 
+// validateProbeSecret accepts an empty secret or up to MaxProbeSecretLen
+// characters that need no escaping in a header value.
+func validateProbeSecret(secret string) error {
+	if len(secret) > MaxProbeSecretLen {
+		return fmt.Errorf("%d characters, the limit is %d", len(secret), MaxProbeSecretLen)
+	}
+	for i, r := range secret {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("character %d (%q) is not one of A-Z a-z 0-9 - _", i, r)
+		}
+	}
+	return nil
+}
+
 // enforcement is what one instance enforces for a callee.
 type enforcement struct {
 	state        breaker.State
 	generation   uint64
 	abortPercent uint32 // 0: no override
 	override     bool
-	probeHolder  bool // HALF_OPEN and this instance holds permits
+	probeHolder  bool   // HALF_OPEN and this instance holds permits
+	probeSecret  string // the ProbeHeader value of the probe route
 }
 
-// ProbeHeader marks a HALF_OPEN probe call; its value is the generation.
-// On an instance holding probe permits, a route matching it comes first and
-// carries no fault: Colony's client library (sidecar/guard) admits exactly
-// the permits the coordinator gave the instance and marks those calls, so
-// exactly the fleet-wide probe budget reaches the callee. Clients without the
-// library get ProbeSharePercent of their calls through instead. Keep it equal
-// to guard.ProbeHeader.
+// ProbeHeader marks a HALF_OPEN probe call; its value is the callee's
+// Callee.ProbeSecret, a secret of the generation that only the sidecar's
+// guard clients receive. On an instance holding probe permits, a route
+// matching exactly that value comes first and carries no fault: Colony's
+// client library (sidecar/guard) admits exactly the permits the coordinator
+// gave the instance and marks those calls, so exactly the fleet-wide probe
+// budget reaches the callee. Any other value (the generation, an earlier
+// generation's secret) is an ordinary call. Clients without the library get
+// ProbeSharePercent of their calls through instead. Keep it equal to
+// guard.ProbeHeader.
 const ProbeHeader = "x-colony-probe"
 
 func enforce(cfg Config, instance string, c Callee) enforcement {
@@ -448,7 +478,7 @@ func enforce(cfg Config, instance string, c Callee) enforcement {
 	if b == nil {
 		return enforcement{state: breaker.Closed}
 	}
-	e := enforcement{state: b.State, generation: b.Generation}
+	e := enforcement{state: b.State, generation: b.Generation, probeSecret: c.ProbeSecret}
 	switch b.State {
 	case breaker.Open:
 		e.override, e.abortPercent = true, 100
@@ -503,7 +533,7 @@ func virtualHost(cfg Config, st State, c Callee) (*routev3.VirtualHost, error) {
 		r.TypedPerFilterConfig = map[string]*anypb.Any{wellknown.Fault: fault}
 	}
 	routes := []*routev3.Route{r}
-	if e.probeHolder {
+	if e.probeHolder && e.probeSecret != "" {
 		probe := &routev3.Route{
 			Name: r.Name + "; probe",
 			Match: &routev3.RouteMatch{
@@ -511,7 +541,7 @@ func virtualHost(cfg Config, st State, c Callee) (*routev3.VirtualHost, error) {
 				Headers: []*routev3.HeaderMatcher{{
 					Name: ProbeHeader,
 					HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-						MatchPattern: &matcherv3.StringMatcher_Exact{Exact: strconv.FormatUint(e.generation, 10)},
+						MatchPattern: &matcherv3.StringMatcher_Exact{Exact: e.probeSecret},
 					}},
 				}},
 			},

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -291,32 +292,58 @@ func TestTranslateBreakerStates(t *testing.T) {
 }
 
 // TestTranslateProbeRoute: only a HALF_OPEN instance holding permits gets a
-// route that lets calls marked with ProbeHeader and the current generation
-// through; everything else on it gets the probe share.
+// route that lets calls through whose ProbeHeader is exactly the callee's
+// probe secret (never the generation); everything else on it gets the probe
+// share. Without a secret there is no probe route to match.
 func TestTranslateProbeRoute(t *testing.T) {
+	const secret = "9f86d081884c7d659a2feaa0c55ad015"
 	for _, tt := range []struct {
 		name   string
 		rec    *breaker.PairRecord
-		want   string // the generation matched, "" for no probe route
+		secret string
+		want   string // the value matched, "" for no probe route
 		routes int
 	}{
-		{"holder", record(breaker.HalfOpen, 9, map[string]int{"checkout-1": 2}), "9", 2},
-		{"non-holder", record(breaker.HalfOpen, 9, map[string]int{"checkout-7": 2}), "", 1},
-		{"open", record(breaker.Open, 8, nil), "", 1},
-		{"closed", record(breaker.Closed, 10, nil), "", 1},
+		{"holder", record(breaker.HalfOpen, 9, map[string]int{"checkout-1": 2}), secret, secret, 2},
+		{"holder without a secret", record(breaker.HalfOpen, 9, map[string]int{"checkout-1": 2}), "", "", 1},
+		{"non-holder", record(breaker.HalfOpen, 9, map[string]int{"checkout-7": 2}), secret, "", 1},
+		{"open", record(breaker.Open, 8, nil), secret, "", 1},
+		{"closed", record(breaker.Closed, 10, nil), secret, "", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			res := mustTranslate(t, Config{}, testState(GRPC, tt.rec))
+			st := testState(GRPC, tt.rec)
+			st.Callees[0].ProbeSecret = tt.secret
+			res := mustTranslate(t, Config{}, st)
 			for _, rc := range []string{"payments", EgressRouteName} {
 				vh := findVH(t, findRoute(t, res, rc), "payments")
 				if len(vh.GetRoutes()) != tt.routes {
 					t.Fatalf("%s: %d routes, want %d", rc, len(vh.GetRoutes()), tt.routes)
 				}
 				if got := probeRoute(vh.GetRoutes()[0]); got != tt.want {
-					t.Fatalf("%s: probe route matches generation %q, want %q", rc, got, tt.want)
+					t.Fatalf("%s: probe route matches %q, want %q", rc, got, tt.want)
+				}
+				for i, r := range vh.GetRoutes() {
+					for _, h := range r.GetMatch().GetHeaders() {
+						if h.GetName() == ProbeHeader && h.GetStringMatch().GetExact() != tt.secret {
+							t.Fatalf("%s: route %d matches %s=%q, want only the secret", rc, i, ProbeHeader, h.GetStringMatch().GetExact())
+						}
+					}
 				}
 			}
 		})
+	}
+}
+
+// TestTranslateRejectsBadProbeSecret: a secret that is not a plain token is
+// refused, naming the callee and the field.
+func TestTranslateRejectsBadProbeSecret(t *testing.T) {
+	for _, bad := range []string{"a b", "x\r\nx-evil: 1", strings.Repeat("a", MaxProbeSecretLen+1)} {
+		st := testState(GRPC, record(breaker.HalfOpen, 9, map[string]int{"checkout-1": 2}))
+		st.Callees[0].ProbeSecret = bad
+		_, err := Translate(Config{}, st)
+		if !errors.Is(err, ErrInvalidState) || !strings.Contains(err.Error(), `callees["payments"]: probe secret`) {
+			t.Errorf("secret %q: %v, want ErrInvalidState naming the probe secret", bad, err)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/colonymesh/colony/cmd/colony/internal/aclcmd"
 	"github.com/colonymesh/colony/cmd/colony/internal/breakercmd"
 	"github.com/colonymesh/colony/cmd/colony/internal/cli"
 	"github.com/colonymesh/colony/cmd/colony/internal/clustercmd"
@@ -17,7 +18,7 @@ func addClientCommands(root *cobra.Command) {
 	for _, cmd := range []*cobra.Command{
 		kvcmd.NewKVCmd(f), clustercmd.NewClusterCmd(f), kvcmd.NewSessionCmd(f),
 		breakercmd.NewBreakerCmd(f), breakercmd.NewPolicyCmd(f), kvcmd.NewLockCmd(f),
-		kvcmd.NewElectCmd(f), breakercmd.NewDemoCmd(f),
+		kvcmd.NewElectCmd(f), breakercmd.NewDemoCmd(f), aclcmd.NewACLCmd(f),
 	} {
 		f.Register(cmd, cmd.PersistentFlags())
 		root.AddCommand(cmd)

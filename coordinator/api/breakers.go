@@ -9,6 +9,7 @@ import (
 	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/engine"
 	"github.com/colonymesh/colony/internal/telemetry"
+	"github.com/colonymesh/colony/internal/trust"
 	"github.com/colonymesh/colony/internal/ztree"
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -134,6 +135,7 @@ func (a *breakersServer) SetOverride(ctx context.Context, req *colonyv1.SetOverr
 	if err := engine.ValidatePair(req.GetCaller(), req.GetCallee()); err != nil {
 		return nil, ToStatus(err)
 	}
+	req.By = auditBy(ctx, req.GetBy())
 	o, ttl, err := engine.ParseOverride(req, time.Now())
 	if err != nil {
 		return nil, ToStatus(err)
@@ -166,6 +168,7 @@ func (a *breakersServer) ClearOverride(ctx context.Context, req *colonyv1.ClearO
 	if err := engine.ValidatePair(req.GetCaller(), req.GetCallee()); err != nil {
 		return nil, ToStatus(err)
 	}
+	req.By = auditBy(ctx, req.GetBy())
 	if err := engine.ValidateAudit(req.GetReason(), req.GetBy()); err != nil {
 		return nil, ToStatus(err)
 	}
@@ -192,6 +195,7 @@ func (a *breakersServer) DeleteBreaker(ctx context.Context, req *colonyv1.Delete
 	if err := engine.ValidatePair(req.GetCaller(), req.GetCallee()); err != nil {
 		return nil, ToStatus(err)
 	}
+	req.By = auditBy(ctx, req.GetBy())
 	if err := engine.ValidateAudit(req.GetReason(), req.GetBy()); err != nil {
 		return nil, ToStatus(err)
 	}
@@ -220,6 +224,7 @@ func (a *breakersServer) DeleteBreaker(ctx context.Context, req *colonyv1.Delete
 
 func (a *breakersServer) ApplyPolicies(ctx context.Context, req *colonyv1.ApplyPoliciesRequest) (*colonyv1.ApplyPoliciesResponse, error) {
 	s := a.s
+	req.By = auditBy(ctx, req.GetBy())
 	sets, err := engine.ResolvePolicies(req.GetPolicies(), req.GetBy(), time.Now())
 	if err != nil {
 		return nil, ToStatus(err)
@@ -274,6 +279,7 @@ func (a *breakersServer) DeletePolicy(ctx context.Context, req *colonyv1.DeleteP
 	if err := engine.ValidateName("callee", req.GetCallee()); err != nil {
 		return nil, ToStatus(err)
 	}
+	req.By = auditBy(ctx, req.GetBy())
 	var resp *colonyv1.DeletePolicyResponse
 	err := s.node.OnEngine(ctx,
 		func(e *engine.Engine) error {
@@ -290,4 +296,23 @@ func (a *breakersServer) DeletePolicy(ctx context.Context, req *colonyv1.DeleteP
 			return err
 		})
 	return resp, ToStatus(err)
+}
+
+// auditBy is who the audit trail records for a change: on a secure node the
+// verified identity, with the name the client declared only as "(for
+// NAME)", dropped when the two would not fit breaker.MaxByLen; on an
+// insecure node the declared name. A node forwarding a call to the leader
+// has already recorded its client's identity, so a node's by is kept.
+func auditBy(ctx context.Context, declared string) string {
+	id, ok := verifiedIdentity(ctx)
+	if !ok || id.Role == trust.RoleNode {
+		return declared
+	}
+	if declared == "" || declared == id.ID {
+		return id.ID
+	}
+	if by := id.ID + " (for " + declared + ")"; len(by) <= breaker.MaxByLen {
+		return by
+	}
+	return id.ID
 }

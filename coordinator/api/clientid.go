@@ -23,13 +23,28 @@ const (
 )
 
 // requestScope returns the scope of the request ids of the write ctx
-// carries: the client id from its metadata ("" without one), or
-// InvalidArgument when the metadata is malformed.
+// carries, or InvalidArgument when the metadata is malformed. On an
+// insecure node it is the client id from the metadata ("" without one); on
+// a secure node it is the verified identity's ID, a space and the client id,
+// so that one caller can never name another's scope. (A client id has no
+// space, so the last space separates the two: no identity's scope is
+// another's.)
 //
 // This is the one place that decides whose request ids a write's id may
-// collide with. Authentication (issue 15) puts the verified identity in front
-// of the client id here, so that one caller can never name another's scope.
+// collide with.
 func requestScope(ctx context.Context) (string, error) {
+	id, err := clientID(ctx)
+	if err != nil {
+		return "", err
+	}
+	if v, ok := verifiedIdentity(ctx); ok {
+		return v.ID + " " + id, nil
+	}
+	return id, nil
+}
+
+// clientID is the client id in ctx's metadata, "" without one.
+func clientID(ctx context.Context) (string, error) {
 	vals := metadata.ValueFromIncomingContext(ctx, ClientIDMetadata)
 	switch len(vals) {
 	case 0:

@@ -34,6 +34,7 @@ func TestToStatusCodes(t *testing.T) {
 		{"deadline", fmt.Errorf("waiting: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
 		{"canceled", context.Canceled, codes.Canceled},
 		{"forwarded status", status.Error(codes.PermissionDenied, "no"), codes.PermissionDenied},
+		{"session not owned", ztree.SessionNotOwned(7, "cn:bob", "close it"), codes.PermissionDenied},
 		{"anything else", errors.New("boom"), codes.Internal},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,6 +55,7 @@ func TestToStatusCodes(t *testing.T) {
 func TestOpErrorKeepsTheReason(t *testing.T) {
 	for _, err := range []error{
 		ztree.SessionNotFound(42),
+		ztree.SessionNotOwned(42, "cn:bob", "keep it alive"),
 		fmt.Errorf("op 0: %w", ztree.ErrNotEmpty),
 		ErrNoLeader,
 	} {
@@ -65,5 +67,8 @@ func TestOpErrorKeepsTheReason(t *testing.T) {
 	}
 	if r := errinfo.Reason(status.Convert(FromOpError(OpError(ztree.SessionNotFound(42))))); r != contract.ReasonSessionNotFound {
 		t.Errorf("a forwarded session error has reason %q, want %q", r, contract.ReasonSessionNotFound)
+	}
+	if r := errinfo.Reason(status.Convert(ToStatus(ztree.SessionNotOwned(42, "", "close it")))); r != contract.ReasonSessionNotOwned {
+		t.Errorf("a session of another identity has reason %q, want %q", r, contract.ReasonSessionNotOwned)
 	}
 }

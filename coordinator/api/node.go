@@ -134,6 +134,7 @@ type Service struct {
 
 	watches  watchLimits   // open watches per connection and node
 	sessions sessionLimits // open sessions per connection
+	acl      aclCache      // the authorization rules, parsed (acl.go)
 }
 
 // New returns the services of node.

@@ -64,7 +64,7 @@ func (a *sessionsServer) Open(ctx context.Context, req *colonyv1.OpenSessionRequ
 	if err := a.s.sessions.admit(conn, a.s.cfg.MaxSessionsPerConn, isOpen); err != nil {
 		return nil, err
 	}
-	cmd := &peerv1.Command{ClientId: scope, RequestId: req.RequestId, Op: &peerv1.Command_OpenSession{
+	cmd := &peerv1.Command{ClientId: scope, Owner: a.s.owner(ctx), RequestId: req.RequestId, Op: &peerv1.Command_OpenSession{
 		OpenSession: &peerv1.OpenSession{TtlMs: ttl.Milliseconds(), Name: req.Name},
 	}}
 	res, err := a.s.node.Propose(ctx, cmd)
@@ -82,7 +82,13 @@ func (a *sessionsServer) Open(ctx context.Context, req *colonyv1.OpenSessionRequ
 	return &colonyv1.OpenSessionResponse{Header: a.s.node.Header(), SessionId: o.GetSessionId(), TtlMs: o.GetTtlMs()}, nil
 }
 
+// KeepAlive refreshes a session. A session another identity opened is
+// PermissionDenied and not refreshed; an unknown session is left to the
+// leader, as before.
 func (a *sessionsServer) KeepAlive(ctx context.Context, req *colonyv1.KeepAliveRequest) (*colonyv1.KeepAliveResponse, error) {
+	if err := a.s.checkSessionOwner(ctx, req.SessionId, "keep it alive"); err != nil {
+		return nil, ToStatus(err)
+	}
 	ttl, err := a.s.node.KeepAlive(ctx, req.SessionId)
 	if err != nil {
 		return nil, ToStatus(err)
@@ -119,7 +125,7 @@ func (a *sessionsServer) Close(ctx context.Context, req *colonyv1.CloseSessionRe
 	if err != nil {
 		return nil, err
 	}
-	cmd := &peerv1.Command{ClientId: scope, RequestId: req.RequestId, Op: &peerv1.Command_CloseSession{
+	cmd := &peerv1.Command{ClientId: scope, Owner: a.s.owner(ctx), RequestId: req.RequestId, Op: &peerv1.Command_CloseSession{
 		CloseSession: &peerv1.CloseSession{SessionId: req.SessionId},
 	}}
 	res, err := a.s.node.Propose(ctx, cmd)
@@ -130,6 +136,49 @@ func (a *sessionsServer) Close(ctx context.Context, req *colonyv1.CloseSessionRe
 		return nil, ToStatus(ztree.FromOpError(e))
 	}
 	return &colonyv1.CloseSessionResponse{Header: a.s.node.Header()}, nil
+}
+
+// owner is the identity a command of the request's client is applied for:
+// its verified identity, "" on an insecure node. The FSM records it as the
+// owner of the sessions the client opens and lets only that identity close
+// them or create ephemeral nodes in them (see ztree's DESIGN.md).
+func (s *Service) owner(ctx context.Context) string {
+	id, ok := s.identity(ctx)
+	if !ok {
+		return ""
+	}
+	return id.ID
+}
+
+// checkSessionOwner refuses what (e.g. "keep it alive") to the request's
+// client on a session another identity opened. Keep-alives are not logged,
+// so the FSM cannot check them: this node checks its applied view before
+// the keep-alive reaches the leader's tracker. A session the view does not
+// hold but that may have been opened by an entry this node has not applied
+// yet (its id, the index of that entry, is above the view's) is looked up
+// again once the node has caught up with the leader's commit index. A
+// session that does not exist, or has no owner, passes: the leader answers
+// it as before. Insecure nodes record no owners and check nothing.
+func (s *Service) checkSessionOwner(ctx context.Context, id uint64, what string) error {
+	if s.cfg.Trust == nil {
+		return nil
+	}
+	v := s.node.LocalView()
+	owner, ok := v.SessionOwner(id)
+	if !ok && id > v.Index() {
+		var err error
+		if v, err = s.node.ReadView(ctx, colonyv1.Consistency_CONSISTENCY_LINEARIZABLE, 0); err != nil {
+			return err
+		}
+		owner, ok = v.SessionOwner(id)
+	}
+	if !ok || owner == "" {
+		return nil
+	}
+	if caller := s.owner(ctx); caller != owner {
+		return ztree.SessionNotOwned(id, caller, what)
+	}
+	return nil
 }
 
 func (a *sessionsServer) List(ctx context.Context, _ *colonyv1.ListSessionsRequest) (*colonyv1.ListSessionsResponse, error) {

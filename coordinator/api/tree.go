@@ -33,7 +33,8 @@ func (s *Service) write(ctx context.Context, requestID string, ops ...*colonyv1.
 	if err != nil {
 		return nil, err
 	}
-	cmd := &peerv1.Command{ClientId: scope, RequestId: requestID, Op: &peerv1.Command_Txn{Txn: &peerv1.Txn{Ops: ops}}}
+	// Owner: the FSM lets only a session's owner create ephemeral nodes in it.
+	cmd := &peerv1.Command{ClientId: scope, Owner: s.owner(ctx), RequestId: requestID, Op: &peerv1.Command_Txn{Txn: &peerv1.Txn{Ops: ops}}}
 	res, err := s.node.Propose(ctx, cmd)
 	if err != nil {
 		return nil, err

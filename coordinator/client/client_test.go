@@ -90,6 +90,8 @@ func TestErrorMapping(t *testing.T) {
 		{"ephemeral parent", codes.FailedPrecondition, "ephemeral node /e cannot have children (creating /e/x)", hintNode, ErrEphemeralParent},
 		{"other precondition", codes.FailedPrecondition, "something else", hintNode, nil},
 		{"invalid", codes.InvalidArgument, "data: 2000000 bytes, limit 1048576", hintNode, ErrInvalidArgument},
+		{"denied", codes.PermissionDenied, "spiffe://colony.local/sidecar/web may not write /colony/services/payments/x", hintNode, ErrPermissionDenied},
+		{"unauthenticated", codes.Unauthenticated, "a verified client certificate is required", hintNode, ErrUnauthenticated},
 		{"unavailable", codes.Unavailable, "no leader", hintNode, ErrUnavailable},
 		{"deadline", codes.DeadlineExceeded, "context deadline exceeded", hintNode, context.DeadlineExceeded},
 		{"canceled", codes.Canceled, "context canceled", hintNode, context.Canceled},

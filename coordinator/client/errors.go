@@ -45,6 +45,14 @@ var (
 	// ErrNotFound: a breaker, policy or callee the request named does not
 	// exist (the Breakers API's NotFound; a znode's is ErrNoNode).
 	ErrNotFound = errors.New("client: not found")
+	// ErrPermissionDenied: the coordinator knows who the client is (its
+	// certificate) and that identity may not do what it asked; the error's
+	// message names the identity, the operation and the path. Nothing was
+	// changed. A session of another identity gives it too.
+	ErrPermissionDenied = errors.New("client: permission denied")
+	// ErrUnauthenticated: a secure coordinator did not get a verified
+	// client certificate (configure Config.TLS).
+	ErrUnauthenticated = errors.New("client: unauthenticated")
 )
 
 // errHint tells the mapping what a bare NotFound means for the call that got it.
@@ -108,6 +116,7 @@ var reasonKinds = map[string]error{
 	contract.ReasonNotEmpty:        ErrNotEmpty,
 	contract.ReasonEphemeralParent: ErrEphemeralParent,
 	contract.ReasonInvalidArgument: ErrInvalidArgument,
+	contract.ReasonSessionNotOwned: ErrPermissionDenied,
 }
 
 // kindOf picks the sentinel for st: by the reason the coordinator attached
@@ -143,6 +152,10 @@ func kindOf(st *status.Status, hint errHint) error {
 		return nil
 	case codes.InvalidArgument, codes.OutOfRange:
 		return ErrInvalidArgument
+	case codes.PermissionDenied:
+		return ErrPermissionDenied
+	case codes.Unauthenticated:
+		return ErrUnauthenticated
 	case codes.Unavailable:
 		return ErrUnavailable
 	case codes.DeadlineExceeded:

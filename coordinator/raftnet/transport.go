@@ -1,10 +1,11 @@
 // Package raftnet is how a coordinator node's raft reaches its peers: the
-// network transport it gives raft, raft's TCP transport with a fixed pool
-// and timeout (NewTransport) that can dial, for the peers a node lists, an
-// address of the node's own instead of the one in the raft configuration
-// (coordinator.Config's RaftPeerAddrs), which fault-injection tests use to
-// put a proxy between every ordered pair of nodes; and the voter
-// configuration a new cluster starts with (Voters).
+// network transport it gives raft (NewTransport), raft's network transport
+// with a fixed pool and timeout over plain TCP or, given TLS material, over
+// mutual TLS that only nodes of the cluster get through; it can dial, for
+// the peers a node lists, an address of the node's own instead of the one
+// in the raft configuration (coordinator.Config's RaftPeerAddrs), which
+// fault-injection tests use to put a proxy between every ordered pair of
+// nodes; and the voter configuration a new cluster starts with (Voters).
 package raftnet
 
 import (
@@ -16,6 +17,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/colonymesh/colony/internal/trust"
 )
 
 // peerAddrProvider makes the raft transport dial, for the peers it lists, an
@@ -46,18 +49,58 @@ func (p *peerAddrProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, err
 	return "", fmt.Errorf("no raft address override for %q", id)
 }
 
-// NewTransport is raft's TCP transport (5 pooled connections per peer,
-// 5 s I/O timeout), dialling the overrides in peerAddrs where there are any.
-func NewTransport(bind string, advertise net.Addr, self string, peerAddrs map[string]string, logger hclog.Logger) (*raft.NetworkTransport, error) {
-	cfg := &raft.NetworkTransportConfig{MaxPool: 5, Timeout: 5 * time.Second, Logger: logger}
+// Config configures a node's raft transport.
+type Config struct {
+	// Bind is the address to listen on ("127.0.0.1:0" picks a free port).
+	Bind string
+	// Advertise is the address other nodes dial; nil means the bound
+	// address, which must then not be unspecified.
+	Advertise net.Addr
+	// Self is this node's raft server ID.
+	Self string
+	// PeerAddrs maps peers' server IDs to the address this node dials
+	// instead of the configured one; nil means none (see peerAddrProvider).
+	PeerAddrs map[string]string
+	// TLS, when set, runs raft over mutual TLS: both sides must hold a node
+	// certificate of the cluster (trust.Material's PeerServerConfig and
+	// PeerClientConfig). Nil means plain TCP, which anyone who can reach
+	// the port can use to rewrite the log.
+	TLS *trust.Material
+	// Logger receives the transport's logs; nil means raft's default.
+	Logger hclog.Logger
+}
+
+// Pool and timeout of every raft transport: 5 pooled connections per
+// peer, 5 s I/O timeout (which also bounds a TLS handshake).
+const (
+	maxPool = 5
+	timeout = 5 * time.Second
+)
+
+// NewTransport is raft's network transport (5 pooled connections per peer,
+// 5 s I/O timeout) over TCP, or over mutual TLS when cfg.TLS is set,
+// dialling the overrides in cfg.PeerAddrs where there are any.
+func NewTransport(cfg Config) (*raft.NetworkTransport, error) {
+	ncfg := &raft.NetworkTransportConfig{MaxPool: maxPool, Timeout: timeout, Logger: cfg.Logger}
 	var p *peerAddrProvider
-	if len(peerAddrs) > 0 {
-		p = &peerAddrProvider{self: raft.ServerID(self), peers: maps.Clone(peerAddrs)}
-		cfg.ServerAddressProvider = p
+	if len(cfg.PeerAddrs) > 0 {
+		p = &peerAddrProvider{self: raft.ServerID(cfg.Self), peers: maps.Clone(cfg.PeerAddrs)}
+		ncfg.ServerAddressProvider = p
 	}
-	t, err := raft.NewTCPTransportWithConfig(bind, advertise, cfg)
-	if err != nil {
-		return nil, err
+	var t *raft.NetworkTransport
+	if cfg.TLS == nil {
+		var err error
+		t, err = raft.NewTCPTransportWithConfig(cfg.Bind, cfg.Advertise, ncfg)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		stream, err := listenTLS(cfg.Bind, cfg.Advertise, cfg.TLS, timeout)
+		if err != nil {
+			return nil, err
+		}
+		ncfg.Stream = stream
+		t = raft.NewNetworkTransportWithConfig(ncfg)
 	}
 	if p != nil {
 		p.selfAddr = t.LocalAddr()

@@ -29,7 +29,7 @@ func TestPeerAddrProvider(t *testing.T) {
 }
 
 func TestRaftTransportEncodesOwnAddress(t *testing.T) {
-	tr, err := NewTransport("127.0.0.1:0", nil, "n1", map[string]string{"n2": "127.0.0.1:1"}, nil)
+	tr, err := NewTransport(Config{Bind: "127.0.0.1:0", Self: "n1", PeerAddrs: map[string]string{"n2": "127.0.0.1:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -56,9 +57,19 @@ type MetricsServer struct {
 
 // ListenMetrics listens on addr and serves h there until Close.
 func ListenMetrics(addr string, h http.Handler) (*MetricsServer, error) {
+	return ListenMetricsTLS(addr, h, nil)
+}
+
+// ListenMetricsTLS is ListenMetrics over TLS with tlsCfg (a scraper then
+// presents a client certificate when tlsCfg requires one, as Colony's
+// secure nodes do); nil tlsCfg serves plain HTTP.
+func ListenMetricsTLS(addr string, h http.Handler, tlsCfg *tls.Config) (*MetricsServer, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: listening for metrics on %s: %w", addr, err)
+	}
+	if tlsCfg != nil {
+		lis = tls.NewListener(lis, tlsCfg)
 	}
 	m := &MetricsServer{
 		srv:  &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},

@@ -250,10 +250,17 @@ func resultErr(err error) *peerv1.CommandResult {
 
 // exec applies a command's operation. keep is false when the writer's changes
 // must be discarded (a failed multi).
+//
+// Sessions belong to the identity that opened them (cmd.Owner of the
+// OpenSession): a CloseSession or an ephemeral create by another identity
+// fails with ErrSessionNotOwned and changes nothing. The check is here, in
+// the state machine, and not only on the node that received the request:
+// that node may not have applied the session yet, and every node must
+// decide alike. ExpireSessions and Reap are the nodes' own and not checked.
 func (w *writer) exec(cmd *peerv1.Command) (res *peerv1.CommandResult, keep bool) {
 	switch op := cmd.GetOp().(type) {
 	case *peerv1.Command_Txn:
-		return w.txn(op.Txn.GetOps())
+		return w.txn(op.Txn.GetOps(), cmd.GetOwner())
 	case *peerv1.Command_OpenSession:
 		if ttl := op.OpenSession.GetTtlMs(); ttl <= 0 {
 			return resultErr(errInvalid("ttl_ms: must be > 0, got %d", ttl)), false
@@ -263,15 +270,21 @@ func (w *writer) exec(cmd *peerv1.Command) (res *peerv1.CommandResult, keep bool
 			ttlMs:     op.OpenSession.GetTtlMs(),
 			name:      op.OpenSession.GetName(),
 			createdMs: w.timeMs,
+			owner:     cmd.GetOwner(),
 		})
 		return &peerv1.CommandResult{Result: &peerv1.CommandResult_OpenSession{
 			OpenSession: &colonyv1.OpenSessionResponse{SessionId: w.index, TtlMs: op.OpenSession.GetTtlMs()},
 		}}, true
 	case *peerv1.Command_CloseSession:
 		id := op.CloseSession.GetSessionId()
-		if !w.endSession(id) {
+		sess, ok := w.sessions.get(be64(id))
+		if !ok {
 			return resultErr(errSessionNotFound(id)), false
 		}
+		if !sess.usableBy(cmd.GetOwner()) {
+			return resultErr(SessionNotOwned(id, cmd.GetOwner(), "close it")), false
+		}
+		w.endSession(id)
 		return resultOK(), true
 	case *peerv1.Command_ExpireSessions:
 		for _, id := range op.ExpireSessions.GetSessionIds() {
@@ -303,11 +316,12 @@ func (w *writer) exec(cmd *peerv1.Command) (res *peerv1.CommandResult, keep bool
 	}
 }
 
-// txn applies ops in order, all or nothing.
-func (w *writer) txn(ops []*colonyv1.Op) (*peerv1.CommandResult, bool) {
+// txn applies ops in order, all or nothing, on behalf of owner (the
+// command's identity).
+func (w *writer) txn(ops []*colonyv1.Op, owner string) (*peerv1.CommandResult, bool) {
 	results := make([]*colonyv1.OpResult, len(ops))
 	for i, op := range ops {
-		r, err := w.op(op)
+		r, err := w.op(op, owner)
 		if err != nil {
 			for j := range results {
 				results[j] = opErrorResult(errAborted(i))
@@ -330,13 +344,13 @@ func opErrorResult(err error) *colonyv1.OpResult {
 	return &colonyv1.OpResult{Result: &colonyv1.OpResult_Error{Error: ToOpError(err)}}
 }
 
-func (w *writer) op(op *colonyv1.Op) (*colonyv1.OpResult, error) {
+func (w *writer) op(op *colonyv1.Op, owner string) (*colonyv1.OpResult, error) {
 	if err := validateOp(op); err != nil {
 		return nil, err
 	}
 	switch o := op.GetOp().(type) {
 	case *colonyv1.Op_Create:
-		return w.create(o.Create)
+		return w.create(o.Create, owner)
 	case *colonyv1.Op_Set:
 		return w.set(o.Set)
 	case *colonyv1.Op_Delete:
@@ -357,7 +371,8 @@ func checkVersion(path string, expected int64, n *node) error {
 	return nil
 }
 
-func (w *writer) create(c *colonyv1.CreateRequest) (*colonyv1.OpResult, error) {
+// create creates a node; an ephemeral one in a session owner may use.
+func (w *writer) create(c *colonyv1.CreateRequest, owner string) (*colonyv1.OpResult, error) {
 	path := c.GetPath()
 	parentPath, _ := parentOf(path)
 	parent, ok := w.getNode(parentPath)
@@ -392,6 +407,9 @@ func (w *writer) create(c *colonyv1.CreateRequest) (*colonyv1.OpResult, error) {
 		sess, ok := w.sessions.get(sk)
 		if !ok {
 			return nil, errSessionNotFound(c.GetSessionId())
+		}
+		if !sess.usableBy(owner) {
+			return nil, SessionNotOwned(sess.id, owner, "create ephemeral node "+path+" in it")
 		}
 		ns := *sess
 		ns.ephemerals++
@@ -629,7 +647,7 @@ func (w *writer) dropDedup(orderKeys [][]byte) {
 
 // Fingerprint returns what identifies cmd's request for deduplication: a
 // SHA-256 of its operation (the deterministic encoding of cmd without
-// request_id, time_ms, client_id and fingerprint). The leader stamps it into
+// request_id, time_ms, client_id, owner and fingerprint). The leader stamps it into
 // the command as it appends it to the log, so every node compares the same
 // bytes whatever version of this code computed them.
 func Fingerprint(cmd *peerv1.Command) []byte {

@@ -34,6 +34,9 @@ var (
 	ErrEphemeralParent = errors.New("ephemeral nodes cannot have children")
 	// ErrSessionNotFound: the session is unknown, closed or expired.
 	ErrSessionNotFound = errors.New("session not found or expired")
+	// ErrSessionNotOwned: a close of, or an ephemeral create in, a session
+	// another identity opened.
+	ErrSessionNotOwned = errors.New("session belongs to another identity")
 	// ErrInvalidArgument: malformed input (bad path, bad field, limit exceeded).
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrAborted: an op of a multi that was not applied because another op failed.
@@ -58,6 +61,7 @@ var errorCodes = []struct {
 	{ErrBadSnapshot, codes.DataLoss, contract.ReasonBadSnapshot, ""},
 	{ErrNoNode, codes.NotFound, contract.ReasonNoNode, "node "},
 	{ErrSessionNotFound, codes.NotFound, contract.ReasonSessionNotFound, "session "},
+	{ErrSessionNotOwned, codes.PermissionDenied, contract.ReasonSessionNotOwned, "session "},
 	{ErrNodeExists, codes.AlreadyExists, contract.ReasonNodeExists, ""},
 	{ErrBadVersion, codes.FailedPrecondition, contract.ReasonBadVersion, "version "},
 	{ErrNotEmpty, codes.FailedPrecondition, contract.ReasonNotEmpty, "node "},
@@ -188,6 +192,16 @@ func SessionNotFound(id uint64) error { return errSessionNotFound(id) }
 
 func errSessionNotFound(id uint64) error {
 	return newErr(ErrSessionNotFound, "session %#x not found or expired", id)
+}
+
+// SessionNotOwned returns the error for an identity that may not do what
+// (e.g. "keep it alive") to session id, which another identity opened.
+// identity is "" for a caller without a verified identity.
+func SessionNotOwned(id uint64, identity, what string) error {
+	if identity == "" {
+		identity = "a caller without a verified identity"
+	}
+	return newErr(ErrSessionNotOwned, "session %#x belongs to another identity: %s may not %s (only the identity that opened a session may keep it alive, close it or create ephemeral nodes in it)", id, identity, what)
 }
 
 // errSessionEnded answers a retried OpenSession whose session has been

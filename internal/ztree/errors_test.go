@@ -26,6 +26,7 @@ func TestErrorCodes(t *testing.T) {
 		{"not empty", errNotEmpty("/a", 2), ErrNotEmpty, codes.FailedPrecondition, "node /a is not empty: it has 2 children"},
 		{"ephemeral parent", errEphemeralParent("/e", "/e/x"), ErrEphemeralParent, codes.FailedPrecondition, "ephemeral node /e cannot have children (creating /e/x)"},
 		{"session", errSessionNotFound(0xabc), ErrSessionNotFound, codes.NotFound, "session 0xabc not found or expired"},
+		{"not owned", SessionNotOwned(0xabc, "cn:bob", "close it"), ErrSessionNotOwned, codes.PermissionDenied, "session 0xabc belongs to another identity: cn:bob may not close it (only the identity that opened a session may keep it alive, close it or create ephemeral nodes in it)"},
 		{"invalid", errInvalid("data: %d bytes exceeds the limit of %d", 2000000, 1048576), ErrInvalidArgument, codes.InvalidArgument, "data: 2000000 bytes exceeds the limit of 1048576"},
 		{"aborted", errAborted(2), ErrAborted, codes.Aborted, "not applied: op 2 failed"},
 		{"bad snapshot", errBadSnapshot("no root node"), ErrBadSnapshot, codes.DataLoss, "invalid snapshot: no root node"},

@@ -60,7 +60,9 @@ func (g *gen) next(v *View) *peerv1.Command {
 		d = -d
 	}
 	g.timeMs += d
-	c := &peerv1.Command{TimeMs: g.timeMs}
+	// Mostly one identity, so that sessions are used by their owner;
+	// sometimes another or none, which the owner check refuses.
+	c := &peerv1.Command{TimeMs: g.timeMs, Owner: []string{"a", "a", "b", ""}[g.pick(4)]}
 	if g.pick(4) == 0 {
 		c.RequestId = fmt.Sprint("r", g.pick(12))
 		c.ClientId = []string{"", "c1", "c2"}[g.pick(3)]

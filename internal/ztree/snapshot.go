@@ -51,7 +51,7 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 	})
 	s.sessions.Root().Walk(func(_ []byte, ss *session) bool {
 		return put(&peerv1.SnapshotRecord{Record: &peerv1.SnapshotRecord_Session{Session: &peerv1.SnapshotSession{
-			SessionId: ss.id, TtlMs: ss.ttlMs, Name: ss.name, CreatedMs: ss.createdMs,
+			SessionId: ss.id, TtlMs: ss.ttlMs, Name: ss.name, CreatedMs: ss.createdMs, Owner: ss.owner,
 		}}})
 	})
 	s.dedupOrder.Root().Walk(func(k []byte, _ struct{}) bool {
@@ -252,7 +252,7 @@ func (b *builder) session(ss *peerv1.SnapshotSession) error {
 	if id == 0 || id > b.hdr.GetIndex() {
 		return errBadSnapshot("session %#x: id must be in [1, %d]", id, b.hdr.GetIndex())
 	}
-	s := &session{id: id, ttlMs: ss.GetTtlMs(), name: ss.GetName(), createdMs: ss.GetCreatedMs()}
+	s := &session{id: id, ttlMs: ss.GetTtlMs(), name: ss.GetName(), createdMs: ss.GetCreatedMs(), owner: ss.GetOwner()}
 	if _, dup := b.sessions.Insert(be64(id), s); dup {
 		return errBadSnapshot("session %#x: duplicate", id)
 	}

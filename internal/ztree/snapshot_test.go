@@ -243,11 +243,16 @@ func (w failWriter) Write([]byte) (int, error) { return 0, w.err }
 // TestDeterminism applies the same generated commands to two trees, in
 // different batches, and expects identical results, events and snapshots.
 func TestDeterminism(t *testing.T) {
-	reused := 0 // request ids reused for a different request, over all seeds
+	reused := 0   // request ids reused for a different request, over all seeds
+	notOwned := 0 // closes and ephemeral creates refused to another identity
 	defer func() {
 		if reused < 10 { // the fixed seeds give 15
 			t.Errorf("only %d request ids reused for a different request: the generator does not exercise the check", reused)
 		}
+		if notOwned < 10 {
+			t.Errorf("only %d commands refused a session of another identity: the generator does not exercise the check", notOwned)
+		}
+		t.Logf("%d request ids reused, %d session uses refused", reused, notOwned)
 	}()
 	for seed := range uint64(20) {
 		t.Run("seed"+string(rune('A'+seed)), func(t *testing.T) {
@@ -313,6 +318,14 @@ func TestDeterminism(t *testing.T) {
 			for _, r := range r1 {
 				if strings.Contains(r.GetError().GetMessage(), "already used by this client") {
 					reused++
+				}
+				if errors.Is(FromOpError(r.GetError()), ErrSessionNotOwned) {
+					notOwned++
+				}
+				for _, or := range r.GetTxn().GetResults() {
+					if errors.Is(FromOpError(or.GetError()), ErrSessionNotOwned) {
+						notOwned++
+					}
 				}
 			}
 		})

@@ -62,14 +62,20 @@ func satAdd(a, b int64) int64 {
 }
 
 // session is an open session. ephemerals is the number of ephemeral nodes it
-// owns (kept in step with the ephemerals index).
+// owns (kept in step with the ephemerals index). owner is the identity that
+// opened it ("" when opened without one: anyone may use it).
 type session struct {
 	id         uint64
 	ttlMs      int64
 	name       string
 	createdMs  int64
 	ephemerals int32
+	owner      string
 }
+
+// usableBy reports whether the command of identity may close the session or
+// create ephemeral nodes in it: a session without an owner is anyone's.
+func (s *session) usableBy(identity string) bool { return s.owner == "" || s.owner == identity }
 
 func (s *session) info() *colonyv1.SessionInfo {
 	return &colonyv1.SessionInfo{
@@ -270,6 +276,17 @@ func (v *View) Session(id uint64) (*colonyv1.SessionInfo, bool) {
 		return nil, false
 	}
 	return s.info(), true
+}
+
+// SessionOwner returns the identity that opened an open session ("" when it
+// was opened without one, on an insecure node or before owners were
+// recorded); ok is false when the session is not open.
+func (v *View) SessionOwner(id uint64) (owner string, ok bool) {
+	s, ok := v.s.sessions.Get(be64(id))
+	if !ok {
+		return "", false
+	}
+	return s.owner, true
 }
 
 // SessionCount returns the number of open sessions, in O(1).

@@ -26,7 +26,7 @@ func TestRejectedCallLinksToDecision(t *testing.T) {
 	}
 	defer g.Close()
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	g.apply(breaker.PairRecord{Caller: "checkout", Callee: "payments", Record: breaker.Record{State: breaker.Open, Generation: 7}, Traceparent: tp})
+	g.apply(breaker.PairRecord{Caller: "checkout", Callee: "payments", Record: breaker.Record{State: breaker.Open, Generation: 7}, Traceparent: tp}, "")
 
 	spans := tracetest.NewInMemoryExporter()
 	tracer := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans)).Tracer("test")

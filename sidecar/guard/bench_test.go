@@ -21,9 +21,9 @@ func BenchmarkAllow(b *testing.B) {
 			}
 			defer g.Close()
 			for i := range 100 {
-				g.apply(breaker.PairRecord{Caller: "checkout", Callee: "svc" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Record: breaker.Record{State: breaker.Closed}})
+				g.apply(breaker.PairRecord{Caller: "checkout", Callee: "svc" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Record: breaker.Record{State: breaker.Closed}}, "")
 			}
-			g.apply(breaker.PairRecord{Caller: "checkout", Callee: "payments", Record: breaker.Record{State: st, Generation: 3}})
+			g.apply(breaker.PairRecord{Caller: "checkout", Callee: "payments", Record: breaker.Record{State: st, Generation: 3}}, "")
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {

@@ -8,6 +8,8 @@
 // only an instance the coordinator gave probe permits lets that many calls
 // through per generation, and it marks them with the ProbeHeader so the data
 // plane's routes (which abort everything else in HALF_OPEN) let them pass.
+// The header's value is a secret of the generation that the sidecar hands
+// only to its guards, so a client cannot mark its own calls as probes.
 //
 //	g, err := guard.New(guard.Config{Sidecar: "127.0.0.1:7500"})
 //	defer g.Close()
@@ -17,6 +19,7 @@ package guard
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +29,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/colonymesh/colony/breaker"
@@ -33,9 +37,10 @@ import (
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
-// ProbeHeader marks a probe call in HALF_OPEN (value: the generation). The
-// sidecar's routes let calls carrying it through; a guard sets it only on
-// calls its permits cover.
+// ProbeHeader marks a probe call in HALF_OPEN; its value is the probe
+// secret the sidecar gave the guard for the generation (Permit.ProbeValue).
+// The sidecar's routes let calls carrying it through; a guard sets it only
+// on calls its permits cover.
 const ProbeHeader = "x-colony-probe"
 
 // ErrOpen is matched (errors.Is) by the error of a call the breaker rejects.
@@ -64,6 +69,11 @@ func (e *RejectedError) Is(target error) bool { return target == ErrOpen }
 type Config struct {
 	// Sidecar is the local sidecar's API address (default 127.0.0.1:7500).
 	Sidecar string
+	// TLS secures the connection to a sidecar that serves its API with TLS
+	// (colony sidecar with a certificate and a non-loopback listener): it
+	// presents this app's certificate, of the sidecar's CA, and verifies
+	// the sidecar's. Nil: plaintext, for a sidecar on loopback.
+	TLS *tls.Config
 	// Instance is this instance's id, as the sidecar registered it; the
 	// guard learns it from the records' probe assignments otherwise not at
 	// all, so set it (the sidecar's --instance).
@@ -85,7 +95,7 @@ type pair struct {
 	state   breaker.State
 	gen     uint64
 	permits int64
-	genStr  string
+	probe   string        // the ProbeHeader value of this generation's probes
 	used    *atomic.Int64 // probe permits used in this generation
 	reject  *RejectedError
 	counts  *counters
@@ -132,7 +142,11 @@ func New(cfg Config) (*Guard, error) {
 			return nil, fmt.Errorf("guard: instance: %w", err)
 		}
 	}
-	conn, err := grpc.NewClient(cfg.Sidecar, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
+	conn, err := grpc.NewClient(cfg.Sidecar, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("guard: sidecar %q: %w", cfg.Sidecar, err)
 	}
@@ -193,7 +207,7 @@ func (g *Guard) Allow(callee string) (Permit, error) {
 		return Permit{c: p.counts}, nil
 	case breaker.HalfOpen:
 		if p.permits > 0 && p.used.Add(1) <= p.permits {
-			return Permit{c: p.counts, Probe: true, ProbeValue: p.genStr, used: p.used}, nil
+			return Permit{c: p.counts, Probe: true, ProbeValue: p.probe, used: p.used}, nil
 		}
 	}
 	p.counts.rejected.Add(1)
@@ -274,17 +288,26 @@ func (g *Guard) followOnce() error {
 			g.once.Do(func() { close(g.ready) })
 			continue
 		}
-		var rec breaker.PairRecord
+		var rec watchedRecord
 		if err := json.Unmarshal(u.Record, &rec); err != nil {
 			g.log.Error("guard: unreadable breaker record", "err", err)
 			continue
 		}
-		g.apply(rec)
+		g.apply(rec.PairRecord, rec.ProbeSecret)
 	}
 }
 
-// apply installs a record (copy-on-write of the pairs map).
-func (g *Guard) apply(rec breaker.PairRecord) {
+// watchedRecord is a record as WatchBreakers sends it: the PairRecord's
+// JSON and, for a probe holder in HALF_OPEN, the generation's probe secret.
+type watchedRecord struct {
+	breaker.PairRecord
+	ProbeSecret string `json:"probeSecret"`
+}
+
+// apply installs a record (copy-on-write of the pairs map). probeSecret
+// marks the record's probes; a sidecar from before probe secrets sends none
+// and matches the generation instead.
+func (g *Guard) apply(rec breaker.PairRecord, probeSecret string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.caller = rec.Caller
@@ -299,9 +322,12 @@ func (g *Guard) apply(rec breaker.PairRecord) {
 		next[k] = v
 	}
 	p := &pair{
-		state: rec.State, gen: rec.Generation, genStr: fmt.Sprint(rec.Generation),
+		state: rec.State, gen: rec.Generation, probe: probeSecret,
 		permits: int64(rec.Probes[g.cfg.Instance]), used: &atomic.Int64{}, counts: c,
 		reject: &RejectedError{Caller: rec.Caller, Callee: rec.Callee, State: rec.State, Generation: rec.Generation, Traceparent: rec.Traceparent},
+	}
+	if p.probe == "" {
+		p.probe = fmt.Sprint(rec.Generation)
 	}
 	if prev := old[rec.Callee]; prev != nil && prev.gen == rec.Generation {
 		p.used = prev.used // permits are per generation: a reassignment keeps what was used

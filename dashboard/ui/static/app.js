@@ -537,6 +537,26 @@
     if (res.truncated) $('sidecars').append(el('p', {class: 'muted', text: `only the first ${res.limit} instances are shown`}));
   }
 
+  // ---- who am I ----
+  // me is GET api/me: who the dashboard verified this browser as, and
+  // whether it may act. Only operators get the override buttons.
+  let me = {operator: false};
+
+  async function loadMe() {
+    try { me = await api('api/me'); } catch (e) { me = {operator: false, help: String(e.message || e)}; }
+    $('me').textContent = me.by || 'anonymous (read only)';
+    $('login').hidden = !me.login || me.via === 'token' || me.operator;
+    $('logout').hidden = me.via !== 'token';
+    $('read-only').hidden = me.operator;
+    $('read-only').textContent = me.operator ? '' : `Read only: ${me.help || ''}`;
+    for (const b of document.querySelectorAll('#actions button[data-mode]')) b.disabled = !me.operator;
+  }
+
+  async function login(token) {
+    await post('api/login', {token});
+    await loadMe();
+  }
+
   // ---- start ----
   document.addEventListener('DOMContentLoaded', () => {
     for (const b of document.querySelectorAll('#actions button[data-mode]')) {
@@ -545,7 +565,22 @@
     $('confirm-form').addEventListener('submit', submitConfirm);
     $('confirm-cancel').addEventListener('click', () => $('confirm').close());
     $('detail-close').addEventListener('click', () => { selected = null; $('detail').hidden = true; renderMatrix(); });
-    api('api/me').then((m) => { $('me').textContent = m.by; }).catch(() => {});
+    $('login').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const t = $('login-token').value.trim();
+      $('login-token').value = '';
+      try { await login(t); } catch (err) { $('me').textContent = String(err.message || err); }
+    });
+    $('logout').addEventListener('click', async () => { try { await post('api/logout', {}); } finally { loadMe(); } });
+    // colony dev prints a URL with #token=...: trade it for a session
+    // cookie and drop it from the address bar and history.
+    const m = /^#token=([^&]+)/.exec(location.hash);
+    if (m) {
+      history.replaceState(null, '', location.pathname + location.search);
+      login(decodeURIComponent(m[1])).catch((err) => { $('me').textContent = String(err.message || err); });
+    } else {
+      loadMe();
+    }
     connectEvents();
     every(3000, loadCluster);
     every(5000, loadSidecars);

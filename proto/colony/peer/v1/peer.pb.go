@@ -54,11 +54,18 @@ type Command struct {
 	// without the metadata). Followers forward it with the command.
 	ClientId string `protobuf:"bytes,11,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// fingerprint identifies the request a request_id was first used for: a
-	// hash of the command without request_id, time_ms, client_id and
+	// hash of the command without request_id, time_ms, client_id, owner and
 	// fingerprint (ztree.Fingerprint), set by the leader as it appends the
 	// entry. A remembered request id answers only a command with the same
 	// fingerprint; any other gets InvalidArgument and changes nothing.
-	Fingerprint   []byte `protobuf:"bytes,12,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	Fingerprint []byte `protobuf:"bytes,12,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// owner is the verified identity (trust.Identity.ID) of the client whose
+	// request this is, set by the node that received the request (empty on an
+	// insecure node and for the node's own commands). Followers forward it
+	// with the command. OpenSession records it as the session's owner; the
+	// FSM refuses CloseSession and ephemeral creates in a session whose owner
+	// is not empty and not this owner.
+	Owner         string `protobuf:"bytes,13,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -198,6 +205,13 @@ func (x *Command) GetFingerprint() []byte {
 		return x.Fingerprint
 	}
 	return nil
+}
+
+func (x *Command) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 type isCommand_Op interface {
@@ -970,11 +984,15 @@ func (x *SnapshotNode) GetStat() *v1.Stat {
 }
 
 type SnapshotSession struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     uint64                 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	TtlMs         int64                  `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	CreatedMs     int64                  `protobuf:"varint,4,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId uint64                 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	TtlMs     int64                  `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	CreatedMs int64                  `protobuf:"varint,4,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	// owner is the identity that opened the session (Command.owner). Added
+	// after format 1 was first written: a snapshot without it restores
+	// sessions with no owner, which anyone may use, as before.
+	Owner         string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1035,6 +1053,13 @@ func (x *SnapshotSession) GetCreatedMs() int64 {
 		return x.CreatedMs
 	}
 	return 0
+}
+
+func (x *SnapshotSession) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // SnapshotDedup is one remembered request id. client_id and fingerprint
@@ -1869,7 +1894,7 @@ var File_colony_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x19colony/peer/v1/peer.proto\x12\x0ecolony.peer.v1\x1a\x18colony/v1/breakers.proto\x1a\x1bcolony/v1/coordinator.proto\"\xe9\x04\n" +
+	"\x19colony/peer/v1/peer.proto\x12\x0ecolony.peer.v1\x1a\x18colony/v1/breakers.proto\x1a\x1bcolony/v1/coordinator.proto\"\xff\x04\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x17\n" +
@@ -1884,7 +1909,8 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\x04noop\x18\n" +
 	" \x01(\v2\x14.colony.peer.v1.NoopH\x00R\x04noop\x12\x1b\n" +
 	"\tclient_id\x18\v \x01(\tR\bclientId\x12 \n" +
-	"\vfingerprint\x18\f \x01(\fR\vfingerprintB\x04\n" +
+	"\vfingerprint\x18\f \x01(\fR\vfingerprint\x12\x14\n" +
+	"\x05owner\x18\r \x01(\tR\x05ownerB\x04\n" +
 	"\x02op\"&\n" +
 	"\x03Txn\x12\x1f\n" +
 	"\x03ops\x18\x01 \x03(\v2\r.colony.v1.OpR\x03ops\"8\n" +
@@ -1926,14 +1952,15 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\fSnapshotNode\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12#\n" +
-	"\x04stat\x18\x03 \x01(\v2\x0f.colony.v1.StatR\x04stat\"z\n" +
+	"\x04stat\x18\x03 \x01(\v2\x0f.colony.v1.StatR\x04stat\"\x90\x01\n" +
 	"\x0fSnapshotSession\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\x04R\tsessionId\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"created_ms\x18\x04 \x01(\x03R\tcreatedMs\"\xd3\x01\n" +
+	"created_ms\x18\x04 \x01(\x03R\tcreatedMs\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\"\xd3\x01\n" +
 	"\rSnapshotDedup\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x17\n" +
