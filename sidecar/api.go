@@ -43,20 +43,17 @@ func (a *api) Report(_ context.Context, req *colonyv1.SidecarReportRequest) (*co
 	return &colonyv1.SidecarReportResponse{}, nil
 }
 
-// watchedRecord is the record WatchBreakers sends: the breaker.PairRecord's
-// JSON and, while this instance holds probe permits in HALF_OPEN, the probe
-// secret its calls must carry (guard reads it; a reader of plain records
-// ignores the extra key). It travels in the record's JSON until
-// BreakerUpdate has a field of its own for it.
-type watchedRecord struct {
-	*breaker.PairRecord
-	ProbeSecret string `json:"probeSecret,omitempty"`
-}
-
 func (a *api) WatchBreakers(_ *colonyv1.WatchBreakersRequest, stream colonyv1.Sidecar_WatchBreakersServer) error {
 	ch, cancel := a.s.subscribe()
 	defer cancel()
-	sent := map[string][]byte{}
+	// sent is what each callee's last update said: the record's JSON and,
+	// while this instance holds probe permits in HALF_OPEN, the probe
+	// secret its calls must carry.
+	type update struct {
+		record []byte
+		secret string
+	}
+	sent := map[string]update{}
 	first := true
 	for {
 		v := a.s.View()
@@ -67,15 +64,15 @@ func (a *api) WatchBreakers(_ *colonyv1.WatchBreakersRequest, stream colonyv1.Si
 			if rec == nil {
 				rec = &breaker.PairRecord{Caller: v.Service, Callee: c.Name}
 			}
-			data, err := json.Marshal(watchedRecord{PairRecord: rec, ProbeSecret: c.ProbeSecret})
+			data, err := json.Marshal(rec)
 			if err != nil {
 				return status.Error(codes.Internal, err.Error())
 			}
-			if string(sent[c.Name]) == string(data) {
+			if last := sent[c.Name]; string(last.record) == string(data) && last.secret == c.ProbeSecret {
 				continue
 			}
-			sent[c.Name] = data
-			if err := stream.Send(&colonyv1.BreakerUpdate{Record: data, Mode: string(c.Source)}); err != nil {
+			sent[c.Name] = update{record: data, secret: c.ProbeSecret}
+			if err := stream.Send(&colonyv1.BreakerUpdate{Record: data, Mode: string(c.Source), ProbeSecret: c.ProbeSecret}); err != nil {
 				return err
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -27,8 +28,8 @@ type coordinatorFlags struct {
 
 	metricsAddr string // coordinator_telemetry.go
 	pprof       bool
-	demo        bool   // demo.go
-	uiAddr      string // ui.go
+	demo        bool    // demo.go
+	ui          uiFlags // ui.go
 }
 
 func newCoordinatorCmd() *cobra.Command {
@@ -105,7 +106,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	f.tls.Register(fl, "node-<id>")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:7402 (default: off)")
 	fl.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr")
-	addUIFlag(fl, &f.uiAddr)
+	addUIFlags(fl, &f.ui, "ui-")
 	fl.BoolVar(&f.demo, "demo", false, "with --dev: also run a small demo mesh in this process (see `colony demo`)")
 	fl.BoolVar(&f.dev, "dev", false, "single-node development mode: --id dev, bootstrap alone, data in $TMPDIR/colony-dev unless --data-dir")
 	return cmd
@@ -200,7 +201,15 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 		}
 		fmt.Fprintf(os.Stderr, "Try: %s\n\n", try)
 	}
-	ui, err := startUI(f.uiAddr, srv.Addr(), log)
+	uiOpts := uiOptions{grpcAddr: srv.Addr(), tls: cfg.TLS}
+	if f.dev && dev != nil {
+		// Browsers do not trust dev's CA: serve HTTP on loopback, and let
+		// operators in with a token dev makes once (the login link is
+		// printed).
+		uiOpts.plainHTTP = true
+		uiOpts.devTokenFile = filepath.Join(dev.dir, "ui-token")
+	}
+	ui, err := startUIWith(f.ui, uiOpts, log)
 	if err != nil {
 		srv.Close()
 		return err

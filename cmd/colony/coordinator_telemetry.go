@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/internal/telemetry"
+	"github.com/colonymesh/colony/internal/trust"
 )
 
 // coordinatorTelemetry is what `colony coordinator` runs beside the node:
@@ -36,13 +38,13 @@ func startCoordinatorTelemetry(ctx context.Context, cfg *coordinator.Config, met
 	if metricsAddr != "" {
 		reg := telemetry.NewRegistry()
 		cfg.Metrics = reg
-		ms, err := telemetry.ListenMetrics(metricsAddr, telemetry.Handler(reg, telemetry.HandlerOptions{Pprof: pprof}))
+		ms, err := telemetry.ListenMetricsTLS(metricsAddr, telemetry.Handler(reg, telemetry.HandlerOptions{Pprof: pprof}), metricsTLS(cfg.TLS))
 		if err != nil {
 			tr.Shutdown(ctx)
 			return nil, err
 		}
 		t.metrics = ms
-		log.Info("serving metrics", "url", "http://"+ms.Addr()+"/metrics", "pprof", pprof)
+		log.Info("serving metrics", "url", metricsURL(cfg.TLS, ms.Addr()), "pprof", pprof)
 	}
 	return t, nil
 }
@@ -58,4 +60,22 @@ func (t *coordinatorTelemetry) close() {
 	if err := t.tracing.Shutdown(ctx); err != nil {
 		t.log.Warn("exporting the last spans failed", "err", err)
 	}
+}
+
+// metricsTLS is the /metrics listener's TLS: with the process's
+// certificate, a scraper must present any certificate of the cluster's CA
+// (`colony cert client --name prometheus`), since the metrics name every
+// service pair and node. Nil material: plain HTTP.
+func metricsTLS(m *trust.Material) *tls.Config {
+	if m == nil {
+		return nil
+	}
+	return m.ServerConfig(tls.RequireAndVerifyClientCert, "http/1.1")
+}
+
+func metricsURL(m *trust.Material, addr string) string {
+	if m == nil {
+		return "http://" + addr + "/metrics"
+	}
+	return "https://" + addr + "/metrics"
 }

@@ -40,7 +40,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("colony {{.Version}}\n")
-	root.AddCommand(newCoordinatorCmd(), newDevCmd(), newSidecarCmd(), newVersionCmd(), certcmd.NewCertCmd())
+	root.AddCommand(newCoordinatorCmd(), newDevCmd(), newSidecarCmd(), newVersionCmd(), newUICmd(), certcmd.NewCertCmd())
 	addClientCommands(root)
 	cli.MarkUsageErrors(root)
 	return root

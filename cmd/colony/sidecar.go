@@ -106,6 +106,9 @@ cluster. With neither it refuses to start.`,
 			if cfg.TLS == nil {
 				fmt.Fprint(os.Stderr, insecureBanner)
 			}
+			// --insecure is also what lets the sidecar serve plaintext on
+			// a non-loopback --listen (sidecar.Config.Validate).
+			cfg.Insecure = tlsFlags.Insecure
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			// Tracing from OTEL_EXPORTER_OTLP_* (nothing is exported without
@@ -125,12 +128,12 @@ cluster. With neither it refuses to start.`,
 			if metricsAddr != "" {
 				reg := telemetry.NewRegistry()
 				cfg.Metrics = reg
-				ms, err := telemetry.ListenMetrics(metricsAddr, telemetry.Handler(reg, telemetry.HandlerOptions{}))
+				ms, err := telemetry.ListenMetricsTLS(metricsAddr, telemetry.Handler(reg, telemetry.HandlerOptions{}), metricsTLS(cfg.TLS))
 				if err != nil {
 					return err
 				}
 				defer ms.Close(context.Background())
-				log.Info("serving metrics", "url", "http://"+ms.Addr()+"/metrics")
+				log.Info("serving metrics", "url", metricsURL(cfg.TLS, ms.Addr()))
 			}
 			x, err := sidecar.NewXDS(xds.Config{EgressAddr: egress, ProbeSharePercent: probeShare, Logger: log})
 			if err != nil {
@@ -156,7 +159,8 @@ cluster. With neither it refuses to start.`,
 	fl.StringVar(&cfg.Zone, "zone", "", "the instance's zone (locality for callers' load balancing)")
 	fl.StringVar(&cfg.Protocol, "protocol", def.Protocol, "what callers speak to this instance: grpc or http")
 	fl.StringVar(&coordinators, "coordinators", client.DefaultEndpoint, "coordinator gRPC addresses, comma-separated; $"+cli.EndpointsEnv+" replaces the default")
-	fl.StringVar(&cfg.APIAddr, "listen", def.APIAddr, "address of the sidecar's gRPC server: xDS, Envoy access logs, the sidecar API")
+	fl.StringVar(&cfg.APIAddr, "listen", def.APIAddr, "address of the sidecar's gRPC server: xDS, Envoy access logs, the sidecar API (plaintext only on loopback, unless --listen-tls or --insecure)")
+	fl.BoolVar(&cfg.ListenTLS, "listen-tls", false, "serve --listen over TLS with this sidecar's certificate, requiring clients (Envoy, apps, proxyless gRPC) to present a certificate of the same CA")
 	fl.StringVar(&egress, "egress-addr", xds.DefaultEgressAddr, "address Envoy's egress listener binds (apps send outbound calls there)")
 	fl.IntVar(&probeShare, "probe-share", xds.DefaultProbeSharePercent, "percent of calls a probe-holding instance lets through in HALF_OPEN, for clients without Colony's library")
 	fl.DurationVar(&cfg.ReportInterval, "report-interval", def.ReportInterval, "how often summed outcomes go to the coordinator")

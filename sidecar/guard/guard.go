@@ -288,20 +288,13 @@ func (g *Guard) followOnce() error {
 			g.once.Do(func() { close(g.ready) })
 			continue
 		}
-		var rec watchedRecord
+		var rec breaker.PairRecord
 		if err := json.Unmarshal(u.Record, &rec); err != nil {
 			g.log.Error("guard: unreadable breaker record", "err", err)
 			continue
 		}
-		g.apply(rec.PairRecord, rec.ProbeSecret)
+		g.apply(rec, u.GetProbeSecret())
 	}
-}
-
-// watchedRecord is a record as WatchBreakers sends it: the PairRecord's
-// JSON and, for a probe holder in HALF_OPEN, the generation's probe secret.
-type watchedRecord struct {
-	breaker.PairRecord
-	ProbeSecret string `json:"probeSecret"`
 }
 
 // apply installs a record (copy-on-write of the pairs map). probeSecret

@@ -203,7 +203,13 @@ type BreakerUpdate struct {
 	SnapshotDone bool `protobuf:"varint,2,opt,name=snapshot_done,json=snapshotDone,proto3" json:"snapshot_done,omitempty"`
 	// mode is how the record was decided: "coordinator", or the degraded mode
 	// the sidecar is in ("last-known", "local", "fail-open", "fail-closed").
-	Mode          string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Mode string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	// probe_secret, while this instance holds probe permits for the record's
+	// HALF_OPEN generation, is the value its probe calls carry in the
+	// x-colony-probe header: the sidecar's data plane lets a probe through
+	// only with it. Empty otherwise. Only clients of this sidecar's API get
+	// it, so a client that forges the header makes an ordinary call.
+	ProbeSecret   string `protobuf:"bytes,4,opt,name=probe_secret,json=probeSecret,proto3" json:"probe_secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -255,6 +261,13 @@ func (x *BreakerUpdate) GetSnapshotDone() bool {
 func (x *BreakerUpdate) GetMode() string {
 	if x != nil {
 		return x.Mode
+	}
+	return ""
+}
+
+func (x *BreakerUpdate) GetProbeSecret() string {
+	if x != nil {
+		return x.ProbeSecret
 	}
 	return ""
 }
@@ -1204,11 +1217,12 @@ const file_colony_v1_sidecar_proto_rawDesc = "" +
 	"\x14SidecarReportRequest\x124\n" +
 	"\boutcomes\x18\x01 \x03(\v2\x18.colony.v1.CalleeOutcomeR\boutcomes\"\x17\n" +
 	"\x15SidecarReportResponse\"\x16\n" +
-	"\x14WatchBreakersRequest\"`\n" +
+	"\x14WatchBreakersRequest\"\x83\x01\n" +
 	"\rBreakerUpdate\x12\x16\n" +
 	"\x06record\x18\x01 \x01(\fR\x06record\x12#\n" +
 	"\rsnapshot_done\x18\x02 \x01(\bR\fsnapshotDone\x12\x12\n" +
-	"\x04mode\x18\x03 \x01(\tR\x04mode\"\x16\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\x12!\n" +
+	"\fprobe_secret\x18\x04 \x01(\tR\vprobeSecret\"\x16\n" +
 	"\x14SidecarStatusRequest\"\xf1\x01\n" +
 	"\n" +
 	"PairStatus\x12\x16\n" +
