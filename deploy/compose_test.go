@@ -31,6 +31,7 @@ type composeService struct {
 	Build *struct {
 		Context    string `json:"context"`
 		Dockerfile string `json:"dockerfile"`
+		Target     string `json:"target"`
 	} `json:"build"`
 	Image           string          `json:"image"`
 	Entrypoint      []string        `json:"entrypoint"`
@@ -40,7 +41,7 @@ type composeService struct {
 	Volumes         []string        `json:"volumes"`
 	Networks        serviceNetworks `json:"networks"`
 	NetworkMode     string          `json:"network_mode"`
-	DependsOn       []string        `json:"depends_on"`
+	DependsOn       dependsOn       `json:"depends_on"`
 	Restart         string          `json:"restart"`
 	StopGracePeriod string          `json:"stop_grace_period"`
 	Profiles        []string        `json:"profiles"`
@@ -77,6 +78,34 @@ func (n *serviceNetworks) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*n = m
+	return nil
+}
+
+// dependsOn is a service's depends_on, in the list or the map form: the
+// condition each dependency must meet (service_started for the list form).
+type dependsOn map[string]string
+
+func (d *dependsOn) UnmarshalJSON(b []byte) error {
+	var list []string
+	if err := json.Unmarshal(b, &list); err == nil {
+		*d = dependsOn{}
+		for _, name := range list {
+			(*d)[name] = "service_started"
+		}
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	m := map[string]struct {
+		Condition string `json:"condition"`
+	}{}
+	if err := dec.Decode(&m); err != nil {
+		return err
+	}
+	*d = dependsOn{}
+	for name, c := range m {
+		(*d)[name] = c.Condition
+	}
 	return nil
 }
 
@@ -150,7 +179,7 @@ func checkCompose(t reporter, c compose) [][]string {
 			}
 			hostPorts[p.host] = name
 		}
-		for _, d := range s.DependsOn {
+		for d := range s.DependsOn {
 			if _, ok := c.Services[d]; !ok {
 				t.Errorf("%s: depends_on %s: no such service", w, d)
 			}
@@ -381,11 +410,80 @@ func checkCompose(t reporter, c compose) [][]string {
 		if f.sidecar.String() != listen {
 			t.Errorf("%s: the bootstrap's sidecar is %v, the sidecar of %s listens on %s", w, f.sidecar, owner, listen)
 		}
-		if !slices.Contains(s.DependsOn, owner) {
+		if _, ok := s.DependsOn[owner]; !ok {
 			t.Errorf("%s: want depends_on %s", w, owner)
 		}
 	}
+
+	checkComposeTLS(t, c, coordinators, sidecars)
 	return lines
+}
+
+// certsService is the init service that makes the certificates.
+const certsService = "certs"
+
+// checkComposeTLS checks that every coordinator and sidecar runs with TLS:
+// --certs-dir (never --insecure) on a read-only volume of its own, which
+// the certs service fills with the certificate the server looks for
+// (node-<id>, sidecar-<service>) and which the coordinators wait for.
+func checkComposeTLS(t reporter, c compose, coordinators, sidecars map[string]cmdLine) {
+	t.Helper()
+	init, ok := c.Services[certsService]
+	if !ok {
+		t.Errorf("%s: no %s service to make the certificates", composeFile, certsService)
+		return
+	}
+	script := strings.Join(init.Command, "\n")
+	initMounts := map[string]string{} // volume -> where the certs service mounts it
+	for _, v := range init.Volumes {
+		src, dst, _ := strings.Cut(v, ":")
+		initMounts[src] = dst
+	}
+	servers := map[string]cmdLine{}
+	want := map[string]string{} // server service -> the pair it looks for
+	for name, cmd := range coordinators {
+		servers[name] = cmd
+		want[name] = "node " + cmd.flags["id"]
+		if cond := c.Services[name].DependsOn[certsService]; cond != "service_completed_successfully" {
+			t.Errorf("%s: %s: want depends_on %s with condition service_completed_successfully, got %q", composeFile, name, certsService, cond)
+		}
+	}
+	for owner, cmd := range sidecars {
+		servers[owner+"-sidecar"] = cmd
+		want[owner+"-sidecar"] = "sidecar " + cmd.flags["service"]
+	}
+	for _, name := range sortedKeys(servers) {
+		fl := servers[name].flags
+		w := composeFile + ": " + name
+		if fl["insecure"] != "" {
+			t.Errorf("%s: --insecure: every server of this file runs with TLS", w)
+		}
+		dir := fl["certs-dir"]
+		if dir == "" {
+			t.Errorf("%s: no --certs-dir", w)
+			continue
+		}
+		var vol string
+		for _, v := range c.Services[name].Volumes {
+			f := strings.Split(v, ":")
+			if len(f) == 3 && f[1] == dir && f[2] == "ro" {
+				vol = f[0]
+			}
+		}
+		if vol == "" {
+			t.Errorf("%s: --certs-dir=%s is not a read-only volume mount", w, dir)
+			continue
+		}
+		dst, ok := initMounts[vol]
+		if !ok {
+			t.Errorf("%s: volume %s is not filled by the %s service", w, vol, certsService)
+			continue
+		}
+		role, id, _ := strings.Cut(want[name], " ")
+		if !strings.Contains(script, "issue "+role+" "+id+" "+filepath.Base(dst)) {
+			t.Errorf("%s: the %s service does not issue %s-%s into %s (want a line \"issue %s %s %s ...\")", w, certsService, role, id, dst, role, id, filepath.Base(dst))
+		}
+	}
 }
 
 func allInterfaces(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
@@ -431,6 +529,14 @@ func TestComposeRejects(t *testing.T) {
 		}},
 		{"sidecar listens where Envoy does not look", func(c compose) {
 			setFlag(c.Services["checkout-sidecar"].Command, "listen", "127.0.0.1:7501")
+		}},
+		{"coordinator without TLS", func(c compose) {
+			s := c.Services["coordinator-2"]
+			s.Command = append(slices.DeleteFunc(slices.Clone(s.Command), func(a string) bool { return strings.HasPrefix(a, "--certs-dir=") }), "--insecure")
+			c.Services["coordinator-2"] = s
+		}},
+		{"sidecar certificate of another service", func(c compose) {
+			setFlag(c.Services["payments-sidecar"].Command, "service", "checkout")
 		}},
 		{"published port nothing serves", func(c compose) {
 			s := c.Services["coordinator-1"]

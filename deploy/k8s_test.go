@@ -14,6 +14,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -26,12 +27,12 @@ import (
 
 const k8sDir = "k8s"
 
-// k8sDecoder decodes the Kubernetes kinds the manifests use. Strict: an
-// unknown or duplicated field is an error, as with kubectl's
-// --validate=strict.
+// k8sDecoder decodes the Kubernetes kinds the manifests use, and
+// cert-manager's Issuer and Certificate. Strict: an unknown or duplicated
+// field is an error, as with kubectl's --validate=strict.
 var k8sDecoder = sync.OnceValue(func() runtime.Decoder {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme, networkingv1.AddToScheme, addCertManagerToScheme} {
 		if err := add(s); err != nil {
 			panic(err)
 		}
@@ -193,9 +194,10 @@ func objectName(o runtime.Object) string {
 
 func TestStrictDecodingRejects(t *testing.T) {
 	for name, doc := range map[string]string{
-		"unknown field":   "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports: [{port: 1, targetport: 2}]\n",
-		"duplicate field": "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  clusterIP: None\n  clusterIP: None\n",
-		"unknown kind":    "apiVersion: v1\nkind: Servce\nmetadata: {name: a}\n",
+		"unknown field":               "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports: [{port: 1, targetport: 2}]\n",
+		"duplicate field":             "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  clusterIP: None\n  clusterIP: None\n",
+		"unknown kind":                "apiVersion: v1\nkind: Servce\nmetadata: {name: a}\n",
+		"cert-manager misspelt field": "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: a}\nspec: {secretName: a, dnsName: [x], issuerRef: {name: ca}}\n",
 	} {
 		if _, err := decodeStrict([]byte(doc)); err == nil {
 			t.Errorf("%s: decoded without error", name)

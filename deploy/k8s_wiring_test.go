@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -739,6 +740,7 @@ func checkWiring(t reporter, where string, objs []runtime.Object, base *coordina
 	}
 	lines = append(lines, checkSampleApps(t, where, objs, coord)...)
 	checkNamespaces(t, where, objs)
+	checkTLS(t, where, objs)
 	return lines
 }
 
@@ -812,6 +814,29 @@ func TestWiringRejects(t *testing.T) {
 		}},
 		{"address not the app's port", func(o []runtime.Object) { setArg(sidecar(o).Args, "address", "$(POD_IP):9090") }},
 		{"undefined variable", func(o []runtime.Object) { setArg(sidecar(o).Args, "instance", "$(HOSTNAME)") }},
+		{"coordinator without TLS", func(o []runtime.Object) {
+			c := &sts(o).Spec.Template.Spec.Containers[0]
+			c.Args = append(slices.DeleteFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--certs-dir=") }), "--insecure")
+		}},
+		{"node certificate of another identity", func(o []runtime.Object) {
+			for _, c := range objectsOf[*cmCertificate](o) {
+				if c.Name == "colony-node-colony-coordinator-1" {
+					c.Spec.URIs = []string{"spiffe://colony.local/node/colony-coordinator-0"}
+				}
+			}
+		}},
+		{"sidecar certificate of another service", func(o []runtime.Object) {
+			for _, c := range objectsOf[*cmCertificate](o) {
+				if c.Name == "colony-sidecar-checkout" {
+					c.Spec.URIs = []string{"spiffe://colony.local/sidecar/payments"}
+				}
+			}
+		}},
+		{"raft open to sidecars", func(o []runtime.Object) {
+			np := objectsOf[*networkingv1.NetworkPolicy](o)[0]
+			np.Spec.Ingress[0].From = append(np.Spec.Ingress[0].From, np.Spec.Ingress[1].From[1])
+		}},
+		{"sample pods without the sidecar label", func(o []runtime.Object) { delete(dep(o).Spec.Template.Labels, sidecarLabel) }},
 		{"sidecar as an app container", func(o []runtime.Object) {
 			s := &dep(o).Spec.Template.Spec
 			s.Containers = append(s.Containers, s.InitContainers[0])

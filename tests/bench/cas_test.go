@@ -151,12 +151,19 @@ func (c *colonyCAS) cas(ctx context.Context, expect int64) (int64, error) {
 
 // BenchmarkCASWrite3Node: 16 clients, each compare-and-set on its own key
 // through its own gRPC connection, against a 3-node Colony cluster (fsync
-// on). b.N is the total number of writes.
-func BenchmarkCASWrite3Node(b *testing.B) {
-	c := startColony(b, 3)
+// on, plaintext like the etcd and ZooKeeper clusters). b.N is the total
+// number of writes.
+func BenchmarkCASWrite3Node(b *testing.B) { benchCAS(b, false) }
+
+// BenchmarkCASWrite3NodeTLS is BenchmarkCASWrite3Node with mutual TLS on
+// every connection, clients' and raft's: the cost of running secure.
+func BenchmarkCASWrite3NodeTLS(b *testing.B) { benchCAS(b, true) }
+
+func benchCAS(b *testing.B, secure bool) {
+	c := startColonyWith(b, 3, secure)
 	run := randomID()
 	ctx := context.Background()
-	tree := colonyv1.NewTreeClient(dialColony(b, c.leader))
+	tree := colonyv1.NewTreeClient(c.dial(b, c.leader))
 	root := "/bench-cas-" + run
 	if _, err := tree.Create(ctx, &colonyv1.CreateRequest{Path: root}); err != nil {
 		b.Fatalf("create %s: %v", root, err)
@@ -177,7 +184,7 @@ func BenchmarkCASWrite3Node(b *testing.B) {
 			runID := randomID() // request ids must not repeat across runs
 			for i := range targets {
 				targets[i] = &colonyCAS{
-					tree: colonyv1.NewTreeClient(dialColony(b, addrs[i%len(addrs)])),
+					tree: colonyv1.NewTreeClient(c.dial(b, addrs[i%len(addrs)])),
 					path: fmt.Sprintf("%s/k%02d", root, i),
 					rid:  fmt.Sprintf("bench-%s-%d", runID, i),
 				}
@@ -189,7 +196,7 @@ func BenchmarkCASWrite3Node(b *testing.B) {
 
 // refreshLeader re-reads the leader's address (an election may have moved it).
 func (c *colonyCluster) refreshLeader(tb testing.TB, ctx context.Context) error {
-	cc := dialColony(tb, c.grpc[0])
+	cc := c.dial(tb, c.grpc[0])
 	defer cc.Close()
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -11,30 +11,55 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/colonymesh/colony/internal/trust"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
+	"github.com/colonymesh/colony/tests/framework"
 )
 
 // colonyCluster is a cluster of `colony coordinator` processes on
 // 127.0.0.1, each with its own data dir, started with --bootstrap --peers
 // and the server's defaults (fsync on).
 type colonyCluster struct {
+	// pki issued the nodes' certificates and the benchmark's admin
+	// certificate; nil for a plaintext cluster (--insecure).
+	pki    *framework.PKI
 	ids    []string
 	grpc   []string // gRPC address per member
 	procs  []*proc
 	leader string // gRPC address of the leader when the cluster became ready
 }
 
-// startColony starts an n-member cluster and waits until every member
-// knows the leader and its gRPC address. Everything stops and the data is
-// removed in tb's cleanup.
+// startColony starts an n-member cluster in plaintext (--insecure, like
+// the etcd and ZooKeeper clusters the benchmarks compare it with) and
+// waits until every member knows the leader and its gRPC address.
+// Everything stops and the data is removed in tb's cleanup.
 func startColony(tb testing.TB, n int) *colonyCluster {
+	tb.Helper()
+	return startColonyWith(tb, n, false)
+}
+
+// startColonyWith is startColony, with mutual TLS everywhere when secure:
+// a CA and node certificates in the cluster's temporary directory
+// (--certs-dir), and an admin certificate on every benchmark connection.
+func startColonyWith(tb testing.TB, n int, secure bool) *colonyCluster {
 	tb.Helper()
 	bin := colonyBinary(tb)
 	base := tb.TempDir()
+	var pki *framework.PKI
+	if secure {
+		var err error
+		if pki, err = framework.NewPKI(filepath.Join(base, "tls")); err != nil {
+			tb.Fatal(err)
+		}
+		for i := range n {
+			if _, err := pki.Issue(trust.RoleNode, fmt.Sprintf("n%d", i+1)); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 	return retryStart(tb, "colony cluster", func(attempt int) (*colonyCluster, error) {
-		c, err := launchColony(tb, bin, filepath.Join(base, fmt.Sprintf("try%d", attempt)), n)
+		c, err := launchColony(tb, bin, filepath.Join(base, fmt.Sprintf("try%d", attempt)), n, pki)
 		if err != nil && c != nil {
 			stopAll(c.procs, 5*time.Second)
 		}
@@ -42,12 +67,12 @@ func startColony(tb testing.TB, n int) *colonyCluster {
 	})
 }
 
-func launchColony(tb testing.TB, bin, dir string, n int) (*colonyCluster, error) {
+func launchColony(tb testing.TB, bin, dir string, n int, pki *framework.PKI) (*colonyCluster, error) {
 	ports, err := freePorts(2 * n)
 	if err != nil {
 		return nil, err
 	}
-	c := &colonyCluster{}
+	c := &colonyCluster{pki: pki}
 	var peers []string
 	raft := make([]string, n)
 	for i := range n {
@@ -70,6 +95,7 @@ func launchColony(tb testing.TB, bin, dir string, n int) (*colonyCluster, error)
 			"--bootstrap", "--peers", strings.Join(peers, ","),
 			"--log-level", "warn",
 		}
+		args = append(args, pki.ServerArgs()...)
 		// COLONY_BENCH_FLAGS adds server flags, e.g. "--log-store wal".
 		args = append(args, strings.Fields(os.Getenv("COLONY_BENCH_FLAGS"))...)
 		p, err := startProc(tb, "colony "+c.ids[i], filepath.Join(dir, c.ids[i]+".log"), bin, args...)
@@ -92,7 +118,7 @@ func launchColony(tb testing.TB, bin, dir string, n int) (*colonyCluster, error)
 func (c *colonyCluster) waitReady(tb testing.TB, ctx context.Context) error {
 	conns := make([]*grpc.ClientConn, len(c.grpc))
 	for i, a := range c.grpc {
-		conns[i] = dialColony(tb, a)
+		conns[i] = c.dial(tb, a)
 	}
 	var last error
 	for {
@@ -141,11 +167,11 @@ func (c *colonyCluster) readyOnce(ctx context.Context, conns []*grpc.ClientConn)
 	return leader, nil
 }
 
-// dialColony opens a gRPC connection of its own to addr, closed in tb's
-// cleanup.
-func dialColony(tb testing.TB, addr string) *grpc.ClientConn {
+// dial opens a gRPC connection of its own to addr (with the admin
+// certificate on a TLS cluster), closed in tb's cleanup.
+func (c *colonyCluster) dial(tb testing.TB, addr string) *grpc.ClientConn {
 	tb.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c.pki.Creds()))
 	if err != nil {
 		tb.Fatalf("dial %s: %v", addr, err)
 	}

@@ -214,7 +214,7 @@ func (f *fanout) missing(k int) string {
 func BenchmarkWatchFanout200(b *testing.B) {
 	c := startColony(b, 3)
 	ctx := context.Background()
-	tree := colonyv1.NewTreeClient(dialColony(b, c.leader))
+	tree := colonyv1.NewTreeClient(c.dial(b, c.leader))
 	key := "/bench-watch-" + randomID()
 	cr, err := tree.Create(ctx, &colonyv1.CreateRequest{Path: key, Data: payload})
 	if err != nil {
@@ -227,7 +227,7 @@ func BenchmarkWatchFanout200(b *testing.B) {
 	errs := make([]error, fanoutWatchers)
 	for w := range fanoutWatchers {
 		f.member[w] = w % len(c.grpc)
-		cc := dialColony(b, c.grpc[f.member[w]])
+		cc := c.dial(b, c.grpc[f.member[w]])
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -101,6 +101,7 @@ func TestBreakerFleetTripsAndSurvivesLeaderKill(t *testing.T) {
 		// Each caller starts on a different node; all fail over.
 		cfg.Endpoints = append(append([]string{}, eps[first:]...), eps[:first]...)
 		cfg.RequestTimeout = time.Second
+		cfg.TLS = c.ClientTLS()
 		cl, err := client.New(cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -55,7 +55,7 @@ func TestCLIAgainstCluster(t *testing.T) {
 	c := NewCluster(t, 3)
 	leader := c.WaitLeader(t, ctx)
 	f := c.Others(leader)[0]
-	endpoints := []string{"--endpoints", f.GRPCAddr, "--timeout", "10s"}
+	endpoints := append([]string{"--endpoints", f.GRPCAddr, "--timeout", "10s"}, c.CLIArgs()...)
 
 	// cli runs a command against the follower and fails the test unless it
 	// succeeds.

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/internal/trust"
 	"github.com/colonymesh/colony/tests/framework"
 )
 
@@ -36,8 +39,26 @@ const (
 type Cluster struct {
 	t     *testing.T
 	Nodes []*Node
-	ctx   context.Context // ends in cleanup; kills every process still running
-	stop  context.CancelFunc
+	// PKI issued the nodes' certificates and the harness's admin
+	// certificate; nil for an insecure cluster (ClusterOptions.Insecure).
+	PKI  *framework.PKI
+	ctx  context.Context // ends in cleanup; kills every process still running
+	stop context.CancelFunc
+
+	sidecarMu    sync.Mutex
+	sidecarCerts map[string]bool // services with a sidecar certificate in PKI.Dir
+}
+
+// ClusterOptions configure NewClusterWith.
+type ClusterOptions struct {
+	Nodes int
+	// Insecure runs the nodes with --insecure, and the harness's clients
+	// in plaintext. The default is a secure cluster: a CA in the test's
+	// temporary directory, a node certificate for every node (--certs-dir),
+	// and an admin client certificate for the harness.
+	Insecure bool
+	// Args are further flags of every node.
+	Args []string
 }
 
 // Node is one coordinator process (see framework.Node). Its addresses and
@@ -50,16 +71,37 @@ type Node struct {
 // NewCluster starts an n-node cluster and waits until it has a leader that
 // serves linearizable reads through every node. Every process is killed and
 // waited for when the test ends, whether it passed or not.
+//
+// The cluster is secure (see ClusterOptions); NewClusterWith starts others.
 func NewCluster(t *testing.T, n int, extraArgs ...string) *Cluster {
 	t.Helper()
+	return NewClusterWith(t, ClusterOptions{Nodes: n, Args: extraArgs})
+}
+
+// NewClusterWith starts a cluster as opts say, like NewCluster.
+func NewClusterWith(t *testing.T, opts ClusterOptions) *Cluster {
+	t.Helper()
+	n := opts.Nodes
 	// Directories first: t.TempDir's removal is then registered before, and
 	// so runs after, the cleanup that kills the processes writing into them.
 	base := t.TempDir()
 	ctx, stop := context.WithCancel(context.Background())
 	c := &Cluster{t: t, ctx: ctx, stop: stop}
+	if !opts.Insecure {
+		pki, err := framework.NewPKI(filepath.Join(base, "tls"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if _, err := pki.Issue(trust.RoleNode, fmt.Sprintf("n%d", i+1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.PKI = pki
+	}
 	t.Cleanup(c.cleanup)
 	framework.StartRetrying(t, fmt.Sprintf("a %d-node cluster", n), func(attempt int) error {
-		return c.tryStart(base, attempt, n, extraArgs)
+		return c.tryStart(base, attempt, n, opts.Args)
 	}, func() { framework.KillAll(t, c.nodes(), false) })
 	waitCtx, cancel := context.WithTimeout(context.Background(), leaderTimeout)
 	defer cancel()
@@ -73,7 +115,7 @@ func (c *Cluster) tryStart(base string, attempt, n int, extraArgs []string) erro
 	if err != nil {
 		return err
 	}
-	l := &framework.Launcher{Ctx: c.ctx, Suite: "e2e", Bin: colonyBin, Dial: dial}
+	l := &framework.Launcher{Ctx: c.ctx, Suite: "e2e", Bin: colonyBin, Dial: c.dial}
 	c.Nodes = nil
 	var peers []string
 	for i := range n {
@@ -98,15 +140,43 @@ func (c *Cluster) tryStart(base string, attempt, n int, extraArgs []string) erro
 			"--bootstrap",
 			"--peers", strings.Join(peers, ","),
 			"--log-level", "info",
-		}, extraArgs...))
+		}, append(c.PKI.ServerArgs(), extraArgs...)...))
 	}
 	return framework.StartAll(context.Background(), c.nodes())
 }
 
-// dial opens a node's admin connection.
-func dial(addr string) (*grpc.ClientConn, error) {
-	return framework.Dial(addr, 500*time.Millisecond, 8<<20)
+// dial opens a connection to a node with the admin certificate (plaintext
+// to an insecure cluster).
+func (c *Cluster) dial(addr string) (*grpc.ClientConn, error) {
+	return framework.Dial(addr, c.PKI.Creds(), 500*time.Millisecond, 8<<20)
 }
+
+// ClientTLS is the TLS configuration of a Go client of the cluster with
+// the admin certificate; nil (plaintext) for an insecure cluster.
+func (c *Cluster) ClientTLS() *tls.Config { return c.PKI.AdminTLS() }
+
+// SidecarArgs are the security flags of a `colony sidecar` process of
+// service: --certs-dir, where the first call issues the service's sidecar
+// certificate, or --insecure for an insecure cluster.
+func (c *Cluster) SidecarArgs(t testing.TB, service string) []string {
+	t.Helper()
+	c.sidecarMu.Lock()
+	defer c.sidecarMu.Unlock()
+	if c.PKI != nil && !c.sidecarCerts[service] {
+		if _, err := c.PKI.Issue(trust.RoleSidecar, service); err != nil {
+			t.Fatal(err)
+		}
+		if c.sidecarCerts == nil {
+			c.sidecarCerts = map[string]bool{}
+		}
+		c.sidecarCerts[service] = true
+	}
+	return c.PKI.ServerArgs()
+}
+
+// CLIArgs are the security flags of a colony CLI command against the
+// cluster.
+func (c *Cluster) CLIArgs() []string { return c.PKI.ClientArgs() }
 
 // nodes returns the framework's nodes of c.
 func (c *Cluster) nodes() []*framework.Node { return framework.Nodes(c.Nodes) }

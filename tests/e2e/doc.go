@@ -14,6 +14,16 @@
 // temporary directory; when a test fails, the tail of every node's log is
 // printed (COLONY_E2E_LOG_DIR keeps them all).
 //
+// Clusters are secure, as deployments are: NewCluster makes a CA in the
+// test's temporary directory, a node certificate per node (--certs-dir)
+// and an admin certificate for the harness's connections, Go clients
+// (Cluster.ClientTLS) and CLI commands (Cluster.CLIArgs); sidecar processes
+// get their service's certificate (Cluster.SidecarArgs).
+// NewClusterWith(ClusterOptions{Insecure: true}) starts one with
+// --insecure. security_test.go attacks a secure cluster: plaintext and
+// foreign-CA clients, Peer RPCs from non-node certificates, rogue nodes
+// asking to join.
+//
 // Run them all, or one:
 //
 //	go test -race -count=1 ./tests/e2e/

@@ -65,9 +65,9 @@ type lockProc struct {
 // DIR set to dir and INFO to dir/<name>.info, its output in dir/<name>.out
 // and .err. The process (its group, and its command's group) is killed and
 // waited for when the test ends.
-func startLock(t *testing.T, dir, name string, endpoints []string, lockName string, ttl time.Duration, script string) *lockProc {
+func startLock(t *testing.T, dir, name string, c *Cluster, from int, lockName string, ttl time.Duration, script string) *lockProc {
 	t.Helper()
-	p, err := tryStartLock(t, dir, name, endpoints, lockName, ttl, script)
+	p, err := tryStartLock(t, dir, name, c, from, lockName, ttl, script)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func startLock(t *testing.T, dir, name string, endpoints []string, lockName stri
 
 // tryStartLock is startLock for goroutines other than the test's: it
 // returns its error instead of failing the test.
-func tryStartLock(t *testing.T, dir, name string, endpoints []string, lockName string, ttl time.Duration, script string) (*lockProc, error) {
+func tryStartLock(t *testing.T, dir, name string, c *Cluster, from int, lockName string, ttl time.Duration, script string) (*lockProc, error) {
 	p := &lockProc{
 		name:   name,
 		stderr: filepath.Join(dir, name+".err"),
@@ -93,8 +93,9 @@ func tryStartLock(t *testing.T, dir, name string, endpoints []string, lockName s
 		return nil, err
 	}
 	defer errf.Close()
-	p.cmd = exec.Command(colonyBin, "lock", lockName, "--ttl", ttl.String(),
-		"--endpoints", strings.Join(endpoints, ","), "--", "sh", "-c", script)
+	args := append([]string{"lock", lockName, "--ttl", ttl.String(),
+		"--endpoints", strings.Join(endpointsFrom(c, from), ",")}, c.CLIArgs()...)
+	p.cmd = exec.Command(colonyBin, append(args, "--", "sh", "-c", script)...)
 	p.cmd.Stdout, p.cmd.Stderr = out, errf
 	p.cmd.SysProcAttr = framework.SysProcAttr()
 	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "COLONY_") })
@@ -277,6 +278,7 @@ func newLockClient(t *testing.T, c *Cluster) *client.Client {
 	cfg := client.DefaultConfig()
 	cfg.Endpoints = endpointsFrom(c, 0)
 	cfg.RequestTimeout = time.Second
+	cfg.TLS = c.ClientTLS()
 	cl, err := client.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +331,7 @@ func TestLockMutualExclusion(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for r := range rounds {
-				p, err := tryStartLock(t, dir, fmt.Sprintf("w%d-r%d", w, r), endpointsFrom(c, w), "counter", lockTTL, criticalSection)
+				p, err := tryStartLock(t, dir, fmt.Sprintf("w%d-r%d", w, r), c, w, "counter", lockTTL, criticalSection)
 				if err != nil {
 					errs <- err
 					return
@@ -379,13 +381,13 @@ func TestLockHolderKilledOrFrozen(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := lockDir(t)
 			lockName := "victim-" + strings.ToLower(tt.name)
-			holder := startLock(t, dir, "holder", endpointsFrom(c, 0), lockName, lockTTL, recordInfo+"exec sleep 60")
+			holder := startLock(t, dir, "holder", c, 0, lockName, lockTTL, recordInfo+"exec sleep 60")
 			childPid, oldToken, oldPath := holder.waitInfo(t, ctx)
 			// The holder writes, guarded by its lock node: accepted.
 			if _, err := recipe.GuardedMulti(ctx, cl, oldPath, client.SetOp("/fenced", []byte("holder"), client.AnyVersion)); err != nil {
 				t.Fatalf("guarded write while the holder holds: %v", err)
 			}
-			next := startLock(t, dir, "next", endpointsFrom(c, 1), lockName, lockTTL, recordInfo)
+			next := startLock(t, dir, "next", c, 1, lockName, lockTTL, recordInfo)
 			waitLockNodes(t, ctx, cl, lockName, 2)
 
 			stoppedAt := time.Now()
@@ -513,14 +515,14 @@ func TestLockAcrossLeaderChange(t *testing.T) {
 
 	// The holder goes through the leader, and waits (at most 60s) for the
 	// test to let it go before its critical section.
-	holder := startLock(t, dir, "holder", endpointsFrom(c, leaderIdx), "failover", ttl,
+	holder := startLock(t, dir, "holder", c, leaderIdx, "failover", ttl,
 		recordInfo+`i=0; while [ ! -e "$DIR/release" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
 `+criticalSection)
 	holder.waitInfo(t, ctx)
 	var waiters []*lockProc
 	for i := range 3 {
 		// The first waiter talks to the leader too, the others to followers.
-		p := startLock(t, dir, fmt.Sprintf("waiter%d", i), endpointsFrom(c, leaderIdx+i), "failover", ttl, criticalSection)
+		p := startLock(t, dir, fmt.Sprintf("waiter%d", i), c, leaderIdx+i, "failover", ttl, criticalSection)
 		waiters = append(waiters, p)
 		waitLockNodes(t, ctx, cl, "failover", 2+i) // queue them in order
 	}
@@ -565,11 +567,11 @@ func TestLockSignals(t *testing.T) {
 	cl := newLockClient(t, c)
 	dir := lockDir(t)
 
-	holder := startLock(t, dir, "holder", endpointsFrom(c, 0), "signals", lockTTL,
+	holder := startLock(t, dir, "holder", c, 0, "signals", lockTTL,
 		`trap 'echo TERM > "$DIR/term"; exit 7' TERM
 `+recordInfo+`i=0; while [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done`)
 	holder.waitInfo(t, ctx)
-	waiter := startLock(t, dir, "waiter", endpointsFrom(c, 1), "signals", lockTTL, "true")
+	waiter := startLock(t, dir, "waiter", c, 1, "signals", lockTTL, "true")
 	waitLockNodes(t, ctx, cl, "signals", 2)
 
 	if err := waiter.cmd.Process.Signal(syscall.SIGINT); err != nil {

@@ -195,12 +195,12 @@ type meshCaller struct {
 	ok, failed, rejected atomic.Int64
 }
 
-func newMeshCaller(t *testing.T, dir, service, instance, coords string) *meshCaller {
+func newMeshCaller(t *testing.T, c *Cluster, dir, service, instance, coords string) *meshCaller {
 	t.Helper()
 	m := &meshCaller{id: service + "/" + instance}
-	m.sidecar = startSidecarProc(t, dir, service+"-"+instance,
+	m.sidecar = startSidecarProc(t, dir, service+"-"+instance, append(c.SidecarArgs(t, service),
 		"--service", service, "--instance", instance, "--address", "127.0.0.1:1", "--coordinators", coords,
-		"--report-interval", "100ms", "--session-ttl", "3s", "--degraded-after", "2s")
+		"--report-interval", "100ms", "--session-ttl", "3s", "--degraded-after", "2s")...)
 	g, err := guard.New(guard.Config{Sidecar: m.sidecar.addr, Instance: instance, ReportInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -296,7 +296,7 @@ func TestMeshAllCallersTripTogether(t *testing.T) {
 		eps = append(eps, n.GRPCAddr)
 	}
 	coords := strings.Join(eps, ",")
-	admin, err := client.New(client.Config{Endpoints: eps})
+	admin, err := client.New(client.Config{Endpoints: eps, TLS: c.ClientTLS()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,8 +329,9 @@ policies:
 	for i := range 2 {
 		cs := startCallee(t)
 		callees = append(callees, cs)
-		startSidecarProc(t, dir, fmt.Sprintf("payments-p%d", i+1), "--service", "payments", "--instance", fmt.Sprintf("p%d", i+1),
-			"--address", cs.addr, "--coordinators", coords)
+		startSidecarProc(t, dir, fmt.Sprintf("payments-p%d", i+1), append(c.SidecarArgs(t, "payments"),
+			"--service", "payments", "--instance", fmt.Sprintf("p%d", i+1),
+			"--address", cs.addr, "--coordinators", coords)...)
 	}
 	// received returns the calls both callee instances got after since.
 	received := func(since time.Time) []calleeCall {
@@ -351,9 +352,9 @@ policies:
 	}
 
 	callers := []*meshCaller{
-		newMeshCaller(t, dir, "checkout", "c1", coords),
-		newMeshCaller(t, dir, "checkout", "c2", coords),
-		newMeshCaller(t, dir, "frontend", "f1", coords),
+		newMeshCaller(t, c, dir, "checkout", "c1", coords),
+		newMeshCaller(t, c, dir, "checkout", "c2", coords),
+		newMeshCaller(t, c, dir, "frontend", "f1", coords),
 	}
 
 	// Traffic flows through xDS to both callee instances.

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/tests/framework"
@@ -88,7 +87,7 @@ func TestSlowWatchersMemoryBounded(t *testing.T) {
 	pid := n.Pid()
 
 	// The never-reading watches, on a connection of their own.
-	conn, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(c.PKI.Creds()))
 	if err != nil {
 		t.Fatal(err)
 	}

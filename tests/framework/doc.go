@@ -22,10 +22,15 @@
 // A cluster is a set of Nodes started by one Launcher, whose context ends
 // in the test's cleanup and so kills every process still running:
 //
+//	pki, err := framework.NewPKI(filepath.Join(dir, "tls")) // nil: an insecure cluster
+//	pki.Issue(trust.RoleNode, "n1")                          // node-n1.crt, for 127.0.0.1
+//	dial := func(addr string) (*grpc.ClientConn, error) {
+//		return framework.Dial(addr, pki.Creds(), time.Second, 8<<20)
+//	}
 //	l := &framework.Launcher{Ctx: ctx, Suite: "e2e", Bin: colonyBin, Dial: dial}
 //	ports, err := framework.FreePorts("127.0.0.1", 2)
 //	n := framework.NewNode(l, "n1", grpcAddr, raftAddr, dir)
-//	n.SetArgs([]string{"coordinator", "--id", "n1", ...})
+//	n.SetArgs(append([]string{"coordinator", "--id", "n1", ...}, pki.ServerArgs()...))
 //	framework.StartRetrying(t, "a cluster", tryStart, undo) // new ports on a lost bind
 //	t.Cleanup(func() { framework.KillAll(t, nodes, true); framework.CheckLogs(t, nodes) })
 //

@@ -4,6 +4,7 @@ package framework
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/colonymesh/colony/internal/trust"
 )
 
 func TestFreePortsAreDistinct(t *testing.T) {
@@ -98,5 +101,80 @@ func TestProcessKill(t *testing.T) {
 	log := LogTail(logPath, 10)
 	if !strings.Contains(log, "=== framework") || !strings.Contains(log, "process exited") {
 		t.Errorf("log = %q, want the start and exit markers", log)
+	}
+}
+
+// A PKI's directory holds what `--certs-dir` expects, and its admin
+// client certificate passes a node's TLS listener, which verifies it.
+func TestPKIAdminReachesNode(t *testing.T) {
+	p, err := NewPKI(filepath.Join(t.TempDir(), "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := p.Issue(trust.RoleNode, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{files.CA, files.Cert, files.Key, filepath.Join(p.Dir, "admin-"+AdminName+".crt")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("PKI dir lacks %s: %v", f, err)
+		}
+	}
+	if got, want := p.ServerArgs(), []string{"--certs-dir", p.Dir}; !slices.Equal(got, want) {
+		t.Errorf("ServerArgs() = %v, want %v", got, want)
+	}
+	node, err := trust.Load(files, p.CA.TrustDomain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", node.ServerConfig(tls.RequireAndVerifyClientCert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	got := make(chan string, 1)
+	go func() {
+		conn, err := lis.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer conn.Close()
+		tc := conn.(*tls.Conn)
+		if err := tc.Handshake(); err != nil {
+			got <- err.Error()
+			return
+		}
+		cs := tc.ConnectionState()
+		id, _ := trust.FromConnectionState(&cs, node.TrustDomain())
+		got <- id.ID
+	}()
+	cfg := p.AdminTLS()
+	cfg.ServerName = "127.0.0.1" // what gRPC sets from the address dialled
+	conn, err := tls.Dial("tcp", lis.Addr().String(), cfg)
+	if err != nil {
+		t.Fatalf("dialling the node with the admin certificate: %v", err)
+	}
+	conn.Close()
+	if id, want := <-got, "spiffe://colony.local/admin/"+AdminName; id != want {
+		t.Errorf("the node saw %q, want %q", id, want)
+	}
+}
+
+// A nil PKI is an insecure cluster: --insecure for servers and the CLI,
+// plaintext for the harness.
+func TestNilPKIIsInsecure(t *testing.T) {
+	var p *PKI
+	if got := p.ServerArgs(); !slices.Equal(got, []string{"--insecure"}) {
+		t.Errorf("ServerArgs() = %v, want [--insecure]", got)
+	}
+	if got := p.ClientArgs(); !slices.Equal(got, []string{"--insecure"}) {
+		t.Errorf("ClientArgs() = %v, want [--insecure]", got)
+	}
+	if p.AdminTLS() != nil {
+		t.Error("AdminTLS() is not nil")
+	}
+	if got := p.Creds().Info().SecurityProtocol; got != "insecure" {
+		t.Errorf("Creds() speak %q, want insecure", got)
 	}
 }

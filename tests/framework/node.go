@@ -15,7 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -24,12 +24,13 @@ import (
 // because it could not bind its ports.
 var ErrAddrInUse = errors.New("address already in use")
 
-// Dial opens a gRPC client connection (on loopback, without TLS) that
-// reconnects quickly: its reconnect backoff is capped at maxBackoff, and it
-// accepts messages of up to maxRecv bytes.
-func Dial(addr string, maxBackoff time.Duration, maxRecv int) (*grpc.ClientConn, error) {
+// Dial opens a gRPC client connection with creds (PKI.Creds: the admin
+// certificate, or plaintext to an insecure cluster) that reconnects
+// quickly: its reconnect backoff is capped at maxBackoff, and it accepts
+// messages of up to maxRecv bytes.
+func Dial(addr string, creds credentials.TransportCredentials, maxBackoff time.Duration, maxRecv int) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
 			MinConnectTimeout: time.Second,

@@ -4,6 +4,7 @@ package robustness
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -66,10 +67,10 @@ type breakerAck struct {
 	Override   bool
 }
 
-func newBreakerWorkload(t testing.TB, eps []string, seed uint64, events *eventLog, callee string, ops []string) *breakerWorkload {
+func newBreakerWorkload(t testing.TB, eps []string, tlsCfg *tls.Config, seed uint64, events *eventLog, callee string, ops []string) *breakerWorkload {
 	w := &breakerWorkload{t: t, events: events, callee: callee, ops: ops}
 	for _, ep := range eps {
-		conn, err := dial(ep)
+		conn, err := dial(ep, tlsCfg)
 		if err != nil {
 			w.setup = err
 			return w
@@ -78,7 +79,7 @@ func newBreakerWorkload(t testing.TB, eps []string, seed uint64, events *eventLo
 	}
 	w.cur = int(seed % uint64(len(w.conns)))
 	var err error
-	w.watch, err = newWatchRecorder("breakers-"+callee, "/colony/breakers/"+rbCaller, eps, int(seed))
+	w.watch, err = newWatchRecorder("breakers-"+callee, "/colony/breakers/"+rbCaller, eps, tlsCfg, int(seed))
 	if err != nil {
 		w.setup = err
 	}

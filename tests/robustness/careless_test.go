@@ -5,6 +5,7 @@ package robustness
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,13 +104,13 @@ type carelessActor struct {
 	log        []string
 }
 
-func newCarelessActor(eps []string, seed uint64, events *eventLog) (*carelessActor, error) {
+func newCarelessActor(eps []string, tlsCfg *tls.Config, seed uint64, events *eventLog) (*carelessActor, error) {
 	a := &carelessActor{eps: eps, seed: seed, events: events, counts: map[string]int{}, bigDone: make(chan struct{})}
 	for i, name := range []string{"a", "b"} {
 		a.ids[i] = fmt.Sprintf("rb-careless-%d-%s", seed, name)
 		// Each client sends its own id (colony-client-id); the ids are
 		// fixed per seed so a report names them.
-		cfg := client.Config{Endpoints: eps, RequestTimeout: attemptTimeout, DialTimeout: time.Second, ClientID: a.ids[i]}
+		cfg := client.Config{Endpoints: eps, TLS: tlsCfg, RequestTimeout: attemptTimeout, DialTimeout: time.Second, ClientID: a.ids[i]}
 		if i == 0 {
 			cfg.Logger = slog.New(&countingHandler{msg: resumeLogMsg, n: &a.resumes})
 		}
@@ -120,14 +121,14 @@ func newCarelessActor(eps []string, seed uint64, events *eventLog) (*carelessAct
 		}
 		a.cls[i] = cl
 	}
-	big, err := client.New(client.Config{Endpoints: eps, RequestTimeout: 5 * time.Second, DialTimeout: time.Second})
+	big, err := client.New(client.Config{Endpoints: eps, TLS: tlsCfg, RequestTimeout: 5 * time.Second, DialTimeout: time.Second})
 	if err != nil {
 		a.close()
 		return nil, err
 	}
 	a.big = big
 	for _, ep := range eps {
-		conn, err := dial(ep)
+		conn, err := dial(ep, tlsCfg)
 		if err != nil {
 			a.close()
 			return nil, err

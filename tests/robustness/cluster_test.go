@@ -4,6 +4,7 @@ package robustness
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/colonymesh/colony/internal/trust"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/tests/framework"
 )
@@ -47,8 +49,12 @@ type Cluster struct {
 	raft    [][]*Proxy // raft[i][j]: node i dialling node j; nil on the diagonal
 	clients []*Proxy   // clients[j]: the workload dialling node j
 	events  *eventLog
-	ctx     context.Context // ends in cleanup; kills every process still running
-	stop    context.CancelFunc
+	// PKI issued the nodes' and sidecars' certificates and the admin
+	// certificate of the harness and the workload; nil for an insecure
+	// cluster (clusterOptions.Insecure).
+	PKI  *framework.PKI
+	ctx  context.Context // ends in cleanup; kills every process still running
+	stop context.CancelFunc
 
 	pmu sync.Mutex
 	// extra[k][j]: the k-th further set of client proxies (a sidecar's)
@@ -71,6 +77,13 @@ type clusterOptions struct {
 	Nodes     int
 	Seed      uint64   // for the proxies' jitter
 	ExtraArgs []string // for every node, e.g. snapshot thresholds
+	// Insecure runs the nodes with --insecure and every client in
+	// plaintext. The default is TLS: a CA in base, a node certificate for
+	// every node (--certs-dir), an admin certificate for the clients.
+	// The fault proxies forward TCP, so TLS passes through them: nodes
+	// verify each other by the node identity in their certificates, not by
+	// the address dialled.
+	Insecure bool
 }
 
 // newCluster starts the cluster and waits for a ready leader. Every process
@@ -79,6 +92,14 @@ func newCluster(t testing.TB, base string, opts clusterOptions, events *eventLog
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	c := &Cluster{t: t, ctx: ctx, stop: stop, events: events}
+	if !opts.Insecure {
+		pki, err := newPKI(filepath.Join(base, "tls"), opts.Nodes)
+		if err != nil {
+			stop()
+			t.Fatal(err)
+		}
+		c.PKI = pki
+	}
 	t.Cleanup(c.cleanup)
 	framework.StartRetrying(t, fmt.Sprintf("a %d-node cluster", opts.Nodes), func(attempt int) error {
 		return c.tryStart(base, attempt, opts)
@@ -99,7 +120,9 @@ var errAddrInUse = framework.ErrAddrInUse
 
 func (c *Cluster) tryStart(base string, attempt int, opts clusterOptions) error {
 	n := opts.Nodes
-	l := &framework.Launcher{Ctx: c.ctx, Suite: "robustness", Bin: colonyBin, Dial: dial}
+	l := &framework.Launcher{Ctx: c.ctx, Suite: "robustness", Bin: colonyBin, Dial: func(addr string) (*grpc.ClientConn, error) {
+		return dial(addr, c.ClientTLS())
+	}}
 	c.Nodes, c.raft, c.clients = nil, make([][]*Proxy, n), make([]*Proxy, n)
 	for i := range n {
 		ip := fmt.Sprintf("127.0.0.%d", 11+i)
@@ -152,7 +175,7 @@ func (c *Cluster) tryStart(base string, attempt int, opts clusterOptions) error 
 			"--peers", strings.Join(peers, ","),
 			"--raft-peer-addr", strings.Join(overrides, ","),
 			"--log-level", "info",
-		}, opts.ExtraArgs...))
+		}, append(c.PKI.ServerArgs(), opts.ExtraArgs...)...))
 	}
 	return framework.StartAll(c.ctx, c.nodes())
 }
@@ -282,9 +305,30 @@ func (c *Cluster) closeProxies() {
 	c.pmu.Unlock()
 }
 
-// dial opens a gRPC client connection that reconnects quickly.
-func dial(addr string) (*grpc.ClientConn, error) {
-	return framework.Dial(addr, 300*time.Millisecond, 16<<20)
+// newPKI creates the cluster's CA in dir and the certificates of n nodes,
+// node i valid for its own address 127.0.0.(11+i) and for 127.0.0.1, where
+// the client proxies listen.
+func newPKI(dir string, n int) (*framework.PKI, error) {
+	pki, err := framework.NewPKI(dir)
+	if err != nil {
+		return nil, err
+	}
+	for i := range n {
+		if _, err := pki.Issue(trust.RoleNode, fmt.Sprintf("n%d", i+1), "127.0.0.1", fmt.Sprintf("127.0.0.%d", 11+i)); err != nil {
+			return nil, err
+		}
+	}
+	return pki, nil
+}
+
+// ClientTLS is the TLS configuration of the harness's and the workload's
+// clients (the admin certificate); nil, plaintext, for an insecure cluster.
+func (c *Cluster) ClientTLS() *tls.Config { return c.PKI.AdminTLS() }
+
+// dial opens a gRPC client connection that reconnects quickly, with TLS
+// configured by cfg (nil: plaintext, as to a sidecar's local API).
+func dial(addr string, cfg *tls.Config) (*grpc.ClientConn, error) {
+	return framework.Dial(addr, framework.Creds(cfg), 300*time.Millisecond, 16<<20)
 }
 
 // Wipe deletes the stopped node's data dir and makes its next start join

@@ -4,7 +4,12 @@
 // every ordered pair of nodes (via --raft-peer-addr) and the workload's
 // client traffic routed through TCP fault proxies of its own; a nemesis
 // injecting faults from a seeded random schedule while clients record
-// histories; and checkers run on those histories afterwards.
+// histories; and checkers run on those histories afterwards. Everything
+// runs over mutual TLS, as deployments do (clusterOptions.Insecure turns it
+// off): a test CA, node certificates valid for each node's address and for
+// 127.0.0.1 where the proxies listen, a sidecar certificate, an admin
+// certificate for the workload. The proxies forward TCP, so TLS passes
+// through them; nodes check each other's node identity, not the address.
 //
 // Faults (nemesis_test.go), one at a time, or with ROBUSTNESS_OVERLAP two
 // at once (the second starting inside the first's window), each round

@@ -4,6 +4,7 @@ package robustness
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -96,10 +97,10 @@ type kvClient struct {
 	staleReads bool
 }
 
-func newKVClient(id int, endpoints []string, seed uint64, h *history, keys []string) (*kvClient, error) {
+func newKVClient(id int, endpoints []string, tlsCfg *tls.Config, seed uint64, h *history, keys []string) (*kvClient, error) {
 	c := &kvClient{id: id, rng: rand.New(rand.NewPCG(seed, uint64(id))), h: h, keys: keys, known: map[string]int64{}}
 	for _, ep := range endpoints {
-		conn, err := dial(ep)
+		conn, err := dial(ep, tlsCfg)
 		if err != nil {
 			c.close()
 			return nil, err

@@ -4,6 +4,7 @@ package robustness
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -27,6 +28,7 @@ const lockResource = "/rb-lock/resource"
 // valid tokens.
 type lockWorkload struct {
 	eps  []string
+	tls  *tls.Config // the clients' TLS; nil: plaintext
 	seed uint64
 
 	mu     sync.Mutex
@@ -47,8 +49,8 @@ type guardedWrite struct {
 	Zxid      uint64
 }
 
-func newLockWorkload(eps []string, seed uint64) *lockWorkload {
-	return &lockWorkload{eps: eps, seed: seed}
+func newLockWorkload(eps []string, tlsCfg *tls.Config, seed uint64) *lockWorkload {
+	return &lockWorkload{eps: eps, tls: tlsCfg, seed: seed}
 }
 
 func (w *lockWorkload) close() {}
@@ -67,7 +69,7 @@ func (w *lockWorkload) run(ctx context.Context) {
 
 func (w *lockWorkload) contender(ctx context.Context, i int) {
 	rng := rand.New(rand.NewPCG(w.seed, uint64(100+i)))
-	cl, err := client.New(client.Config{Endpoints: w.eps, RequestTimeout: 1500 * time.Millisecond, DialTimeout: time.Second})
+	cl, err := client.New(client.Config{Endpoints: w.eps, TLS: w.tls, RequestTimeout: 1500 * time.Millisecond, DialTimeout: time.Second})
 	if err != nil {
 		w.record("contender %d: %v", i, err)
 		return

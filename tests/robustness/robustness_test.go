@@ -305,9 +305,9 @@ func runScenario(t *testing.T, sc scenario) string {
 	}
 
 	// Watches first, so they see every write of the workload.
-	eps := r.c.ClientEndpoints()
+	eps, tlsCfg := r.c.ClientEndpoints(), r.c.ClientTLS()
 	for i := range r.c.Nodes {
-		w, err := newWatchRecorder(fmt.Sprintf("w%d", i), strings.TrimSuffix(keyPrefix, "/"), eps, i)
+		w, err := newWatchRecorder(fmt.Sprintf("w%d", i), strings.TrimSuffix(keyPrefix, "/"), eps, tlsCfg, i)
 		if err != nil {
 			t.Fatalf("watch: %v", err)
 		}
@@ -324,7 +324,7 @@ func runScenario(t *testing.T, sc scenario) string {
 	}
 	var clients []*kvClient
 	for i := range sc.Clients {
-		c, err := newKVClient(i, eps, sc.Seed, r.h, r.keys)
+		c, err := newKVClient(i, eps, tlsCfg, sc.Seed, r.h, r.keys)
 		if err != nil {
 			t.Fatalf("client: %v", err)
 		}
@@ -335,13 +335,13 @@ func runScenario(t *testing.T, sc scenario) string {
 	}
 	canary := os.Getenv(envCanary)
 	var err error
-	r.sessions, err = newSessionWorkload(eps, sc.Seed, r.events, canary == "ephemeral-delete")
+	r.sessions, err = newSessionWorkload(eps, tlsCfg, sc.Seed, r.events, canary == "ephemeral-delete")
 	if err != nil {
 		t.Fatalf("sessions: %v", err)
 	}
 	defer r.sessions.close()
 	go1(func() { r.sessions.run(ctx, watchCtx) })
-	r.careless, err = newCarelessActor(eps, sc.Seed, r.events)
+	r.careless, err = newCarelessActor(eps, tlsCfg, sc.Seed, r.events)
 	if err != nil {
 		t.Fatalf("careless client: %v", err)
 	}
@@ -349,7 +349,7 @@ func runScenario(t *testing.T, sc scenario) string {
 	go1(func() { r.careless.run(ctx, watchCtx) })
 	for i, callee := range []string{rbCallee, rbCallee2} {
 		ops := [][]string{rbOps, rbOps2}[i]
-		b := newBreakerWorkload(t, eps, sc.Seed+uint64(i), r.events, callee, ops)
+		b := newBreakerWorkload(t, eps, tlsCfg, sc.Seed+uint64(i), r.events, callee, ops)
 		defer b.close()
 		r.breakers = append(r.breakers, b)
 		go1(func() { b.run(ctx, watchCtx) })
@@ -370,7 +370,7 @@ func runScenario(t *testing.T, sc scenario) string {
 			}
 		})
 	}
-	r.locks = newLockWorkload(eps, sc.Seed)
+	r.locks = newLockWorkload(eps, tlsCfg, sc.Seed)
 	defer r.locks.close()
 	go1(func() { r.locks.run(ctx) })
 

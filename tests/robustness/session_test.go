@@ -4,6 +4,7 @@ package robustness
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -50,6 +51,7 @@ const ephRoot = "/rb-eph"
 // is observable after it.
 type sessionWorkload struct {
 	eps    []string
+	tls    *tls.Config // the clients' TLS; nil: plaintext
 	seed   uint64
 	events *eventLog
 	// canaryDelete (ROBUSTNESS_CANARY=ephemeral-delete) makes each holder
@@ -134,10 +136,10 @@ func (o ephObservation) String() string {
 	return fmt.Sprintf("%s read on %s at zxid %d", cons, o.Node, o.Zxid)
 }
 
-func newSessionWorkload(eps []string, seed uint64, events *eventLog, canaryDelete bool) (*sessionWorkload, error) {
-	w := &sessionWorkload{eps: eps, seed: seed, events: events, canaryDelete: canaryDelete, holdersDone: make(chan struct{})}
+func newSessionWorkload(eps []string, tlsCfg *tls.Config, seed uint64, events *eventLog, canaryDelete bool) (*sessionWorkload, error) {
+	w := &sessionWorkload{eps: eps, tls: tlsCfg, seed: seed, events: events, canaryDelete: canaryDelete, holdersDone: make(chan struct{})}
 	for i := range 2 {
-		rec, err := newWatchRecorder(fmt.Sprintf("eph%d", i), ephRoot, eps, int(seed)+i)
+		rec, err := newWatchRecorder(fmt.Sprintf("eph%d", i), ephRoot, eps, tlsCfg, int(seed)+i)
 		if err != nil {
 			w.close()
 			return nil, err
@@ -145,7 +147,7 @@ func newSessionWorkload(eps []string, seed uint64, events *eventLog, canaryDelet
 		w.recs = append(w.recs, rec)
 	}
 	for _, ep := range eps {
-		conn, err := dial(ep)
+		conn, err := dial(ep, tlsCfg)
 		if err != nil {
 			w.close()
 			return nil, err
@@ -208,7 +210,7 @@ func (w *sessionWorkload) holder(ctx context.Context, i int) {
 // session runs one session of holder i with a client of its own (so it
 // can be abandoned by closing the client).
 func (w *sessionWorkload) session(ctx context.Context, i, n int, rng *rand.Rand) {
-	cl, err := client.New(client.Config{Endpoints: w.eps, RequestTimeout: 1500 * time.Millisecond, DialTimeout: time.Second})
+	cl, err := client.New(client.Config{Endpoints: w.eps, TLS: w.tls, RequestTimeout: 1500 * time.Millisecond, DialTimeout: time.Second})
 	if err != nil {
 		w.record(&w.errs, "session holder %d: %v", i, err)
 		sleepCtx(ctx, time.Second)

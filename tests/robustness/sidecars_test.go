@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/internal/trust"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/tests/framework"
 )
@@ -103,6 +104,13 @@ func (u sidecarUpdate) String() string {
 func newSidecarFleet(c *Cluster, dir string, n int, seed uint64, events *eventLog) (*sidecarFleet, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	f := &sidecarFleet{c: c, events: events, dir: dir, ctx: ctx, stop: stop, usedPorts: map[int]bool{}}
+	sec := c.PKI.ServerArgs()
+	if c.PKI != nil {
+		if _, err := c.PKI.Issue(trust.RoleSidecar, rbCaller); err != nil {
+			stop()
+			return nil, err
+		}
+	}
 	rng := rand.New(rand.NewPCG(seed, 0x51dec))
 	modes := []string{"last-known", "fail-open", "fail-closed"}
 	for i := range n {
@@ -127,6 +135,7 @@ func newSidecarFleet(c *Cluster, dir string, n int, seed uint64, events *eventLo
 			"--degraded-mode", sp.mode,
 			"--log-level", "info",
 		}
+		sp.args = append(sp.args, sec...)
 		f.procs = append(f.procs, sp)
 		if err := sp.start(); err != nil {
 			f.close()
@@ -201,7 +210,7 @@ func (sp *sidecarProc) start() error {
 
 // waitSidecarAPI waits until the sidecar at addr answers Status.
 func waitSidecarAPI(ctx context.Context, p *framework.Process, addr string) error {
-	conn, err := dial(addr)
+	conn, err := dial(addr, nil)
 	if err != nil {
 		return err
 	}
@@ -326,7 +335,7 @@ func (sp *sidecarProc) record(ctx context.Context) {
 }
 
 func (sp *sidecarProc) stream(ctx context.Context, inc int, addr string) {
-	conn, err := dial(addr)
+	conn, err := dial(addr, nil)
 	if err != nil {
 		return
 	}
@@ -461,7 +470,7 @@ func (f *sidecarFleet) finish() {
 }
 
 func sidecarStatus(ctx context.Context, addr string) (*colonyv1.SidecarStatusResponse, error) {
-	conn, err := dial(addr)
+	conn, err := dial(addr, nil)
 	if err != nil {
 		return nil, err
 	}

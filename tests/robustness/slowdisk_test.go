@@ -522,9 +522,9 @@ func TestSlowDisk(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f() }()
 	}
-	eps := r.c.ClientEndpoints()
+	eps, tlsCfg := r.c.ClientEndpoints(), r.c.ClientTLS()
 	for i := range r.c.Nodes {
-		w, err := newWatchRecorder(fmt.Sprintf("w%d", i), strings.TrimSuffix(keyPrefix, "/"), eps, i)
+		w, err := newWatchRecorder(fmt.Sprintf("w%d", i), strings.TrimSuffix(keyPrefix, "/"), eps, tlsCfg, i)
 		if err != nil {
 			t.Fatalf("watch: %v", err)
 		}
@@ -541,7 +541,7 @@ func TestSlowDisk(t *testing.T) {
 	}
 	var clients []*kvClient
 	for i := range sc.Clients {
-		c, err := newKVClient(i, eps, seed, r.h, r.keys)
+		c, err := newKVClient(i, eps, tlsCfg, seed, r.h, r.keys)
 		if err != nil {
 			t.Fatalf("client: %v", err)
 		}
@@ -549,7 +549,7 @@ func TestSlowDisk(t *testing.T) {
 		clients = append(clients, c)
 		go1(func() { c.run(ctx) })
 	}
-	r.locks = newLockWorkload(eps, seed)
+	r.locks = newLockWorkload(eps, tlsCfg, seed)
 	defer r.locks.close()
 	go1(func() { r.locks.run(ctx) })
 

@@ -5,6 +5,7 @@ package robustness
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -59,10 +60,10 @@ type watchSegment struct {
 	Resync  string // why it ended with a resync; empty if it did not
 }
 
-func newWatchRecorder(name, path string, endpoints []string, first int) (*watchRecorder, error) {
+func newWatchRecorder(name, path string, endpoints []string, tlsCfg *tls.Config, first int) (*watchRecorder, error) {
 	w := &watchRecorder{name: name, path: path, started: make(chan struct{})}
 	for _, ep := range endpoints {
-		conn, err := dial(ep)
+		conn, err := dial(ep, tlsCfg)
 		if err != nil {
 			w.close()
 			return nil, err
