@@ -201,23 +201,26 @@ func (m *Material) PeerServerConfig(nextProtos ...string) *tls.Config {
 }
 
 // ClientConfig is the tls.Config of a dial that verifies the server's
-// certificate for serverName (empty: the name dialled, which gRPC fills in
-// from the target) and presents this side's certificate.
+// certificate for serverName (empty: the host dialled, which gRPC fills in
+// from the target; an IP address is checked against the certificate's IP
+// SANs) and presents this side's certificate, reloaded as its files change.
+//
+// The CA pool is the one loaded when ClientConfig is called: crypto/tls
+// verifies the host name only against a static RootCAs (the name is not
+// visible to a custom verifier when an IP address was dialled), so a
+// process follows a rotated CA bundle when it builds its configuration
+// again (every CLI run; a sidecar or dashboard at restart). The leaf
+// certificate follows its files at once.
 func (m *Material) ClientConfig(serverName string, nextProtos ...string) *tls.Config {
+	_, pool, _ := m.current()
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		ServerName: serverName,
 		NextProtos: nextProtos,
-		// The chain is verified in VerifyConnection against the current
-		// pool, which a static RootCAs could not follow across reloads.
-		InsecureSkipVerify: true, //nolint:gosec // verified in VerifyConnection
+		RootCAs:    pool,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			cert, _, _ := m.current()
 			return cert, nil
-		},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			_, err := m.verifyServer(&cs, cs.ServerName)
-			return err
 		},
 	}
 }
@@ -227,6 +230,10 @@ func (m *Material) ClientConfig(serverName string, nextProtos ...string) *tls.Co
 // was dialled (a proxy, a NAT address).
 func (m *Material) PeerClientConfig(nextProtos ...string) *tls.Config {
 	cfg := m.ClientConfig("", nextProtos...)
+	// The chain is verified in VerifyConnection against the current pool,
+	// and the peer's role instead of a host name.
+	cfg.RootCAs = nil
+	cfg.InsecureSkipVerify = true //nolint:gosec // verified in VerifyConnection
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		chains, err := m.verifyServer(&cs, "")
 		if err != nil {

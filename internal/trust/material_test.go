@@ -251,3 +251,51 @@ func TestPeerConfigsRequireNodes(t *testing.T) {
 		t.Error("a peer dial accepted an admin certificate's listener")
 	}
 }
+
+// A client that dials an IP address accepts only a server certificate
+// valid for that address: a sidecar's certificate (a server certificate
+// of the same CA, for another address) cannot stand in for a coordinator.
+func TestClientConfigChecksTheDialledAddress(t *testing.T) {
+	ca, dir := testCA(t)
+	client := load(t, issue(t, ca, dir, RoleAdmin, "ops"))
+	for _, tc := range []struct {
+		name  string
+		hosts []string
+		ok    bool
+	}{
+		{"valid for the address dialled", []string{"127.0.0.1"}, true},
+		{"valid for another address", []string{"10.9.9.9"}, false},
+		{"valid for a name only", []string{"payments.internal"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := ca.Issue(t.TempDir(), Leaf{Role: RoleSidecar, Name: "payments", Hosts: tc.hosts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.CA = filepath.Join(dir, CACertFile)
+			server := load(t, f)
+			lis, err := tls.Listen("tcp", "127.0.0.1:0", server.ServerConfig(tls.RequireAndVerifyClientCert))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lis.Close()
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if c, err := lis.Accept(); err == nil {
+					_ = c.(*tls.Conn).Handshake()
+					c.Close()
+				}
+			}()
+			defer wg.Wait()
+			conn, err := tls.Dial("tcp", lis.Addr().String(), client.ClientConfig(""))
+			if err == nil {
+				conn.Close()
+			}
+			if ok := err == nil; ok != tc.ok {
+				t.Fatalf("dial a server certified for %v at %s: err = %v, want ok = %v", tc.hosts, lis.Addr(), err, tc.ok)
+			}
+		})
+	}
+}
