@@ -21,8 +21,12 @@ func register(t *testing.T, c *client.Client, service, instance string, port int
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, _, err := c.Create(ctx, contract.ServiceDir(service), nil); err != nil && !errors.Is(err, client.ErrNodeExists) {
-		t.Fatal(err)
+	// The leader's engine creates the roots once it leads, which may be
+	// after the node has started: create whichever is still missing.
+	for _, dir := range []string{contract.Root, contract.ServicesRoot, contract.ServiceDir(service)} {
+		if _, _, err := c.Create(ctx, dir, nil); err != nil && !errors.Is(err, client.ErrNodeExists) {
+			t.Fatal(err)
+		}
 	}
 	data, err := json.Marshal(sidecar.Registration{Service: service, Instance: instance, Address: "127.0.0.1", Port: port, Protocol: "grpc"})
 	if err != nil {
