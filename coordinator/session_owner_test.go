@@ -16,37 +16,6 @@ import (
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
-// securePKI is a test CA whose certificates live in one directory.
-type securePKI struct {
-	t   testing.TB
-	ca  *trust.CA
-	dir string
-}
-
-func newSecurePKI(t testing.TB) *securePKI {
-	t.Helper()
-	dir := t.TempDir()
-	ca, err := trust.NewCA(dir, "", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &securePKI{t: t, ca: ca, dir: dir}
-}
-
-// material issues a certificate for role/name and loads it.
-func (p *securePKI) material(role trust.Role, name string, hosts ...string) *trust.Material {
-	p.t.Helper()
-	files, err := p.ca.Issue(p.dir, trust.Leaf{Role: role, Name: name, Hosts: hosts})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	m, err := trust.Load(files, p.ca.TrustDomain, nil)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return m
-}
-
 // secureClient is one identity's connection to one node.
 type secureClient struct {
 	tree colonyv1.TreeClient
@@ -56,7 +25,7 @@ type secureClient struct {
 
 // dial connects to srv with a certificate of role/name; the connection is
 // closed when the test ends.
-func (p *securePKI) dial(srv *Server, role trust.Role, name string) *secureClient {
+func (p *testPKI) dial(srv *Server, role trust.Role, name string) *secureClient {
 	p.t.Helper()
 	m := p.material(role, name)
 	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(m.ClientConfig("", "h2"))))
@@ -67,10 +36,10 @@ func (p *securePKI) dial(srv *Server, role trust.Role, name string) *secureClien
 	return &secureClient{tree: colonyv1.NewTreeClient(conn), sess: colonyv1.NewSessionsClient(conn), clu: colonyv1.NewClusterClient(conn)}
 }
 
-// newSecureCluster starts n nodes with TLS on (n1 bootstraps, the others
+// newOwnerCluster starts n nodes with TLS on (n1 bootstraps, the others
 // join through it) and returns the leader and the followers once the
 // leader has n registered voters. The nodes close when the test ends.
-func newOwnerCluster(t *testing.T, pki *securePKI, n int) (leader *Server, followers []*Server) {
+func newOwnerCluster(t *testing.T, pki *testPKI, n int) (leader *Server, followers []*Server) {
 	t.Helper()
 	var srvs []*Server
 	t.Cleanup(func() {
@@ -83,7 +52,7 @@ func newOwnerCluster(t *testing.T, pki *securePKI, n int) (leader *Server, follo
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
 		cfg := testConfig(t, id, t.TempDir())
-		cfg.TLS = pki.material(trust.RoleNode, id, "127.0.0.1")
+		cfg.TLS = pki.material(trust.RoleNode, id)
 		if i == 1 {
 			cfg.Bootstrap = true
 		} else {
@@ -135,7 +104,7 @@ func newOwnerCluster(t *testing.T, pki *securePKI, n int) (leader *Server, follo
 // sharing the lock space are the case that matters: the lock nodes are
 // ephemerals of their owners' sessions.
 func TestSessionOwnerSecureCluster(t *testing.T) {
-	pki := newSecurePKI(t)
+	pki := newTestPKI(t)
 	leader, followers := newOwnerCluster(t, pki, 3)
 	ctx := ctxT(t)
 	admin := pki.dial(leader, trust.RoleAdmin, "ops")
