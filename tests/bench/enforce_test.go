@@ -18,6 +18,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/trust"
 	"github.com/colonymesh/colony/internal/xdsdial"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
@@ -37,7 +38,15 @@ import (
 //
 // Metrics: p50/p99/max over every (transition, client) pair; all-p50/p99/max
 // over transitions of the time until the last client enforced it.
-func BenchmarkTripToEnforce(b *testing.B) {
+func BenchmarkTripToEnforce(b *testing.B) { benchTripToEnforce(b, false) }
+
+// BenchmarkTripToEnforceTLS is BenchmarkTripToEnforce with mutual TLS
+// between the coordinators, and from the sidecars and the benchmark's admin
+// client to them (each sidecar with its service's certificate). The xDS
+// clients reach their sidecars on loopback in plaintext, as by default.
+func BenchmarkTripToEnforceTLS(b *testing.B) { benchTripToEnforce(b, true) }
+
+func benchTripToEnforce(b *testing.B, secure bool) {
 	sizes := []int{10, 100}
 	if env := os.Getenv("COLONY_BENCH_ENFORCE_PAIRS"); env != "" {
 		sizes = nil
@@ -50,7 +59,7 @@ func BenchmarkTripToEnforce(b *testing.B) {
 		}
 	}
 	for _, n := range sizes {
-		b.Run(fmt.Sprintf("pairs=%d", n), func(b *testing.B) { benchEnforce(b, n) })
+		b.Run(fmt.Sprintf("pairs=%d", n), func(b *testing.B) { benchEnforce(b, n, secure) })
 	}
 }
 
@@ -88,12 +97,29 @@ func (c *enforceCollector) wait(gen uint64, n int, timeout time.Duration) ([]tim
 	return c.got[gen], nil
 }
 
-func benchEnforce(b *testing.B, n int) {
-	cluster := startColony(b, 3)
+func benchEnforce(b *testing.B, n int, secure bool) {
+	cluster := startColonyWith(b, 3, secure)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	admin, err := client.New(client.Config{Endpoints: cluster.grpc, Logger: quiet})
+	// sidecarTLS is the certificate of a service's sidecars (nil in
+	// plaintext).
+	sidecarTLS := func(service string) *trust.Material {
+		if cluster.pki == nil {
+			return nil
+		}
+		files, err := cluster.pki.Issue(trust.RoleSidecar, service)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := trust.Load(files, cluster.pki.CA.TrustDomain, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m
+	}
+	checkoutTLS, paymentsTLS := sidecarTLS("checkout"), sidecarTLS("payments")
+	admin, err := client.New(client.Config{Endpoints: cluster.grpc, Logger: quiet, TLS: cluster.pki.AdminTLS()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,7 +138,7 @@ func benchEnforce(b *testing.B, n int) {
 	go gs.Serve(lis)
 	defer gs.Stop()
 	calleeSC, err := sidecar.New(sidecar.Config{Service: "payments", Instance: "p1", Coordinators: cluster.grpc,
-		Address: lis.Addr().String(), APIAddr: "127.0.0.1:0", Logger: quiet})
+		Address: lis.Addr().String(), APIAddr: "127.0.0.1:0", Logger: quiet, TLS: paymentsTLS})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -134,7 +160,7 @@ func benchEnforce(b *testing.B, n int) {
 		sc, err := sidecar.New(sidecar.Config{
 			Service: "checkout", Instance: fmt.Sprintf("c%d", i), Coordinators: cluster.grpc,
 			Address: fmt.Sprintf("127.0.0.1:%d", 20000+i), APIAddr: "127.0.0.1:0", Callees: []string{"payments"},
-			SessionTTL: 10 * time.Second, Logger: quiet,
+			SessionTTL: 10 * time.Second, Logger: quiet, TLS: checkoutTLS,
 		}, x)
 		if err != nil {
 			b.Fatal(err)

@@ -211,8 +211,14 @@ func (f *fanout) missing(k int) string {
 // BenchmarkWatchFanout200: 200 PERSISTENT watchers on one key over a
 // 3-node Colony cluster, each on its own connection and stream; a writer on
 // the leader sets the key b.N times, sequentially (see fanout).
-func BenchmarkWatchFanout200(b *testing.B) {
-	c := startColony(b, 3)
+func BenchmarkWatchFanout200(b *testing.B) { benchFanout(b, false) }
+
+// BenchmarkWatchFanout200TLS is BenchmarkWatchFanout200 with mutual TLS on
+// every connection, the watchers', the writer's and raft's.
+func BenchmarkWatchFanout200TLS(b *testing.B) { benchFanout(b, true) }
+
+func benchFanout(b *testing.B, secure bool) {
+	c := startColonyWith(b, 3, secure)
 	ctx := context.Background()
 	tree := colonyv1.NewTreeClient(c.dial(b, c.leader))
 	key := "/bench-watch-" + randomID()
