@@ -110,10 +110,21 @@ func TestSidecarTLS(t *testing.T) {
 		t.Fatal("the guard over TLS allowed a call to an OPEN pair")
 	}
 
-	// Plaintext, and TLS without a client certificate, are refused.
+	// Plaintext, TLS without a client certificate, with another CA's and
+	// with an expired one are refused.
+	otherDir := t.TempDir()
+	other, err := trust.NewCA(otherDir, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := issue(t, other, otherDir, trust.Leaf{Role: trust.RoleClient, Name: "checkout-app"}).ClientConfig("")
+	foreign.RootCAs = app.Pool() // it trusts the sidecar; the sidecar does not trust it
+	expired := issue(t, ca, dir, trust.Leaf{Role: trust.RoleClient, Name: "old-app", Validity: time.Nanosecond})
 	for name, creds := range map[string]credentials.TransportCredentials{
-		"plaintext":      insecure.NewCredentials(),
-		"no client cert": credentials.NewTLS(&tls.Config{RootCAs: app.Pool(), ServerName: "127.0.0.1"}),
+		"plaintext":           insecure.NewCredentials(),
+		"no client cert":      credentials.NewTLS(&tls.Config{RootCAs: app.Pool(), ServerName: "127.0.0.1"}),
+		"another CA's cert":   credentials.NewTLS(foreign),
+		"expired client cert": credentials.NewTLS(expired.ClientConfig("")),
 	} {
 		conn, err := grpc.NewClient(sc.Addr(), grpc.WithTransportCredentials(creds))
 		if err != nil {
