@@ -58,7 +58,10 @@ func TestReportsGoInChunks(t *testing.T) {
 
 	s, err := New(Config{
 		Service: "checkout", Instance: "c1", Coordinators: []string{srv.Addr()}, Address: "127.0.0.1:9100",
-		APIAddr: "127.0.0.1:0", ReportInterval: 100 * time.Millisecond, Callees: []string{"callee-0000"},
+		// A report call may take two intervals: a second gives the first
+		// call, which creates a thousand pairs, room on a loaded machine
+		// under -race (100 ms once lost it there).
+		APIAddr: "127.0.0.1:0", ReportInterval: time.Second, Callees: []string{"callee-0000"},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
