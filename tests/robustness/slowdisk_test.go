@@ -26,7 +26,7 @@ import (
 //	slow leader:     the leader's fsync +150-250 ms, plus 50-100 ms jitter, for 3-4 s
 //	stalled follower: a follower's fsync held 2-3 s (past the 500 ms election timeout), then released
 //	slow disks:      every node's fsync +20-60 ms, plus 20 ms jitter, for 3-4 s
-//	stalled leader:  the leader's fsync held 3-4 s, then released; the nodes
+//	stalled leader:  the leader's fsync held 5-6 s, then released; the nodes
 //	                 run with --disk-stall-timeout 1s, so the leader fails its
 //	                 heartbeats after 1 s and a follower takes over
 //
@@ -330,8 +330,15 @@ func (nm *nemesis) slowDisk(ctx context.Context) {
 		idx = follower
 		d = nm.between(2*time.Second, 3*time.Second)
 		if v == stallLeader {
+			// Long enough that a write is answered inside the window in
+			// the worst case: the guard's 1 s, a follower's heartbeat
+			// timeout (raft draws 500 ms to 1 s), one lost election round
+			// (up to 1 s more: a pre-vote refused by a follower that still
+			// saw the leader), and a client attempt stuck on the old
+			// leader (1.5 s) add up to 4.5 s. 3-4 s failed once on a
+			// loaded CI machine.
 			idx = l
-			d = nm.between(3*time.Second, 4*time.Second)
+			d = nm.between(5*time.Second, 6*time.Second)
 		}
 		rd.What = fmt.Sprintf("%s %s fsync held for %v, then released", nm.role(ctx, idx), c.Nodes[idx].ID, d.Round(time.Millisecond))
 		apply = func() { ds.disk(idx).Stall() }
