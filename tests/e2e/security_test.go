@@ -61,12 +61,22 @@ func refusedAtTransport(err error) bool {
 	return false
 }
 
-// TestSecureClusterRefusesUnverifiedClients: a plaintext client, and a
-// client whose certificate another CA signed (naming itself the harness's
-// own admin), reach no RPC of a secure cluster and write nothing.
-func TestSecureClusterRefusesUnverifiedClients(t *testing.T) {
+// TestSecureClusterRefusesAttacks runs the attacks of an outsider and of
+// certificate holders without the right role against one secure cluster
+// of processes (one cluster for all: each costs CI seconds).
+func TestSecureClusterRefusesAttacks(t *testing.T) {
 	c := NewCluster(t, 3)
-	ctx := testContext(t, 90*time.Second)
+	ctx := testContext(t, 240*time.Second)
+	c.WaitLeader(t, ctx)
+	t.Run("unverified clients", func(t *testing.T) { refusesUnverifiedClients(t, ctx, c) })
+	t.Run("Peer service from non-nodes", func(t *testing.T) { peerServiceRefusesNonNodes(t, ctx, c) })
+	t.Run("rogue joins", func(t *testing.T) { rogueNodeCannotJoin(t, ctx, c) })
+}
+
+// refusesUnverifiedClients: a plaintext client, and a client whose
+// certificate another CA signed (naming itself the harness's own admin),
+// reach no RPC of a secure cluster and write nothing.
+func refusesUnverifiedClients(t *testing.T, ctx context.Context, c *Cluster) {
 	leader := c.WaitLeader(t, ctx)
 
 	rogueCADir, rogueDir := t.TempDir(), t.TempDir()
@@ -127,13 +137,11 @@ func bundle(t *testing.T, out string, dirs ...string) {
 	}
 }
 
-// TestPeerServiceRefusesNonNodes: the Peer service, which appends to the
+// peerServiceRefusesNonNodes: the Peer service, which appends to the
 // raft log directly, answers only node certificates. A verified client
 // of any other role, admin included, gets PermissionDenied from
 // ProposeBatch, and nothing is written.
-func TestPeerServiceRefusesNonNodes(t *testing.T) {
-	c := NewCluster(t, 3)
-	ctx := testContext(t, 90*time.Second)
+func peerServiceRefusesNonNodes(t *testing.T, ctx context.Context, c *Cluster) {
 	leader := c.WaitLeader(t, ctx)
 
 	for _, role := range []trust.Role{trust.RoleClient, trust.RoleSidecar, trust.RoleOperator, trust.RoleAdmin} {
@@ -162,14 +170,11 @@ func TestPeerServiceRefusesNonNodes(t *testing.T) {
 	}
 }
 
-// TestRogueNodeCannotJoin: a `colony coordinator --join` process that does
+// rogueNodeCannotJoin: a `colony coordinator --join` process that does
 // not hold a node certificate of the cluster's CA (a node certificate of
 // its own CA, or a client certificate of the cluster's) does not become a
 // member, whichever node it asks.
-func TestRogueNodeCannotJoin(t *testing.T) {
-	c := NewCluster(t, 3)
-	ctx := testContext(t, 120*time.Second)
-	c.WaitLeader(t, ctx)
+func rogueNodeCannotJoin(t *testing.T, ctx context.Context, c *Cluster) {
 	var join []string
 	for _, n := range c.Nodes {
 		join = append(join, n.GRPCAddr)
