@@ -119,7 +119,7 @@ func NoCredentialsError(role trust.Role, name, command string) error {
     colony cert ca --certs-dir certs
     colony cert %s --certs-dir certs --name %s --host ADDRESS
   and start with --certs-dir certs (or --cacert, --cert and --key).
-  Or, for development only, run it with --insecure (anyone who reaches its ports may do anything).`,
+  Or, for development only, run it with --insecure (anyone who reaches its ports may do anything)`,
 		ErrNoCredentials, command, role, name)
 }
 
