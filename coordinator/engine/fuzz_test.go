@@ -15,7 +15,7 @@ import (
 // path through their conversions: an override's ttl_ms and a policy's
 // duration strings. An accepted TTL is within 0..maxOverrideTTL and puts the
 // expiry after the override starts; an accepted policy has every duration
-// positive (or zero where zero means off) and no larger than a Duration
+// positive (or zero where zero has a meaning) and no larger than a Duration
 // holds, so no timer computed from it wraps into the past.
 func FuzzBreakerDurations(f *testing.F) {
 	f.Add(int64(0), []byte(`{}`))
@@ -55,13 +55,15 @@ func FuzzBreakerDurations(f *testing.F) {
 		p := sets[0].Policy
 		for name, d := range map[string]time.Duration{
 			"window": p.Window, "openDuration": p.OpenDuration, "probeTimeout": p.ProbeTimeout,
-			"halfOpenMaxWait": p.HalfOpenMaxWait,
 		} {
 			if d <= 0 {
 				t.Fatalf("policy %q accepted with %s %v", policy, name, d)
 			}
 		}
-		if p.MaxOpenDuration < 0 || p.SlowCallDuration < 0 {
+		// Zero is meaningful for these: no cap on the open duration's
+		// growth, no slow calls, and a HALF_OPEN bound of 6 probe timeouts
+		// (checked through HalfOpenBound below).
+		if p.MaxOpenDuration < 0 || p.SlowCallDuration < 0 || p.HalfOpenMaxWait < 0 {
 			t.Fatalf("policy %q accepted with a negative duration: %+v", policy, p)
 		}
 		now := time.Now()
