@@ -11,8 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -113,21 +111,13 @@ certificate.`,
 		if file == "" {
 			return errors.New(`-f: give the rules file ("-": stdin)`)
 		}
-		var (
-			data []byte
-			err  error
-		)
-		if file == "-" {
-			data, err = io.ReadAll(s.In)
-		} else {
-			data, err = os.ReadFile(file)
-		}
+		data, source, err := s.ReadFileFlag(file, "rules")
 		if err != nil {
-			return fmt.Errorf("reading the rules: %w", err)
+			return err
 		}
 		doc, err := parseFile(data)
 		if err != nil {
-			return fmt.Errorf("%s: %w", source(file), err)
+			return fmt.Errorf("%s: %w", source, err)
 		}
 		changed, version, err := apply(ctx, s.Client, doc)
 		if err != nil {
@@ -197,12 +187,4 @@ func apply(ctx context.Context, c *client.Client, doc []byte) (changed bool, ver
 		return false, 0, err
 	}
 	return true, st.GetVersion(), nil
-}
-
-// source names where the rules came from, for errors.
-func source(file string) string {
-	if file == "-" {
-		return "rules from stdin"
-	}
-	return file
 }

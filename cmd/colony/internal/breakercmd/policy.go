@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -68,25 +66,17 @@ unchanged".`,
 		if file == "" {
 			return errors.New(`-f: give the policies file ("-": stdin)`)
 		}
-		var (
-			data []byte
-			err  error
-		)
-		if file == "-" {
-			data, err = io.ReadAll(s.In)
-		} else {
-			data, err = os.ReadFile(file)
-		}
+		data, source, err := s.ReadFileFlag(file, "policies")
 		if err != nil {
-			return fmt.Errorf("reading the policies: %w", err)
+			return err
 		}
 		specs, err := client.ParsePolicyFile(data)
 		if err != nil {
-			return fmt.Errorf("%s: %w", policySource(file), err)
+			return fmt.Errorf("%s: %w", source, err)
 		}
 		applied, err := s.Client.ApplyPolicies(ctx, specs, byOrUser(by), dryRun)
 		if err != nil {
-			return fmt.Errorf("%s: %w", policySource(file), err)
+			return fmt.Errorf("%s: %w", source, err)
 		}
 		if s.JSON {
 			type result struct {
@@ -124,14 +114,6 @@ unchanged".`,
 	fl.BoolVar(&dryRun, "dry-run", false, "validate only; change nothing")
 	fl.StringVar(&by, "by", "", "who applies it, recorded with the policies (default $USER@hostname)")
 	return cmd
-}
-
-// policySource names where the policies came from, for errors.
-func policySource(file string) string {
-	if file == "-" {
-		return "policies from stdin"
-	}
-	return file
 }
 
 func newPolicyGetCmd(f *cli.Flags) *cobra.Command {
