@@ -1,27 +1,20 @@
 package coordinator
 
 // Transport security: the credentials of the node's gRPC server and of its
-// connections to peers, and the gate that keeps the Peer service to nodes.
-// Everything comes from Config.TLS (package trust); without it the node is
-// insecure and says so at start.
+// connections to peers. Everything comes from Config.TLS (package trust);
+// without it the node is insecure and says so at start. Who may call what,
+// the Peer service included (nodes only), is decided in one place: the
+// public API's authorizer (coordinator/api/authz.go), whose interceptors
+// serve every method of the node's gRPC server.
 
 import (
-	"context"
 	"crypto/tls"
-	"strings"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/internal/trust"
-	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
 )
-
-// peerServicePrefix starts the full method name of every Peer RPC.
-var peerServicePrefix = "/" + peerv1.Peer_ServiceDesc.ServiceName + "/"
 
 // serverCredentials secure the gRPC listener: TLS with a verified client
 // certificate required, whoever the client is (the API authorizes by
@@ -56,33 +49,4 @@ func (s *Server) logSecurity() {
 	if id.Role != trust.RoleNode {
 		s.log.Warn("this node's certificate is not a node certificate; its peers will refuse it", "identity", id.ID, "role", id.Role)
 	}
-}
-
-// requireNode refuses a Peer RPC from anything but a node of the cluster.
-func (s *Server) requireNode(ctx context.Context, method string) error {
-	if s.cfg.TLS == nil || !strings.HasPrefix(method, peerServicePrefix) {
-		return nil
-	}
-	id, ok := trust.FromContext(ctx, s.cfg.TLS.TrustDomain())
-	if !ok {
-		return status.Errorf(codes.Unauthenticated, "%s: a node certificate is required", method)
-	}
-	if id.Role != trust.RoleNode {
-		return status.Errorf(codes.PermissionDenied, "%s is for coordinator nodes only; %s is a %s identity", method, id.ID, id.Role)
-	}
-	return nil
-}
-
-func (s *Server) peerOnlyUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if err := s.requireNode(ctx, info.FullMethod); err != nil {
-		return nil, err
-	}
-	return h(ctx, req)
-}
-
-func (s *Server) peerOnlyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	if err := s.requireNode(ss.Context(), info.FullMethod); err != nil {
-		return err
-	}
-	return h(srv, ss)
 }

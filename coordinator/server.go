@@ -152,8 +152,8 @@ func (s *Server) start() error {
 	s.api = api.New(apiNode{s}, s.apiConfig())
 	s.grpc = grpc.NewServer(
 		grpc.Creds(s.serverCredentials()),
-		grpc.ChainUnaryInterceptor(s.peerOnlyUnary, s.api.UnaryInterceptor),
-		grpc.ChainStreamInterceptor(s.peerOnlyStream, s.api.StreamInterceptor),
+		grpc.UnaryInterceptor(s.api.UnaryInterceptor),
+		grpc.StreamInterceptor(s.api.StreamInterceptor),
 		grpc.WaitForHandlers(true),
 		telemetry.ServerOption(s.cfg.TracerProvider),
 		grpc.MaxRecvMsgSize(maxMessageBytes(s.cfg.MaxDataBytes)),
