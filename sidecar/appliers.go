@@ -41,8 +41,7 @@ func (s *Sidecar) applyRecord(u mirrorUpdate) {
 	} else if u.deleted {
 		delete(s.records, path.Base(u.path))
 	} else if callee, rec := decode(u.path, u.data); rec != nil {
-		s.records[callee] = &coordRecord{rec: *rec, seen: now}
-		defer s.traceRecord(rec, now)
+		s.records[callee] = &coordRecord{rec: *rec, seen: now, watch: s.traceRecord(rec, now)}
 	}
 	s.mu.Unlock()
 	s.publish()
