@@ -33,7 +33,7 @@ func (s *Sidecar) applyRecord(u mirrorUpdate) {
 			}
 			cr := &coordRecord{rec: *rec, seen: now}
 			if old, ok := s.records[callee]; ok && old.rec.Generation == rec.Generation && old.rec.State == rec.State {
-				cr.seen = old.seen
+				cr.seen, cr.watch = old.seen, old.watch
 			}
 			next[callee] = cr
 		}
