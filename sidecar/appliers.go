@@ -33,7 +33,7 @@ func (s *Sidecar) applyRecord(u mirrorUpdate) {
 			}
 			cr := &coordRecord{rec: *rec, seen: now}
 			if old, ok := s.records[callee]; ok && old.rec.Generation == rec.Generation && old.rec.State == rec.State {
-				cr.seen = old.seen
+				cr.seen, cr.watch = old.seen, old.watch
 			}
 			next[callee] = cr
 		}
@@ -41,8 +41,7 @@ func (s *Sidecar) applyRecord(u mirrorUpdate) {
 	} else if u.deleted {
 		delete(s.records, path.Base(u.path))
 	} else if callee, rec := decode(u.path, u.data); rec != nil {
-		s.records[callee] = &coordRecord{rec: *rec, seen: now}
-		defer s.traceRecord(rec, now)
+		s.records[callee] = &coordRecord{rec: *rec, seen: now, watch: s.traceRecord(rec, now)}
 	}
 	s.mu.Unlock()
 	s.publish()

@@ -82,7 +82,9 @@ func (s *Sidecar) runReports() {
 		for len(reports) > 0 {
 			n := min(len(reports), contract.MaxOutcomesPerReport)
 			ctx, cancel := context.WithTimeout(s.ctx, 2*s.cfg.ReportInterval)
+			ctx, span := s.traceReport(ctx, reports[:n])
 			err := s.c.Report(ctx, reports[:n]...)
+			endReportSpan(span, err)
 			cancel()
 			if err == nil {
 				s.contact()

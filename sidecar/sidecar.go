@@ -23,6 +23,7 @@ import (
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -109,8 +110,9 @@ type Sidecar struct {
 }
 
 type coordRecord struct {
-	rec  breaker.PairRecord
-	seen time.Time
+	rec   breaker.PairRecord
+	seen  time.Time
+	watch trace.SpanContext // its watch delivery span (tracing.go); invalid when untraced
 }
 
 // New starts a sidecar: it listens on cfg.APIAddr and connects to the
@@ -122,7 +124,7 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 		return nil, err
 	}
 	cfg.checkIdentity(cfg.Logger)
-	ccfg := client.Config{Endpoints: cfg.Coordinators, Logger: cfg.Logger}
+	ccfg := client.Config{Endpoints: cfg.Coordinators, Logger: cfg.Logger, TracerProvider: cfg.TracerProvider}
 	var srvOpts []grpc.ServerOption
 	if cfg.TLS != nil {
 		ccfg.TLS = cfg.TLS.ClientConfig("")

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/colonymesh/colony/breaker"
@@ -18,10 +19,12 @@ import (
 // it. Metrics are read from the sidecar's state at scrape time, except the
 // trip-to-enforce histogram, which the xDS server's ACK hook feeds.
 
-// traceRecord records the watch delivery of a changed record.
-func (s *Sidecar) traceRecord(rec *breaker.PairRecord, seen time.Time) {
+// traceRecord records the watch delivery of a changed record: a child of
+// the coordinator's write of it (the record's traceparent). It returns the
+// span's context, the parent of the xDS pushes that carry the record.
+func (s *Sidecar) traceRecord(rec *breaker.PairRecord, seen time.Time) trace.SpanContext {
 	if s.cfg.TracerProvider == nil {
-		return
+		return trace.SpanContext{}
 	}
 	ctx := telemetry.ContextWithTraceparent(context.Background(), rec.Traceparent)
 	_, span := telemetry.Tracer(s.cfg.TracerProvider).Start(ctx, telemetry.SpanWatchDeliver,
@@ -32,30 +35,45 @@ func (s *Sidecar) traceRecord(rec *breaker.PairRecord, seen time.Time) {
 			telemetry.AttrInstance.String(s.cfg.Instance), telemetry.AttrCause.String(rec.Cause),
 		))
 	span.End(trace.WithTimestamp(seen))
+	return span.SpanContext()
 }
 
-// traceAck records one xDS client enforcing a transition: from the moment
-// the sidecar saw the record (the push) to the client's ACK.
+// traceAck records one xDS client enforcing a transition: SpanXDSPush, from
+// the response carrying it to the client's answer, under the record's watch
+// delivery (or, for a record the sidecar read whole, under the record's
+// traceparent), and SpanXDSAck under the push.
 func (s *Sidecar) traceAck(e xds.Enforcement) {
 	if s.cfg.TracerProvider == nil {
 		return
 	}
 	s.mu.Lock()
 	cr := s.records[e.Callee]
-	s.mu.Unlock()
-	tp := ""
+	ctx := context.Background()
 	if cr != nil && cr.rec.Generation == e.Generation {
-		tp = cr.rec.Traceparent
+		if cr.watch.IsValid() {
+			ctx = trace.ContextWithSpanContext(ctx, cr.watch)
+		} else {
+			ctx = telemetry.ContextWithTraceparent(ctx, cr.rec.Traceparent)
+		}
 	}
-	ctx := telemetry.ContextWithTraceparent(context.Background(), tp)
-	_, span := telemetry.Tracer(s.cfg.TracerProvider).Start(ctx, telemetry.SpanXDSAck,
-		trace.WithTimestamp(e.At.Add(-e.FromSeen)), trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			telemetry.AttrCaller.String(e.Caller), telemetry.AttrCallee.String(e.Callee),
-			telemetry.AttrTo.String(e.State.String()), telemetry.AttrGeneration.Int64(int64(e.Generation)),
-			telemetry.AttrXDSNode.String(e.NodeID), telemetry.AttrInstance.String(s.cfg.Instance),
-		))
-	span.End(trace.WithTimestamp(e.At))
+	s.mu.Unlock()
+	sent := e.Sent
+	if sent.IsZero() {
+		sent = e.At.Add(-e.FromSeen)
+	}
+	attrs := []attribute.KeyValue{
+		telemetry.AttrCaller.String(e.Caller), telemetry.AttrCallee.String(e.Callee),
+		telemetry.AttrTo.String(e.State.String()), telemetry.AttrGeneration.Int64(int64(e.Generation)),
+		telemetry.AttrXDSNode.String(e.NodeID), telemetry.AttrXDSVersion.String(e.Version),
+		telemetry.AttrInstance.String(s.cfg.Instance),
+	}
+	tr := telemetry.Tracer(s.cfg.TracerProvider)
+	ctx, push := tr.Start(ctx, telemetry.SpanXDSPush,
+		trace.WithTimestamp(sent), trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+	_, ack := tr.Start(ctx, telemetry.SpanXDSAck,
+		trace.WithTimestamp(e.At), trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+	ack.End(trace.WithTimestamp(e.At))
+	push.End(trace.WithTimestamp(e.At))
 }
 
 // metrics is the sidecar's Prometheus collector.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -254,6 +255,10 @@ func TestProxylessGRPCClientEnforcesBreaker(t *testing.T) {
 		e, _ := enforcedBy(st, "payments", b.Generation, node)
 		if e.FromSeen < 0 || e.State != b.State {
 			t.Errorf("enforcement %+v", e)
+		}
+		// The sidecar's push span runs from the response to the ACK.
+		if e.Sent.IsZero() || e.At.Before(e.Sent) || !strings.HasPrefix(e.Version, s.VersionPrefix()) {
+			t.Errorf("enforcement %+v: want the ACKed version (prefix %q), sent before the ACK", e, s.VersionPrefix())
 		}
 		t.Logf("%v generation %d: ACKed %v after the sidecar saw it, %v after the leader's transition", b.State, b.Generation, e.FromSeen, e.FromLeader)
 		return e

@@ -122,7 +122,11 @@ type Enforcement struct {
 	Initial    bool
 	NodeID     string
 	Stream     int64
-	At         time.Time
+	// Version is the route version the client ACKed; Sent is when the
+	// server sent it, At when the ACK arrived.
+	Version string
+	Sent    time.Time
+	At      time.Time
 	// FromSeen is At minus the time the sidecar learned the transition.
 	FromSeen time.Duration
 	// FromLeader is At minus the leader's transition time: trip-to-enforce
@@ -150,6 +154,7 @@ type sentResponse struct {
 	version string
 	names   []string
 	refs    []tkey
+	at      time.Time
 }
 
 type typeTrack struct {
@@ -306,7 +311,7 @@ func (t *tracker) sent(k streamKey, typeURL, nonce, version string, resources []
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tt := t.client(k).typ(typeURL)
-	r := sentResponse{nonce: nonce, version: version}
+	r := sentResponse{nonce: nonce, version: version, at: now}
 	for _, b := range resources {
 		r.names = append(r.names, resourceName(b))
 		if typeURL == resourcev3.RouteType {
@@ -358,7 +363,7 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 					tr.acked[k] = true
 					e := Enforcement{
 						Caller: tr.Caller, Callee: tr.Callee, Generation: tr.Generation, State: tr.State,
-						Initial: tr.Initial, NodeID: c.node.GetId(), Stream: k.id, At: now,
+						Initial: tr.Initial, NodeID: c.node.GetId(), Stream: k.id, Version: r.version, Sent: r.at, At: now,
 						FromSeen: now.Sub(tr.Seen), FromLeader: now.Sub(tr.Since),
 					}
 					tr.Enforced = append(tr.Enforced, e)

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/colonymesh/colony/internal/telemetry"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
 
@@ -70,6 +72,12 @@ type Config struct {
 	// this client's certificate and verify the nodes' (a secure cluster
 	// requires both). Nil: plaintext, which only an insecure cluster accepts.
 	TLS *tls.Config
+	// TracerProvider, when set, traces this client's RPCs (otelgrpc) and
+	// sends the calling span's W3C trace context with each, so a
+	// coordinator continues the caller's trace: a sidecar's outcome report
+	// starts the trace of the transition it causes. Session keep-alives are
+	// not traced. Nil: no spans, and no trace context sent.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -173,6 +181,7 @@ func New(cfg Config) (*Client, error) {
 	for i, addr := range cfg.Endpoints {
 		conn, err := grpc.NewClient(addr, append(clientIDDialOptions(clientID),
 			grpc.WithTransportCredentials(transportCredentials(cfg.TLS)),
+			telemetry.DialOption(cfg.TracerProvider),
 			grpc.WithConnectParams(grpc.ConnectParams{
 				// Reconnect quickly: a restarted node should be usable again
 				// within a second or two, not after gRPC's default 2 minutes.

@@ -95,8 +95,8 @@ type pair struct {
 
 	// Trace contexts (tracing.go): reports ingested since the last
 	// decision, and decisions not yet written.
-	reportSpans []trace.SpanContext
-	decisions   []trace.SpanContext
+	reports   reportRefs
+	decisions []trace.SpanContext
 
 	writeMu sync.Mutex // one write of this pair at a time
 }
@@ -321,7 +321,7 @@ func (e *Engine) Report(ctx context.Context, now time.Time, reports []*colonyv1.
 		p.reporters[r.Instance] = now
 		p.lastReport = now
 		p.touched = true
-		p.reportSpans = appendRef(p.reportSpans, span.SpanContext())
+		p.reports.add(span.SpanContext())
 		counts := outcome.FromProto(r.Counts)
 		e.metrics.countCalls(k, counts)
 		if p.suspended() {
@@ -591,9 +591,9 @@ func (e *Engine) flush(ctx context.Context, p *pair) error {
 	hist := p.hist
 	version := p.version
 	decisions := p.decisions
-	if len(decisions) == 0 && len(p.reportSpans) > 0 {
+	if sc := p.reports.newest(); len(decisions) == 0 && sc.IsValid() {
 		// No decision: the record of a pair a report created.
-		decisions = p.reportSpans[len(p.reportSpans)-1:]
+		decisions = []trace.SpanContext{sc}
 	}
 	decisions = slices.Clone(decisions)
 	p.hist, p.dirty, p.decisions = nil, false, nil

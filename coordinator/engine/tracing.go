@@ -20,18 +20,73 @@ import (
 //	             SpanReport, across the forwarding hop (peer.v1.ReportBatch
 //	             carries the report's traceparent; the batch's own RPC is
 //	             linked)
-//	SpanDecide   the evaluation that changed the pair's record: a child of
-//	             the pair's newest SpanIngest, linked to the earlier ones
-//	             since the last decision and to the previous record's trace;
-//	             an override is a child of the RPC that set it
+//	SpanDecide   the evaluation that changed the pair's record. Decided on
+//	             reports: a child of the pair's newest SpanIngest, linked to
+//	             the earlier ones since the last decision (at most
+//	             maxReportLinks in all; AttrReports counts them all and
+//	             AttrUnlinked those left out) and to the previous record's
+//	             trace. Decided on a timer (the open duration elapsed, the
+//	             half-open wait ran out, probes reassigned, an override
+//	             expired): a root linked to the previous record's trace. An
+//	             override is a child of the RPC that set it.
 //	SpanApply    the record's write through the log until the leader applied
 //	             it: a child of the newest SpanDecide it carries. The record
 //	             stores its context (PairRecord.Traceparent) for the
 //	             sidecars' spans.
 
-// maxTraceRefs bounds the span contexts a pair keeps between decisions and
-// writes.
+// maxTraceRefs bounds the decisions a pair keeps between writes.
 const maxTraceRefs = 8
+
+// maxReportLinks bounds the ingested reports a decision refers to: its
+// parent and up to 31 links, the newest. A window of a busy pair holds far
+// more (three instances reporting every 250 ms put 120 in a 10 s window);
+// the decision counts the others (AttrUnlinked) rather than linking them.
+const maxReportLinks = 32
+
+// reportRefs are the ingested reports of a pair since its last decision:
+// the newest maxReportLinks span contexts and how many there were in all.
+type reportRefs struct {
+	spans []trace.SpanContext
+	n     int
+}
+
+// add records one report ingested in the span sc.
+func (r *reportRefs) add(sc trace.SpanContext) {
+	if !sc.IsValid() {
+		return
+	}
+	r.n++
+	if k := len(r.spans); k > 0 && r.spans[k-1].Equal(sc) {
+		return // another report of the same batch: one link says it
+	}
+	r.spans = append(r.spans, sc)
+	if len(r.spans) > maxReportLinks {
+		r.spans = append(r.spans[:0], r.spans[len(r.spans)-maxReportLinks:]...)
+	}
+}
+
+// newest is the newest report's span context, invalid when there is none.
+func (r *reportRefs) newest() trace.SpanContext {
+	if len(r.spans) == 0 {
+		return trace.SpanContext{}
+	}
+	return r.spans[len(r.spans)-1]
+}
+
+func (r *reportRefs) reset() {
+	r.spans, r.n = r.spans[:0], 0
+}
+
+// timerCause reports whether a decision with this cause was made on the
+// leader's clock rather than on reports.
+func timerCause(cause string) bool {
+	switch cause {
+	case string(breaker.ConditionOpenElapsed), string(breaker.ConditionHalfOpenTimeout),
+		string(breaker.HistoryProbes), string(breaker.HistoryExpired):
+		return true
+	}
+	return false
+}
 
 // viaKey holds, in an ingest context, the span of the RPC that carried a
 // forwarded report batch.
@@ -83,12 +138,23 @@ func (e *Engine) traceIngest(ctx context.Context, reports []*colonyv1.OutcomeRep
 func (e *Engine) traceDecision(ctx context.Context, p *pair, from, to breaker.State, cause string, shadow bool, ev *breaker.Evidence) {
 	e.metrics.countTransition(p.key, from, to, cause, shadow)
 	var links []trace.Link
-	if !trace.SpanContextFromContext(ctx).IsValid() && len(p.reportSpans) > 0 {
-		n := len(p.reportSpans)
-		ctx = trace.ContextWithSpanContext(ctx, p.reportSpans[n-1])
-		for _, sc := range p.reportSpans[:n-1] {
+	var attrs []attribute.KeyValue
+	opts := []trace.SpanStartOption{}
+	switch {
+	case trace.SpanContextFromContext(ctx).IsValid():
+		// An override: the RPC that set it is the parent.
+	case timerCause(cause):
+		// No report caused it: reports that arrived since the last
+		// decision (while OPEN, say) are no evidence for this one.
+		opts = append(opts, trace.WithNewRoot())
+	case p.reports.n > 0:
+		refs := p.reports.spans
+		ctx = trace.ContextWithSpanContext(ctx, refs[len(refs)-1])
+		for _, sc := range refs[:len(refs)-1] {
 			links = append(links, trace.Link{SpanContext: sc})
 		}
+		attrs = append(attrs, telemetry.AttrReports.Int(p.reports.n),
+			telemetry.AttrUnlinked.Int(p.reports.n-len(refs)))
 	}
 	if l, ok := telemetry.LinkTraceparent(p.rec.Traceparent); ok {
 		links = append(links, l) // the decision before this one
@@ -97,7 +163,7 @@ func (e *Engine) traceDecision(ctx context.Context, p *pair, from, to breaker.St
 	if shadow && p.rec.Shadow != nil {
 		gen = p.rec.Shadow.Generation
 	}
-	attrs := append(pairAttrs(p.key),
+	attrs = append(append(attrs, pairAttrs(p.key)...),
 		telemetry.AttrFrom.String(from.String()), telemetry.AttrTo.String(to.String()),
 		telemetry.AttrCause.String(cause), telemetry.AttrGeneration.Int64(int64(gen)), telemetry.AttrShadow.Bool(shadow),
 	)
@@ -108,9 +174,10 @@ func (e *Engine) traceDecision(ctx context.Context, p *pair, from, to breaker.St
 		attrs = append(attrs, telemetry.AttrCalls.Int64(ev.Calls), telemetry.AttrFailures.Int64(ev.Failures),
 			telemetry.AttrFailing.Int(ev.FailingInstances))
 	}
-	_, span := e.tracer.Start(ctx, telemetry.SpanDecide, trace.WithLinks(links...), trace.WithAttributes(attrs...))
+	opts = append(opts, trace.WithLinks(links...), trace.WithAttributes(attrs...))
+	_, span := e.tracer.Start(ctx, telemetry.SpanDecide, opts...)
 	span.End()
-	p.reportSpans = p.reportSpans[:0]
+	p.reports.reset()
 	p.decisions = appendRef(p.decisions, span.SpanContext())
 }
 

@@ -1,0 +1,242 @@
+package sidecar_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/coordinator"
+	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/telemetry"
+	"github.com/colonymesh/colony/internal/xdsdial"
+	"github.com/colonymesh/colony/sidecar"
+	"github.com/colonymesh/colony/tests/support/coordinatortest"
+	"github.com/colonymesh/colony/xds"
+)
+
+// tripMesh is a coordinator, a payments sidecar, and two checkout sidecars
+// (c1, c2), each with an xDS server and one proxyless gRPC client of
+// payments; the checkout sidecars trace with tp (nil: not at all).
+type tripMesh struct {
+	admin     *client.Client
+	callers   []*sidecar.Sidecar
+	instances []string
+}
+
+func startTripMesh(t *testing.T, coordTP, sidecarTP trace.TracerProvider) *tripMesh {
+	t.Helper()
+	srv := coordinatortest.StartNode(t, func(c *coordinator.Config) { c.TracerProvider = coordTP })
+	admin, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	apply(t, admin)
+	startSidecar(t, srv.Addr(), "payments", "p1", 9001)
+	m := &tripMesh{admin: admin}
+	for i, inst := range []string{"c1", "c2"} {
+		x, err := sidecar.NewXDS(xds.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(x.Close)
+		sc, err := sidecar.New(sidecar.Config{Service: "checkout", Instance: inst, Coordinators: []string{srv.Addr()},
+			Address: fmt.Sprintf("127.0.0.1:%d", 9100+i), APIAddr: "127.0.0.1:0", ReportInterval: 50 * time.Millisecond,
+			TracerProvider: sidecarTP, Logger: quietLog()}, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sc.Close() })
+		cc, err := xdsdial.Dial(sc.Addr(), "checkout/"+inst, "checkout", "payments")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		cc.Connect()
+		m.callers = append(m.callers, sc)
+		m.instances = append(m.instances, inst)
+	}
+	return m
+}
+
+// trip has both checkout instances report failures to payments and waits
+// until both sidecars hold the OPEN record, which it returns.
+func (m *tripMesh) trip(t *testing.T) *breaker.PairRecord {
+	t.Helper()
+	for _, sc := range m.callers {
+		if err := sc.Report("payments", breaker.Counts{Failures: 30}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rec *breaker.PairRecord
+	for _, sc := range m.callers {
+		c := waitCallee(t, sc, 15*time.Second, "OPEN", func(c sidecar.Callee, _ sidecar.View) bool { return state(c) == breaker.Open })
+		rec = c.Record
+	}
+	return rec
+}
+
+// spanTree indexes exported spans by span id.
+type spanTree map[trace.SpanID]tracetest.SpanStub
+
+func treeOf(spans tracetest.SpanStubs) spanTree {
+	tr := spanTree{}
+	for _, s := range spans {
+		tr[s.SpanContext.SpanID()] = s
+	}
+	return tr
+}
+
+func (tr spanTree) attr(s tracetest.SpanStub, key string) string {
+	for _, kv := range s.Attributes {
+		if string(kv.Key) == key {
+			return kv.Value.Emit()
+		}
+	}
+	return ""
+}
+
+// path names the ancestors of s, s first, as "name" or "name(instance)" for
+// the sidecar's report span; it ends at a root or at a parent not exported.
+func (tr spanTree) path(s tracetest.SpanStub) []string {
+	var out []string
+	for {
+		name := s.Name
+		if name == telemetry.SpanSidecarReport {
+			name += "(" + tr.attr(s, string(telemetry.AttrInstance)) + ")"
+		}
+		out = append(out, name)
+		p, ok := tr[s.Parent.SpanID()]
+		if !s.Parent.IsValid() || !ok {
+			return out
+		}
+		s = p
+	}
+}
+
+// children returns the spans named name whose parent is id.
+func (tr spanTree) children(id trace.SpanID, name string) []tracetest.SpanStub {
+	var out []tracetest.SpanStub
+	for _, s := range tr {
+		if s.Parent.SpanID() == id && s.Name == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestTripTraceFromReportToACK: with tracing on in the coordinator and the
+// sidecars, a trip is one trace from the report of the sidecar that saw the
+// failures (through its Report RPC, the coordinator's report, ingest,
+// decision and write) to each sidecar's watch delivery, the xDS push to its
+// client and that client's ACK; the decision links the other instance's
+// report.
+func TestTripTraceFromReportToACK(t *testing.T) {
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	defer tp.Shutdown(context.Background())
+	m := startTripMesh(t, tp, tp)
+	rec := m.trip(t)
+	apply := telemetry.SpanContextFromTraceparent(rec.Traceparent)
+	if !apply.IsValid() {
+		t.Fatalf("the OPEN record has no traceparent: %q", rec.Traceparent)
+	}
+
+	// Every sidecar's ACK of the OPEN routes, under its push, under its
+	// watch delivery, under the write of the record.
+	var tr spanTree
+	acks := map[string]tracetest.SpanStub{}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(acks) < len(m.instances) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ACK spans under %s of the OPEN record: %v; want one per instance %v", telemetry.SpanApply, acks, m.instances)
+		}
+		time.Sleep(20 * time.Millisecond)
+		tr = treeOf(spans.GetSpans())
+		for _, w := range tr.children(apply.SpanID(), telemetry.SpanWatchDeliver) {
+			for _, p := range tr.children(w.SpanContext.SpanID(), telemetry.SpanXDSPush) {
+				for _, a := range tr.children(p.SpanContext.SpanID(), telemetry.SpanXDSAck) {
+					acks[tr.attr(a, string(telemetry.AttrInstance))] = a
+				}
+			}
+		}
+	}
+
+	// Up from each ACK: the whole chain, to the report of a sidecar that
+	// saw the failures.
+	wantUp := []string{
+		telemetry.SpanXDSAck, telemetry.SpanXDSPush, telemetry.SpanWatchDeliver, telemetry.SpanApply, telemetry.SpanDecide,
+		telemetry.SpanIngest, telemetry.SpanReport, "colony.v1.Breakers/Report", "colony.v1.Breakers/Report",
+	}
+	var reporter string
+	for _, inst := range m.instances {
+		a := acks[inst]
+		if got := tr.attr(a, string(telemetry.AttrXDSNode)); got != "checkout/"+inst {
+			t.Errorf("ACK span of %s: xDS node %q, want checkout/%s", inst, got, inst)
+		}
+		if a.SpanContext.TraceID() != apply.TraceID() {
+			t.Errorf("ACK span of %s is in trace %s, the record's write in %s", inst, a.SpanContext.TraceID(), apply.TraceID())
+		}
+		path := tr.path(a)
+		if len(path) != len(wantUp)+1 || !slices.Equal(path[:len(wantUp)], wantUp) ||
+			!strings.HasPrefix(path[len(wantUp)], telemetry.SpanSidecarReport+"(c") {
+			t.Fatalf("ACK of %s, up to the root:\n  %s\nwant\n  %s -> %s(c1 or c2)", inst,
+				strings.Join(path, " -> "), strings.Join(wantUp, " -> "), telemetry.SpanSidecarReport)
+		}
+		reporter = path[len(path)-1]
+	}
+
+	// The decision is the child of the newest report and links the other
+	// instance's, so both reporting sidecars are in the trace's story.
+	decide := tr[tr[apply.SpanID()].Parent.SpanID()]
+	if got := tr.attr(decide, string(telemetry.AttrReports)); got != "2" {
+		t.Errorf("decision's %s = %q, want 2 (one report from each instance)", telemetry.AttrReports, got)
+	}
+	var linked []string
+	for _, l := range decide.Links {
+		if s, ok := tr[l.SpanContext.SpanID()]; ok && s.Name == telemetry.SpanIngest {
+			p := tr.path(s)
+			linked = append(linked, p[len(p)-1])
+		}
+	}
+	if len(linked) != 1 || linked[0] == reporter || !strings.HasPrefix(linked[0], telemetry.SpanSidecarReport) {
+		t.Errorf("decision (child of %s) links the reports %v; want the other instance's %s", reporter, linked, telemetry.SpanSidecarReport)
+	}
+}
+
+// TestTripUntracedSidecars: sidecars without a tracer provider record no
+// span and send no trace context; the coordinator's Report spans start
+// traces of their own.
+func TestTripUntracedSidecars(t *testing.T) {
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	defer tp.Shutdown(context.Background())
+	m := startTripMesh(t, tp, nil)
+	rec := m.trip(t)
+	if !telemetry.SpanContextFromTraceparent(rec.Traceparent).IsValid() {
+		t.Fatalf("the OPEN record has no traceparent: %q", rec.Traceparent)
+	}
+	reports := 0
+	for _, s := range spans.GetSpans() {
+		switch s.Name {
+		case telemetry.SpanSidecarReport, telemetry.SpanWatchDeliver, telemetry.SpanXDSPush, telemetry.SpanXDSAck:
+			t.Errorf("untraced sidecar exported %s", s.Name)
+		case "colony.v1.Breakers/Report":
+			reports++
+			if s.Parent.IsValid() {
+				t.Errorf("coordinator's Report span has the parent %s: an untraced sidecar sent a trace context", s.Parent.SpanID())
+			}
+		}
+	}
+	if reports == 0 {
+		t.Error("the coordinator traced no Report call")
+	}
+}
