@@ -39,7 +39,7 @@ const (
 //
 // A failed WAL write or fsync is fatal: pebble cannot tell which of the
 // writes in flight reached the disk, so its commit pipeline gives up, and
-// this store then ends the process (see pebbleOptions.fatal) rather than
+// this store then ends the process (exitFatal) rather than
 // acknowledge, or go on serving reads of, data the disk may not hold. A
 // restart replays the WAL that is actually on disk.
 type PebbleStore struct {
@@ -58,16 +58,11 @@ var _ Store = (*PebbleStore)(nil)
 type pebbleOptions struct {
 	fs     vfs.FS       // nil: the OS file system
 	noSync bool         // benchmarks only
-	fatal  func(string) // nil: log to stderr and panic
+	fatal  func(string) // nil: exitFatal
 	// memTableBytes: 0 is pebbleMemTableBytes; tests shrink it so that
 	// flushes and compactions happen with little data.
 	memTableBytes uint64
 }
-
-// fatalPanic is the value the store panics with when pebble cannot go on.
-type fatalPanic string
-
-func (p fatalPanic) Error() string { return "raftlog: pebble: " + string(p) }
 
 // pebbleLogger keeps pebble's informational chatter out of the node's log
 // and turns its fatal errors into the store's fatal hook.
@@ -83,16 +78,20 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 	l.fatal(fmt.Sprintf(format, args...))
 }
 
-func dieFatal(msg string) {
-	fmt.Fprintf(os.Stderr, "raftlog: pebble: %s: ending the process; a restart recovers from what the disk holds\n", msg)
-	panic(fatalPanic(msg))
+// exitFatal is the production fatal hook: like log.Fatal (and pebble's
+// own default logger) it ends the process at once, as kill -9 would, so
+// nothing the disk may not hold is acknowledged or read after the failure;
+// the restart replays the WAL the disk does hold.
+func exitFatal(msg string) {
+	fmt.Fprintf(os.Stderr, "raftlog: pebble: fatal: %s; ending the process: a restart recovers from what the disk holds\n", msg)
+	os.Exit(1)
 }
 
 // openPebble opens (creating if needed) the pebble store in dir.
 func openPebble(dir string, o pebbleOptions) (*PebbleStore, error) {
 	fatal := o.fatal
 	if fatal == nil {
-		fatal = dieFatal
+		fatal = exitFatal
 	}
 	memTable := o.memTableBytes
 	if memTable == 0 {

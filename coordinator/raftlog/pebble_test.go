@@ -373,6 +373,9 @@ func TestPebbleStoreFsyncFailureIsFatal(t *testing.T) {
 	m.check(t, after, "after restarting from the synced state")
 }
 
+// fatalPanic is what the tests' fatal hook panics with.
+type fatalPanic string
+
 func TestLogCodecRejectsCorruptEntries(t *testing.T) {
 	good := appendLog(nil, entry(3, 7))
 	var l raft.Log
