@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -185,8 +187,17 @@ func TestPebbleStoreKeepsLogAndVotes(t *testing.T) {
 // at all. The crash-clone file system drops (some or all) data that was
 // never fsynced, as a disk losing power does; pebble's own background
 // flushes and compactions run meanwhile and are cut at random points.
+// RAFTLOG_POWER_LOSS_SEEDS=N runs seeds 1..N (default 6).
 func TestPebbleStoreSurvivesPowerLoss(t *testing.T) {
-	for seed := int64(1); seed <= 16; seed++ {
+	seeds := int64(6)
+	if v := os.Getenv("RAFTLOG_POWER_LOSS_SEEDS"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			t.Fatalf("RAFTLOG_POWER_LOSS_SEEDS=%q: want a positive number", v)
+		}
+		seeds = n
+	}
+	for seed := int64(1); seed <= seeds; seed++ {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(seed), 0))
 			fs := vfs.NewCrashableMem()
