@@ -13,16 +13,22 @@ import (
 	"github.com/colonymesh/colony/internal/trust"
 )
 
-// LogStoreBolt is Config.LogStore for raft-boltdb (raft.db), the only log
-// store and the default: raftlog.Bolt.
-const LogStoreBolt = raftlog.Bolt
+// Config.LogStore values (package raftlog).
+const (
+	// LogStoreBolt is raft-boltdb (raft.db), the default: raftlog.Bolt.
+	LogStoreBolt = raftlog.Bolt
+	// LogStorePebble is a cockroachdb/pebble database (raft-pebble), one
+	// fsync per append batch: raftlog.Pebble. Opening a data dir that holds
+	// a raft.db migrates it; boltdb then refuses that data dir.
+	LogStorePebble = raftlog.Pebble
+)
 
 // Config configures one coordinator node. Start from DefaultConfig.
 type Config struct {
 	// NodeID names this node in the raft configuration. Required, stable
 	// across restarts.
 	NodeID string
-	// DataDir holds the raft log (raft.db, bbolt) and snapshots. Required.
+	// DataDir holds the raft log (raft.db or raft-pebble) and snapshots. Required.
 	DataDir string
 
 	// RaftAddr is the address the raft transport listens on ("127.0.0.1:0"
@@ -78,7 +84,7 @@ type Config struct {
 	// followers catch up from the log instead of a snapshot.
 	TrailingLogs uint64
 	// LogStore selects the raft log and stable store (package raftlog):
-	// LogStoreBolt, the only one (and the default when empty).
+	// LogStoreBolt (the default when empty) or LogStorePebble.
 	LogStore string
 	// NoSync turns off fsync of the raft log. Only for benchmarks that want
 	// to measure the cost of durability; never in production.

@@ -101,7 +101,7 @@ func TestConfigValidate(t *testing.T) {
 		{"lease above heartbeat", func(c *Config) { c.LeaderLeaseTimeout = time.Hour }, "LeaderLeaseTimeout"},
 		{"session ttl bounds", func(c *Config) { c.MaxSessionTTL = time.Millisecond }, "MaxSessionTTL"},
 		{"zero commit timeout", func(c *Config) { c.CommitTimeout = 0 }, "CommitTimeout must be positive"},
-		{"unknown log store", func(c *Config) { c.LogStore = "rocks" }, `LogStore: want "boltdb", got "rocks"`},
+		{"unknown log store", func(c *Config) { c.LogStore = "rocks" }, `LogStore: want "boltdb" or "pebble", got "rocks"`},
 		{"removed log store", func(c *Config) { c.LogStore = "wal" }, `LogStore: "wal" (raft-wal) was removed`},
 	}
 	for _, tc := range cases {

@@ -1,6 +1,7 @@
 // Package raftlog is a node's raft log and stable store: Open opens the
-// one store a data dir holds (raft-boltdb, raft.db) and refuses settings
-// and data dirs it cannot serve with an explanation; WatchedStore times
+// one store a data dir holds (raft-boltdb's raft.db, or a pebble database
+// in raft-pebble, into which it migrates a raft.db it finds) and refuses
+// settings and data dirs it cannot serve with an explanation; WatchedStore times
 // every write so a StallGuard can tell when the disk hangs, and the node
 // then fails its AppendEntries until the write returns (see stall.go).
 package raftlog
@@ -24,6 +25,10 @@ const (
 	// one bbolt file, raft.db: hashicorp/raft-boltdb/v2, the long-proven
 	// store. A bbolt commit costs two fsyncs.
 	Bolt = "boltdb"
+	// Pebble keeps them in a cockroachdb/pebble database in raft-pebble:
+	// one WAL fsync per append batch and per vote (PebbleStore). Opening a
+	// data dir that holds a raft.db migrates it (see migrate.go).
+	Pebble = "pebble"
 	// wal named hashicorp/raft-wal, offered until v0.4.0's tail
 	// truncation bug (raft-wal#31: after raft truncates a deposed leader's
 	// log tail, the node panics on every restart) was found by
@@ -41,17 +46,25 @@ type Store interface {
 }
 
 // Open opens the raft log and stable store of dataDir, of kind Bolt ("" is
-// Bolt); any other kind is refused as CheckKind says. noSync drops fsyncs:
-// benchmarks only.
+// Bolt) or Pebble; any other kind is refused as CheckKind says. Pebble
+// migrates a raft.db in dataDir first; Bolt refuses a data dir that holds
+// a pebble store. noSync drops fsyncs: benchmarks only.
 func Open(dataDir, kind string, noSync bool) (Store, error) {
-	boltPath := filepath.Join(dataDir, "raft.db")
+	boltPath := filepath.Join(dataDir, boltFile)
 	walDir := filepath.Join(dataDir, "wal")
+	if _, err := os.Stat(walDir); err == nil && CheckKind(kind) == nil {
+		return nil, fmt.Errorf("data dir %s holds a raft-wal log store (%s), which this version no longer opens "+
+			"(hashicorp/raft-wal#31 can make a node unable to restart); move the node to a new data dir: "+
+			"remove it from the cluster, wipe the dir and add it back so it catches up from the others", dataDir, walDir)
+	}
 	switch kind {
+	case Pebble:
+		return openPebbleDataDir(dataDir, noSync)
 	case "", Bolt:
-		if _, err := os.Stat(walDir); err == nil {
-			return nil, fmt.Errorf("data dir %s holds a raft-wal log store (%s), which this version no longer opens "+
-				"(hashicorp/raft-wal#31 can make a node unable to restart); move the node to a new data dir: "+
-				"remove it from the cluster, wipe the dir and add it back so it catches up from the others", dataDir, walDir)
+		if _, err := os.Stat(filepath.Join(dataDir, pebbleDir)); err == nil {
+			return nil, fmt.Errorf("data dir %s holds a pebble raft log (%s), and its log and votes are newer than any raft.db there; "+
+				"start the node with --log-store %s (going back to boltdb: remove the node from the cluster, wipe the dir and add it back)",
+				dataDir, filepath.Join(dataDir, pebbleDir), Pebble)
 		}
 		// NoSync applies to the whole file, so it also drops the durability
 		// of votes: benchmarks only.
@@ -75,11 +88,11 @@ func Open(dataDir, kind string, noSync bool) (Store, error) {
 // CheckKind says what is wrong with a LogStore setting, or nil.
 func CheckKind(kind string) error {
 	switch kind {
-	case "", Bolt:
+	case "", Bolt, Pebble:
 		return nil
 	case wal:
-		return errors.New(`LogStore: "wal" (raft-wal) was removed: v0.4.0 can leave a node unable to restart after a leader change (hashicorp/raft-wal#31); use "boltdb"`)
+		return errors.New(`LogStore: "wal" (raft-wal) was removed: v0.4.0 can leave a node unable to restart after a leader change (hashicorp/raft-wal#31); use "boltdb" or "pebble"`)
 	default:
-		return fmt.Errorf("LogStore: want %q, got %q", Bolt, kind)
+		return fmt.Errorf("LogStore: want %q or %q, got %q", Bolt, Pebble, kind)
 	}
 }
