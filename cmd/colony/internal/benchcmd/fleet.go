@@ -115,6 +115,9 @@ const (
 	// reportCalls is the calls per report period a simulated sidecar
 	// reports on each pair.
 	reportCalls = 20
+	// idleMeasure is how long the coordinators' CPU is measured before
+	// the fleet starts.
+	idleMeasure = 3 * time.Second
 )
 
 // Validate reports the first problem with cfg (after defaults), naming the
@@ -267,7 +270,13 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The coordinators' own cost, without the fleet: what the per-sidecar
+	// figures are counted from.
 	base := sampleAll(ctx, cfg.Resources)
+	if len(cfg.Resources) > 0 && !sleepCtx(ctx, idleMeasure) {
+		return nil, ctx.Err()
+	}
+	idle := sampleAll(ctx, cfg.Resources)
 	self0, _ := SelfSampler().Sample(ctx)
 
 	// The fleet's own context: canceling it stops reports and mirrors; the
@@ -342,7 +351,7 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetResult, error) {
 	f.mu.Lock()
 	res.ReportsPerSecond = float64(f.reports-reports0) / cfg.Measure.Seconds()
 	f.mu.Unlock()
-	res.Coordinators = resourceRows(cfg.Resources, base, up, steady, cfg.Measure)
+	res.Coordinators = resourceRows(cfg.Resources, base, idle, up, steady, cfg.Measure)
 	res.summarize(cfg.Sidecars)
 	res.SimulatorCPUCores = (self2.CPUSeconds - self1.CPUSeconds) / cfg.Measure.Seconds()
 	res.SimulatorRSSBytes = self2.RSSBytes - self0.RSSBytes

@@ -154,6 +154,8 @@ type ResourceRow struct {
 	// CPUCores is the CPU it used while the whole fleet ran steadily
 	// (cores: CPU seconds per second).
 	CPUCores float64 `json:"cpuCores"`
+	// IdleCPUCores is the CPU it used before the fleet started.
+	IdleCPUCores float64 `json:"idleCpuCores"`
 	// RSSBeforeBytes is its resident memory before the fleet started,
 	// RSSBytes with the whole fleet up.
 	RSSBeforeBytes int64  `json:"rssBeforeBytes"`
@@ -161,13 +163,14 @@ type ResourceRow struct {
 	Error          string `json:"error,omitempty"`
 }
 
-// resourceRows turns the readings before the fleet, when it was up and
-// after measuring into one row per sampler.
-func resourceRows(ss []Sampler, base, up, steady sampled, d time.Duration) []ResourceRow {
+// resourceRows turns the readings before the fleet (base, then idle
+// after idleMeasure), when it was up and after measuring for d into one
+// row per sampler.
+func resourceRows(ss []Sampler, base, idle, up, steady sampled, d time.Duration) []ResourceRow {
 	rows := make([]ResourceRow, len(ss))
 	for i, s := range ss {
 		rows[i].Name = s.Name()
-		for _, r := range []sampled{base, up, steady} {
+		for _, r := range []sampled{base, idle, up, steady} {
 			if r[i].err != nil && rows[i].Error == "" {
 				rows[i].Error = r[i].err.Error()
 			}
@@ -175,6 +178,7 @@ func resourceRows(ss []Sampler, base, up, steady sampled, d time.Duration) []Res
 		if rows[i].Error != "" {
 			continue
 		}
+		rows[i].IdleCPUCores = (idle[i].s.CPUSeconds - base[i].s.CPUSeconds) / idleMeasure.Seconds()
 		rows[i].CPUCores = (steady[i].s.CPUSeconds - up[i].s.CPUSeconds) / d.Seconds()
 		rows[i].RSSBeforeBytes = base[i].s.RSSBytes
 		rows[i].RSSBytes = steady[i].s.RSSBytes

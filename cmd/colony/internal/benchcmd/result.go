@@ -36,10 +36,11 @@ type FleetResult struct {
 	ReportsPerSecond float64 `json:"reportsPerSecond"`
 
 	Coordinators []ResourceRow `json:"coordinators,omitempty"`
-	// CPUCores and RSSBytes are the coordinators' together, steady; the
-	// per-sidecar figures divide the CPU, and the memory added since
-	// before the fleet started, by the sidecars.
+	// CPUCores and RSSBytes are the coordinators' together, steady, and
+	// IdleCPUCores their CPU before the fleet started; the per-sidecar
+	// figures divide what the fleet added (CPU, memory) by the sidecars.
 	CPUCores                float64 `json:"cpuCores"`
+	IdleCPUCores            float64 `json:"idleCpuCores"`
 	CPUMillicoresPerSidecar float64 `json:"cpuMillicoresPerSidecar"`
 	RSSBytes                int64   `json:"rssBytes"`
 	RSSBytesPerSidecar      int64   `json:"rssBytesPerSidecar"`
@@ -89,16 +90,17 @@ func (r *FleetResult) summarize(n int) {
 			continue
 		}
 		r.CPUCores += row.CPUCores
+		r.IdleCPUCores += row.IdleCPUCores
 		r.RSSBytes += row.RSSBytes
 		before += row.RSSBeforeBytes
 	}
 	if len(r.Coordinators) == 0 {
 		return
 	}
-	r.CPUMillicoresPerSidecar = 1000 * r.CPUCores / float64(n)
+	r.CPUMillicoresPerSidecar = 1000 * max(r.CPUCores-r.IdleCPUCores, 0) / float64(n)
 	r.RSSBytesPerSidecar = (r.RSSBytes - before) / int64(n)
 	r.ProjectedSidecars = ProjectTo
-	r.ProjectedCPUCores = r.CPUMillicoresPerSidecar * ProjectTo / 1000
+	r.ProjectedCPUCores = r.IdleCPUCores + r.CPUMillicoresPerSidecar*ProjectTo/1000
 	r.ProjectedRSSBytes = before + r.RSSBytesPerSidecar*ProjectTo
 }
 
@@ -146,10 +148,10 @@ func (r *FleetResult) WriteTable(w io.Writer, goal time.Duration) error {
 			p("coordinator "+c.Name, "error: %s", c.Error)
 			continue
 		}
-		p("coordinator "+c.Name, "%.2f cores, RSS %s (%s before)", c.CPUCores, mib(c.RSSBytes), mib(c.RSSBeforeBytes))
+		p("coordinator "+c.Name, "%.2f cores (%.2f before), RSS %s (%s before)", c.CPUCores, c.IdleCPUCores, mib(c.RSSBytes), mib(c.RSSBeforeBytes))
 	}
 	if len(r.Coordinators) > 0 {
-		p("coordinators", "%.2f cores, RSS %s", r.CPUCores, mib(r.RSSBytes))
+		p("coordinators", "%.2f cores (%.2f before), RSS %s", r.CPUCores, r.IdleCPUCores, mib(r.RSSBytes))
 		p("per sidecar", "%.3f millicores, %s RSS", r.CPUMillicoresPerSidecar, kib(r.RSSBytesPerSidecar))
 		p(fmt.Sprintf("projected at %d", r.ProjectedSidecars), "%.1f cores, RSS %s (linear)", r.ProjectedCPUCores, mib(r.ProjectedRSSBytes))
 	}
