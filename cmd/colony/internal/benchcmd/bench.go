@@ -62,7 +62,7 @@ command raises its soft limit as far as the hard one (ulimit -Hn) allows.
 It exits non-zero when a sidecar did not come up or see the trip, the
 decision-to-watch p99 is above --goal, or any call failed.`,
 		Example: `  colony bench fleet --sidecars 500 --pid 4101 --pid 4102 --pid 4103
-  colony bench fleet --sidecars 2000 --metrics-url http://10.0.0.5:7402/metrics -o json`,
+  colony bench fleet --sidecars 2000 --metrics-url https://10.0.0.5:7402/metrics -o json`,
 		Args: cobra.NoArgs,
 	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -80,7 +80,7 @@ decision-to-watch p99 is above --goal, or any call failed.`,
 				cfg.Resources = append(cfg.Resources, PIDSampler(pid))
 			}
 			for _, u := range urls {
-				cfg.Resources = append(cfg.Resources, MetricsSampler(u))
+				cfg.Resources = append(cfg.Resources, MetricsSampler(u, s.TLS))
 			}
 			line := cli.NewStatusLine(s.ErrOut, false)
 			cfg.Progress = func(msg string) { line.Show(msg, true) }
@@ -125,7 +125,7 @@ decision-to-watch p99 is above --goal, or any call failed.`,
 	fl.DurationVar(&cfg.TripTimeout, "trip-timeout", 30*time.Second, "how long every sidecar has to see the trip")
 	fl.StringVar(&cfg.Prefix, "prefix", "fleetsim", "name prefix of the simulated services")
 	fl.IntSliceVar(&pids, "pid", nil, "a coordinator process on this machine to measure (repeat per member)")
-	fl.StringSliceVar(&urls, "metrics-url", nil, "a coordinator's Prometheus endpoint to measure, e.g. http://127.0.0.1:7402/metrics (repeat per member)")
+	fl.StringSliceVar(&urls, "metrics-url", nil, "a coordinator's Prometheus endpoint to measure, e.g. https://127.0.0.1:7402/metrics (repeat per member)")
 	fl.DurationVar(&goal, "goal", time.Second, "the decision-to-watch p99 the fleet must meet")
 	fl.BoolVar(&cfg.Keep, "keep", false, "leave the breaker pairs, service directories and policy the run created in the cluster")
 	fl.BoolVar(&noCheck, "no-check", false, "skip the check that the cluster answers before starting")

@@ -354,6 +354,7 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetResult, error) {
 	res.Coordinators = resourceRows(cfg.Resources, base, idle, up, steady, cfg.Measure)
 	res.summarize(cfg.Sidecars)
 	res.SimulatorCPUCores = (self2.CPUSeconds - self1.CPUSeconds) / cfg.Measure.Seconds()
+	res.SimulatorWaitCores = max(self2.WaitSeconds-self1.WaitSeconds, 0) / cfg.Measure.Seconds()
 	res.SimulatorRSSBytes = self2.RSSBytes - self0.RSSBytes
 
 	cfg.Progress("tripping: every sidecar reports failures to " + tripCallee(cfg.Prefix))

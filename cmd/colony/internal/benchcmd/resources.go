@@ -7,6 +7,7 @@ package benchcmd
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,10 @@ import (
 type ResourceSample struct {
 	CPUSeconds float64 // user + system since the process started
 	RSSBytes   int64
+	// WaitSeconds is the time its live threads spent runnable but waiting
+	// for a CPU (/proc/<pid>/task/*/schedstat; zero where unknown): on a
+	// shared machine, how starved the process was.
+	WaitSeconds float64
 }
 
 // Sampler reads one coordinator process's resources.
@@ -79,15 +84,50 @@ func (p procSampler) Sample(context.Context) (ResourceSample, error) {
 			s.RSSBytes = kb * 1024
 		}
 	}
+	s.WaitSeconds = runQueueWait(p.dir)
 	return s, nil
 }
 
-// MetricsSampler reads a coordinator's Prometheus endpoint (its
-// --metrics-addr, e.g. http://127.0.0.1:7402/metrics):
-// process_cpu_seconds_total and process_resident_memory_bytes.
-func MetricsSampler(url string) Sampler { return metricsSampler{url: url} }
+// runQueueWait sums the run-queue wait of the threads of the process at
+// dir, in seconds (0 where schedstat is not available).
+func runQueueWait(dir string) float64 {
+	tasks, err := os.ReadDir(dir + "/task")
+	if err != nil {
+		return 0
+	}
+	var ns uint64
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/task/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread ended
+		}
+		if fs := strings.Fields(string(b)); len(fs) >= 2 {
+			v, _ := strconv.ParseUint(fs[1], 10, 64)
+			ns += v
+		}
+	}
+	return float64(ns) / 1e9
+}
 
-type metricsSampler struct{ url string }
+// MetricsSampler reads a coordinator's Prometheus endpoint (its
+// --metrics-addr, e.g. https://127.0.0.1:7402/metrics):
+// process_cpu_seconds_total and process_resident_memory_bytes. An https
+// URL is read with cfg, the client certificate a secure node's metrics
+// endpoint asks for (nil: the system's roots, no certificate).
+func MetricsSampler(url string, cfg *tls.Config) Sampler {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg != nil {
+		cfg = cfg.Clone()
+		cfg.NextProtos = nil // this transport speaks HTTP/1.1 on it
+		tr.TLSClientConfig = cfg
+	}
+	return metricsSampler{url: url, hc: &http.Client{Transport: tr}}
+}
+
+type metricsSampler struct {
+	url string
+	hc  *http.Client
+}
 
 func (m metricsSampler) Name() string { return m.url }
 
@@ -98,7 +138,7 @@ func (m metricsSampler) Sample(ctx context.Context) (ResourceSample, error) {
 	if err != nil {
 		return ResourceSample{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := m.hc.Do(req)
 	if err != nil {
 		return ResourceSample{}, err
 	}
@@ -156,6 +196,10 @@ type ResourceRow struct {
 	CPUCores float64 `json:"cpuCores"`
 	// IdleCPUCores is the CPU it used before the fleet started.
 	IdleCPUCores float64 `json:"idleCpuCores"`
+	// WaitCores is how long its threads waited for a CPU while the fleet
+	// ran steadily, per second (from /proc only): well above CPUCores,
+	// the machine, not the coordinator, limited it.
+	WaitCores float64 `json:"waitCores"`
 	// RSSBeforeBytes is its resident memory before the fleet started,
 	// RSSBytes with the whole fleet up.
 	RSSBeforeBytes int64  `json:"rssBeforeBytes"`
@@ -180,6 +224,7 @@ func resourceRows(ss []Sampler, base, idle, up, steady sampled, d time.Duration)
 		}
 		rows[i].IdleCPUCores = (idle[i].s.CPUSeconds - base[i].s.CPUSeconds) / idleMeasure.Seconds()
 		rows[i].CPUCores = (steady[i].s.CPUSeconds - up[i].s.CPUSeconds) / d.Seconds()
+		rows[i].WaitCores = max(steady[i].s.WaitSeconds-up[i].s.WaitSeconds, 0) / d.Seconds()
 		rows[i].RSSBeforeBytes = base[i].s.RSSBytes
 		rows[i].RSSBytes = steady[i].s.RSSBytes
 	}

@@ -53,8 +53,9 @@ type FleetResult struct {
 
 	// SimulatorCPUCores and SimulatorRSSBytes are this process's own, for
 	// telling its load apart from the coordinators'.
-	SimulatorCPUCores float64 `json:"simulatorCpuCores"`
-	SimulatorRSSBytes int64   `json:"simulatorRssBytes"`
+	SimulatorCPUCores  float64 `json:"simulatorCpuCores"`
+	SimulatorWaitCores float64 `json:"simulatorWaitCores"`
+	SimulatorRSSBytes  int64   `json:"simulatorRssBytes"`
 
 	Trip TripResult `json:"trip"`
 	// Errors counts every failed call of the fleet by operation and kind.
@@ -148,14 +149,14 @@ func (r *FleetResult) WriteTable(w io.Writer, goal time.Duration) error {
 			p("coordinator "+c.Name, "error: %s", c.Error)
 			continue
 		}
-		p("coordinator "+c.Name, "%.2f cores (%.2f before), RSS %s (%s before)", c.CPUCores, c.IdleCPUCores, mib(c.RSSBytes), mib(c.RSSBeforeBytes))
+		p("coordinator "+c.Name, "%.2f cores (%.2f before), waited for CPU %.2f, RSS %s (%s before)", c.CPUCores, c.IdleCPUCores, c.WaitCores, mib(c.RSSBytes), mib(c.RSSBeforeBytes))
 	}
 	if len(r.Coordinators) > 0 {
 		p("coordinators", "%.2f cores (%.2f before), RSS %s", r.CPUCores, r.IdleCPUCores, mib(r.RSSBytes))
 		p("per sidecar", "%.3f millicores, %s RSS", r.CPUMillicoresPerSidecar, kib(r.RSSBytesPerSidecar))
 		p(fmt.Sprintf("projected at %d", r.ProjectedSidecars), "%.1f cores, RSS %s (linear)", r.ProjectedCPUCores, mib(r.ProjectedRSSBytes))
 	}
-	p("simulator", "%.2f cores, RSS +%s", r.SimulatorCPUCores, mib(r.SimulatorRSSBytes))
+	p("simulator", "%.2f cores, waited for CPU %.2f, RSS +%s", r.SimulatorCPUCores, r.SimulatorWaitCores, mib(r.SimulatorRSSBytes))
 	t := r.Trip
 	p("trip", "%d of %d pairs OPEN, seen by %d of %d sidecars", t.Decided, t.Pairs, t.Seen, t.Watchers)
 	lat := func(k string, l Latencies) {

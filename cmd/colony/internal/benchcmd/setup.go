@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/client"
@@ -73,8 +74,17 @@ func cleanup(ctx context.Context, c *client.Client, prefix string, services, cal
 	wg.Wait()
 	for i := range services {
 		dir := contract.ServiceDir(serviceName(prefix, i))
-		if err := c.Delete(ctx, dir, client.AnyVersion); err != nil && !errors.Is(err, client.ErrNoNode) {
-			note(fmt.Errorf("%s: %w", dir, err))
+		for {
+			err := c.Delete(ctx, dir, client.AnyVersion)
+			// A registration outlives a session that was lost rather than
+			// closed, until the session expires.
+			if errors.Is(err, client.ErrNotEmpty) && sleepCtx(ctx, 500*time.Millisecond) {
+				continue
+			}
+			if err != nil && !errors.Is(err, client.ErrNoNode) {
+				note(fmt.Errorf("%s: %w", dir, err))
+			}
+			break
 		}
 	}
 	if err := c.DeletePolicy(ctx, tripCallee(prefix), by); err != nil && !errors.Is(err, client.ErrNotFound) {
