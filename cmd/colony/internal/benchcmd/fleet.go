@@ -329,11 +329,9 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetResult, error) {
 		finish()
 		return res, ctx.Err()
 	}
-	if res.Ready < cfg.Sidecars {
-		finish()
-		return res, nil
-	}
-	cfg.Progress(fmt.Sprintf("fleet up in %.1fs; measuring for %v", res.RampSeconds, cfg.Measure))
+	// A fleet that did not all come up is measured and tripped all the
+	// same: what part of it sees the trip, and how late, is the finding.
+	cfg.Progress(fmt.Sprintf("%d of %d sidecars up in %.1fs; measuring for %v", res.Ready, cfg.Sidecars, res.RampSeconds, cfg.Measure))
 
 	up := sampleAll(ctx, cfg.Resources)
 	f.mu.Lock()
