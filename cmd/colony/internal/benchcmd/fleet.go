@@ -265,7 +265,7 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetResult, error) {
 	}
 	defer ctl.Close()
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = setup(sctx, ctl, cfg.Prefix, f.services)
+	err = setup(sctx, ctl, cfg.Prefix)
 	cancel()
 	if err != nil {
 		return nil, err
@@ -287,18 +287,22 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetResult, error) {
 	sims := make([]*sim, cfg.Sidecars)
 	start := time.Now()
 	cfg.Progress(fmt.Sprintf("starting %d sidecars (%d services) at %d/s", cfg.Sidecars, f.services, cfg.StartRate))
-	tick := time.NewTicker(time.Second / time.Duration(cfg.StartRate))
-	for i := range sims {
-		sims[i] = newSim(f, i)
-		wg.Go(func() { sims[i].run(fctx) })
-		if i < len(sims)-1 {
+	// Start every sidecar that is due at each tick, rather than one per
+	// tick: a starved process wakes up less often than the rate asks.
+	tick := time.NewTicker(10 * time.Millisecond)
+	started := 0
+	for started < len(sims) && ctx.Err() == nil {
+		due := min(len(sims), 1+int(time.Since(start)*time.Duration(cfg.StartRate)/time.Second))
+		for ; started < due; started++ {
+			sm := newSim(f, started)
+			sims[started] = sm
+			wg.Go(func() { sm.run(fctx) })
+		}
+		if started < len(sims) {
 			select {
 			case <-ctx.Done():
 			case <-tick.C:
 			}
-		}
-		if ctx.Err() != nil {
-			break
 		}
 	}
 	tick.Stop()
@@ -312,7 +316,7 @@ func RunFleet(ctx context.Context, cfg FleetConfig) (*FleetResult, error) {
 		if !cfg.Keep {
 			cfg.Progress("deleting what the run created")
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			if err := cleanup(cctx, ctl, cfg.Prefix, f.services, cfg.Callees); err != nil {
+			if err := cleanup(cctx, ctl, cfg.Prefix, f.services); err != nil {
 				res.CleanupError = err.Error()
 			}
 			cancel()

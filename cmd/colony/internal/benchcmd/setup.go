@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,15 +23,19 @@ const by = "colony bench fleet"
 // that reports may create breakers for it, as a callee outside the mesh
 // needs; and deletes its pairs left OPEN by an earlier run kept with
 // --keep, so that this run's trip is a change every sidecar sees.
-func setup(ctx context.Context, c *client.Client, prefix string, services int) error {
+func setup(ctx context.Context, c *client.Client, prefix string) error {
 	trip := tripCallee(prefix)
 	if _, err := c.ApplyPolicies(ctx, []*colonyv1.PolicySpec{{Callee: trip, Policy: []byte("{}")}}, by, false); err != nil {
 		return fmt.Errorf("applying a policy for %s: %w", trip, err)
 	}
-	for i := range services {
-		_, err := c.DeleteBreaker(ctx, serviceName(prefix, i), trip, true, "a fleet benchmark starts", by)
+	left, err := c.ListBreakers(ctx, "", trip)
+	if err != nil {
+		return fmt.Errorf("listing the breakers of %s: %w", trip, err)
+	}
+	for _, b := range left {
+		_, err := c.DeleteBreaker(ctx, b.GetCaller(), trip, true, "a fleet benchmark starts", by)
 		if err != nil && !errors.Is(err, client.ErrNotFound) {
-			return fmt.Errorf("deleting the breaker %s -> %s of an earlier run: %w", serviceName(prefix, i), trip, err)
+			return fmt.Errorf("deleting the breaker %s -> %s of an earlier run: %w", b.GetCaller(), trip, err)
 		}
 	}
 	return nil
@@ -38,7 +44,7 @@ func setup(ctx context.Context, c *client.Client, prefix string, services int) e
 // cleanup deletes the breaker pairs, service directories and policy a
 // fleet run created. The sessions are closed by then, so the directories
 // are empty.
-func cleanup(ctx context.Context, c *client.Client, prefix string, services, callees int) error {
+func cleanup(ctx context.Context, c *client.Client, prefix string, services int) error {
 	type job struct{ caller, callee string }
 	jobs := make(chan job)
 	var (
@@ -63,12 +69,14 @@ func cleanup(ctx context.Context, c *client.Client, prefix string, services, cal
 			}
 		})
 	}
-	for i := range services {
-		caller := serviceName(prefix, i)
-		for k := 1; k <= callees && k < services; k++ {
-			jobs <- job{caller, serviceName(prefix, (i+k)%services)}
+	all, err := c.ListBreakers(ctx, "", "")
+	if err != nil {
+		note(fmt.Errorf("listing the breakers: %w", err))
+	}
+	for _, b := range all {
+		if isSimulated(prefix, b.GetCaller()) {
+			jobs <- job{b.GetCaller(), b.GetCallee()}
 		}
-		jobs <- job{caller, tripCallee(prefix)}
 	}
 	close(jobs)
 	wg.Wait()
@@ -91,4 +99,14 @@ func cleanup(ctx context.Context, c *client.Client, prefix string, services, cal
 		note(fmt.Errorf("policy %s: %w", tripCallee(prefix), err))
 	}
 	return errors.Join(errs...)
+}
+
+// isSimulated reports whether service is one of a run's with prefix.
+func isSimulated(prefix, service string) bool {
+	n, ok := strings.CutPrefix(service, prefix+"-")
+	if !ok || len(n) < 4 {
+		return false
+	}
+	_, err := strconv.Atoi(n)
+	return err == nil
 }
