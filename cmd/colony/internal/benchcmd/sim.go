@@ -61,6 +61,11 @@ func (s *sim) done() {
 
 // run runs the sidecar until ctx ends, then closes its session and client.
 func (s *sim) run(ctx context.Context) {
+	// A context of the sidecar's own: the contexts of its calls hang off
+	// it, not off the fleet's, whose lock thousands of sidecars would
+	// otherwise contend for (and whose cancellation would walk them all).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	eps := slices.Concat(s.f.cfg.Endpoints[s.idx%len(s.f.cfg.Endpoints):], s.f.cfg.Endpoints[:s.idx%len(s.f.cfg.Endpoints)])
 	c, err := client.New(client.Config{Endpoints: eps, TLS: s.f.cfg.TLS})
 	if err != nil {
