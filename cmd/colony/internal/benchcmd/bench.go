@@ -40,7 +40,8 @@ policies and on the registrations of the services it calls (read node by node
 as the sidecar's mirror does), and an outcome report every --report-interval
 for each callee.
 
-Once every sidecar is up, it measures the steady fleet for --measure, then
+Once every sidecar is up (or --ready-timeout has passed: a fleet that does
+not all come up is measured all the same), it measures it for --measure, then
 trips a breaker in every service at once: every sidecar reports failures to
 one shared callee, and it times each pair from the first failure report to the
 leader's decision, and from the decision to each sidecar's watch delivering
@@ -72,6 +73,12 @@ decision-to-watch p99 is above --goal, or any call failed.`,
 		}
 		if goal <= 0 {
 			return fmt.Errorf("--goal: must be positive, got %v", goal)
+		}
+		check := cfg
+		check.Endpoints = eps
+		check.withDefaults()
+		if err := check.Validate(); err != nil {
+			return fmt.Errorf("--%w", err)
 		}
 		return f.Run(true, func(ctx context.Context, s *cli.Env, _ []string) error {
 			cfg.Endpoints, cfg.TLS = eps, s.TLS

@@ -133,15 +133,15 @@ func (cfg FleetConfig) Validate() error {
 	case cfg.Callees < 0 || cfg.Callees > contract.MaxOutcomesPerReport-1:
 		return fmt.Errorf("callees: %d is outside 0..%d", cfg.Callees, contract.MaxOutcomesPerReport-1)
 	case cfg.ReportInterval < 10*time.Millisecond || cfg.ReportInterval > time.Minute:
-		return fmt.Errorf("report interval: %v is outside 10ms..1m", cfg.ReportInterval)
+		return fmt.Errorf("report-interval: %v is outside 10ms..1m", cfg.ReportInterval)
 	case cfg.SessionTTL < time.Second:
-		return fmt.Errorf("session ttl: %v is below 1s", cfg.SessionTTL)
+		return fmt.Errorf("session-ttl: %v is below 1s", cfg.SessionTTL)
 	case cfg.StartRate < 1:
-		return fmt.Errorf("start rate: %d is below 1 per second", cfg.StartRate)
+		return fmt.Errorf("start-rate: %d is below 1 per second", cfg.StartRate)
 	case cfg.Measure < time.Second:
 		return fmt.Errorf("measure: %v is below 1s", cfg.Measure)
 	case cfg.TripTimeout < time.Second:
-		return fmt.Errorf("trip timeout: %v is below 1s", cfg.TripTimeout)
+		return fmt.Errorf("trip-timeout: %v is below 1s", cfg.TripTimeout)
 	}
 	if err := breaker.ValidateServiceName(serviceName(cfg.Prefix, cfg.Sidecars)); err != nil {
 		return fmt.Errorf("prefix: %w", err)

@@ -143,7 +143,7 @@ func TestFleetConfigValidate(t *testing.T) {
 		{"too many sidecars", func(c *FleetConfig) { c.Sidecars = maxSidecars + 1 }, "sidecars:"},
 		{"one per service", func(c *FleetConfig) { c.PerService = 1 }, "per-service: 1"},
 		{"too many callees", func(c *FleetConfig) { c.Callees = contract.MaxOutcomesPerReport }, "callees:"},
-		{"fast reports", func(c *FleetConfig) { c.ReportInterval = time.Millisecond }, "report interval"},
+		{"fast reports", func(c *FleetConfig) { c.ReportInterval = time.Millisecond }, "report-interval"},
 		{"bad prefix", func(c *FleetConfig) { c.Prefix = "Bad Name" }, "prefix:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
