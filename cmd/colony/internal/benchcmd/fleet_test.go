@@ -35,6 +35,10 @@ func TestRunFleetTripSeenByEverySidecar(t *testing.T) {
 	res, err := RunFleet(ctx, FleetConfig{
 		Endpoints: eps, TLS: tlsCfg, Sidecars: 20, PerService: 5, Callees: 2,
 		Measure: time.Second, Resources: []Sampler{SelfSampler()},
+		// The cluster runs in this process, beside the sidecars: a report
+		// period of 1s (a timeout of 2s) keeps a loaded machine or the race
+		// detector from turning slowness into failed reports.
+		ReportInterval: time.Second, StartRate: 50,
 	})
 	if err != nil {
 		t.Fatal(err)
