@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/colonymesh/colony/cmd/colony/internal/aclcmd"
+	"github.com/colonymesh/colony/cmd/colony/internal/benchcmd"
 	"github.com/colonymesh/colony/cmd/colony/internal/breakercmd"
 	"github.com/colonymesh/colony/cmd/colony/internal/cli"
 	"github.com/colonymesh/colony/cmd/colony/internal/clustercmd"
@@ -19,6 +20,7 @@ func addClientCommands(root *cobra.Command) {
 		kvcmd.NewKVCmd(f), clustercmd.NewClusterCmd(f), kvcmd.NewSessionCmd(f),
 		breakercmd.NewBreakerCmd(f), breakercmd.NewPolicyCmd(f), kvcmd.NewLockCmd(f),
 		kvcmd.NewElectCmd(f), breakercmd.NewDemoCmd(f), aclcmd.NewACLCmd(f),
+		benchcmd.NewBenchCmd(f),
 	} {
 		f.Register(cmd, cmd.PersistentFlags())
 		root.AddCommand(cmd)
