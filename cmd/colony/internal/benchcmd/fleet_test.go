@@ -19,10 +19,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(clitest.Main(m)) }
 
-// A small fleet (8 sidecars: the race detector and a busy CI machine share
-// two cores with this in-process cluster) against a secure 3-member cluster comes up, every
-// sidecar sees its service's pair to the failing callee OPEN, no call
-// fails, and stopping the fleet removes its registrations.
+// A small fleet against a secure 3-member cluster comes up, every sidecar
+// sees its service's pair to the failing callee OPEN, no call fails, and
+// stopping the fleet removes its registrations. Eight sidecars: the race
+// detector and a busy CI machine share two cores with this cluster.
 func TestRunFleetTripSeenByEverySidecar(t *testing.T) {
 	pki := coordinatortest.NewPKI(t)
 	nodes := coordinatortest.StartSecureCluster(t, pki, 3)
