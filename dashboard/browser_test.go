@@ -152,6 +152,26 @@ func TestLiveFeedFromCoordinator(t *testing.T) {
 	}
 }
 
+// TestTrafficFromCoordinator: the leader's live window reaches
+// GET /api/breakers with its slow and rejected calls and a call rate.
+func TestTrafficFromCoordinator(t *testing.T) {
+	c, hs := liveSetup(t)
+	report(t, c, "c1", &colonyv1.OutcomeCounts{Successes: 30, Failures: 10, Slow: 8, Rejected: 5})
+	res, err := hs.Client().Get(hs.URL + "/api/breakers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var l breakerList
+	if err := json.NewDecoder(res.Body).Decode(&l); err != nil || len(l.Breakers) != 1 || l.Breakers[0].Window == nil {
+		t.Fatalf("GET /api/breakers: %+v (%v)", l, err)
+	}
+	w := l.Breakers[0].Window
+	if w.WindowCalls != 40 || w.FailureRate != 0.25 || w.SlowCalls != 8 || w.SlowCallRate != 0.2 || w.RejectedCalls != 5 || w.WindowMs <= 0 || w.CallRate <= 0 || w.RejectRate <= 0 {
+		t.Fatalf("window %+v: want 40 calls at 25%% failures, 8 slow (20%%), 5 rejected, over a counted time with rates", *w)
+	}
+}
+
 // TestBrowser drives the page in headless Chromium against a real
 // coordinator: the cell turns OPEN without a reload when the breaker
 // trips, and an override set from the page (reason, confirmation) is

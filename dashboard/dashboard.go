@@ -361,6 +361,7 @@ func (d *Dashboard) routes() http.Handler {
 	mux.HandleFunc("POST /api/breakers/{caller}/{callee}/clear", d.clearOverride)
 	mux.HandleFunc("GET /api/cluster", d.cluster)
 	mux.HandleFunc("GET /api/sidecars", d.sidecars)
+	mux.HandleFunc("GET /api/traffic", d.traffic)
 	mux.HandleFunc("GET /api/events", d.events)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no such API endpoint: "+r.Method+" "+r.URL.Path)
