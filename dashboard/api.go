@@ -220,16 +220,19 @@ type pairWindow struct {
 	SlowCalls    int64   `json:"slowCalls"`
 	SlowCallRate float64 `json:"slowCallRate"`
 	// RejectedCalls are the calls callers' breakers turned away in the
-	// window (not in WindowCalls).
-	RejectedCalls int64 `json:"rejectedCalls"`
+	// last rejectedSpan, whatever the state (the window counts nothing
+	// while OPEN), and RejectRate the same per second.
+	RejectedCalls int64   `json:"rejectedCalls"`
+	RejectRate    float64 `json:"rejectRate"`
 	// WindowMs is how long the window has counted (up to the policy's
 	// window: it restarts at each transition); 0 without reports.
 	WindowMs int64 `json:"windowMs"`
-	// CallRate is WindowCalls per second over WindowMs; RejectRate the
-	// same of RejectedCalls.
-	CallRate   float64 `json:"callRate"`
-	RejectRate float64 `json:"rejectRate"`
+	// CallRate is WindowCalls per second over WindowMs.
+	CallRate float64 `json:"callRate"`
 }
+
+// rejectedSpan is the period ListBreakers' rejected_calls covers.
+const rejectedSpan = 10 * time.Second
 
 // minRateSpan is the shortest window a rate is computed over: a window that
 // restarted a moment ago would turn its first report into a burst.
@@ -256,8 +259,8 @@ func summaryFromProto(b *colonyv1.BreakerSummary, atMs int64) pairSummary {
 		w.WindowMs = atMs - start
 		secs := max(time.Duration(w.WindowMs)*time.Millisecond, minRateSpan).Seconds()
 		w.CallRate = float64(w.WindowCalls) / secs
-		w.RejectRate = float64(w.RejectedCalls) / secs
 	}
+	w.RejectRate = float64(w.RejectedCalls) / rejectedSpan.Seconds()
 	return pairSummary{
 		pairState: pairState{
 			Caller: b.GetCaller(), Callee: b.GetCallee(), State: b.GetState(), Generation: b.GetGeneration(),

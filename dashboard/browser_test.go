@@ -167,8 +167,23 @@ func TestTrafficFromCoordinator(t *testing.T) {
 		t.Fatalf("GET /api/breakers: %+v (%v)", l, err)
 	}
 	w := l.Breakers[0].Window
-	if w.WindowCalls != 40 || w.FailureRate != 0.25 || w.SlowCalls != 8 || w.SlowCallRate != 0.2 || w.RejectedCalls != 5 || w.WindowMs <= 0 || w.CallRate <= 0 || w.RejectRate <= 0 {
-		t.Fatalf("window %+v: want 40 calls at 25%% failures, 8 slow (20%%), 5 rejected, over a counted time with rates", *w)
+	if w.WindowCalls != 40 || w.FailureRate != 0.25 || w.SlowCalls != 8 || w.SlowCallRate != 0.2 || w.RejectedCalls != 5 || w.WindowMs <= 0 || w.CallRate <= 0 || w.RejectRate != 0.5 {
+		t.Fatalf("window %+v: want 40 calls at 25%% failures, 8 slow (20%%), 5 rejected (0.5/s), over a counted time with a rate", *w)
+	}
+
+	// OPEN: the window counts nothing, but the callers' rejections are
+	// what an operator wants to see.
+	report(t, c, "c1", &colonyv1.OutcomeCounts{Failures: 30, TrailingFailures: 30})
+	waitRecord(t, c, func(r breaker.PairRecord) bool { return r.State == breaker.Open })
+	report(t, c, "c1", &colonyv1.OutcomeCounts{Rejected: 25})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := c.ListBreakers(ctx, "checkout", "payments")
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("ListBreakers: %v %v", rows, err)
+	}
+	if rows[0].GetState() != "OPEN" || rows[0].GetRejectedCalls() != 30 {
+		t.Fatalf("open pair: %v with %d rejected calls, want OPEN with the 5 + 25 reported in the last 10s", rows[0].GetState(), rows[0].GetRejectedCalls())
 	}
 }
 

@@ -28,6 +28,7 @@ func TestTrafficRates(t *testing.T) {
 			4, 2, 0.25, 10_000},
 		{"window restarted at a transition", &colonyv1.BreakerSummary{WindowCalls: 6, WindowStartMs: at.Add(-3 * time.Second).UnixMilli()},
 			2, 0, 0, 3_000},
+		{"open: no window, rejected calls", &colonyv1.BreakerSummary{RejectedCalls: 35}, 0, 3.5, 0, 0},
 		{"window younger than a second counts as one", &colonyv1.BreakerSummary{WindowCalls: 5, WindowStartMs: at.Add(-100 * time.Millisecond).UnixMilli()},
 			5, 0, 0, 100},
 		{"no reports", &colonyv1.BreakerSummary{}, 0, 0, 0, 0},

@@ -371,9 +371,10 @@ type BreakerSummary struct {
 	FailingInstances   int32   `protobuf:"varint,10,opt,name=failing_instances,json=failingInstances,proto3" json:"failing_instances,omitempty"`
 	ReportingInstances int32   `protobuf:"varint,11,opt,name=reporting_instances,json=reportingInstances,proto3" json:"reporting_instances,omitempty"`
 	// slow_calls counts the window's calls (of window_calls) slower than the
-	// policy's slowCallDuration; rejected_calls the calls callers' breakers
-	// turned away in the window (not in window_calls).
-	SlowCalls     int64 `protobuf:"varint,12,opt,name=slow_calls,json=slowCalls,proto3" json:"slow_calls,omitempty"`
+	// policy's slowCallDuration.
+	SlowCalls int64 `protobuf:"varint,12,opt,name=slow_calls,json=slowCalls,proto3" json:"slow_calls,omitempty"`
+	// rejected_calls counts the calls the callers' breakers turned away in
+	// the last 10s, in any state (the window counts nothing while OPEN).
 	RejectedCalls int64 `protobuf:"varint,13,opt,name=rejected_calls,json=rejectedCalls,proto3" json:"rejected_calls,omitempty"`
 	// window_start_ms is where the counted window begins (the later of now
 	// minus the policy's window and the last transition), so that
