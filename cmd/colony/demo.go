@@ -50,33 +50,31 @@ func writeDemoHints(w io.Writer, addr, certsDir string) {
 	cmd := func(args string) string {
 		return env + "go run ./cmd/colony " + args + flags
 	}
-	lines := []struct{ cmd, why string }{
-		{cmd("breaker watch"), "every breaker change, as it is committed"},
-		{cmd("demo fail payments"), "payments hangs, then fails: checkout->payments trips in ~5s,"},
-		{"", "checkout falls back at once and frontend stays green (contained)"},
-		{cmd("breaker ls"), "state, error share and calls per pair"},
-		{cmd("breaker get checkout payments"), "why it tripped, and its history"},
-		{cmd("demo heal payments"), "after the open duration (10s, doubling on each re-open), probes close it"},
-		{cmd(`breaker disable checkout payments --reason "demo: no breaker"`), "then fail payments again:"},
-		{"", "every checkout waits on payments past frontend's deadline, and"},
-		{"", "frontend->checkout trips too within ~15s (the cascade)"},
-		{cmd(`breaker clear checkout payments --reason "demo done"`), ""},
+	steps := []struct{ why, cmd string }{
+		{"every breaker change, as it is committed", cmd("breaker watch")},
+		{"payments hangs, then fails: checkout->payments trips within ~10s, checkout's\n" +
+			"fallback answers at once and frontend->checkout stays CLOSED (contained)", cmd("demo fail payments")},
+		{"state, error share and calls per pair; why it tripped, and its history", cmd("breaker ls")},
+		{"", cmd("breaker get checkout payments")},
+		{"payments recovers: after the open duration (10s, doubling on each re-open)\n" +
+			"the probes close the breaker", cmd("demo heal payments")},
+		{"no breaker on checkout->payments, then fail payments again: every checkout\n" +
+			"waits on payments past frontend's deadline and frontend->checkout trips\n" +
+			"too within ~20s (the cascade)", cmd(`breaker disable checkout payments --reason "demo: no breaker"`)},
+		{"", cmd("demo fail payments")},
+		{"", cmd(`breaker clear checkout payments --reason "demo done"`)},
 	}
 	var b strings.Builder
 	b.WriteString(`Demo mesh: frontend -> checkout -> payments, checkout -> inventory, frontend -> search -> inventory;
 every instance has its own sidecar, every caller a proxyless gRPC client per callee (xds:///<callee>),
-and frontend's users call with a 200ms deadline. The dashboard shows it live.
+and frontend's users call with a 500ms deadline. The dashboard shows it live.
 Try, in another terminal:
 `)
-	for _, l := range lines {
-		switch {
-		case l.cmd == "":
-			fmt.Fprintf(&b, "  %-60s   %s\n", "", l.why)
-		case l.why == "":
-			fmt.Fprintf(&b, "  %s\n", l.cmd)
-		default:
-			fmt.Fprintf(&b, "  %-60s # %s\n", l.cmd, l.why)
+	for _, st := range steps {
+		if st.why != "" {
+			b.WriteString("  # " + strings.ReplaceAll(st.why, "\n", "\n  # ") + "\n")
 		}
+		b.WriteString("  " + st.cmd + "\n")
 	}
 	b.WriteString("(--demo=false runs the coordinator alone; with the demo running, checkout->payments carries 4 calls/s.)\n\n")
 	io.WriteString(w, b.String())

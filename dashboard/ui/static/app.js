@@ -296,12 +296,11 @@
     const ev = p.evidence;
     if (w && num(w.windowCalls) > 0) {
       ratio = `${pct(w.failureRate)} err · ${rateText(w.callRate)}/s`;
-    } else if (ev && p.state !== 'CLOSED') {
-      // The window restarts at a transition and an open breaker's callers
-      // reject locally: show what tripped it.
-      ratio = `tripped at ${pct(ev.failureRate)} err`;
     } else if (w && num(w.rejectedCalls) > 0) {
-      ratio = `${rateText(w.rejectRate)}/s rejected`;
+      // An open breaker's window counts nothing: its callers reject locally.
+      ratio = `rejecting ${rateText(w.rejectRate)}/s`;
+    } else if (ev && p.state !== 'CLOSED') {
+      ratio = `tripped at ${pct(ev.failureRate)} err`;
     }
     return el('button', {
       type: 'button', class: cls.join(' '),
@@ -322,8 +321,8 @@
     const calls = num(w.windowCalls);
     const ev = p.evidence;
     let why = '';
-    if (p.state !== 'CLOSED' && ev) why = `tripped: ${p.cause || ev.condition || ''} at ${pct(ev.failureRate)} of ${ev.calls} calls, ${ev.failingInstances}/${ev.reportingInstances} inst.`;
-    else if (calls > 0) why = `${w.failingInstances}/${w.reportingInstances} inst. failing`;
+    if (p.state !== 'CLOSED' && ev) why = `tripped on ${p.cause || ev.condition || '?'}: ${pct(ev.failureRate)} of ${ev.calls} calls failed`;
+    else if (calls > 0 && num(w.failureRate) > 0) why = `${w.failingInstances} of ${w.reportingInstances} caller instances see failures`;
     const sel = selected && selected.caller === p.caller && selected.callee === p.callee;
     return el('tr', {
       class: ['pair', `row-${p.state}`, sel ? 'selected' : ''].join(' ').trim(),
@@ -339,8 +338,8 @@
     el('td', {class: ['num', calls > 0 ? shareClass(w.slowCallRate, 0.2, 0.6) : null].filter(Boolean).join(' '), title: 'share of calls slower than the policy\'s slowCallDuration', text: calls > 0 ? pct(num(w.slowCallRate)) : '–'}),
     el('td', {class: ['num', num(w.rejectedCalls) > 0 ? 'flag-bad' : null].filter(Boolean).join(' '), title: `${num(w.rejectedCalls)} calls rejected by callers' breakers in the window`, text: rateText(w.rejectRate)}),
     el('td', {}, sparkline(t.rejectRate, 1, 'spark-rej', 'rejected calls/s, last two minutes')),
-    el('td', {class: 'muted small', text: why}),
-    el('td', {class: 'num muted small', text: p.sinceMs ? ago(num(p.sinceMs)) : ''}));
+    el('td', {class: 'why muted small', text: why}),
+    el('td', {class: 'num muted small nowrap', text: p.sinceMs ? ago(num(p.sinceMs)) : ''}));
   }
 
   function renderMatrix() {

@@ -90,10 +90,10 @@ type Config struct {
 	// `colony breaker report` by hand can outweigh, as the README does).
 	Every time.Duration
 	// Deadline is the users' deadline for a call to frontend's callees
-	// (default 200ms), propagated down the chain.
+	// (default 500ms), propagated down the chain.
 	Deadline time.Duration
 	// FailAfter is how long a failing service hangs before it fails
-	// (default 400ms: past Deadline, as an overloaded service).
+	// (default 2s: past Deadline, as an overloaded service).
 	FailAfter time.Duration
 	Logger    *slog.Logger
 	// TracerProvider, when set, is given to every sidecar, so a
@@ -117,23 +117,23 @@ type Certs interface {
 
 // Demo policies, applied to a callee that has none. Both trip at 50%
 // failures seen by one caller instance (each demo service has one caller
-// instance per pair) and open for 10s; calls over 150ms count as slow (the
+// instance per pair) and open for 10s; calls over 250ms count as slow (the
 // slow share shows on the dashboard; no slow-call condition trips).
 // Leaf services' breakers trip fast: 20 calls over 10s. Mid-tier services
 // (called by frontend) need 60 calls over 20s, so the few seconds of
 // timeouts before checkout->payments trips do not trip frontend->checkout:
 // a caller's breaker gives its callee's own breakers time to act.
 const (
-	leafPolicy = `{"window":"10s","buckets":10,"minimumCalls":20,"failureRateThreshold":0.5,"slowCallDuration":"150ms",` +
+	leafPolicy = `{"window":"10s","buckets":10,"minimumCalls":20,"failureRateThreshold":0.5,"slowCallDuration":"250ms",` +
 		`"openDuration":"10s","backoffMultiplier":2,"maxOpenDuration":"1m","jitter":0.1,` +
 		`"probeBudget":3,"successesToClose":3,"probeTimeout":"5s","minFailingInstances":1}`
-	midTierPolicy = `{"window":"20s","buckets":20,"minimumCalls":60,"failureRateThreshold":0.5,"slowCallDuration":"150ms",` +
+	midTierPolicy = `{"window":"20s","buckets":20,"minimumCalls":60,"failureRateThreshold":0.5,"slowCallDuration":"250ms",` +
 		`"openDuration":"10s","backoffMultiplier":2,"maxOpenDuration":"1m","jitter":0.1,` +
 		`"probeBudget":3,"successesToClose":3,"probeTimeout":"5s","minFailingInstances":1}`
 )
 
 // slowCall is the guards' slow-call threshold: the demo policies'.
-const slowCall = 150 * time.Millisecond
+const slowCall = 250 * time.Millisecond
 
 // Mesh is a running demo mesh.
 type Mesh struct {
@@ -175,10 +175,10 @@ func Start(cfg Config) (m *Mesh, err error) {
 		cfg.Every = 250 * time.Millisecond
 	}
 	if cfg.Deadline <= 0 {
-		cfg.Deadline = 200 * time.Millisecond
+		cfg.Deadline = 500 * time.Millisecond
 	}
 	if cfg.FailAfter <= 0 {
-		cfg.FailAfter = 400 * time.Millisecond
+		cfg.FailAfter = 2 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -421,20 +421,36 @@ func (m *Mesh) followControl(ctx context.Context) {
 	}
 }
 
+// maxUserCalls bounds each of the entry's pairs' calls in flight: users
+// do not wait for each other, so a slow callee does not slow the traffic
+// down (which would hide the failure from the breakers).
+const maxUserCalls = 16
+
 // users calls c.Callee from the entry service every cfg.Every, each call
 // with the users' deadline, until ctx ends.
 func (m *Mesh) users(ctx context.Context, n *node, c Call) {
 	t := time.NewTicker(m.cfg.Every)
 	defer t.Stop()
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	slots := make(chan struct{}, maxUserCalls)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, m.cfg.Deadline)
-		n.call(cctx, c.Callee)
-		cancel()
+		select {
+		case slots <- struct{}{}:
+		default:
+			continue // every slot waits on a callee slower than maxUserCalls x Every
+		}
+		inflight.Go(func() {
+			defer func() { <-slots }()
+			cctx, cancel := context.WithTimeout(ctx, m.cfg.Deadline)
+			defer cancel()
+			n.call(cctx, c.Callee)
+		})
 	}
 }
 
