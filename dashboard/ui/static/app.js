@@ -241,7 +241,7 @@
   // sparkline draws values (null: no sample) as an SVG polyline scaled to
   // max (at least floor), newest at the right.
   function sparkline(values, floor, cls, label) {
-    const W = 90;
+    const W = 64;
     const H = 20;
     const NS = 'http://www.w3.org/2000/svg';
     const svg = document.createElementNS(NS, 'svg');
