@@ -234,6 +234,9 @@ func TestBrowser(t *testing.T) {
 		chromedp.Navigate(hs.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(cell+`[data-state="CLOSED"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#conn.conn-live`)),
+		// The first full state is on screen: what headless capture waits for.
+		chromedp.WaitVisible(chromedp.CSS(`html[data-ready="true"] #sidecars table`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.pairs tr.pair[data-caller="checkout"][data-callee="inventory"] svg.spark-err`)),
 		// Survives only if the page is never reloaded.
 		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			_, err := chromedp.Evaluate[any](`window.__colonyTestMarker = "loaded-once"`)(ctx, tg)
@@ -241,8 +244,39 @@ func TestBrowser(t *testing.T) {
 		}),
 	)
 
+	// The pair list reads as the matrix does, caller first, with the
+	// window's error share.
+	// (Reported again: the first report may have left the 10s window.)
+	reportPair(t, c, "checkout", "inventory", "c1", &colonyv1.OutcomeCounts{Successes: 40, Failures: 2})
+	var row string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if row, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`table.pairs tr.pair[data-caller="checkout"][data-callee="inventory"]`))); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(row, "checkout → inventory") && strings.Contains(row, "4.8%") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkout->inventory's row: %q; want the direction and 2 of 42 calls failed (4.8%%)", row)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	run(t, ctx, "filter the pairs",
+		chromedp.SendKeys(chromedp.CSS(`#filter`), "web"),
+		chromedp.WaitNotPresent(chromedp.CSS(`table.pairs tr.pair[data-caller="checkout"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.pairs tr.pair[data-caller="web"]`)),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[any](`(() => { const f = document.getElementById('filter'); f.value = ''; f.dispatchEvent(new Event('input')); })()`)(ctx, tg)
+			return err
+		}),
+		chromedp.WaitVisible(chromedp.CSS(`table.pairs tr.pair[data-caller="checkout"][data-callee="payments"]`)),
+	)
+
 	report(t, c, "c1", &colonyv1.OutcomeCounts{Failures: 30, TrailingFailures: 30})
-	run(t, ctx, "see the cell turn OPEN", chromedp.WaitVisible(chromedp.CSS(cell+`[data-state="OPEN"]`)))
+	run(t, ctx, "see the cell turn OPEN, and its pair first in the list",
+		chromedp.WaitVisible(chromedp.CSS(cell+`[data-state="OPEN"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.pairs tbody tr:first-child[data-caller="checkout"][data-callee="payments"][data-state="OPEN"]`)),
+	)
 	marker, err = chromedp.Run(ctx, chromedp.Evaluate[string](`window.__colonyTestMarker`))
 	if err != nil {
 		t.Fatal(err)
@@ -259,6 +293,13 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#detail-history table`)),
 		chromedp.WaitVisible(chromedp.CSS(`#detail-enforcement li[data-client="checkout/c1"] .enforce-ms`)),
 	)
+	policy, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#detail-policy .classification`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(policy, "Failures: HTTP 5xx; gRPC UNKNOWN") || strings.Contains(policy, "{") {
+		t.Fatalf("the policy's classification on the page: %q; want it in words", policy)
+	}
 	enforceMs, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#detail-enforcement li[data-client="checkout/c1"]`)))
 	if err != nil {
 		t.Fatal(err)
@@ -295,6 +336,16 @@ func TestBrowser(t *testing.T) {
 	)
 
 	screenshot(t, ctx, "dashboard.png")
+
+	// ?snapshot=1 renders once and follows nothing, for headless capture.
+	run(t, ctx, "load a snapshot",
+		chromedp.Navigate(hs.URL+"/?snapshot=1"),
+		chromedp.WaitVisible(chromedp.CSS(`html[data-ready="true"] `+cell+`[data-override="force-closed"]`)),
+	)
+	conn, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#conn`)))
+	if err != nil || conn != "snapshot" {
+		t.Fatalf("snapshot mode's feed indicator: %q (%v)", conn, err)
+	}
 }
 
 // screenshot saves the whole page as a PNG in $COLONY_ARTIFACTS, or else

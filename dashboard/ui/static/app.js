@@ -322,7 +322,7 @@
     const ev = p.evidence;
     let why = '';
     if (p.state !== 'CLOSED' && ev) why = `tripped on ${p.cause || ev.condition || '?'}: ${pct(ev.failureRate)} of ${ev.calls} calls failed`;
-    else if (calls > 0 && num(w.failureRate) > 0) why = `${w.failingInstances} of ${w.reportingInstances} caller instances see failures`;
+    const failing = calls > 0 && num(w.failureRate) > 0 ? `${w.failingInstances} of ${w.reportingInstances} caller instances see failures` : '';
     const sel = selected && selected.caller === p.caller && selected.callee === p.callee;
     return el('tr', {
       class: ['pair', `row-${p.state}`, sel ? 'selected' : ''].join(' ').trim(),
@@ -330,7 +330,7 @@
       on: {click: () => select(p.caller, p.callee)},
     },
     el('td', {}, pill(p.state), p.override ? el('span', {class: 'tag', text: p.override}) : null),
-    el('td', {class: 'pairname'}, el('span', {text: p.caller}), el('span', {class: 'arrow', text: ' → '}), el('strong', {text: p.callee})),
+    el('td', {class: 'pairname', title: failing || null}, el('span', {text: p.caller}), el('span', {class: 'arrow', text: ' → '}), el('strong', {text: p.callee})),
     el('td', {class: 'num', title: `${calls} calls in the last ${fmtMs(num(w.windowMs))}`, text: calls > 0 ? rateText(w.callRate) : '0'}),
     el('td', {}, sparkline(t.callRate, 1, 'spark-rate', 'calls/s, last two minutes')),
     el('td', {class: ['num', calls > 0 ? shareClass(w.failureRate, 0.1, 0.4) : null].filter(Boolean).join(' '), text: calls > 0 ? pct(num(w.failureRate)) : '–'}),
@@ -707,14 +707,28 @@
   }
 
   // ---- sidecars ----
+  // outgoing shows the breakers a sidecar enforces on its service's calls.
+  // A sidecar without a callee list serves every registered service, so
+  // callees it has never called (no breaker record) are listed apart.
+  function outgoing(service, list) {
+    const called = list.filter((p) => pairs.has(pairKey(service, p.callee)) || p.state !== 'CLOSED');
+    const idle = list.filter((p) => !called.includes(p));
+    const out = called.map((p) => el('span', {class: 'out-pair', title: `${service} → ${p.callee}: generation ${p.generation}, decided by ${p.source}`},
+      `→ ${p.callee} `, pill(p.state)));
+    if (idle.length) {
+      out.push(el('span', {class: 'muted small', title: 'these would be CLOSED: no breaker record, as this service has not called them',
+        text: `${called.length ? 'not called: ' : 'calls nothing yet; could call '}${idle.map((p) => p.callee).join(', ')}`}));
+    }
+    return out.length ? out : el('span', {class: 'muted', text: 'none'});
+  }
   // staleCell colours how long ago a sidecar last heard from the
-  // coordinator: a sidecar answers within its report interval (250ms by
-  // default) and enters its degraded mode after DegradedAfter (5s).
+  // coordinator: at least every session keep-alive (TTL/3, 2s by default),
+  // and it enters its degraded mode after DegradedAfter (5s).
   function staleCell(ms, degraded) {
-    const cls = degraded || ms >= 5000 ? 'stale-bad' : (ms >= 1000 ? 'stale-warn' : 'stale-ok');
+    const cls = degraded || ms >= 5000 ? 'stale-bad' : (ms >= 3000 ? 'stale-warn' : 'stale-ok');
     const meaning = {
-      'stale-ok': 'fresh: the coordinator answered within the last second',
-      'stale-warn': 'lagging: no answer from the coordinator for over a second; past 5s (DegradedAfter) the sidecar enters its degraded mode',
+      'stale-ok': 'fresh: a sidecar hears from the coordinator at least every keep-alive (2s by default) and at every event',
+      'stale-warn': 'lagging: a keep-alive went unanswered; past 5s (DegradedAfter) the sidecar enters its degraded mode',
       'stale-bad': 'stale: the sidecar no longer hears the coordinator and enforces its degraded mode (last-known records by default)',
     }[cls];
     return el('td', {class: `num ${cls}`, title: `${fmtMs(ms)} since the coordinator last answered this sidecar. ${meaning}`, text: fmtMs(ms)});
@@ -752,8 +766,7 @@
           el('td', {class: st.degraded ? 'flag-bad' : 'flag-good', text: st.degraded ? 'yes' : 'no'}),
           staleCell(num(st.staleMs), st.degraded),
           el('td', {text: st.sessionId}),
-          el('td', {class: 'outgoing'}, (st.pairs || []).length ? (st.pairs || []).map((p) => el('span', {class: 'out-pair', title: `${reg.service} → ${p.callee}: generation ${p.generation}, decided by ${p.source}`},
-            `→ ${p.callee} `, pill(p.state))) : el('span', {class: 'muted', text: 'none (calls nothing through Colony)'})));
+          el('td', {class: 'outgoing'}, outgoing(reg.service, st.pairs || [])));
       })));
     if (res.truncated) $('sidecars').append(el('p', {class: 'muted', text: `only the first ${res.limit} instances are shown`}));
   }
