@@ -309,7 +309,8 @@ func listBreakers(ctx context.Context, c Coordinator) (breakerList, error) {
 	return l, nil
 }
 
-// GET /api/breakers: every pair, with the leader's live window.
+// GET /api/breakers: every pair, with the leader's live window and, as the
+// live feed's snapshots, its record's evidence.
 func (d *Dashboard) listBreakers(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := d.reqCtx(r)
 	defer cancel()
@@ -318,6 +319,9 @@ func (d *Dashboard) listBreakers(w http.ResponseWriter, r *http.Request) {
 		writeCoordError(w, err)
 		return
 	}
+	d.hub.mu.Lock()
+	d.hub.attachEvidenceLocked(&l)
+	d.hub.mu.Unlock()
 	writeJSON(w, http.StatusOK, l)
 }
 

@@ -182,6 +182,24 @@ func TestTrafficFromCoordinator(t *testing.T) {
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("ListBreakers: %v %v", rows, err)
 	}
+	// GET /api/breakers carries the trip's evidence too (what ?snapshot=1 shows).
+	var open breakerList
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		res, err := hs.Client().Get(hs.URL + "/api/breakers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = breakerList{}
+		err = json.NewDecoder(res.Body).Decode(&open)
+		res.Body.Close()
+		if err == nil && len(open.Breakers) == 1 && open.Breakers[0].Evidence != nil && open.Breakers[0].Cause == "failureRate" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /api/breakers of an open pair: %+v (%v); want the trip's evidence", open, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if rows[0].GetState() != "OPEN" || rows[0].GetRejectedCalls() != 30 {
 		t.Fatalf("open pair: %v with %d rejected calls, want OPEN with the 5 + 25 reported in the last 10s", rows[0].GetState(), rows[0].GetRejectedCalls())
 	}

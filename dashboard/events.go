@@ -263,6 +263,17 @@ func (h *hub) watchOnce(ctx context.Context) error {
 	}
 }
 
+// attachEvidenceLocked gives l's rows the evidence and cause of their
+// generation's record, which ListBreakers rows lack.
+func (h *hub) attachEvidenceLocked(l *breakerList) {
+	for i := range l.Breakers {
+		row := &l.Breakers[i]
+		if r, ok := h.records[row.Caller+"/"+row.Callee]; ok && r.Generation == row.Generation {
+			row.Evidence, row.Cause = r.Evidence, r.Cause
+		}
+	}
+}
+
 // noteLocked keeps st unless a newer generation of the pair is known.
 func (h *hub) noteLocked(st pairState) {
 	k := st.Caller + "/" + st.Callee
@@ -374,12 +385,7 @@ func (h *hub) runPoll(ctx context.Context) {
 			h.pollErr = "reading the breakers: " + err.Error()
 		} else {
 			h.pollErr = ""
-			for i := range l.Breakers {
-				row := &l.Breakers[i]
-				if r, ok := h.records[row.Caller+"/"+row.Callee]; ok && r.Generation == row.Generation {
-					row.Evidence, row.Cause = r.Evidence, r.Cause
-				}
-			}
+			h.attachEvidenceLocked(&l)
 			h.recordPollLocked(l)
 			h.snapshot = frame(eventSnapshot, l)
 			h.broadcastLocked(h.snapshot)
