@@ -314,6 +314,13 @@
     p.override === 'shadow' ? el('span', {class: 'badge', text: `shadow: would be ${p.shadowState || 'CLOSED'}`}) : null);
   }
 
+  // causeText says what a transition without window evidence means.
+  const causeText = {
+    probeFailed: 'a probe failed: open again, backed off',
+    openElapsed: 'open duration over: probing',
+    halfOpenTimeout: 'probes undecided in time: open again',
+  };
+
   function pairRow(p) {
     const k = pairKey(p.caller, p.callee);
     const w = p.window || {};
@@ -322,6 +329,7 @@
     const ev = p.evidence;
     let why = '';
     if (p.state !== 'CLOSED' && ev) why = `tripped on ${p.cause || ev.condition || '?'}: ${pct(ev.failureRate)} of ${ev.calls} calls failed`;
+    else if (p.state !== 'CLOSED') why = causeText[p.cause] || p.cause || '';
     const failing = calls > 0 && num(w.failureRate) > 0 ? `${w.failingInstances} of ${w.reportingInstances} caller instances see failures` : '';
     const sel = selected && selected.caller === p.caller && selected.callee === p.callee;
     return el('tr', {
