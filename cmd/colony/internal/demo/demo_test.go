@@ -87,8 +87,10 @@ func TestDemoContainsThenCascades(t *testing.T) {
 	m, c := startMesh(t)
 	fc, cp, fs := m.Caller("frontend", "checkout"), m.Caller("checkout", "payments"), m.Caller("frontend", "search")
 
+	failAt := time.Now()
 	set(t, c, "payments", "fail")
 	waitFor(t, 30*time.Second, "checkout->payments OPEN", func() bool { return state(t, c, "checkout", "payments") == breaker.Open })
+	t.Logf("contained: checkout->payments OPEN %v after payments failed", time.Since(failAt).Round(100*time.Millisecond))
 	ok := fc.OK.Load()
 	waitFor(t, 10*time.Second, "frontend's calls to checkout get through again (checkout's fallback)", func() bool {
 		return fc.OK.Load() > ok+8 && cp.Rejected.Load() > 0
@@ -103,7 +105,9 @@ func TestDemoContainsThenCascades(t *testing.T) {
 		t.Fatal(err)
 	}
 	failed := fc.Failed.Load()
+	disabledAt := time.Now()
 	waitFor(t, 60*time.Second, "cascade: frontend->checkout OPEN", func() bool { return state(t, c, "frontend", "checkout") == breaker.Open })
+	t.Logf("cascade: frontend->checkout OPEN %v after checkout->payments was disabled", time.Since(disabledAt).Round(100*time.Millisecond))
 	if fc.Failed.Load() == failed {
 		t.Fatal("frontend->checkout opened without failed calls")
 	}
