@@ -206,13 +206,37 @@ type transitionEvidence struct {
 	ReportingInstances int     `json:"reportingInstances"`
 }
 
-// pairWindow is the leader's live window of one pair (soft state).
+// pairWindow is the leader's live window of one pair (soft state): the
+// traffic the callers reported. Reports carry counts, not latencies, so
+// there are no latency percentiles: SlowCallRate (calls slower than the
+// policy's slowCallDuration) is what the window knows of latency.
 type pairWindow struct {
 	FailureRate        float64 `json:"failureRate"`
 	WindowCalls        int64   `json:"windowCalls"`
 	FailingInstances   int32   `json:"failingInstances"`
 	ReportingInstances int32   `json:"reportingInstances"`
+	// SlowCalls and SlowCallRate are the window's slow calls and their
+	// share of WindowCalls.
+	SlowCalls    int64   `json:"slowCalls"`
+	SlowCallRate float64 `json:"slowCallRate"`
+	// RejectedCalls are the calls callers' breakers turned away in the
+	// last rejectedSpan, whatever the state (the window counts nothing
+	// while OPEN), and RejectRate the same per second.
+	RejectedCalls int64   `json:"rejectedCalls"`
+	RejectRate    float64 `json:"rejectRate"`
+	// WindowMs is how long the window has counted (up to the policy's
+	// window: it restarts at each transition); 0 without reports.
+	WindowMs int64 `json:"windowMs"`
+	// CallRate is WindowCalls per second over WindowMs.
+	CallRate float64 `json:"callRate"`
 }
+
+// rejectedSpan is the period ListBreakers' rejected_calls covers.
+const rejectedSpan = 10 * time.Second
+
+// minRateSpan is the shortest window a rate is computed over: a window that
+// restarted a moment ago would turn its first report into a burst.
+const minRateSpan = time.Second
 
 // pairSummary is one cell of the matrix. Window is unset in live updates
 // from the watch: records carry no live window.
@@ -221,16 +245,28 @@ type pairSummary struct {
 	Window *pairWindow `json:"window,omitempty"`
 }
 
-func summaryFromProto(b *colonyv1.BreakerSummary) pairSummary {
+// summaryFromProto converts a ListBreakers row read at atMs.
+func summaryFromProto(b *colonyv1.BreakerSummary, atMs int64) pairSummary {
+	w := &pairWindow{
+		FailureRate: b.GetFailureRate(), WindowCalls: b.GetWindowCalls(),
+		FailingInstances: b.GetFailingInstances(), ReportingInstances: b.GetReportingInstances(),
+		SlowCalls: b.GetSlowCalls(), RejectedCalls: b.GetRejectedCalls(),
+	}
+	if w.WindowCalls > 0 {
+		w.SlowCallRate = float64(w.SlowCalls) / float64(w.WindowCalls)
+	}
+	if start := b.GetWindowStartMs(); start > 0 && atMs > start {
+		w.WindowMs = atMs - start
+		secs := max(time.Duration(w.WindowMs)*time.Millisecond, minRateSpan).Seconds()
+		w.CallRate = float64(w.WindowCalls) / secs
+	}
+	w.RejectRate = float64(w.RejectedCalls) / rejectedSpan.Seconds()
 	return pairSummary{
 		pairState: pairState{
 			Caller: b.GetCaller(), Callee: b.GetCallee(), State: b.GetState(), Generation: b.GetGeneration(),
 			SinceMs: b.GetSinceMs(), Override: b.GetOverride(), ShadowState: b.GetShadowState(),
 		},
-		Window: &pairWindow{
-			FailureRate: b.GetFailureRate(), WindowCalls: b.GetWindowCalls(),
-			FailingInstances: b.GetFailingInstances(), ReportingInstances: b.GetReportingInstances(),
-		},
+		Window: w,
 	}
 }
 
@@ -268,12 +304,13 @@ func listBreakers(ctx context.Context, c Coordinator) (breakerList, error) {
 	}
 	l := breakerList{AtMs: time.Now().UnixMilli(), Breakers: make([]pairSummary, 0, len(rows))}
 	for _, b := range rows {
-		l.Breakers = append(l.Breakers, summaryFromProto(b))
+		l.Breakers = append(l.Breakers, summaryFromProto(b, l.AtMs))
 	}
 	return l, nil
 }
 
-// GET /api/breakers: every pair, with the leader's live window.
+// GET /api/breakers: every pair, with the leader's live window and, as the
+// live feed's snapshots, its record's evidence.
 func (d *Dashboard) listBreakers(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := d.reqCtx(r)
 	defer cancel()
@@ -282,6 +319,9 @@ func (d *Dashboard) listBreakers(w http.ResponseWriter, r *http.Request) {
 		writeCoordError(w, err)
 		return
 	}
+	d.hub.mu.Lock()
+	d.hub.attachEvidenceLocked(&l)
+	d.hub.mu.Unlock()
 	writeJSON(w, http.StatusOK, l)
 }
 

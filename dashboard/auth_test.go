@@ -465,6 +465,36 @@ func TestAuthSidecarTLS(t *testing.T) {
 	}
 }
 
+// TestSidecarPlaintextOnLoopback: a dashboard with certificates still
+// reads a sidecar whose API serves plaintext on loopback (colony
+// sidecar's default, and the dev demo's), and never a plaintext one
+// elsewhere.
+func TestSidecarPlaintextOnLoopback(t *testing.T) {
+	pki := newTestPKI(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	colonyv1.RegisterSidecarServer(gs, &fakeSidecar{st: &colonyv1.SidecarStatusResponse{Service: "checkout", Instance: "c1"}})
+	go gs.Serve(lis)
+	defer gs.Stop()
+	st, err := sidecarStatus(context.Background(), lis.Addr().String(), pki.operator, 2*time.Second)
+	if err != nil || st.GetInstance() != "c1" {
+		t.Fatalf("Status of a plaintext sidecar on loopback: %v, %v", st, err)
+	}
+	for _, host := range []string{"127.0.0.1", "::1", "localhost"} {
+		if !isLoopback(host) {
+			t.Errorf("%s is loopback", host)
+		}
+	}
+	for _, host := range []string{"10.0.0.5", "sidecar.example", "0.0.0.0"} {
+		if isLoopback(host) {
+			t.Errorf("%s is not loopback: a plaintext answer from it must not be believed", host)
+		}
+	}
+}
+
 func TestLoadTokens(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "tokens")

@@ -152,6 +152,59 @@ func TestLiveFeedFromCoordinator(t *testing.T) {
 	}
 }
 
+// TestTrafficFromCoordinator: the leader's live window reaches
+// GET /api/breakers with its slow and rejected calls and a call rate.
+func TestTrafficFromCoordinator(t *testing.T) {
+	c, hs := liveSetup(t)
+	report(t, c, "c1", &colonyv1.OutcomeCounts{Successes: 30, Failures: 10, Slow: 8, Rejected: 5})
+	res, err := hs.Client().Get(hs.URL + "/api/breakers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var l breakerList
+	if err := json.NewDecoder(res.Body).Decode(&l); err != nil || len(l.Breakers) != 1 || l.Breakers[0].Window == nil {
+		t.Fatalf("GET /api/breakers: %+v (%v)", l, err)
+	}
+	w := l.Breakers[0].Window
+	if w.WindowCalls != 40 || w.FailureRate != 0.25 || w.SlowCalls != 8 || w.SlowCallRate != 0.2 || w.RejectedCalls != 5 || w.WindowMs <= 0 || w.CallRate <= 0 || w.RejectRate != 0.5 {
+		t.Fatalf("window %+v: want 40 calls at 25%% failures, 8 slow (20%%), 5 rejected (0.5/s), over a counted time with a rate", *w)
+	}
+
+	// OPEN: the window counts nothing, but the callers' rejections are
+	// what an operator wants to see.
+	report(t, c, "c1", &colonyv1.OutcomeCounts{Failures: 30, TrailingFailures: 30})
+	waitRecord(t, c, func(r breaker.PairRecord) bool { return r.State == breaker.Open })
+	report(t, c, "c1", &colonyv1.OutcomeCounts{Rejected: 25})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := c.ListBreakers(ctx, "checkout", "payments")
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("ListBreakers: %v %v", rows, err)
+	}
+	// GET /api/breakers carries the trip's evidence too (what ?snapshot=1 shows).
+	var open breakerList
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		res, err := hs.Client().Get(hs.URL + "/api/breakers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = breakerList{}
+		err = json.NewDecoder(res.Body).Decode(&open)
+		res.Body.Close()
+		if err == nil && len(open.Breakers) == 1 && open.Breakers[0].Evidence != nil && open.Breakers[0].Cause == "failureRate" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /api/breakers of an open pair: %+v (%v); want the trip's evidence", open, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rows[0].GetState() != "OPEN" || rows[0].GetRejectedCalls() != 30 {
+		t.Fatalf("open pair: %v with %d rejected calls, want OPEN with the 5 + 25 reported in the last 10s", rows[0].GetState(), rows[0].GetRejectedCalls())
+	}
+}
+
 // TestBrowser drives the page in headless Chromium against a real
 // coordinator: the cell turns OPEN without a reload when the breaker
 // trips, and an override set from the page (reason, confirmation) is
@@ -199,6 +252,9 @@ func TestBrowser(t *testing.T) {
 		chromedp.Navigate(hs.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS(cell+`[data-state="CLOSED"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#conn.conn-live`)),
+		// The first full state is on screen: what headless capture waits for.
+		chromedp.WaitVisible(chromedp.CSS(`html[data-ready="true"] #sidecars table`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.pairs tr.pair[data-caller="checkout"][data-callee="inventory"] svg.spark-err`)),
 		// Survives only if the page is never reloaded.
 		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			_, err := chromedp.Evaluate[any](`window.__colonyTestMarker = "loaded-once"`)(ctx, tg)
@@ -206,8 +262,39 @@ func TestBrowser(t *testing.T) {
 		}),
 	)
 
+	// The pair list reads as the matrix does, caller first, with the
+	// window's error share.
+	// (Reported again: the first report may have left the 10s window.)
+	reportPair(t, c, "checkout", "inventory", "c1", &colonyv1.OutcomeCounts{Successes: 40, Failures: 2})
+	var row string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if row, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`table.pairs tr.pair[data-caller="checkout"][data-callee="inventory"]`))); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(row, "checkout → inventory") && strings.Contains(row, "4.8%") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkout->inventory's row: %q; want the direction and 2 of 42 calls failed (4.8%%)", row)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	run(t, ctx, "filter the pairs",
+		chromedp.SendKeys(chromedp.CSS(`#filter`), "web"),
+		chromedp.WaitNotPresent(chromedp.CSS(`table.pairs tr.pair[data-caller="checkout"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.pairs tr.pair[data-caller="web"]`)),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[any](`(() => { const f = document.getElementById('filter'); f.value = ''; f.dispatchEvent(new Event('input')); })()`)(ctx, tg)
+			return err
+		}),
+		chromedp.WaitVisible(chromedp.CSS(`table.pairs tr.pair[data-caller="checkout"][data-callee="payments"]`)),
+	)
+
 	report(t, c, "c1", &colonyv1.OutcomeCounts{Failures: 30, TrailingFailures: 30})
-	run(t, ctx, "see the cell turn OPEN", chromedp.WaitVisible(chromedp.CSS(cell+`[data-state="OPEN"]`)))
+	run(t, ctx, "see the cell turn OPEN, and its pair first in the list",
+		chromedp.WaitVisible(chromedp.CSS(cell+`[data-state="OPEN"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.pairs tbody tr:first-child[data-caller="checkout"][data-callee="payments"][data-state="OPEN"]`)),
+	)
 	marker, err = chromedp.Run(ctx, chromedp.Evaluate[string](`window.__colonyTestMarker`))
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +311,13 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#detail-history table`)),
 		chromedp.WaitVisible(chromedp.CSS(`#detail-enforcement li[data-client="checkout/c1"] .enforce-ms`)),
 	)
+	policy, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#detail-policy .classification`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(policy, "Failures: HTTP 5xx; gRPC UNKNOWN") || strings.Contains(policy, "{") {
+		t.Fatalf("the policy's classification on the page: %q; want it in words", policy)
+	}
 	enforceMs, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#detail-enforcement li[data-client="checkout/c1"]`)))
 	if err != nil {
 		t.Fatal(err)
@@ -260,6 +354,16 @@ func TestBrowser(t *testing.T) {
 	)
 
 	screenshot(t, ctx, "dashboard.png")
+
+	// ?snapshot=1 renders once and follows nothing, for headless capture.
+	run(t, ctx, "load a snapshot",
+		chromedp.Navigate(hs.URL+"/?snapshot=1"),
+		chromedp.WaitVisible(chromedp.CSS(`html[data-ready="true"] `+cell+`[data-override="force-closed"]`)),
+	)
+	conn, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#conn`)))
+	if err != nil || conn != "snapshot" {
+		t.Fatalf("snapshot mode's feed indicator: %q (%v)", conn, err)
+	}
 }
 
 // screenshot saves the whole page as a PNG in $COLONY_ARTIFACTS, or else

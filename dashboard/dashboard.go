@@ -3,10 +3,12 @@
 // build step, nothing fetched from elsewhere) and the JSON API under /api/
 // the page uses, all backed by the coordinator's Go client.
 //
-// The page shows the breaker matrix (callers x callees) live, each pair's
-// policy, evidence, audit trail and probe holders, lets an operator set and
-// clear overrides (with a reason and a confirmation), and shows the
-// cluster's health and the sidecars' staleness and degraded modes.
+// The page shows each pair's traffic (calls/s, error, slow and rejected
+// shares, with two minutes of sparklines) and the breaker matrix (callers
+// x callees) live, most trouble first; each pair's policy, evidence, audit
+// trail and probe holders; lets an operator set and clear overrides (with
+// a reason and a confirmation); and shows the cluster's health and the
+// sidecars' staleness and degraded modes.
 //
 // Live updates come from one persistent recursive watch on /colony/breakers
 // per Dashboard, shared by every browser through server-sent events, plus a
@@ -361,6 +363,7 @@ func (d *Dashboard) routes() http.Handler {
 	mux.HandleFunc("POST /api/breakers/{caller}/{callee}/clear", d.clearOverride)
 	mux.HandleFunc("GET /api/cluster", d.cluster)
 	mux.HandleFunc("GET /api/sidecars", d.sidecars)
+	mux.HandleFunc("GET /api/traffic", d.traffic)
 	mux.HandleFunc("GET /api/events", d.events)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no such API endpoint: "+r.Method+" "+r.URL.Path)

@@ -23,11 +23,13 @@ import (
 //	pair      pairSummary without window: one pair's record changed
 //	deleted   pairState with only caller and callee: the pair's record is gone
 //	status    feedStatus: whether the feed is live
+//	history   trafficHistory: the live windows' recent samples, on connect
 const (
 	eventSnapshot = "snapshot"
 	eventPair     = "pair"
 	eventDeleted  = "deleted"
 	eventStatus   = "status"
+	eventHistory  = "history"
 )
 
 // clientBuffer is how many events a browser may fall behind by before it
@@ -65,6 +67,9 @@ type hub struct {
 	// read when the watch starts and kept current by it: ListBreakers rows
 	// lack the evidence the matrix shows for an open breaker.
 	records map[string]pairState
+	// polls are the newest historyLen reads of the live windows
+	// (traffic.go).
+	polls []trafficPoll
 }
 
 // subscriber is one browser's event stream.
@@ -116,6 +121,9 @@ func (h *hub) subscribe(key string) (*subscriber, error) {
 	h.clients[s] = struct{}{}
 	h.perKey[key]++
 	s.ch <- frame(eventStatus, h.statusLocked())
+	if len(h.polls) > 0 {
+		s.ch <- frame(eventHistory, h.historyLocked())
+	}
 	if h.snapshot != nil {
 		s.ch <- h.snapshot
 	}
@@ -255,6 +263,17 @@ func (h *hub) watchOnce(ctx context.Context) error {
 	}
 }
 
+// attachEvidenceLocked gives l's rows the evidence and cause of their
+// generation's record, which ListBreakers rows lack.
+func (h *hub) attachEvidenceLocked(l *breakerList) {
+	for i := range l.Breakers {
+		row := &l.Breakers[i]
+		if r, ok := h.records[row.Caller+"/"+row.Callee]; ok && r.Generation == row.Generation {
+			row.Evidence, row.Cause = r.Evidence, r.Cause
+		}
+	}
+}
+
 // noteLocked keeps st unless a newer generation of the pair is known.
 func (h *hub) noteLocked(st pairState) {
 	k := st.Caller + "/" + st.Callee
@@ -366,12 +385,8 @@ func (h *hub) runPoll(ctx context.Context) {
 			h.pollErr = "reading the breakers: " + err.Error()
 		} else {
 			h.pollErr = ""
-			for i := range l.Breakers {
-				row := &l.Breakers[i]
-				if r, ok := h.records[row.Caller+"/"+row.Callee]; ok && r.Generation == row.Generation {
-					row.Evidence, row.Cause = r.Evidence, r.Cause
-				}
-			}
+			h.attachEvidenceLocked(&l)
+			h.recordPollLocked(l)
 			h.snapshot = frame(eventSnapshot, l)
 			h.broadcastLocked(h.snapshot)
 		}

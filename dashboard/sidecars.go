@@ -121,16 +121,37 @@ func parallel(n int, f func(i int)) {
 
 // sidecarStatus asks the sidecar at addr for its Status, within timeout:
 // with TLS when m is set, verifying the sidecar's certificate for addr's
-// host and presenting the dashboard's own.
+// host and presenting the dashboard's own. A sidecar whose API listens on
+// loopback may serve it in plaintext (colony sidecar's --listen-tls is off
+// by default, and sidecars allow plaintext on loopback only): when TLS
+// fails there, the dashboard asks again in plaintext, sending nothing but
+// the request.
 func sidecarStatus(ctx context.Context, addr string, m *trust.Material, timeout time.Duration) (*colonyv1.SidecarStatusResponse, error) {
-	creds := insecure.NewCredentials()
-	if m != nil {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, fmt.Errorf("sidecar address %q: %w", addr, err)
-		}
-		creds = credentials.NewTLS(m.ClientConfig(host))
+	if m == nil {
+		return sidecarStatusWith(ctx, addr, insecure.NewCredentials(), timeout)
 	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar address %q: %w", addr, err)
+	}
+	st, err := sidecarStatusWith(ctx, addr, credentials.NewTLS(m.ClientConfig(host)), timeout)
+	if err != nil && ctx.Err() == nil && isLoopback(host) {
+		if plain, perr := sidecarStatusWith(ctx, addr, insecure.NewCredentials(), timeout); perr == nil {
+			return plain, nil
+		}
+	}
+	return st, err
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func sidecarStatusWith(ctx context.Context, addr string, creds credentials.TransportCredentials, timeout time.Duration) (*colonyv1.SidecarStatusResponse, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err

@@ -35,6 +35,10 @@ func (e *Engine) List(caller, callee string, now time.Time) []*colonyv1.BreakerS
 			State: p.rec.State.String(), Generation: p.rec.Generation, SinceMs: p.rec.Since.UnixMilli(),
 			FailureRate: ev.FailureRate, WindowCalls: ev.Calls,
 			FailingInstances: int32(ev.FailingInstances), ReportingInstances: int32(ev.ReportingInstances),
+			SlowCalls: ev.Slow, RejectedCalls: p.rejected.sum(now),
+		}
+		if !ev.WindowStart.IsZero() && ev.Calls+ev.Rejected+ev.Excluded > 0 {
+			sum.WindowStartMs = ev.WindowStart.UnixMilli()
 		}
 		if p.rec.Override != nil {
 			sum.Override = string(p.rec.Override.Mode)

@@ -91,6 +91,7 @@ type pair struct {
 	touched    bool                 // reports since the last evaluation
 	reporters  map[string]time.Time // instance -> last report (leader time)
 	lastReport time.Time            // this term's last report, or when the pair entered memory
+	rejected   rejectedMeter        // calls its callers rejected lately, in any state (rejected.go)
 	deleted    bool                 // removed from the engine: never written again
 
 	// Trace contexts (tracing.go): reports ingested since the last
@@ -324,6 +325,7 @@ func (e *Engine) Report(ctx context.Context, now time.Time, reports []*colonyv1.
 		p.reports.add(span.SpanContext())
 		counts := outcome.FromProto(r.Counts)
 		e.metrics.countCalls(k, counts)
+		p.rejected.add(now, counts.Rejected)
 		if p.suspended() {
 			continue
 		}

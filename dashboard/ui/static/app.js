@@ -106,9 +106,51 @@
   const pairs = new Map(); // caller/callee -> pairSummary (state fields + window)
   let selected = null;     // {caller, callee}
   let feed = {open: false, watching: false, error: ''};
+  // traffic holds each pair's recent samples for the sparklines: the
+  // history event fills it when the stream opens, each snapshot adds one.
+  const HISTORY = 60;
+  const traffic = new Map(); // caller/callee -> {callRate: [], failureRate: [], slowCallRate: [], rejectRate: []}
+  const SERIES = ['callRate', 'failureRate', 'slowCallRate', 'rejectRate'];
+  let filterText = '';
+  // ?snapshot=1 renders the state once and follows nothing, so a headless
+  // browser's screenshot does not wait on a stream that never ends.
+  const snapshotMode = new URLSearchParams(location.search).has('snapshot');
+
+  function applyHistory(h) {
+    traffic.clear();
+    for (const [k, s] of Object.entries(h.pairs || {})) {
+      const t = {};
+      for (const f of SERIES) t[f] = (s[f] || []).slice(-HISTORY);
+      traffic.set(k, t);
+    }
+  }
+
+  function recordSample(list) {
+    const seen = new Set();
+    for (const b of list.breakers || []) {
+      const k = pairKey(b.caller, b.callee);
+      seen.add(k);
+      let t = traffic.get(k);
+      if (!t) { t = {}; for (const f of SERIES) t[f] = []; traffic.set(k, t); }
+      for (const f of SERIES) {
+        t[f].push(b.window ? num(b.window[f]) : null);
+        if (t[f].length > HISTORY) t[f].shift();
+      }
+    }
+    for (const k of [...traffic.keys()]) if (!seen.has(k)) traffic.delete(k);
+  }
+
+  // ready marks the page once its first full state is on screen, for
+  // headless capture and tests: <html data-ready="true">.
+  const pending = new Set(['breakers', 'cluster', 'sidecars']);
+  function loaded(part) {
+    if (!pending.delete(part) || pending.size) return;
+    document.documentElement.dataset.ready = 'true';
+  }
 
   // ---- live feed ----
   function applySnapshot(list) {
+    recordSample(list);
     const now = Date.now();
     const next = new Map();
     for (const b of list.breakers || []) {
@@ -126,6 +168,7 @@
     pairs.clear();
     for (const [k, p] of next) pairs.set(k, p);
     renderMatrix();
+    loaded('breakers');
   }
 
   function applyPair(p) {
@@ -150,6 +193,7 @@
     const open = () => {
       const es = new EventSource('api/events');
       es.addEventListener('open', () => { backoff = 1000; feed.open = true; renderConn(); });
+      es.addEventListener('history', (ev) => applyHistory(JSON.parse(ev.data)));
       es.addEventListener('snapshot', (ev) => applySnapshot(JSON.parse(ev.data)));
       es.addEventListener('pair', (ev) => applyPair(JSON.parse(ev.data)));
       es.addEventListener('deleted', (ev) => {
@@ -177,30 +221,91 @@
     open();
   }
 
-  // ---- matrix ----
+  // ---- breakers: the pair list and the matrix ----
+  const stateRank = {OPEN: 3, HALF_OPEN: 2, CLOSED: 0};
+
+  // trouble orders pairs: OPEN, then HALF_OPEN, then by error share (the
+  // live window's, else the trip's evidence), then by rejected calls.
+  function trouble(p) {
+    const w = p.window || {};
+    const rate = num(w.windowCalls) > 0 ? num(w.failureRate) : 0;
+    return (stateRank[p.state] || 0) * 10 + Math.max(rate, num(w.slowCallRate)) + (num(w.rejectRate) > 0 ? 0.001 : 0);
+  }
+
+  function matches(p) {
+    if (!filterText) return true;
+    const hay = `${p.caller} ${p.callee} ${p.caller}→${p.callee} ${p.state} ${p.override || ''}`.toLowerCase();
+    return filterText.split(/\s+/).every((t) => hay.includes(t));
+  }
+
+  // sparkline draws values (null: no sample) as an SVG polyline scaled to
+  // max (at least floor), newest at the right.
+  function sparkline(values, floor, cls, label) {
+    const W = 64;
+    const H = 20;
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('class', `spark ${cls}`);
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    svg.setAttribute('width', W);
+    svg.setAttribute('height', H);
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', label);
+    const vals = values || [];
+    const max = Math.max(floor, ...vals.filter((v) => v !== null));
+    const step = W / (HISTORY - 1);
+    const off = HISTORY - vals.length;
+    let d = '';
+    let pen = false;
+    vals.forEach((v, i) => {
+      if (v === null || v === undefined) { pen = false; return; }
+      const x = ((off + i) * step).toFixed(1);
+      const y = (H - 1 - (v / max) * (H - 2)).toFixed(1);
+      d += `${pen ? 'L' : 'M'}${x} ${y}`;
+      pen = true;
+    });
+    const path = document.createElementNS(NS, 'path');
+    path.setAttribute('d', d || `M0 ${H - 1}`);
+    svg.append(path);
+    const title = document.createElementNS(NS, 'title');
+    title.textContent = label;
+    svg.append(title);
+    return svg;
+  }
+
+  function rateText(r) {
+    r = num(r);
+    if (r === 0) return '0';
+    return r < 10 ? r.toFixed(1) : String(Math.round(r));
+  }
+
+  function shareClass(r, warn, bad) {
+    r = num(r);
+    return r >= bad ? 'flag-bad' : (r >= warn ? 'flag-slow' : null);
+  }
+
   function cellFor(caller, callee) {
     const p = pairs.get(pairKey(caller, callee));
-    if (!p) return el('div', {class: 'cell state-none', title: 'no breaker record: no reports yet', text: '–'});
+    if (!p) return el('div', {class: 'cell state-none', title: `${caller} does not call ${callee} (no breaker record: no reports)`, text: '–'});
     const cls = ['cell', `state-${p.state}`];
     if (p.override && p.override !== 'shadow') cls.push('overridden');
     if (p.override === 'shadow' || p.shadowState) cls.push('shadowed');
     if (selected && selected.caller === caller && selected.callee === callee) cls.push('selected');
-    let ratio = 'no live window';
+    let ratio = 'idle';
     const w = p.window;
     const ev = p.evidence;
     if (w && num(w.windowCalls) > 0) {
-      ratio = `${pct(w.failureRate)} failed of ${num(w.windowCalls)} · ${w.failingInstances}/${w.reportingInstances} inst.`;
+      ratio = `${pct(w.failureRate)} err · ${rateText(w.callRate)}/s`;
+    } else if (w && num(w.rejectedCalls) > 0) {
+      // An open breaker's window counts nothing: its callers reject locally.
+      ratio = `rejecting ${rateText(w.rejectRate)}/s`;
     } else if (ev && p.state !== 'CLOSED') {
-      // The window restarts at a transition and an open breaker's callers
-      // reject locally: show what tripped it.
-      ratio = `tripped at ${pct(ev.failureRate)} failed of ${ev.calls} · ${ev.failingInstances}/${ev.reportingInstances} inst.`;
-    } else if (w) {
-      ratio = 'no calls in window';
+      ratio = `tripped at ${pct(ev.failureRate)} err`;
     }
     return el('button', {
       type: 'button', class: cls.join(' '),
       data: {caller, callee, state: p.state, override: p.override || '', generation: p.generation},
-      title: `${caller} → ${callee}: ${p.state}, generation ${p.generation}`,
+      title: `${caller} → ${callee} (calls from ${caller} to ${callee}): ${p.state}, generation ${p.generation}`,
       on: {click: () => select(caller, callee)},
     },
     el('span', {class: 'st', text: p.state.replace('_', ' ')}),
@@ -209,21 +314,92 @@
     p.override === 'shadow' ? el('span', {class: 'badge', text: `shadow: would be ${p.shadowState || 'CLOSED'}`}) : null);
   }
 
+  // causeText says what a transition without window evidence means.
+  const causeText = {
+    probeFailed: 'a probe failed: open again, backed off',
+    openElapsed: 'open duration over: probing',
+    halfOpenTimeout: 'probes undecided in time: open again',
+  };
+
+  function pairRow(p) {
+    const k = pairKey(p.caller, p.callee);
+    const w = p.window || {};
+    const t = traffic.get(k) || {};
+    const calls = num(w.windowCalls);
+    const ev = p.evidence;
+    let why = '';
+    if (p.state !== 'CLOSED' && ev) why = `tripped on ${p.cause || ev.condition || '?'}: ${pct(ev.failureRate)} of ${ev.calls} calls failed`;
+    else if (p.state !== 'CLOSED') why = causeText[p.cause] || p.cause || '';
+    const failing = calls > 0 && num(w.failureRate) > 0 ? `${w.failingInstances} of ${w.reportingInstances} caller instances see failures` : '';
+    const sel = selected && selected.caller === p.caller && selected.callee === p.callee;
+    return el('tr', {
+      class: ['pair', `row-${p.state}`, sel ? 'selected' : ''].join(' ').trim(),
+      data: {caller: p.caller, callee: p.callee, state: p.state},
+      on: {click: () => select(p.caller, p.callee)},
+    },
+    el('td', {}, pill(p.state), p.override ? el('span', {class: 'tag', text: p.override}) : null),
+    el('td', {class: 'pairname', title: failing || null}, el('span', {text: p.caller}), el('span', {class: 'arrow', text: ' → '}), el('strong', {text: p.callee})),
+    el('td', {class: 'num', title: `${calls} calls in the last ${fmtMs(num(w.windowMs))}`, text: calls > 0 ? rateText(w.callRate) : '0'}),
+    el('td', {}, sparkline(t.callRate, 1, 'spark-rate', 'calls/s, last two minutes')),
+    el('td', {class: ['num', calls > 0 ? shareClass(w.failureRate, 0.1, 0.4) : null].filter(Boolean).join(' '), text: calls > 0 ? pct(num(w.failureRate)) : '–'}),
+    el('td', {}, sparkline(t.failureRate, 0.05, 'spark-err', 'error share, last two minutes')),
+    el('td', {class: ['num', calls > 0 ? shareClass(w.slowCallRate, 0.2, 0.6) : null].filter(Boolean).join(' '), title: 'share of calls slower than the policy\'s slowCallDuration', text: calls > 0 ? pct(num(w.slowCallRate)) : '–'}),
+    el('td', {class: ['num', num(w.rejectedCalls) > 0 ? 'flag-bad' : null].filter(Boolean).join(' '), title: `${num(w.rejectedCalls)} calls rejected by callers' breakers in the window`, text: rateText(w.rejectRate)}),
+    el('td', {}, sparkline(t.rejectRate, 1, 'spark-rej', 'rejected calls/s, last two minutes')),
+    el('td', {class: 'why muted small', text: why}),
+    el('td', {class: 'num muted small nowrap', text: p.sinceMs ? ago(num(p.sinceMs)) : ''}));
+  }
+
   function renderMatrix() {
-    const callers = [...new Set([...pairs.values()].map((p) => p.caller))].sort();
-    const callees = [...new Set([...pairs.values()].map((p) => p.callee))].sort();
+    const all = [...pairs.values()];
+    const shown = all.filter(matches).sort((a, b) => trouble(b) - trouble(a) || pairKey(a.caller, a.callee).localeCompare(pairKey(b.caller, b.callee)));
+    const counts = {OPEN: 0, HALF_OPEN: 0};
+    for (const p of all) if (p.state in counts) counts[p.state]++;
+    const summary = counts.OPEN || counts.HALF_OPEN
+      ? `${counts.OPEN} OPEN, ${counts.HALF_OPEN} HALF_OPEN of ${all.length}`
+      : `${all.length} pairs, all CLOSED`;
+    $('trouble').textContent = summary;
+    $('trouble').className = counts.OPEN ? 'flag-bad' : (counts.HALF_OPEN ? 'flag-slow' : 'muted');
+    document.title = counts.OPEN || counts.HALF_OPEN ? `Colony: ${summary}` : 'Colony';
+
     const m = $('matrix');
-    if (callers.length === 0) {
-      m.replaceChildren(el('p', {class: 'muted', text: 'No breakers yet: a pair gets one when its caller first reports calls to the callee (colony breaker report, or a sidecar).'}));
+    const l = $('pairs');
+    if (all.length === 0) {
+      const empty = 'No breakers yet: a pair gets one when its caller first reports calls to the callee (colony breaker report, or a sidecar).';
+      m.replaceChildren(el('p', {class: 'muted', text: empty}));
+      l.replaceChildren(el('p', {class: 'muted', text: empty}));
       return;
     }
-    m.replaceChildren(el('table', {class: 'matrix'},
+    l.replaceChildren(shown.length ? el('table', {class: 'pairs'},
       el('thead', {}, el('tr', {},
-        el('th', {class: 'corner', text: 'caller ↓ / callee →'}),
-        callees.map((c) => el('th', {class: 'callee', text: c})))),
+        el('th', {text: 'state'}),
+        el('th', {text: 'caller → callee'}),
+        el('th', {class: 'num', text: 'calls/s'}), el('th', {}),
+        el('th', {class: 'num', text: 'errors'}), el('th', {}),
+        el('th', {class: 'num', text: 'slow', title: 'calls slower than the policy\'s slowCallDuration; reports carry counts, not latencies'}),
+        el('th', {class: 'num', text: 'rejected/s'}), el('th', {}),
+        el('th', {text: 'why'}),
+        el('th', {class: 'num', text: 'since'}))),
+      el('tbody', {}, shown.map(pairRow)))
+      : el('p', {class: 'muted', text: `no pair matches “${filterText}”`}));
+
+    // The matrix keeps the same order: the callers and callees with the
+    // most trouble first.
+    const score = new Map();
+    for (const p of shown) {
+      for (const n of [`r:${p.caller}`, `c:${p.callee}`]) score.set(n, Math.max(score.get(n) || 0, trouble(p)));
+    }
+    const order = (prefix) => (a, b) => (score.get(prefix + b) - score.get(prefix + a)) || a.localeCompare(b);
+    const callers = [...new Set(shown.map((p) => p.caller))].sort(order('r:'));
+    const callees = [...new Set(shown.map((p) => p.callee))].sort(order('c:'));
+    m.replaceChildren(shown.length ? el('table', {class: 'matrix'},
+      el('thead', {}, el('tr', {},
+        el('th', {class: 'corner', text: 'caller ↓ calls callee →'}),
+        callees.map((c) => el('th', {class: 'callee', text: c, title: `calls to ${c}`})))),
       el('tbody', {}, callers.map((caller) => el('tr', {},
-        el('th', {class: 'caller', text: caller}),
-        callees.map((callee) => el('td', {}, cellFor(caller, callee))))))));
+        el('th', {class: 'caller', text: caller, title: `calls from ${caller}`}),
+        callees.map((callee) => el('td', {}, cellFor(caller, callee)))))))
+      : el('p', {class: 'muted', text: `no pair matches “${filterText}”`}));
   }
 
   // ---- pair detail ----
@@ -257,6 +433,44 @@
       ['failing instances', `${ev.failingInstances} of ${ev.reportingInstances} reporting` + (ev.fleetInstances ? ` (fleet ${ev.fleetInstances})` : '')],
       ['probes', ev.probeSuccesses || ev.probeFailures ? `${ev.probeSuccesses || 0} ok, ${ev.probeFailures || 0} failed` : ''],
     ]);
+  }
+
+  // classificationText says in words which calls count as failures.
+  function classificationText(c) {
+    c = c || {};
+    const list = (xs) => (xs && xs.length ? xs.join(', ') : '');
+    const parts = [];
+    const fail = [list(c.httpFailures) && `HTTP ${list(c.httpFailures)}`, list(c.grpcFailures) && `gRPC ${list(c.grpcFailures)}`].filter(Boolean);
+    const errs = [!c.excludeTimeouts && 'timeouts', !c.excludeConnectionErrors && 'connection errors'].filter(Boolean);
+    parts.push(`Failures: ${[...fail, ...errs].join('; ') || 'none'}.`);
+    const excl = [list(c.httpExcluded) && `HTTP ${list(c.httpExcluded)}`, list(c.grpcExcluded) && `gRPC ${list(c.grpcExcluded)}`,
+      c.excludeTimeouts && 'timeouts', c.excludeConnectionErrors && 'connection errors'].filter(Boolean);
+    if (excl.length) parts.push(`Not counted: ${excl.join('; ')}.`);
+    parts.push('Everything else is a success.');
+    return parts.join(' ');
+  }
+
+  const policyNames = {
+    window: 'window', buckets: 'buckets', minimumCalls: 'minimum calls', failureRateThreshold: 'trips at failure rate',
+    consecutiveFailures: 'trips after consecutive failures', slowCallRateThreshold: 'trips at slow-call rate',
+    slowCallDuration: 'a call is slow after', openDuration: 'open for', backoffMultiplier: 'backoff multiplier',
+    maxOpenDuration: 'open at most', jitter: 'jitter', probeBudget: 'probe budget', successesToClose: 'successes to close',
+    probeTimeout: 'probe timeout', halfOpenMaxWait: 'half-open max wait', minFailingInstances: 'failing instances needed',
+    minFailingShare: 'failing share needed', degradedMode: 'sidecar mode when the coordinator is away',
+  };
+  const ratioFields = new Set(['failureRateThreshold', 'slowCallRateThreshold', 'minFailingShare', 'jitter']);
+
+  function policyView(pol) {
+    const rows = [];
+    for (const [k, v] of Object.entries(pol)) {
+      if (k === 'classification') continue;
+      let text = String(v);
+      if (ratioFields.has(k)) text = v ? pct(v) : 'off';
+      if ((k === 'consecutiveFailures' || k === 'slowCallRateThreshold') && !v) text = 'off';
+      rows.push([policyNames[k] || k, text]);
+    }
+    rows.push(['counts as failure', el('span', {class: 'classification', text: classificationText(pol.classification)})]);
+    return kv(rows);
   }
 
   function overrideText(o) {
@@ -301,8 +515,7 @@
       $('detail-probes').append(el('p', {class: 'small muted', text: 'shadow probes: ' + Object.entries(r.shadow.probes).map(([i, n]) => `${i}:${n}`).join(', ')}));
     }
 
-    $('detail-policy').replaceChildren(kv(Object.entries(d.policy || {}).map(([k, v]) =>
-      [k, typeof v === 'object' ? JSON.stringify(v) : String(v)])));
+    $('detail-policy').replaceChildren(policyView(d.policy || {}));
 
     const hist = [...d.history].reverse();
     $('detail-history').replaceChildren(hist.length ? table(['at', 'what', 'state', 'gen#', 'why', 'who'], hist.map((h) => {
@@ -346,7 +559,7 @@
           el('td', {text: s.instance}),
           el('td', {text: s.sidecar}),
           el('td', {class: s.degraded ? 'flag-bad' : null, text: s.mode + (s.degraded ? ' (degraded)' : '')}),
-          el('td', {class: 'num', text: fmtMs(s.staleMs)}),
+          staleCell(s.staleMs, s.degraded),
           el('td', {}, p ? pill(p.state) : el('span', {class: 'muted', text: 'not enforced here'})),
           el('td', {class: 'num', text: p ? String(p.generation) : ''}),
           el('td', {text: p ? p.source : ''}),
@@ -451,9 +664,11 @@
     } catch (err) {
       showError('cluster-error', err);
       $('leader-summary').textContent = 'coordinator unreachable';
+      loaded('cluster');
       return;
     }
     $('leader-summary').textContent = st.leaderId ? `leader ${st.leaderId}, term ${st.term}` : 'no leader';
+    loaded('cluster');
     const slow = [];
     const members = table(
       ['member', 'state', 'suffrage', 'term#', 'applied#', 'commit#', 'heard from leader#', 'lag (entries)#', 'heartbeat rtt#', 'leader last reply#', 'failed heartbeats#', 'slow', 'error'],
@@ -500,6 +715,32 @@
   }
 
   // ---- sidecars ----
+  // outgoing shows the breakers a sidecar enforces on its service's calls.
+  // A sidecar without a callee list serves every registered service, so
+  // callees it has never called (no breaker record) are listed apart.
+  function outgoing(service, list) {
+    const called = list.filter((p) => pairs.has(pairKey(service, p.callee)) || p.state !== 'CLOSED');
+    const idle = list.filter((p) => !called.includes(p));
+    const out = called.map((p) => el('span', {class: 'out-pair', title: `${service} → ${p.callee}: generation ${p.generation}, decided by ${p.source}`},
+      `→ ${p.callee} `, pill(p.state)));
+    if (idle.length) {
+      out.push(el('span', {class: 'muted small', title: 'these would be CLOSED: no breaker record, as this service has not called them',
+        text: `${called.length ? 'not called: ' : 'calls nothing yet; could call '}${idle.map((p) => p.callee).join(', ')}`}));
+    }
+    return out.length ? out : el('span', {class: 'muted', text: 'none'});
+  }
+  // staleCell colours how long ago a sidecar last heard from the
+  // coordinator: at least every session keep-alive (TTL/3, 2s by default),
+  // and it enters its degraded mode after DegradedAfter (5s).
+  function staleCell(ms, degraded) {
+    const cls = degraded || ms >= 5000 ? 'stale-bad' : (ms >= 3000 ? 'stale-warn' : 'stale-ok');
+    const meaning = {
+      'stale-ok': 'fresh: a sidecar hears from the coordinator at least every keep-alive (2s by default) and at every event',
+      'stale-warn': 'lagging: a keep-alive went unanswered; past 5s (DegradedAfter) the sidecar enters its degraded mode',
+      'stale-bad': 'stale: the sidecar no longer hears the coordinator and enforces its degraded mode (last-known records by default)',
+    }[cls];
+    return el('td', {class: `num ${cls}`, title: `${fmtMs(ms)} since the coordinator last answered this sidecar. ${meaning}`, text: fmtMs(ms)});
+  }
   async function loadSidecars() {
     let res;
     try {
@@ -507,14 +748,16 @@
       showError('sidecars-error', null);
     } catch (err) {
       showError('sidecars-error', err);
+      loaded('sidecars');
       return;
     }
+    loaded('sidecars');
     if (!res.sidecars.length) {
       $('sidecars').replaceChildren(el('p', {class: 'muted', text: 'No registered instances (sidecars register under /colony/services).'}));
       return;
     }
     $('sidecars').replaceChildren(table(
-      ['service', 'instance', 'sidecar', 'mode', 'degraded', 'stale#', 'session', 'enforces'],
+      ['service', 'instance', 'sidecar', 'mode', 'degraded', 'stale#', 'session', 'its outgoing breakers (service → callee)'],
       res.sidecars.map((s) => {
         const reg = s.registration;
         const st = s.status;
@@ -529,10 +772,9 @@
           el('td', {text: reg.sidecar}),
           el('td', {text: st.mode}),
           el('td', {class: st.degraded ? 'flag-bad' : 'flag-good', text: st.degraded ? 'yes' : 'no'}),
-          el('td', {class: 'num', text: fmtMs(num(st.staleMs))}),
+          staleCell(num(st.staleMs), st.degraded),
           el('td', {text: st.sessionId}),
-          el('td', {}, (st.pairs || []).map((p) => el('span', {title: `generation ${p.generation}, decided by ${p.source}`},
-            `${p.callee} `, pill(p.state), ' '))));
+          el('td', {class: 'outgoing'}, outgoing(reg.service, st.pairs || [])));
       })));
     if (res.truncated) $('sidecars').append(el('p', {class: 'muted', text: `only the first ${res.limit} instances are shown`}));
   }
@@ -580,6 +822,26 @@
       login(decodeURIComponent(m[1])).catch((err) => { $('me').textContent = String(err.message || err); });
     } else {
       loadMe();
+    }
+    $('filter').addEventListener('input', () => {
+      filterText = $('filter').value.trim().toLowerCase();
+      renderMatrix();
+    });
+    const q = new URLSearchParams(location.search);
+    if (q.get('filter')) {
+      $('filter').value = q.get('filter');
+      filterText = q.get('filter').trim().toLowerCase();
+    }
+    if (snapshotMode) {
+      // One read of everything, no stream: for screenshots.
+      $('conn').textContent = 'snapshot';
+      Promise.all([api('api/traffic'), api('api/breakers')]).then(([h, list]) => {
+        applyHistory(h);
+        applySnapshot(list);
+      }).catch((err) => { showError('feed-error', err); loaded('breakers'); });
+      loadCluster();
+      loadSidecars();
+      return;
     }
     connectEvents();
     every(3000, loadCluster);

@@ -370,8 +370,19 @@ type BreakerSummary struct {
 	WindowCalls        int64   `protobuf:"varint,9,opt,name=window_calls,json=windowCalls,proto3" json:"window_calls,omitempty"`
 	FailingInstances   int32   `protobuf:"varint,10,opt,name=failing_instances,json=failingInstances,proto3" json:"failing_instances,omitempty"`
 	ReportingInstances int32   `protobuf:"varint,11,opt,name=reporting_instances,json=reportingInstances,proto3" json:"reporting_instances,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// slow_calls counts the window's calls (of window_calls) slower than the
+	// policy's slowCallDuration.
+	SlowCalls int64 `protobuf:"varint,12,opt,name=slow_calls,json=slowCalls,proto3" json:"slow_calls,omitempty"`
+	// rejected_calls counts the calls the callers' breakers turned away in
+	// the last 10s, in any state (the window counts nothing while OPEN).
+	RejectedCalls int64 `protobuf:"varint,13,opt,name=rejected_calls,json=rejectedCalls,proto3" json:"rejected_calls,omitempty"`
+	// window_start_ms is where the counted window begins (the later of now
+	// minus the policy's window and the last transition), so that
+	// window_calls over (now - window_start_ms) is the call rate; 0 without
+	// reports.
+	WindowStartMs int64 `protobuf:"varint,14,opt,name=window_start_ms,json=windowStartMs,proto3" json:"window_start_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BreakerSummary) Reset() {
@@ -477,6 +488,27 @@ func (x *BreakerSummary) GetFailingInstances() int32 {
 func (x *BreakerSummary) GetReportingInstances() int32 {
 	if x != nil {
 		return x.ReportingInstances
+	}
+	return 0
+}
+
+func (x *BreakerSummary) GetSlowCalls() int64 {
+	if x != nil {
+		return x.SlowCalls
+	}
+	return 0
+}
+
+func (x *BreakerSummary) GetRejectedCalls() int64 {
+	if x != nil {
+		return x.RejectedCalls
+	}
+	return 0
+}
+
+func (x *BreakerSummary) GetWindowStartMs() int64 {
+	if x != nil {
+		return x.WindowStartMs
 	}
 	return 0
 }
@@ -1527,7 +1559,7 @@ const file_colony_v1_breakers_proto_rawDesc = "" +
 	"\areports\x18\x01 \x03(\v2\x18.colony.v1.OutcomeReportR\areports\"_\n" +
 	"\x0eReportResponse\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x19.colony.v1.ResponseHeaderR\x06header\x12\x1a\n" +
-	"\baccepted\x18\x02 \x01(\rR\baccepted\"\xf4\x02\n" +
+	"\baccepted\x18\x02 \x01(\rR\baccepted\"\xe2\x03\n" +
 	"\x0eBreakerSummary\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x16\n" +
 	"\x06callee\x18\x02 \x01(\tR\x06callee\x12\x14\n" +
@@ -1542,7 +1574,11 @@ const file_colony_v1_breakers_proto_rawDesc = "" +
 	"\fwindow_calls\x18\t \x01(\x03R\vwindowCalls\x12+\n" +
 	"\x11failing_instances\x18\n" +
 	" \x01(\x05R\x10failingInstances\x12/\n" +
-	"\x13reporting_instances\x18\v \x01(\x05R\x12reportingInstances\"E\n" +
+	"\x13reporting_instances\x18\v \x01(\x05R\x12reportingInstances\x12\x1d\n" +
+	"\n" +
+	"slow_calls\x18\f \x01(\x03R\tslowCalls\x12%\n" +
+	"\x0erejected_calls\x18\r \x01(\x03R\rrejectedCalls\x12&\n" +
+	"\x0fwindow_start_ms\x18\x0e \x01(\x03R\rwindowStartMs\"E\n" +
 	"\x13ListBreakersRequest\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x16\n" +
 	"\x06callee\x18\x02 \x01(\tR\x06callee\"\x80\x01\n" +
