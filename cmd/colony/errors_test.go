@@ -187,6 +187,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"kv", "get", "/a", "--no-such-flag"}, []string{"unknown flag: --no-such-flag", "See 'colony kv get --help'"}},
 		{[]string{"kv", "get", "/a", "-o", "yaml"}, []string{`--output: want table or json, got "yaml"`}},
 		{[]string{"kv", "watch", "/a", "--kind", "all"}, []string{"--kind: want data, children, exists or persistent"}},
+		// A typo below the top level fails like one at the top, and
+		// etcdctl's words point to ours.
+		{[]string{"breaker", "lsit"}, []string{`unknown command "lsit" for "colony breaker"`, "colony breaker ls"}},
+		{[]string{"kv", "put", "/a", "x"}, []string{`unknown command "put" for "colony kv"`, "colony kv create", "colony kv set"}},
+		{[]string{"kv", "del", "/a"}, []string{`unknown command "del" for "colony kv"`, "colony kv rm"}},
+		{[]string{"cluster", "member", "list"}, []string{`unknown command "member"`, "colony cluster members"}},
+		{[]string{"put", "/a", "x"}, []string{`unknown command "put" for "colony"`, "colony kv create"}},
+		{[]string{"snapshot", "nosuch"}, []string{`unknown command "nosuch" for "colony snapshot"`, "See 'colony snapshot --help'"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -200,6 +208,17 @@ func TestUsageErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGroupWithoutSubcommandPrintsHelp: a command group alone is a request
+// for its help, and succeeds.
+func TestGroupWithoutSubcommandPrintsHelp(t *testing.T) {
+	for _, group := range []string{"kv", "breaker", "cluster"} {
+		out, err := colony(t.Context(), t, "", group)
+		if err != nil || !strings.Contains(out, "colony "+group+" [command]") {
+			t.Errorf("colony %s = %q, %v; want its help", group, out, err)
+		}
 	}
 }
 

@@ -60,11 +60,20 @@ func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
 // MarkUsageErrors makes cmd's and its subcommands' flag and argument errors
-// usageErrors.
+// usageErrors, and makes a command that only groups others fail on a
+// subcommand name it does not know (guardGroups).
 func MarkUsageErrors(cmd *cobra.Command) {
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		// "colony put /a x --endpoints A": the unknown command is the
+		// mistake to report, not the flag that only it would have had.
+		if args := c.Flags().Args(); isGuardedGroup(c) && len(args) > 0 {
+			return unknownCommand(c, args[0])
+		}
+		return &usageError{err}
+	})
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
+		guardGroups(c)
 		if args := c.Args; args != nil {
 			c.Args = func(cmd *cobra.Command, a []string) error {
 				if err := args(cmd, a); err != nil {
