@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,6 +42,7 @@ type Server struct {
 	transport *raft.NetworkTransport
 	observed  *raftdiag.Transport // s.transport as raft uses it (observe.go)
 	store     io.Closer           // the raft log and stable store
+	dataDir   *dataDir            // locked while the node runs
 	fsm       *fsm
 	hub       *watchhub.Hub
 
@@ -114,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 		s.wg.Wait()
 		s.hub.Close()
 		s.peers.close()
+		s.dataDir.remove() // a failed start leaves no directory it made
 		return nil, err
 	}
 	if err := s.registerMetrics(); err != nil {
@@ -124,9 +124,11 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) start() error {
-	if err := os.MkdirAll(filepath.Join(s.cfg.DataDir, "snapshots"), 0o755); err != nil {
-		return fmt.Errorf("creating data dir: %w", err)
+	dd, err := openDataDir(s.cfg.DataDir)
+	if err != nil {
+		return err
 	}
+	s.dataDir = dd
 
 	// The gRPC listener first: the advertised gRPC address must be known
 	// before this node registers itself.
@@ -329,7 +331,7 @@ func (s *Server) Close() error {
 			<-stopped
 		}
 		s.wg.Wait()
-		s.closeErr = s.shutdownRaft()
+		s.closeErr = errors.Join(s.shutdownRaft(), s.dataDir.unlock())
 		s.peers.close()
 		s.unregisterMetrics()
 	})

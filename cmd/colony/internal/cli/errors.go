@@ -52,6 +52,10 @@ func (e *hinted) Error() string {
 
 func (e *hinted) Unwrap() error { return e.err }
 
+// Hint returns err with what the user can do about it, on the lines after
+// err's message. Explain leaves it as it is.
+func Hint(err error, hint string) error { return &hinted{err: err, hint: hint} }
+
 // usageError is a command line that does not parse: a bad flag or
 // argument count. Explain adds the usage line.
 type usageError struct{ err error }
