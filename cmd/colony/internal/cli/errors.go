@@ -178,6 +178,10 @@ func unavailable(err error) bool {
 // the only trace of the dial, so for those the message is read
 // (grpcConnectionProblem).
 func ConnectionProblem(err error) (string, bool) {
+	var refused *RefusedError
+	if errors.As(err, &refused) {
+		return "connection refused (is a coordinator running there?)", true
+	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		return dnsErr.Error(), true
