@@ -45,6 +45,21 @@ func TestBreakerReportAndWatch(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("watch ended with %v, want nil on Ctrl-C", err)
 	}
+
+	// breaker ls says why the OPEN pair tripped, not "-".
+	out, err := colony(ctx, t, "", "breaker", "ls", "--endpoints", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "web ") && strings.Contains(l, "inventory") {
+			row = l
+		}
+	}
+	if !strings.Contains(row, "OPEN") || !strings.Contains(row, "100% of 10 at trip") || !strings.Contains(row, "1/1 at trip") {
+		t.Errorf("breaker ls row of the OPEN pair = %q; want its failure rate and failing instances\n%s", row, out)
+	}
 }
 
 // TestWatchColumnsAlign: the state, generation and detail of every line
