@@ -43,6 +43,8 @@ type Server struct {
 	observed  *raftdiag.Transport // s.transport as raft uses it (observe.go)
 	store     io.Closer           // the raft log and stable store
 	dataDir   *dataDir            // locked while the node runs
+	hadState  bool                // raft state existed when the node started
+	removed   chan struct{}       // closed when this node finds it was removed (membership.go)
 	fsm       *fsm
 	hub       *watchhub.Hub
 
@@ -98,8 +100,9 @@ func New(cfg Config) (*Server, error) {
 			MaxBytes:      cfg.WatchHistoryBytes,
 			MaxBatchBytes: cfg.WatchBatchBytes,
 		}),
-		ctx:    ctx,
-		cancel: cancel,
+		ctx:     ctx,
+		cancel:  cancel,
+		removed: make(chan struct{}),
 	}
 	s.fsm = newFSM(s.hub)
 	s.sessions = newSessionTracker(s)
@@ -172,6 +175,7 @@ func (s *Server) start() error {
 
 	s.goFunc(s.runLeadership)
 	s.goFunc(s.runRegistration)
+	s.goFunc(func() { s.watchRemoval(s.hadState) })
 	if len(s.cfg.Join) > 0 {
 		s.goFunc(s.runJoin)
 	}
@@ -236,6 +240,7 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("reading raft state: %w", err)
 	}
+	s.hadState = existing
 	stall := raftlog.NewStallGuard(store, s.cfg.DiskStallTimeout, s.log)
 	s.observed = s.observedTransport(stall, replication.NewHold(rc.HeartbeatTimeout/10, s.ctx.Done(), s.diag, stall))
 	s.raft, err = raft.NewRaft(rc, nodemetrics.TimedFSM{BatchingFSM: s.fsm, Observer: s.metrics.FSMApply}, logs, store, snaps, s.observed)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -254,7 +255,14 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 			return err
 		}
 	}
-	<-ctx.Done()
+	var removed error
+	select {
+	case <-ctx.Done():
+	case <-srv.Removed():
+		// Logged at ERROR by the node with what to do. A removed member
+		// exits, as an etcd member does, so a supervisor sees it.
+		removed = fmt.Errorf("node %s was removed from the cluster", cfg.NodeID)
+	}
 	log.Info("shutting down")
 	ui.close() // first: browsers see the node go at once
 	if mesh != nil {
@@ -262,5 +270,5 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	}
 	// Close hands leadership to another voter first when this node leads,
 	// then stops serving clients, then stops raft and closes the log.
-	return srv.Close()
+	return errors.Join(removed, srv.Close())
 }
