@@ -260,3 +260,53 @@ func (s *Server) transferLeadership(ctx context.Context, req *colonyv1.TransferL
 	_, id := s.raft.LeaderWithID()
 	return string(id), nil
 }
+
+// removalPollInterval is how often a node checks whether it is still in
+// the cluster's configuration.
+const removalPollInterval = time.Second
+
+// Removed is closed when this node finds it was removed from the cluster
+// (colony cluster remove): its raft configuration no longer lists it, so
+// it will never vote, lead or hear from a leader again. The node has
+// logged what happened and what to do at ERROR; its owner should Close it
+// and stop (colony coordinator exits with an error, as an etcd member
+// does).
+func (s *Server) Removed() <-chan struct{} { return s.removed }
+
+// watchRemoval closes s.removed once the configuration this node holds,
+// having listed it, lists other servers but not it. (The leader replicates
+// a removal to the removed node before it stops replicating to it.) A node
+// that starts on state whose configuration already lacks it, and is not
+// joining, was removed while down.
+func (s *Server) watchRemoval(hadState bool) {
+	wasMember := hadState && len(s.cfg.Join) == 0
+	t := time.NewTicker(removalPollInterval)
+	defer t.Stop()
+	for {
+		f := s.raft.GetConfiguration()
+		if f.Error() == nil {
+			servers := f.Configuration().Servers
+			in := slices.ContainsFunc(servers, func(srv raft.Server) bool { return string(srv.ID) == s.cfg.NodeID })
+			switch {
+			case in:
+				wasMember = true
+			case wasMember && len(servers) > 0:
+				ids := make([]string, len(servers))
+				for i, srv := range servers {
+					ids[i] = string(srv.ID)
+				}
+				s.log.Error("this node was removed from the cluster: the cluster's configuration no longer lists it, "+
+					"so it will not vote, lead or serve again. Stop it. To bring it back, wipe its data dir and start it "+
+					"with --join ADDR (a member's gRPC address); colony cluster status shows the members",
+					"members", strings.Join(ids, ","), "data_dir", s.cfg.DataDir)
+				close(s.removed)
+				return
+			}
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -49,6 +49,19 @@ func TestClusterTransferLeadershipAndRemoveMember(t *testing.T) {
 	if _, err := through.clu.RemoveMember(ctx, &colonyv1.RemoveMemberRequest{Id: removed}); err != nil {
 		t.Fatalf("remove %s: %v", removed, err)
 	}
+	// The removed node finds out by itself (and its owner stops it).
+	select {
+	case <-old.srv.Removed():
+	case <-ctx.Done():
+		t.Fatalf("%s never noticed its removal", removed)
+	}
+	for _, n := range []*testNode{through, target} {
+		select {
+		case <-n.srv.Removed():
+			t.Errorf("%s, still a member, says it was removed", n.srv.ID())
+		default:
+		}
+	}
 	c.stop(removed)
 	st, err := through.clu.Status(ctx, &colonyv1.StatusRequest{})
 	if err != nil {

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,6 +42,9 @@ type Server struct {
 	transport *raft.NetworkTransport
 	observed  *raftdiag.Transport // s.transport as raft uses it (observe.go)
 	store     io.Closer           // the raft log and stable store
+	dataDir   *dataDir            // locked while the node runs
+	hadState  bool                // raft state existed when the node started
+	removed   chan struct{}       // closed when this node finds it was removed (membership.go)
 	fsm       *fsm
 	hub       *watchhub.Hub
 
@@ -99,8 +100,9 @@ func New(cfg Config) (*Server, error) {
 			MaxBytes:      cfg.WatchHistoryBytes,
 			MaxBatchBytes: cfg.WatchBatchBytes,
 		}),
-		ctx:    ctx,
-		cancel: cancel,
+		ctx:     ctx,
+		cancel:  cancel,
+		removed: make(chan struct{}),
 	}
 	s.fsm = newFSM(s.hub)
 	s.sessions = newSessionTracker(s)
@@ -114,6 +116,7 @@ func New(cfg Config) (*Server, error) {
 		s.wg.Wait()
 		s.hub.Close()
 		s.peers.close()
+		s.dataDir.remove() // a failed start leaves no directory it made
 		return nil, err
 	}
 	if err := s.registerMetrics(); err != nil {
@@ -124,9 +127,11 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) start() error {
-	if err := os.MkdirAll(filepath.Join(s.cfg.DataDir, "snapshots"), 0o755); err != nil {
-		return fmt.Errorf("creating data dir: %w", err)
+	dd, err := openDataDir(s.cfg.DataDir)
+	if err != nil {
+		return err
 	}
+	s.dataDir = dd
 
 	// The gRPC listener first: the advertised gRPC address must be known
 	// before this node registers itself.
@@ -170,6 +175,7 @@ func (s *Server) start() error {
 
 	s.goFunc(s.runLeadership)
 	s.goFunc(s.runRegistration)
+	s.goFunc(func() { s.watchRemoval(s.hadState) })
 	if len(s.cfg.Join) > 0 {
 		s.goFunc(s.runJoin)
 	}
@@ -234,6 +240,7 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("reading raft state: %w", err)
 	}
+	s.hadState = existing
 	stall := raftlog.NewStallGuard(store, s.cfg.DiskStallTimeout, s.log)
 	s.observed = s.observedTransport(stall, replication.NewHold(rc.HeartbeatTimeout/10, s.ctx.Done(), s.diag, stall))
 	s.raft, err = raft.NewRaft(rc, nodemetrics.TimedFSM{BatchingFSM: s.fsm, Observer: s.metrics.FSMApply}, logs, store, snaps, s.observed)
@@ -329,7 +336,7 @@ func (s *Server) Close() error {
 			<-stopped
 		}
 		s.wg.Wait()
-		s.closeErr = s.shutdownRaft()
+		s.closeErr = errors.Join(s.shutdownRaft(), s.dataDir.unlock())
 		s.peers.close()
 		s.unregisterMetrics()
 	})

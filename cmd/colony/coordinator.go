@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -76,6 +77,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.BoolVar(&c.Bootstrap, "bootstrap", false, "create the cluster if this node has no state (with --peers as the voters, or alone)")
 	fl.StringVar(&f.peers, "peers", "", "initial voters for --bootstrap: id=raft-addr,id=raft-addr,...")
 	fl.StringVar(&f.peerAddr, "raft-peer-addr", "", "raft addresses this node dials instead of the configured ones (fault-injection tests): id=addr,id=addr,...")
+	fl.MarkHidden("raft-peer-addr") // for tests that put a proxy between nodes, not for operators
 	fl.StringVar(&f.join, "join", "", "gRPC addresses of existing members to join through: addr,addr,...")
 	fl.BoolVar(&c.NonvoterOnly, "nonvoter", false, "when joining, stay a non-voter (read scaling, no vote)")
 	fl.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "raft heartbeat timeout")
@@ -107,7 +109,9 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:7402 (default: off)")
 	fl.BoolVar(&f.pprof, "pprof", false, "also serve net/http/pprof under /debug/pprof/ on --metrics-addr")
 	addUIFlags(fl, &f.ui, "ui-")
-	fl.BoolVar(&f.demo, "demo", false, "with --dev: also run a small demo mesh in this process (see `colony demo`)")
+	// No backquotes in usage strings: pflag takes a backquoted word for
+	// the flag's value name ("--demo colony demo").
+	fl.BoolVar(&f.demo, "demo", false, "with --dev: also run a small demo mesh in this process (colony demo fails and heals it)")
 	fl.BoolVar(&f.dev, "dev", false, "single-node development mode: --id dev, bootstrap alone, data in $TMPDIR/colony-dev unless --data-dir")
 	return cmd
 }
@@ -117,9 +121,18 @@ func newDevCmd() *cobra.Command {
 	cmd.Use = "dev"
 	cmd.Short = "Run Colony on one machine with an embedded single-node coordinator"
 	cmd.Long = "Run a single-node coordinator for development (the same as `colony coordinator --dev`)."
-	cmd.Flags().Set("dev", "true")
-	cmd.Flags().Set("demo", "true")
-	cmd.Flags().Lookup("demo").DefValue = "true"
+	fl := cmd.Flags()
+	fl.Set("dev", "true")
+	fl.Set("demo", "true")
+	fl.Lookup("demo").DefValue = "true"
+	fl.Lookup("demo").Usage = "also run a small demo mesh in this process (colony demo fails and heals it; --demo=false for none)"
+	fl.Lookup("id").Usage = "node id (default \"dev\")"
+	fl.Lookup("data-dir").Usage = "directory for the raft log, snapshots and dev's certificates (default " + cli.DevDataDir() + "; delete it to start afresh)"
+	// dev is one node that bootstraps alone: the cluster-forming flags
+	// and the test-only ones do not apply.
+	for _, name := range []string{"dev", "bootstrap", "peers", "join", "nonvoter", "raft-peer-addr", "raft-advertise", "grpc-advertise"} {
+		fl.MarkHidden(name)
+	}
 	defaultDevUI(cmd)
 	return cmd
 }
@@ -134,6 +147,21 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 			cfg.DataDir = cli.DevDataDir()
 		}
 		cfg.Bootstrap = true
+	}
+	if cfg.NodeID == "" || cfg.DataDir == "" {
+		var missing []string
+		if cfg.NodeID == "" {
+			missing = append(missing, "--id")
+		}
+		if cfg.DataDir == "" {
+			missing = append(missing, "--data-dir")
+		}
+		verb := "is"
+		if len(missing) > 1 {
+			verb = "are"
+		}
+		return cli.Hint(fmt.Errorf("%s %s required: a coordinator node needs a stable id and a data directory of its own", strings.Join(missing, " and "), verb),
+			"To try Colony on one machine, `colony dev` runs a single node with neither.\n`colony coordinator --help` shows how to start a cluster.")
 	}
 	if f.peers != "" {
 		cfg.Peers = map[string]string{}
@@ -227,7 +255,14 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 			return err
 		}
 	}
-	<-ctx.Done()
+	var removed error
+	select {
+	case <-ctx.Done():
+	case <-srv.Removed():
+		// Logged at ERROR by the node with what to do. A removed member
+		// exits, as an etcd member does, so a supervisor sees it.
+		removed = fmt.Errorf("node %s was removed from the cluster", cfg.NodeID)
+	}
 	log.Info("shutting down")
 	ui.close() // first: browsers see the node go at once
 	if mesh != nil {
@@ -235,5 +270,5 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 	}
 	// Close hands leadership to another voter first when this node leads,
 	// then stops serving clients, then stops raft and closes the log.
-	return srv.Close()
+	return errors.Join(removed, srv.Close())
 }

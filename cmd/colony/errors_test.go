@@ -187,6 +187,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"kv", "get", "/a", "--no-such-flag"}, []string{"unknown flag: --no-such-flag", "See 'colony kv get --help'"}},
 		{[]string{"kv", "get", "/a", "-o", "yaml"}, []string{`--output: want table or json, got "yaml"`}},
 		{[]string{"kv", "watch", "/a", "--kind", "all"}, []string{"--kind: want data, children, exists or persistent"}},
+		// A typo below the top level fails like one at the top, and
+		// etcdctl's words point to ours.
+		{[]string{"breaker", "lsit"}, []string{`unknown command "lsit" for "colony breaker"`, "colony breaker ls"}},
+		{[]string{"kv", "put", "/a", "x"}, []string{`unknown command "put" for "colony kv"`, "colony kv create", "colony kv set"}},
+		{[]string{"kv", "del", "/a"}, []string{`unknown command "del" for "colony kv"`, "colony kv rm"}},
+		{[]string{"cluster", "member", "list"}, []string{`unknown command "member"`, "colony cluster members"}},
+		{[]string{"put", "/a", "x"}, []string{`unknown command "put" for "colony"`, "colony kv create"}},
+		{[]string{"snapshot", "nosuch"}, []string{`unknown command "nosuch" for "colony snapshot"`, "See 'colony snapshot --help'"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -200,6 +208,62 @@ func TestUsageErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGroupWithoutSubcommandPrintsHelp: a command group alone is a request
+// for its help, and succeeds.
+func TestGroupWithoutSubcommandPrintsHelp(t *testing.T) {
+	for _, group := range []string{"kv", "breaker", "cluster"} {
+		out, err := colony(t.Context(), t, "", group)
+		if err != nil || !strings.Contains(out, "colony "+group+" [command]") {
+			t.Errorf("colony %s = %q, %v; want its help", group, out, err)
+		}
+	}
+}
+
+// TestRefusedConnectionsFailAtOnce: when every endpoint refuses, the
+// command ends with the refusal (not after retrying for --timeout), naming
+// each endpoint; colony cluster wait, meant to wait for nodes to come up,
+// keeps waiting.
+func TestRefusedConnectionsFailAtOnce(t *testing.T) {
+	ctx := t.Context()
+	a, b := freeAddr(t), freeAddr(t)
+	_, err := colony(ctx, t, "", "kv", "get", "/a", "--endpoints", a+","+b, "--timeout", "1h")
+	var refused *cli.RefusedError
+	if !errors.As(err, &refused) || !errors.Is(err, client.ErrUnavailable) ||
+		!strings.Contains(err.Error(), "no coordinator reachable at "+a+", "+b) || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("every endpoint refused: %v; want a RefusedError naming %s and %s", err, a, b)
+	}
+
+	_, err = colony(ctx, t, "", "cluster", "wait", "--endpoints", a, "--timeout", "200ms")
+	if errors.As(err, &refused) || err == nil || !strings.Contains(err.Error(), "not ready after 200ms") {
+		t.Errorf("cluster wait on a refusing endpoint: %v; want it to wait out --timeout", err)
+	}
+
+	// One endpoint up is enough to go on.
+	addr := startTestCoordinator(t)
+	if _, err := colony(ctx, t, "", "kv", "ls", "/", "--endpoints", a+","+addr); err != nil {
+		t.Errorf("one refusing endpoint and one up: %v", err)
+	}
+}
+
+// TestEndpointsWithAScheme: etcdctl's http:// form is accepted; an address
+// that is not host:port is refused by name, with no talk of quorum.
+func TestEndpointsWithAScheme(t *testing.T) {
+	ctx := t.Context()
+	addr := startTestCoordinator(t)
+	for _, ep := range []string{"http://" + addr, "https://" + addr + "/", "HTTP://" + addr} {
+		if _, err := colony(ctx, t, "", "kv", "ls", "/", "--endpoints", ep); err != nil {
+			t.Errorf("--endpoints %s: %v", ep, err)
+		}
+	}
+	for _, ep := range []string{addr + ":1", "http://" + addr + "/v3", "localhost"} {
+		_, err := colony(ctx, t, "", "kv", "ls", "/", "--endpoints", ep)
+		if err == nil || !strings.Contains(err.Error(), "--endpoints: ") || !strings.Contains(err.Error(), "want host:port") ||
+			strings.Contains(err.Error(), "quorum") {
+			t.Errorf("--endpoints %s: %v; want an error naming the flag and host:port", ep, err)
+		}
 	}
 }
 

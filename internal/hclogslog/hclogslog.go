@@ -5,6 +5,7 @@ package hclogslog
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -44,15 +45,63 @@ func toSlog(level hclog.Level) slog.Level {
 }
 
 func (g *logger) Log(level hclog.Level, msg string, args ...any) {
-	lv := toSlog(level)
+	lv := toSlog(adjustLevel(level, msg, args))
 	ctx := context.Background()
 	if !g.l.Enabled(ctx, lv) {
 		return
 	}
 	all := make([]any, 0, len(g.args)+len(args))
 	all = append(all, g.args...)
-	all = append(all, args...)
+	for _, a := range args {
+		all = append(all, expand(a))
+	}
 	g.l.Log(ctx, lv, msg, all...)
+}
+
+// expand renders the values hclog formats itself when it writes a line
+// (hclog.Fmt, Hex, Octal, Binary, Quote): slog would print hclog.Fmt's
+// format and operands as a list ("[%+v [...]]").
+func expand(v any) any {
+	switch v := v.(type) {
+	case hclog.Format:
+		if len(v) == 0 {
+			return ""
+		}
+		if f, ok := v[0].(string); ok {
+			return fmt.Sprintf(f, v[1:]...)
+		}
+		return fmt.Sprint(v...)
+	case hclog.Hex:
+		return fmt.Sprintf("0x%x", int(v))
+	case hclog.Octal:
+		return fmt.Sprintf("0%o", int(v))
+	case hclog.Binary:
+		return fmt.Sprintf("0b%b", int(v))
+	case hclog.Quote:
+		return fmt.Sprintf("%q", string(v))
+	}
+	return v
+}
+
+// electionTimeout is raft's line when a voter stops hearing from a leader.
+const electionTimeout = "heartbeat timeout reached, starting election"
+
+// adjustLevel lowers raft's election warning to INFO when no leader was
+// ever known to this node: that is how every start elects its first leader
+// (a single-node cluster on each start), not a leader gone silent. With a
+// last leader named it stays a WARN.
+func adjustLevel(level hclog.Level, msg string, args []any) hclog.Level {
+	if level != hclog.Warn || msg != electionTimeout {
+		return level
+	}
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, _ := args[i].(string); k == "last-leader-id" || k == "last-leader-addr" {
+			if fmt.Sprint(args[i+1]) != "" {
+				return level
+			}
+		}
+	}
+	return hclog.Info
 }
 
 func (g *logger) Trace(msg string, args ...any) { g.Log(hclog.Trace, msg, args...) }

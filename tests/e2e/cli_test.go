@@ -5,11 +5,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,13 +109,23 @@ func TestCLIAgainstCluster(t *testing.T) {
 	cliFails([]string{"kv", "get", "/cli/a"}, "/cli/a", "does not exist")
 	cliFails([]string{"kv", "create", "no-slash"}, "path")
 
-	var got colonyv1.GetResponse
-	if err := protojson.Unmarshal([]byte(cli("kv", "get", "/cli", "--output", "json")), &got); err != nil {
+	// JSON output: numbers are numbers, session ids are the CLI's hex.
+	var got struct {
+		Data []byte `json:"data"`
+		Stat struct {
+			Version        int64  `json:"version"`
+			EphemeralOwner string `json:"ephemeralOwner"`
+		} `json:"stat"`
+		Header struct {
+			MemberID string `json:"memberId"`
+		} `json:"header"`
+	}
+	if err := json.Unmarshal([]byte(cli("kv", "get", "/cli", "--output", "json")), &got); err != nil {
 		t.Fatalf("kv get --output json: %v", err)
 	}
-	if string(got.Data) != "world" || got.Stat.GetVersion() != 1 || got.Header.GetMemberId() != f.ID {
-		t.Errorf("kv get --output json: data %q version %d served by %q; want %q version 1 by %s",
-			got.Data, got.Stat.GetVersion(), got.Header.GetMemberId(), "world", f.ID)
+	if string(got.Data) != "world" || got.Stat.Version != 1 || got.Stat.EphemeralOwner != "0x0" || got.Header.MemberID != f.ID {
+		t.Errorf("kv get --output json: data %q version %d owner %q served by %q; want %q version 1 owner 0x0 by %s",
+			got.Data, got.Stat.Version, got.Stat.EphemeralOwner, got.Header.MemberID, "world", f.ID)
 	}
 
 	// What the CLI wrote is what every other node serves.
@@ -145,5 +157,67 @@ func TestCLIAgainstCluster(t *testing.T) {
 	}
 	if st.LeaderId == "" || st.Header.GetMemberId() != f.ID {
 		t.Errorf("cluster status: leader %q, served by %q; want a leader, served by %s", st.LeaderId, st.Header.GetMemberId(), f.ID)
+	}
+}
+
+// TestCLIFirstRunErrors: the binary's first-run mistakes fail with what to
+// do: a coordinator without --id or --data-dir, a typo below the top level,
+// and an endpoint nothing listens on (at once, not after --timeout).
+func TestCLIFirstRunErrors(t *testing.T) {
+	ctx := testContext(t, 60*time.Second)
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"coordinator"}, []string{"--id and --data-dir are required", "colony dev"}},
+		{[]string{"kv", "put", "/a", "b"}, []string{`unknown command "put" for "colony kv"`, "colony kv create"}},
+		{[]string{"breaker", "lsit"}, []string{`unknown command "lsit"`, "colony breaker ls"}},
+		{[]string{"kv", "get", "/a", "--endpoints", "http://127.0.0.1:1", "--timeout", "1h"}, []string{"no coordinator reachable at 127.0.0.1:1", "connection refused"}},
+	} {
+		r := runCLI(ctx, tt.args...)
+		var ee *exec.ExitError
+		if !errors.As(r.err, &ee) {
+			t.Errorf("colony %s: %v, want a non-zero exit status", strings.Join(tt.args, " "), r.err)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("colony %s: stderr %q lacks %q", strings.Join(tt.args, " "), r.stderr, w)
+			}
+		}
+	}
+}
+
+// TestRemovedNodeExits: a node removed with cluster remove logs at ERROR
+// that it was removed and what to do, and its process exits non-zero.
+func TestRemovedNodeExits(t *testing.T) {
+	ctx := testContext(t, 120*time.Second)
+	c := NewCluster(t, 3)
+	leader := c.WaitLeader(t, ctx)
+	gone := c.Others(leader)[0]
+	pid := gone.Pid()
+	args := append([]string{"cluster", "remove", gone.ID, "--endpoints", leader.GRPCAddr, "--timeout", "10s"}, c.CLIArgs()...)
+	if r := runCLI(ctx, args...); r.err != nil {
+		t.Fatalf("cluster remove %s: %v\n%s", gone.ID, r.err, r.stderr)
+	}
+	for syscall.Kill(pid, 0) == nil { // the framework reaps it when it exits
+		select {
+		case <-ctx.Done():
+			t.Fatalf("removed node %s (pid %d) still runs", gone.ID, pid)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// Stop finds the process gone, with its status, and takes it off the
+	// cluster's list of nodes expected to run.
+	if err := gone.Node.Stop(); err == nil || !strings.Contains(err.Error(), "already exited") || !strings.Contains(err.Error(), "exit status 1") {
+		t.Errorf("removed node's exit: %v; want exit status 1", err)
+	}
+	log, err := os.ReadFile(gone.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "level=ERROR") || !strings.Contains(string(log), "was removed from the cluster") ||
+		!strings.Contains(string(log), "--join") {
+		t.Errorf("removed node's log does not say what happened and what to do:\n%s", log)
 	}
 }

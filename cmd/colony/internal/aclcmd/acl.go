@@ -104,7 +104,7 @@ never overwritten: run the command again to apply over it. Needs an admin
 certificate.`,
 		Example: `  colony acl get > rules.yaml
   colony acl apply -f rules.yaml
-  colony acl apply -f - < rules.json`,
+  colony acl apply -f - < rules.yaml`,
 		Args: cobra.NoArgs,
 	}
 	cmd.RunE = f.Run(false, func(ctx context.Context, s *cli.Env, _ []string) error {

@@ -60,7 +60,9 @@ func newBreakerLsCmd(f *cli.Flags) *cobra.Command {
   STATE         what callers enforce: CLOSED, OPEN or HALF_OPEN
   GEN           the record's generation (it increases with every change)
   SINCE         how long ago the state last changed
-  FAILURE-RATE  the leader's live window: failure rate of the calls counted
+  FAILURE-RATE  the leader's live window: failure rate of the calls counted;
+                for a pair not CLOSED whose window is empty (an OPEN breaker
+                gets no calls), the evidence it tripped on, marked "at trip"
   FAILING       caller instances that saw failures / that reported calls
   OVERRIDE      a manual override, with the state a shadowed breaker would enforce
 
@@ -93,6 +95,13 @@ The live window is soft state: after a leader change it starts empty.`,
 			if b.GetReportingInstances() > 0 {
 				failing = fmt.Sprintf("%d/%d", b.GetFailingInstances(), b.GetReportingInstances())
 			}
+			if b.GetWindowCalls() == 0 && b.GetState() != breaker.Closed.String() {
+				// Nothing to count while it is open: say why it tripped.
+				if ev, ok := tripEvidence(ctx, s, b); ok {
+					rate = fmt.Sprintf("%s of %d at trip", percentText(ev.FailureRate), ev.Calls)
+					failing = fmt.Sprintf("%d/%d at trip", ev.FailingInstances, ev.ReportingInstances)
+				}
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", b.GetCaller(), b.GetCallee(), b.GetState(),
 				b.GetGeneration(), since, rate, failing, summaryOverride(b))
 		}
@@ -101,6 +110,17 @@ The live window is soft state: after a leader change it starts empty.`,
 	cmd.Flags().StringVar(&caller, "caller", "", "only this caller's pairs")
 	cmd.Flags().StringVar(&callee, "callee", "", "only the pairs calling this callee")
 	return cmd
+}
+
+// tripEvidence is the evidence of b's last transition, when it was a trip on
+// counted calls (not an override or probes). A pair gone since the list
+// was read has none.
+func tripEvidence(ctx context.Context, s *cli.Env, b *colonyv1.BreakerSummary) (breaker.Evidence, bool) {
+	info, err := s.Client.GetBreaker(ctx, b.GetCaller(), b.GetCallee(), 1)
+	if err != nil || info.Record.Evidence.Calls == 0 {
+		return breaker.Evidence{}, false
+	}
+	return info.Record.Evidence, true
 }
 
 // summaryOverride is the OVERRIDE column of breaker ls.

@@ -149,8 +149,10 @@ func watchBreakers(s *cli.Env, ctx context.Context, root string) error {
 		return err
 	}
 	defer w.Close()
+	cols := &watchColumns{}
 	if !s.JSON {
 		fmt.Fprintf(s.ErrOut, "watching %s; Ctrl-C to stop\n", root)
+		fmt.Fprintln(s.Out, cols.header())
 	}
 	for {
 		ev, err := w.Next(ctx)
@@ -174,19 +176,51 @@ func watchBreakers(s *cli.Env, ctx context.Context, root string) error {
 			}
 			continue
 		}
-		fmt.Fprintln(s.Out, recordLine(rec))
+		fmt.Fprintln(s.Out, cols.line(rec))
 	}
 }
 
-// recordLine is a one-line summary of a record.
-func recordLine(r breaker.PairRecord) string {
+// watchColumns lays out breaker watch's lines in columns. A stream cannot
+// wait for every line to size them as a table does: the pair column starts
+// wide enough for most names and widens for a longer one, from that line
+// on.
+type watchColumns struct{ pair, gen int }
+
+const (
+	minPairWidth = 24
+	minGenWidth  = 4
+	timeLayout   = "15:04:05.000"
+)
+
+func (c *watchColumns) widths(pair, gen int) {
+	c.pair = max(c.pair, minPairWidth, pair)
+	c.gen = max(c.gen, minGenWidth, gen)
+}
+
+// header names the columns.
+func (c *watchColumns) header() string {
+	c.widths(0, 0)
+	return fmt.Sprintf("%-12s  %-*s  %-9s  %-*s  %s", "TIME", c.pair, "PAIR", "STATE", c.gen, "GEN", "DETAIL")
+}
+
+// line is a one-line summary of a record, in the columns.
+func (c *watchColumns) line(r breaker.PairRecord) string {
+	pair := r.Caller + "->" + r.Callee
+	gen := fmt.Sprint(r.Generation)
+	c.widths(len(pair), len(gen))
+	return strings.TrimRight(fmt.Sprintf("%-12s  %-*s  %-9s  %-*s  %s",
+		r.Since.Local().Format(timeLayout), c.pair, pair, r.State, c.gen, gen, recordDetail(r)), " ")
+}
+
+// recordDetail is what a record says beyond its state: cause, open-until,
+// probes, override, shadow and, while OPEN, the evidence.
+func recordDetail(r breaker.PairRecord) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s  %s->%s  %-9s gen %d", r.Since.Local().Format("15:04:05.000"), r.Caller, r.Callee, r.State, r.Generation)
 	if r.Cause != "" {
 		fmt.Fprintf(&b, "  cause %s", r.Cause)
 	}
 	if r.State == breaker.Open && !r.OpenUntil.IsZero() {
-		fmt.Fprintf(&b, "  until %s", r.OpenUntil.Local().Format("15:04:05.000"))
+		fmt.Fprintf(&b, "  until %s", r.OpenUntil.Local().Format(timeLayout))
 	}
 	if len(r.Probes) > 0 {
 		ids := make([]string, 0, len(r.Probes))
@@ -206,5 +240,5 @@ func recordLine(r breaker.PairRecord) string {
 	if ev.Calls > 0 && r.State == breaker.Open {
 		fmt.Fprintf(&b, "  evidence %d/%d failed (%.0f%%) on %d of %d instances", ev.Failures, ev.Calls, 100*ev.FailureRate, ev.FailingInstances, ev.ReportingInstances)
 	}
-	return b.String()
+	return strings.TrimPrefix(b.String(), "  ")
 }

@@ -66,7 +66,7 @@ func newCACmd() *cobra.Command {
 		Long: `Make a new certificate authority for the cluster: ca.crt (give it to every node,
 sidecar and user) and ca.key (keep it where certificates are made). It refuses
 to replace an existing CA: every certificate it signed would stop working.`,
-		Example: `  colony cert ca --certs-dir certs --trust-domain prod.example.com`,
+		Example: `  colony cert ca --certs-dir prod-certs --trust-domain prod.example.com`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if validity <= 0 {

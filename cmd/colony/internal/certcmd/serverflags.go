@@ -27,7 +27,7 @@ type ServerFlags struct {
 // Register adds the flags to fs. what names the certificate the server
 // looks for in --certs-dir (e.g. "node-<id>").
 func (f *ServerFlags) Register(fs *pflag.FlagSet, what string) {
-	fs.StringVar(&f.CertsDir, "certs-dir", "", "directory with ca.crt and this server's "+what+".crt/.key (see `colony cert`)")
+	fs.StringVar(&f.CertsDir, "certs-dir", "", "directory with ca.crt and this server's "+what+".crt/.key, as colony cert makes them")
 	fs.StringVar(&f.CACert, "cacert", "", "CA bundle that clients' and peers' certificates must chain to (instead of --certs-dir)")
 	fs.StringVar(&f.Cert, "cert", "", "this server's certificate (instead of --certs-dir)")
 	fs.StringVar(&f.Key, "key", "", "this server's private key (instead of --certs-dir)")

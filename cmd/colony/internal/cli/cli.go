@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -109,14 +110,43 @@ func EndpointsOf(cmd *cobra.Command) ([]string, error) {
 	}
 	var eps []string
 	for _, e := range strings.Split(list, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			eps = append(eps, e)
+		if e = strings.TrimSpace(e); e == "" {
+			continue
 		}
+		ep, err := endpoint(e)
+		if err != nil {
+			return nil, err
+		}
+		eps = append(eps, ep)
 	}
 	if len(eps) == 0 {
 		return nil, fmt.Errorf("--endpoints: no address in %q", list)
 	}
 	return eps, nil
+}
+
+// endpoint checks one --endpoints address: host:port, or a gRPC target
+// with a scheme of its own (dns:///host:port, unix:PATH). An http:// or
+// https:// prefix, the habit of etcdctl's --endpoints, is dropped:
+// coordinators speak gRPC, and whether it is over TLS follows from the
+// certificate flags.
+func endpoint(e string) (string, error) {
+	for _, scheme := range []string{"http://", "https://"} {
+		if len(e) >= len(scheme) && strings.EqualFold(e[:len(scheme)], scheme) {
+			e = strings.TrimSuffix(e[len(scheme):], "/")
+			if strings.Contains(e, "/") {
+				return "", fmt.Errorf("--endpoints: %q: want host:port, with no path", e)
+			}
+			break
+		}
+	}
+	if strings.Contains(e, "://") || strings.HasPrefix(e, "unix:") {
+		return e, nil // a gRPC target; gRPC checks it
+	}
+	if _, port, err := net.SplitHostPort(e); err != nil || port == "" {
+		return "", fmt.Errorf("--endpoints: %q: want host:port, like %s", e, client.DefaultEndpoint)
+	}
+	return e, nil
 }
 
 // Run adapts a client command body to cobra: it connects, bounds the work by
@@ -136,6 +166,10 @@ func (f *Flags) Run(longRunning bool, body func(ctx context.Context, s *Env, arg
 			ctx, cancel = context.WithTimeout(ctx, f.Timeout)
 		}
 		defer cancel()
-		return body(ctx, s, args)
+		if cmd.Annotations[waitsForServers] != "" {
+			return body(ctx, s, args)
+		}
+		eps, _ := EndpointsOf(cmd) // checked by Connect
+		return withProbe(ctx, eps, func(ctx context.Context) error { return body(ctx, s, args) })
 	}
 }

@@ -52,6 +52,10 @@ func (e *hinted) Error() string {
 
 func (e *hinted) Unwrap() error { return e.err }
 
+// Hint returns err with what the user can do about it, on the lines after
+// err's message. Explain leaves it as it is.
+func Hint(err error, hint string) error { return &hinted{err: err, hint: hint} }
+
 // usageError is a command line that does not parse: a bad flag or
 // argument count. Explain adds the usage line.
 type usageError struct{ err error }
@@ -60,11 +64,20 @@ func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
 // MarkUsageErrors makes cmd's and its subcommands' flag and argument errors
-// usageErrors.
+// usageErrors, and makes a command that only groups others fail on a
+// subcommand name it does not know (guardGroups).
 func MarkUsageErrors(cmd *cobra.Command) {
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		// "colony put /a x --endpoints A": the unknown command is the
+		// mistake to report, not the flag that only it would have had.
+		if args := c.Flags().Args(); isGuardedGroup(c) && len(args) > 0 {
+			return unknownCommand(c, args[0])
+		}
+		return &usageError{err}
+	})
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
+		guardGroups(c)
 		if args := c.Args; args != nil {
 			c.Args = func(cmd *cobra.Command, a []string) error {
 				if err := args(cmd, a); err != nil {
@@ -165,6 +178,10 @@ func unavailable(err error) bool {
 // the only trace of the dial, so for those the message is read
 // (grpcConnectionProblem).
 func ConnectionProblem(err error) (string, bool) {
+	var refused *RefusedError
+	if errors.As(err, &refused) {
+		return "connection refused (is a coordinator running there?)", true
+	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		return dnsErr.Error(), true

@@ -56,7 +56,7 @@ var (
 
 // PrintProto writes m as JSON.
 func (s *Env) PrintProto(m proto.Message) error {
-	b, err := jsonOut.Marshal(m)
+	b, err := marshalJSON(jsonOut, m)
 	if err != nil {
 		return fmt.Errorf("encoding output: %w", err)
 	}
@@ -66,7 +66,7 @@ func (s *Env) PrintProto(m proto.Message) error {
 
 // PrintProtoLine writes m as one line of JSON.
 func (s *Env) PrintProtoLine(m proto.Message) error {
-	b, err := jsonLine.Marshal(m)
+	b, err := marshalJSON(jsonLine, m)
 	if err != nil {
 		return fmt.Errorf("encoding output: %w", err)
 	}
@@ -82,7 +82,7 @@ func (s *Env) PrintProtoLine(m proto.Message) error {
 
 // ProtoJSON is m in JSON, for embedding in a larger document.
 func ProtoJSON(m proto.Message) json.RawMessage {
-	b, err := jsonLine.Marshal(m)
+	b, err := marshalJSON(jsonLine, m)
 	if err != nil {
 		return json.RawMessage("null") // protojson fails only on invalid UTF-8 in strings
 	}
@@ -93,7 +93,7 @@ func ProtoJSON(m proto.Message) json.RawMessage {
 func PrintProtoList[M proto.Message](s *Env, ms []M) error {
 	parts := make([]json.RawMessage, len(ms))
 	for i, m := range ms {
-		b, err := jsonLine.Marshal(m)
+		b, err := marshalJSON(jsonLine, m)
 		if err != nil {
 			return fmt.Errorf("encoding output: %w", err)
 		}

@@ -32,6 +32,7 @@ before the first write.`,
   colony cluster wait --members 3 --timeout 2m -o json`,
 		Args: cobra.NoArgs,
 	}
+	cli.WaitsForServers(cmd) // nodes starting up refuse connections at first
 	cmd.RunE = f.Run(true, func(ctx context.Context, s *cli.Env, _ []string) error {
 		if members < 0 {
 			return fmt.Errorf("--members: want 0 (every voter) or more, got %d", members)

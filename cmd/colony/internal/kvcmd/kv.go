@@ -73,10 +73,10 @@ which for --sequential carries the parent's 10-digit counter.
 
 An ephemeral znode belongs to a session and goes when the session ends: open
 one with "colony session open" and pass its id with --session.`,
-		Example: `  colony kv create /colony/policies/orders '{"failureRatio": 0.5}'
-  colony kv create /colony/jobs/job- --sequential --file job.json
-  colony kv create /colony/locks/deploy/lock- --sequential --session 0x2a
-  colony kv create /colony/tmp/marker --ttl 10m`,
+		Example: `  colony kv create /orders '{"maxConnections": 100}'
+  colony kv create /orders/job- --sequential --file job.json
+  colony kv create /orders/worker- --sequential --session 0x2a   # an id from colony session open
+  colony kv create /orders/marker --ttl 10m`,
 		Args: cobra.RangeArgs(1, 2),
 	}
 	cmd.RunE = f.Run(false, func(ctx context.Context, s *cli.Env, args []string) error {
@@ -157,8 +157,8 @@ func newKVSetCmd(f *cli.Flags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "set PATH DATA|-",
 		Short: "Replace a znode's data and print its new stat",
-		Example: `  colony kv set /colony/policies/orders '{"failureRatio": 0.4}'
-  colony kv set /colony/policies/orders --file policy.json --version 3`,
+		Example: `  colony kv set /orders '{"maxConnections": 200}'
+  colony kv set /orders --file orders.json --version 1`,
 		Args: cobra.RangeArgs(1, 2),
 	}
 	cmd.RunE = f.Run(false, func(ctx context.Context, s *cli.Env, args []string) error {

@@ -78,13 +78,13 @@ func TestKVCommands(t *testing.T) {
 	var got struct {
 		Data string `json:"data"`
 		Stat struct {
-			Version string `json:"version"`
+			Version int64 `json:"version"` // a number, not protojson's string
 		} `json:"stat"`
 	}
 	if err := json.Unmarshal([]byte(run("", "kv", "get", "/app", "-o", "json")), &got); err != nil {
 		t.Fatalf("get -o json: %v", err)
 	}
-	if got.Data != "ZnJvbSBzdGRpbg==" || got.Stat.Version != "1" {
+	if got.Data != "ZnJvbSBzdGRpbg==" || got.Stat.Version != 1 {
 		t.Errorf("get -o json = %+v", got)
 	}
 

@@ -52,8 +52,8 @@ COMMAND runs in its own process group; SIGINT and SIGTERM are forwarded to it.
 On Linux it is also killed if colony itself dies. Ctrl-C while waiting gives up
 the wait, leaving no trace in the lock.`,
 		Example: `  colony lock nightly-billing -- ./bill.sh --all
-  colony lock deploy --try -- make deploy       # fail at once if another deploy runs
-  colony lock reindex --wait 5m --ttl 30s -- sh -c 'reindex --fence "$COLONY_FENCING_TOKEN"'`,
+  colony lock deploy --try -- ./deploy.sh       # fail at once if another deploy runs
+  colony lock reindex --wait 5m --ttl 30s -- sh -c './reindex.sh --fence "$COLONY_FENCING_TOKEN"'`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {
 				return errors.New("want NAME -- COMMAND [ARGS...], with -- right after NAME")
