@@ -41,6 +41,9 @@
   }
 
   const num = (v) => (v === undefined || v === null || v === '' ? 0 : Number(v));
+  // Session ids read as the CLI prints them: hex with 0x (protojson sends
+  // a uint64 as a decimal string; BigInt keeps all 64 bits).
+  const sessionHex = (v) => (v === undefined || v === null || v === '' || v === '0' ? '' : '0x' + BigInt(v).toString(16));
   const pct = (r) => (100 * r).toFixed(r > 0 && r < 0.1 ? 1 : 0) + '%';
 
   function fmtTime(t) {
@@ -773,7 +776,7 @@
           el('td', {text: st.mode}),
           el('td', {class: st.degraded ? 'flag-bad' : 'flag-good', text: st.degraded ? 'yes' : 'no'}),
           staleCell(num(st.staleMs), st.degraded),
-          el('td', {text: st.sessionId}),
+          el('td', {text: sessionHex(st.sessionId)}),
           el('td', {class: 'outgoing'}, outgoing(reg.service, st.pairs || [])));
       })));
     if (res.truncated) $('sidecars').append(el('p', {class: 'muted', text: `only the first ${res.limit} instances are shown`}));
