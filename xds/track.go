@@ -127,9 +127,9 @@ type Enforcement struct {
 	// nothing about trip-to-enforce latency. Every transition published
 	// while the client is connected is live, a pair's first one included.
 	Initial bool
-	NodeID     string
-	Stream     int64
-	At         time.Time
+	NodeID  string
+	Stream  int64
+	At      time.Time
 	// FromSeen is At minus the time the sidecar learned the transition.
 	FromSeen time.Duration
 	// FromLeader is At minus the leader's transition time: trip-to-enforce
