@@ -24,7 +24,8 @@ import (
 )
 
 // healthBackend is a real gRPC server standing in for the callee: it
-// answers health checks (successes, or INTERNAL errors when told to fail), and counts the calls that reach it.
+// answers health checks (successes, or INTERNAL errors when told to fail),
+// and counts the calls that reach it.
 type healthBackend struct {
 	healthpb.UnimplementedHealthServer
 	addr  *net.TCPAddr
@@ -67,7 +68,6 @@ func check(cc *grpc.ClientConn) error {
 	_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
 	return err
 }
-
 
 // loadSeen records the nodes whose load reports the sidecar has handled.
 type loadSeen struct {
