@@ -13,8 +13,11 @@ package sidecar
 // the demand D (calls per second the clients attempt) is the issued rate
 // divided by the share that was in force: 1 while the pair is CLOSED, the
 // probe share in HALF_OPEN, nothing to learn while OPEN (D keeps its last
-// estimate, normally from before the pair opened). D is an average over
-// report intervals, halving the weight of older ones.
+// estimate, normally from before the pair opened). D is the calls issued
+// over the time weighted by the share in force, both sums decayed by 0.9 a
+// sample (about the last ten load report intervals count): intervals
+// without calls count as much as intervals with, which tiny shares make
+// the common case.
 //
 // Spent permits. Every call counted for the callee in this HALF_OPEN
 // generation spends a permit: outcomes reported by guard clients and
@@ -64,6 +67,10 @@ const (
 	// stockStartShare is the share, in parts per million, a HALF_OPEN
 	// holder starts stock clients at when their demand is unknown.
 	stockStartShare = 100
+	// stockDecay is the weight a demand sample keeps at the next one
+	// (samples are a load report interval or more apart): about the last
+	// ten samples count.
+	stockDecay = 0.9
 	// maxStockCallees bounds the callees whose stock demand is tracked.
 	maxStockCallees = 10000
 )
@@ -72,6 +79,9 @@ const (
 // instance holds its permits in HALF_OPEN, their probes.
 type stockProbes struct {
 	rate    float64   // D, calls per second attempted; 0: unknown
+	// issued and exposure are the decayed sums D is the ratio of: calls
+	// issued, and seconds weighted by the share of calls let through.
+	issued, exposure float64
 	pending uint64    // calls issued since since
 	since   time.Time // start of the current demand sample
 
@@ -195,12 +205,14 @@ func (s *Sidecar) tickStock(now time.Time) bool {
 			case holder:
 				pass = float64(st.share) / xds.StockShareAll
 			}
-			if pass > 0 && st.pending > 0 {
-				sample := float64(st.pending) / dt.Seconds() / pass
-				if st.rate == 0 {
-					st.rate = sample
-				} else {
-					st.rate = (st.rate + sample) / 2
+			if pass > 0 {
+				// D = calls issued / (time x share in force), both decayed
+				// by stockDecay per sample: a sample without calls counts
+				// as much as one with.
+				st.issued = st.issued*stockDecay + float64(st.pending)
+				st.exposure = st.exposure*stockDecay + pass*dt.Seconds()
+				if st.issued > 0 && st.exposure > 0 {
+					st.rate = st.issued / st.exposure
 				}
 			}
 			idle := st.pending == 0

@@ -114,11 +114,13 @@ func TestStockProbeShareSearch(t *testing.T) {
 			t.Fatalf("tick %d without calls: share %d ppm, want %d", i, got, want)
 		}
 	}
-	// One call issued in 250 ms at 800 ppm: 5000 calls/s attempted; one
-	// permit: 1 / (20 x 0.5 s) = 0.1/s, 20 ppm.
+	// One call issued in 250 ms at 800 ppm, none in the 750 ms before at
+	// 100..400 ppm: 1 call / (0.25 s x (800 + .9x400 + .81x200 + .729x100)
+	// ppm) is about 2870 calls/s attempted; one permit left: 1 / (20 x
+	// 0.5 s) = 0.1 probe/s, about 35 ppm.
 	s.stock["orders"].pending = 1
 	s.tickStock(t0.Add(time.Second))
-	if got := s.stock["orders"].share; got != 20 {
-		t.Fatalf("demand found: share %d ppm, want 20", got)
+	if got := s.stock["orders"].share; got != 34 {
+		t.Fatalf("demand found: share %d ppm, want 34", got)
 	}
 }
