@@ -78,12 +78,12 @@ const (
 // stockProbes is the stock clients' demand on one callee and, while this
 // instance holds its permits in HALF_OPEN, their probes.
 type stockProbes struct {
-	rate    float64   // D, calls per second attempted; 0: unknown
+	rate float64 // D, calls per second attempted; 0: unknown
 	// issued and exposure are the decayed sums D is the ratio of: calls
 	// issued, and seconds weighted by the share of calls let through.
 	issued, exposure float64
-	pending uint64    // calls issued since since
-	since   time.Time // start of the current demand sample
+	pending          uint64    // calls issued since since
+	since            time.Time // start of the current demand sample
 
 	gen   uint64 // the HALF_OPEN generation held; 0: none
 	spent int64  // calls counted for the callee in gen
