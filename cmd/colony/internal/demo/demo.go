@@ -177,7 +177,7 @@ func Start(cfg Config) (m *Mesh, err error) {
 		}
 		m.closers = append(m.closers, func() { g.Close() })
 		// One bootstrap per client, as each would have in its own pod.
-		cc, err := xdsdial.Dial(sc.Addr(), svc+"/"+instance, svc, cfg.Callee, grpc.WithUnaryInterceptor(g.UnaryClientInterceptor(cfg.Callee)))
+		cc, err := xdsdial.DialWith(sc.Addr(), svc+"/"+instance, svc, cfg.Callee, []xdsdial.Option{xdsdial.AsGuard()}, grpc.WithUnaryInterceptor(g.UnaryClientInterceptor(cfg.Callee)))
 		if err != nil {
 			return nil, err
 		}
