@@ -28,10 +28,14 @@ type backend struct {
 	healthpb.UnimplementedHealthServer
 	addr  *net.TCPAddr
 	calls atomic.Int64
+	fail  atomic.Bool // answer INTERNAL
 }
 
 func (b *backend) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
 	b.calls.Add(1)
+	if b.fail.Load() {
+		return nil, status.Error(codes.Internal, "failing on purpose")
+	}
 	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
 }
 
@@ -212,7 +216,9 @@ func TestProxylessGRPCClientEnforcesBreaker(t *testing.T) {
 
 	// CLOSED: calls pass and spread over both backends.
 	waitCall(t, cc, 500, "first call through xDS", func(err error) bool { return err == nil })
-	for i := 0; i < 20; i++ {
+	// Calls spread over both backends once both are connected (a
+	// locality whose backend is still connecting gets none meanwhile).
+	for i := 0; i < 500 && (backends[0].calls.Load() == 0 || backends[1].calls.Load() == 0); i++ {
 		if err := callOnce(cc); err != nil {
 			t.Fatalf("CLOSED call %d: %v", i, err)
 		}

@@ -193,9 +193,11 @@ func newCaller(cfg callerConfig) (*caller, error) {
 		return nil, err
 	}
 	// What a process would usually read from GRPC_XDS_BOOTSTRAP: the sidecar
-	// is the xDS server, and the node names this instance.
+	// is the xDS server, and the node names this instance; its metadata
+	// says the guard reports this process's calls, so the sidecar does not
+	// count gRPC's load reports of them again (guard.XDSNodeMetadataKey).
 	bootstrap := fmt.Sprintf(`{"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": %q, "cluster": %q}}`, cfg.Sidecar, cfg.Service+"/"+cfg.Instance, cfg.Service)
+		"node": {"id": %q, "cluster": %q, "metadata": {"colony.guard": true}}}`, cfg.Sidecar, cfg.Service+"/"+cfg.Instance, cfg.Service)
 	rb, err := grpcxds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 	if err != nil {
 		g.Close()

@@ -223,7 +223,7 @@ func newMeshCaller(t *testing.T, c *Cluster, dir, service, instance, coords stri
 		}
 		return conn, err
 	}
-	m.cc, err = xdsdial.Dial(m.sidecar.addr, m.id, service, "payments",
+	m.cc, err = xdsdial.DialWith(m.sidecar.addr, m.id, service, "payments", []xdsdial.Option{xdsdial.AsGuard()},
 		grpc.WithChainUnaryInterceptor(g.UnaryClientInterceptor("payments"), tag), grpc.WithContextDialer(dial))
 	if err != nil {
 		t.Fatal(err)

@@ -331,7 +331,7 @@ func (m *Mesh) startInstance(ctx context.Context, s Service, instance string, qu
 		m.closers = append(m.closers, func() { g.Close() })
 		for _, c := range s.Calls {
 			// One bootstrap per client, as each would have in its own pod.
-			cc, err := xdsdial.Dial(sc.Addr(), s.Name+"/"+instance, s.Name, c.Callee, grpc.WithUnaryInterceptor(g.UnaryClientInterceptor(c.Callee)))
+			cc, err := xdsdial.DialWith(sc.Addr(), s.Name+"/"+instance, s.Name, c.Callee, []xdsdial.Option{xdsdial.AsGuard()}, grpc.WithUnaryInterceptor(g.UnaryClientInterceptor(c.Callee)))
 			if err != nil {
 				if lis != nil {
 					lis.Close()
