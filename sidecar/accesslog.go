@@ -21,13 +21,18 @@ type accessLogs struct {
 }
 
 func (a *accessLogs) StreamAccessLogs(stream accesslogv3.AccessLogService_StreamAccessLogsServer) error {
-	for {
+	for first := true; ; first = false {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return stream.SendAndClose(&accesslogv3.StreamAccessLogsResponse{})
 		}
 		if err != nil {
 			return err
+		}
+		if node := msg.GetIdentifier().GetNode().GetId(); first && node != "" {
+			// This node's calls are counted from its access logs, not
+			// from its load reports (lrs.go).
+			defer a.s.accessLogOpened(node)()
 		}
 		counts := map[string]*breaker.Counts{}
 		for _, e := range msg.GetHttpLogs().GetLogEntry() {

@@ -95,6 +95,7 @@ type Sidecar struct {
 	subs        map[chan struct{}]struct{} // WatchBreakers streams to poke
 	lastView    View
 	secrets     map[string]probeSecret // callee -> the current generation's probe secret
+	alsNodes    map[string]int         // node id -> open access log streams
 	metrics     *metrics
 	started     time.Time // New: a sidecar that never reached the coordinator is stale from then
 
@@ -145,7 +146,7 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 		lis: lis, grpc: grpc.NewServer(srvOpts...),
 		records: map[string]*coordRecord{}, services: map[string]map[string]Registration{},
 		policies: map[string]breaker.PolicySet{}, agg: map[string]*breaker.Counts{},
-		local: map[string]*localBreaker{}, secrets: map[string]probeSecret{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
+		local: map[string]*localBreaker{}, secrets: map[string]probeSecret{}, alsNodes: map[string]int{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
 		ctx: ctx, cancel: cancel, started: time.Now(),
 	}
 	s.metrics = newMetrics(s)
@@ -167,7 +168,7 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 			x.observe(func(en xds.Enforcement) {
 				s.metrics.observe(en)
 				s.traceAck(en)
-			}, func(xds.NACK) { s.metrics.nacks.Inc() })
+			}, func(xds.NACK) { s.metrics.nacks.Inc() }, s.onLoad)
 		}
 		// An enforcer that serves gRPC (xDS, Envoy's access logs) shares the
 		// sidecar's port: one address for apps, Envoy and proxyless clients.

@@ -23,19 +23,34 @@ type XDS struct {
 	// The sidecar's hooks (metrics, spans), set by observe.
 	onEnforced func(xds.Enforcement)
 	onNACK     func(xds.NACK)
+	onLoad     func(xds.Load)
 }
 
-// observe sets the sidecar's hooks for enforcements and NACKs.
-func (x *XDS) observe(enforced func(xds.Enforcement), nack func(xds.NACK)) {
+// observe sets the sidecar's hooks for enforcements, NACKs and load
+// reports.
+func (x *XDS) observe(enforced func(xds.Enforcement), nack func(xds.NACK), load func(xds.Load)) {
 	x.mu.Lock()
-	x.onEnforced, x.onNACK = enforced, nack
+	x.onEnforced, x.onNACK, x.onLoad = enforced, nack, load
 	x.mu.Unlock()
 }
 
-// NewXDS returns an XDS enforcer; cfg's OnEnforced and OnNACK are chained.
+// NewXDS returns an XDS enforcer; cfg's OnEnforced, OnNACK and OnLoad are
+// chained. The clients' load reports become the sidecar's outcomes (see
+// lrs.go for which clients count).
 func NewXDS(cfg xds.Config) (*XDS, error) {
 	x := &XDS{}
-	onEnforced, onNACK := cfg.OnEnforced, cfg.OnNACK
+	onEnforced, onNACK, onLoad := cfg.OnEnforced, cfg.OnNACK, cfg.OnLoad
+	cfg.OnLoad = func(l xds.Load) {
+		x.mu.Lock()
+		hook := x.onLoad
+		x.mu.Unlock()
+		if hook != nil {
+			hook(l)
+		}
+		if onLoad != nil {
+			onLoad(l)
+		}
+	}
 	cfg.OnEnforced = func(e xds.Enforcement) {
 		x.mu.Lock()
 		x.last = append(x.last, e)

@@ -81,6 +81,15 @@ type Config struct {
 	// OnNACK, if set, is called for every NACK, on the client's xDS stream
 	// goroutine: it must not block.
 	OnNACK func(NACK)
+
+	// LoadReportInterval is the interval the load reporting service asks
+	// clients to report at, MinLoadReportInterval..MaxLoadReportInterval.
+	// Zero: DefaultLoadReportInterval.
+	LoadReportInterval time.Duration
+	// OnLoad, if set, is called for each cluster of each load report a
+	// client sends (see Load), on the client's LRS stream goroutine: it
+	// must not block.
+	OnLoad func(Load)
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -107,6 +116,9 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.LoadReportInterval == 0 {
+		c.LoadReportInterval = DefaultLoadReportInterval
+	}
 	return c
 }
 
@@ -129,6 +141,9 @@ func (c Config) Validate() error {
 	}
 	if c.ProbeSharePercent < 1 || c.ProbeSharePercent > 100 {
 		errs = append(errs, fmt.Errorf("ProbeSharePercent: %d, want 1..100", c.ProbeSharePercent))
+	}
+	if c.LoadReportInterval < MinLoadReportInterval || c.LoadReportInterval > MaxLoadReportInterval {
+		errs = append(errs, fmt.Errorf("LoadReportInterval: %v, want %v..%v", c.LoadReportInterval, MinLoadReportInterval, MaxLoadReportInterval))
 	}
 	if !validHeaderName(c.BreakerHeader) {
 		errs = append(errs, fmt.Errorf("BreakerHeader: %q is not a lowercase HTTP header name", c.BreakerHeader))

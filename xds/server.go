@@ -14,6 +14,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	lrsv3 "github.com/envoyproxy/go-control-plane/envoy/service/load_stats/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -56,6 +57,7 @@ type Server struct {
 	cancel context.CancelFunc
 	xds    serverv3.Server
 	gs     *grpc.Server
+	lrs    *loadService
 	caches map[string]*cachev3.LinearCache
 	tr     *tracker
 
@@ -93,6 +95,7 @@ func NewServer(cfg Config) (*Server, error) {
 		cancel:    cancel,
 		caches:    map[string]*cachev3.LinearCache{},
 		tr:        newTracker(cfg, log),
+		lrs:       &loadService{interval: cfg.LoadReportInterval, onLoad: cfg.OnLoad},
 		published: map[string]map[string][]byte{},
 	}
 	cpLog := controlPlaneLogger{log}
@@ -146,11 +149,13 @@ func classify(typeURL string, node *corev3.Node) string {
 // VersionPrefix returns the prefix of every version this server sends.
 func (s *Server) VersionPrefix() string { return s.prefix }
 
-// Register adds the ADS service (state of the world and delta) to r, for a
-// sidecar that serves it on its own gRPC server beside its other services.
-// Close ends the streams; r's owner stops r.
+// Register adds the ADS service (state of the world and delta) and the
+// load reporting service (LRS) to r, for a sidecar that serves them on its
+// own gRPC server beside its other services. Close ends the ADS streams;
+// r's owner stops r.
 func (s *Server) Register(r grpc.ServiceRegistrar) {
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(r, s.xds)
+	lrsv3.RegisterLoadReportingServiceServer(r, s.lrs)
 }
 
 // Serve serves ADS on lis with the server's own gRPC server. It returns nil

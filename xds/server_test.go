@@ -211,7 +211,9 @@ func TestProxylessGRPCClientEnforcesBreaker(t *testing.T) {
 
 	// CLOSED: calls pass and spread over both backends.
 	waitCall(t, cc, 500, "first call through xDS", func(err error) bool { return err == nil })
-	for i := 0; i < 20; i++ {
+	// Calls spread over both backends once both are connected (a
+	// locality whose backend is still connecting gets none meanwhile).
+	for i := 0; i < 500 && (backends[0].calls.Load() == 0 || backends[1].calls.Load() == 0); i++ {
 		if err := callOnce(cc); err != nil {
 			t.Fatalf("CLOSED call %d: %v", i, err)
 		}

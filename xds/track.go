@@ -97,9 +97,11 @@ type TransitionStatus struct {
 	Callee     string
 	Generation uint64
 	State      breaker.State
-	// Initial marks the first generation this server saw for the pair: the
-	// sidecar found it on start or on its first watch of the pair, so its
-	// Since may lie long before Seen.
+	// Initial marks a state already in force before this server started:
+	// the first generation it saw for the pair, decided by the leader
+	// (Since) before the server was created, so Since may lie long before
+	// Seen. A pair's first transition that happens while the server runs is
+	// live, not initial.
 	Initial bool
 	// Since is the leader's transition time (from the record); Seen is when
 	// the sidecar learned it (Callee.BreakerSeen); Published is when Update
@@ -119,10 +121,15 @@ type Enforcement struct {
 	Callee     string
 	Generation uint64
 	State      breaker.State
-	Initial    bool
-	NodeID     string
-	Stream     int64
-	At         time.Time
+	// Initial is set when the client found this state on connecting (it
+	// was published before the client's stream opened, or it is an
+	// Initial transition): not a live transition, so its FromLeader says
+	// nothing about trip-to-enforce latency. Every transition published
+	// while the client is connected is live, a pair's first one included.
+	Initial bool
+	NodeID  string
+	Stream  int64
+	At      time.Time
 	// FromSeen is At minus the time the sidecar learned the transition.
 	FromSeen time.Duration
 	// FromLeader is At minus the leader's transition time: trip-to-enforce
@@ -183,6 +190,7 @@ func (c *client) typ(typeURL string) *typeTrack {
 type tracker struct {
 	log        *slog.Logger
 	now        func() time.Time
+	started    time.Time // when the server was created
 	onEnforced func(Enforcement)
 	onNACK     func(NACK)
 
@@ -201,6 +209,7 @@ func newTracker(cfg Config, log *slog.Logger) *tracker {
 	return &tracker{
 		log:         log,
 		now:         cfg.Now,
+		started:     cfg.Now(),
 		onEnforced:  cfg.OnEnforced,
 		onNACK:      cfg.OnNACK,
 		clients:     map[streamKey]*client{},
@@ -239,7 +248,7 @@ func (t *tracker) publish(st State, carried map[string][]BreakerRef, changedRout
 		t.transitions[k] = &transition{
 			TransitionStatus: TransitionStatus{
 				Caller: st.Caller, Callee: c.Name, Generation: b.Generation, State: b.State,
-				Initial: !seenBefore, Since: b.Since, Seen: seen, Published: now,
+				Initial: !seenBefore && b.Since.Before(t.started), Since: b.Since, Seen: seen, Published: now,
 			},
 			acked: map[streamKey]bool{},
 		}
@@ -358,7 +367,7 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 					tr.acked[k] = true
 					e := Enforcement{
 						Caller: tr.Caller, Callee: tr.Callee, Generation: tr.Generation, State: tr.State,
-						Initial: tr.Initial, NodeID: c.node.GetId(), Stream: k.id, At: now,
+						Initial: tr.Initial || tr.Published.Before(c.connected), NodeID: c.node.GetId(), Stream: k.id, At: now,
 						FromSeen: now.Sub(tr.Seen), FromLeader: now.Sub(tr.Since),
 					}
 					tr.Enforced = append(tr.Enforced, e)

@@ -581,6 +581,12 @@ func calleeCluster(c Callee) (*clusterv3.Cluster, error) {
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: c.Name},
 		ConnectTimeout:       durationpb.New(time.Second),
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		// gRPC clients report their load (calls succeeded, errored) on
+		// this cluster to the server that sent it: the sidecar (lrs.go).
+		LrsServer: &corev3.ConfigSource{
+			ResourceApiVersion:    corev3.ApiVersion_V3,
+			ConfigSourceSpecifier: &corev3.ConfigSource_Self{Self: &corev3.SelfConfigSource{}},
+		},
 	}
 	if c.Protocol == GRPC {
 		opts, err := http2Only()

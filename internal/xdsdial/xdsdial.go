@@ -18,7 +18,16 @@ import (
 type Option func(*options)
 
 type options struct {
-	tls *trust.Files
+	tls   *trust.Files
+	guard bool
+}
+
+// AsGuard marks the client's node as one whose process reports its
+// outcomes through Colony's client library (node metadata
+// "colony.guard": true, guard.XDSNodeMetadataKey), so the sidecar does not
+// count its load reports as outcomes a second time.
+func AsGuard() Option {
+	return func(o *options) { o.guard = true }
 }
 
 // WithTLS makes the xDS channel to the sidecar mutual TLS (a sidecar whose
@@ -51,13 +60,17 @@ func Bootstrap(server, nodeID, cluster string, opts ...Option) []byte {
 			"private_key_file":    o.tls.Key,
 		}}
 	}
+	node := map[string]any{"id": nodeID, "cluster": cluster}
+	if o.guard {
+		node["metadata"] = map[string]any{"colony.guard": true}
+	}
 	b, err := json.Marshal(map[string]any{
 		"xds_servers": []map[string]any{{
 			"server_uri":      server,
 			"channel_creds":   []creds{cc},
 			"server_features": []string{"xds_v3"},
 		}},
-		"node": map[string]string{"id": nodeID, "cluster": cluster},
+		"node": node,
 	})
 	if err != nil {
 		panic(err) // strings and slices always marshal
