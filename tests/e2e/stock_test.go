@@ -334,15 +334,10 @@ policies:
 	opened := waitBreaker(t, ctx, admin, "checkout", "payments", "OPEN from the stock callers' reports", 30*time.Second,
 		func(info *client.BreakerInfo) bool { return info.Record.State == breaker.Open })
 	tripTook := time.Since(tripStart)
-	var trip breaker.HistoryEntry
-	for _, h := range opened.History {
-		if h.Kind == breaker.HistoryTransition && h.To == breaker.Open {
-			trip = h
-		}
-	}
-	if trip.Evidence == nil || trip.Evidence.FailingInstances < 2 || trip.Evidence.Failures == 0 {
+	trip := opened.Record.Evidence
+	if trip.FailingInstances < 2 || trip.Failures == 0 {
 		logHistory(t, "checkout->payments", opened)
-		t.Fatalf("the trip's evidence %+v: want the failures of both stock callers", trip.Evidence)
+		t.Fatalf("the trip's evidence %+v: want the failures of both stock callers", trip)
 	}
 	enforceCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	for _, p := range callers {
@@ -351,7 +346,7 @@ policies:
 	}
 	cancel()
 	t.Logf("stock callers only: callee failing -> checkout->payments OPEN %v (trip evidence: %d calls, %d failed, %d failing instances); -> both callers rejecting %v",
-		tripTook.Round(time.Millisecond), trip.Evidence.Calls, trip.Evidence.Failures, trip.Evidence.FailingInstances, time.Since(tripStart).Round(time.Millisecond))
+		tripTook.Round(time.Millisecond), trip.Calls, trip.Failures, trip.FailingInstances, time.Since(tripStart).Round(time.Millisecond))
 
 	// 2. Still failing: HALF_OPEN's probes fail and the pair re-opens.
 	reopened := waitBreaker(t, ctx, admin, "checkout", "payments", "HALF_OPEN, then OPEN again with the callee still failing", 40*time.Second,
@@ -363,7 +358,8 @@ policies:
 	callee.failing.Store(false)
 	closed := waitBreaker(t, ctx, admin, "checkout", "payments", "CLOSED with the callee healed", 40*time.Second,
 		func(info *client.BreakerInfo) bool {
-			return info.Record.State == breaker.Closed && info.Record.Generation > reopened.Record.Generation
+			return info.Record.State == breaker.Closed && info.Record.Generation > reopened.Record.Generation &&
+				slices.ContainsFunc(info.History, func(h breaker.HistoryEntry) bool { return h.Generation == info.Record.Generation })
 		})
 	flowCtx, cancel = context.WithTimeout(ctx, 30*time.Second)
 	for _, p := range callers {
