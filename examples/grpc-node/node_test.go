@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -318,7 +319,9 @@ func TestNodeClientTripsProbesAndRecovers(t *testing.T) {
 	// outcomes, reported over LRS, close the pair.
 	payments.failing.Store(false)
 	closed := waitBreaker(t, ctx, admin, "CLOSED after the callee healed", 30*time.Second, func(info *client.BreakerInfo) bool {
-		return info.Record.State == breaker.Closed && info.Record.Generation > opened.Record.Generation
+		// The history is written beside the record: wait for both.
+		return info.Record.State == breaker.Closed && info.Record.Generation > opened.Record.Generation &&
+			slices.ContainsFunc(info.History, func(h breaker.HistoryEntry) bool { return h.Generation == info.Record.Generation })
 	})
 	var half *breaker.HistoryEntry
 	var closedAt time.Time
