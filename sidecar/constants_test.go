@@ -16,6 +16,9 @@ func TestProbeHeaderAgrees(t *testing.T) {
 	if guard.ProbeHeader != xds.ProbeHeader {
 		t.Fatalf("guard marks probes with %q, the routes match %q", guard.ProbeHeader, xds.ProbeHeader)
 	}
+	if guard.XDSNodeMetadataKey != xds.GuardNodeMetadataKey {
+		t.Fatalf("guard apps mark their xDS node with %q, the sidecar looks for %q", guard.XDSNodeMetadataKey, xds.GuardNodeMetadataKey)
+	}
 	if guard.BreakerHeader != xds.DefaultBreakerHeader {
 		t.Fatalf("guard reads rejections from %q, Envoy writes %q", guard.BreakerHeader, xds.DefaultBreakerHeader)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -64,6 +65,9 @@ type Server struct {
 	mu        sync.Mutex // serialises Update and Close
 	closed    bool
 	published map[string]map[string][]byte // cache key -> name -> serialized resource
+	served    []string                     // the callees' names, sorted
+	aliases   []string                     // names asked for that are not callees' own (names.go)
+	aliasSet  map[string]bool
 }
 
 // NewServer returns a Server with no resources: call Update before clients
@@ -97,6 +101,7 @@ func NewServer(cfg Config) (*Server, error) {
 		tr:        newTracker(cfg, log),
 		lrs:       &loadService{interval: cfg.LoadReportInterval, onLoad: cfg.OnLoad},
 		published: map[string]map[string][]byte{},
+		aliasSet:  map[string]bool{},
 	}
 	cpLog := controlPlaneLogger{log}
 	for key, typeURL := range map[string]string{
@@ -117,7 +122,7 @@ func NewServer(cfg Config) (*Server, error) {
 	for k, c := range s.caches {
 		mux.Caches[k] = c
 	}
-	s.xds = serverv3.NewServer(ctx, mux, callbacks{s.tr}, sotwv3.WithLogger(cpLog))
+	s.xds = serverv3.NewServer(ctx, mux, callbacks{s.tr, s}, sotwv3.WithLogger(cpLog))
 	s.gs = grpc.NewServer(grpc.WaitForHandlers(true))
 	s.Register(s.gs)
 	return s, nil
@@ -198,11 +203,28 @@ func (s *Server) Update(st State) error {
 		cacheClusters:           resourceSlice(res.Clusters),
 		cacheEndpoints:          resourceSlice(res.Endpoints),
 	}
+	served := make([]string, 0, len(st.Callees))
+	for _, c := range st.Callees {
+		served = append(served, c.Name)
+	}
+	slices.Sort(served)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
+	}
+	// The names clients asked for besides the callees' own follow the
+	// callees: an alias of a callee, or an unknown name's error.
+	for _, name := range s.aliases {
+		if _, own := slices.BinarySearch(served, name); own {
+			continue
+		}
+		l, err := nameListener(name, served)
+		if err != nil {
+			return err
+		}
+		want[cacheProxylessListeners] = append(want[cacheProxylessListeners], l)
 	}
 	type change struct {
 		update  map[string]types.Resource
@@ -249,6 +271,7 @@ func (s *Server) Update(st State) error {
 			s.published[key][name] = b
 		}
 	}
+	s.served = served
 	for i := len(updateOrder) - 1; i >= 0; i-- {
 		key := updateOrder[i]
 		ch := changes[key]
@@ -283,8 +306,12 @@ func resourceSlice[T proto.Message](list []T) []types.Resource {
 	return out
 }
 
-// callbacks feeds go-control-plane's stream events to the tracker.
-type callbacks struct{ tr *tracker }
+// callbacks feeds go-control-plane's stream events to the tracker, and
+// proxyless clients' listener names to the server (names.go).
+type callbacks struct {
+	tr  *tracker
+	srv *Server
+}
 
 var _ serverv3.Callbacks = callbacks{}
 
@@ -296,6 +323,9 @@ func (c callbacks) OnStreamOpen(_ context.Context, id int64, _ string) error {
 func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) { c.tr.close(streamKey{id: id}) }
 
 func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	if req.GetTypeUrl() == resourcev3.ListenerType && !isEnvoy(req.GetNode()) && c.srv != nil {
+		c.srv.requestNames(req.GetResourceNames())
+	}
 	c.tr.request(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
 		req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil, sotwSubscription(req))
 	return nil

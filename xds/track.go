@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -349,7 +350,10 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 		if i >= 0 {
 			r := tt.pending[i]
 			tt.pending = slices.Delete(tt.pending, 0, i+1)
-			if nacked {
+			if nacked && strings.Contains(errDetail, unknownNameMarker) {
+				// The listener of an unknown name, rejected as intended
+				// (names.go): not a NACK anyone must look into.
+			} else if nacked {
 				tt.Nacked++
 				nack = &NACK{
 					NodeID: c.node.GetId(), Stream: k.id, Type: shortType(typeURL),

@@ -162,9 +162,14 @@ func Translate(cfg Config, st State) (Resources, error) {
 			return Resources{}, err
 		}
 		egress.VirtualHosts = append(egress.VirtualHosts, vh)
+		// A proxyless client's route configuration has this one virtual
+		// host, matched whatever authority the client dialed: the callee's
+		// name, with a port, in another case (names.go).
+		pvh := proto.CloneOf(vh)
+		pvh.Domains = []string{"*"}
 		res.Routes = append(res.Routes, &routev3.RouteConfiguration{
 			Name:         c.Name,
-			VirtualHosts: []*routev3.VirtualHost{vh},
+			VirtualHosts: []*routev3.VirtualHost{pvh},
 		})
 		if c.Breaker != nil {
 			ref := BreakerRef{Callee: c.Name, Generation: c.Breaker.Generation, State: c.Breaker.State}

@@ -43,6 +43,17 @@ import (
 // on calls its permits cover.
 const ProbeHeader = "x-colony-probe"
 
+// XDSNodeMetadataKey is the xDS node metadata field an app that uses the
+// guard on proxyless gRPC channels (xds:///) sets to true in its bootstrap:
+//
+//	"node": {"id": "checkout/c1", "metadata": {"colony.guard": true}}
+//
+// gRPC's xDS client also reports its calls' load to the sidecar (LRS); the
+// sidecar counts a stock client's load as its outcomes, and ignores the
+// load of a node so marked, whose outcomes the guard already reports with
+// latencies and status codes. Without the mark such calls count twice.
+const XDSNodeMetadataKey = "colony.guard"
+
 // ErrOpen is matched (errors.Is) by the error of a call the breaker rejects.
 var ErrOpen = errors.New("colony: breaker open")
 
