@@ -32,7 +32,15 @@ const grpcXds = require('@grpc/grpc-js-xds');
 // grpc-js-xds words a call the fault filter aborted this way.
 const FAULT_TEXT = 'Fault injected';
 
+const USAGE = `usage: node client.js [--target xds:///payments] [--tag NAME] [--interval-ms 20]
+       [--timeout-ms 1000] [--report-ms 100] [--max-calls 100000] [--max-duration-ms 300000]
+with GRPC_XDS_BOOTSTRAP (a file) or GRPC_XDS_BOOTSTRAP_CONFIG (its JSON) set.`;
+
 function parseArgs(argv) {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   const opts = {
     target: 'xds:///payments',
     tag: '',

@@ -261,7 +261,8 @@ func halfOpenPeriods(history []breaker.HistoryEntry, caller string, calls []call
 // TestMeshStockCallersTripProbeAndRecover is the mesh with callers nobody
 // wrote the breaker for: a 3-node coordinator cluster (processes), a callee
 // "payments" (a real gRPC server) registered by its sidecar, and two caller
-// instances of "checkout", each a process on stock gRPC-Go alone
+// instances of "checkout" (one dialing xds:///payments, the other
+// xds:///Payments:50051), each a process on stock gRPC-Go alone
 // (tests/e2e/stockcaller: no import of this module, no guard library) with
 // its own xDS bootstrap naming its own sidecar. Their outcomes reach the
 // breaker only through the load reports (LRS) gRPC sends the sidecar. The
@@ -311,13 +312,15 @@ policies:
 	callee := startCallee(t)
 	startSidecarProc(t, dir, "payments-p1", append(c.SidecarArgs(t, "payments"),
 		"--service", "payments", "--instance", "p1", "--address", callee.addr, "--coordinators", coords)...)
+	// s1 dials the callee's name; s2 writes it as many gRPC users do, with
+	// a port and another case, which the sidecar serves as the same callee.
 	var callers []*stockProc
-	for _, inst := range []string{"s1", "s2"} {
+	for inst, target := range map[string]string{"s1": "xds:///payments", "s2": "xds:///Payments:50051"} {
 		sc := startSidecarProc(t, dir, "checkout-"+inst, append(c.SidecarArgs(t, "checkout"),
 			"--service", "checkout", "--instance", inst, "--address", "127.0.0.1:1", "--coordinators", coords,
 			"--report-interval", "100ms")...)
 		callers = append(callers, startStockProc(t, dir, stockBin, "checkout/"+inst, sc,
-			"-target", "xds:///payments", "-tag", "checkout/"+inst, "-interval", "20ms", "-timeout", "1s", "-max-duration", "150s"))
+			"-target", target, "-tag", "checkout/"+inst, "-interval", "20ms", "-timeout", "1s", "-max-duration", "150s"))
 	}
 
 	// Traffic flows through xDS from both stock callers.
