@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -354,4 +355,11 @@ func TestNodeClientTripsProbesAndRecovers(t *testing.T) {
 	okBefore := nc.current().OK
 	tot := nc.wait(t, ctx, "calls flow again", func(tot totals) bool { return tot.OK >= okBefore+10 })
 	t.Logf("client.js: %d ok, %d failed, %d rejected by the breaker", tot.OK, tot.Failed, tot.Rejected)
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreTopFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
+	)
 }
