@@ -48,7 +48,7 @@ func (s *Sidecar) onLoad(ld xds.Load) {
 	if c.Calls() == 0 {
 		return
 	}
-	if err := s.Report(ld.Cluster, c); err != nil {
+	if _, err := s.report(ld.Cluster, c, false); err != nil {
 		s.log.Debug("load report outcomes dropped", "callee", ld.Cluster, "node", ld.NodeID, "err", err)
 	}
 }
@@ -81,6 +81,3 @@ func (s *Sidecar) accessLogOpened(node string) func() {
 // maxAccessLogNodes bounds the access log streams' nodes remembered (an
 // Envoy beside each app: one or a few).
 const maxAccessLogNodes = 1024
-
-// stockLoad is a hook for the HALF_OPEN probe share of stock clients.
-func (s *Sidecar) stockLoad(callee string, issued uint64) {}

@@ -24,16 +24,20 @@ import (
 )
 
 // healthBackend is a real gRPC server standing in for the callee: it
-// answers health checks (successes) and UNIMPLEMENTED to anything else
-// (errors), and counts the calls that reach it.
+// answers health checks (successes, or INTERNAL errors when told to fail),
+// and counts the calls that reach it.
 type healthBackend struct {
 	healthpb.UnimplementedHealthServer
 	addr  *net.TCPAddr
 	calls atomic.Int64
+	fail  atomic.Bool // answer INTERNAL
 }
 
 func (b *healthBackend) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
 	b.calls.Add(1)
+	if b.fail.Load() {
+		return nil, status.Error(codes.Internal, "failing on purpose")
+	}
 	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
 }
 
@@ -63,12 +67,6 @@ func check(cc *grpc.ClientConn) error {
 	defer cancel()
 	_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
 	return err
-}
-
-func checkMissing(cc *grpc.ClientConn) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return cc.Invoke(ctx, "/grpc.health.v1.Health/NoSuchMethod", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
 }
 
 // loadSeen records the nodes whose load reports the sidecar has handled.
@@ -153,11 +151,13 @@ func TestStockClientLoadReportsBecomeOutcomes(t *testing.T) {
 			t.Fatalf("stock call %d: %v", i, err)
 		}
 	}
+	be.fail.Store(true)
 	for i := range 5 {
-		if err := checkMissing(stock); status.Code(err) != codes.Unimplemented {
+		if err := check(stock); status.Code(err) != codes.Internal {
 			t.Fatalf("failing stock call %d: %v", i, err)
 		}
 	}
+	be.fail.Store(false)
 	var live breaker.Evidence
 	waitUntil(t, 10*time.Second, "the stock client's outcomes at the coordinator", func() bool {
 		info, err := admin.GetBreaker(context.Background(), "checkout", "payments", 0)

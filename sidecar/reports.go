@@ -20,18 +20,30 @@ import (
 // app) to the current report period. In Local mode they also feed the local
 // breaker.
 func (s *Sidecar) Report(callee string, c breaker.Counts) error {
+	withdraw, err := s.report(callee, c, true)
+	if withdraw {
+		s.publish()
+	}
+	return err
+}
+
+// report adds c to the period; spends, when the calls are not counted
+// as spent already (stock clients' calls are, when issued), count them
+// against this instance's HALF_OPEN permits. It reports whether that
+// spent the last permit of an open stock share.
+func (s *Sidecar) report(callee string, c breaker.Counts, spends bool) (withdraw bool, err error) {
 	if err := breaker.ValidateServiceName(callee); err != nil {
-		return fmt.Errorf("callee: %w", err)
+		return false, fmt.Errorf("callee: %w", err)
 	}
 	if err := c.Validate(); err != nil {
-		return err
+		return false, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.agg[callee]
 	if a == nil {
 		if len(s.agg) >= 10000 {
-			return fmt.Errorf("callee %s: this sidecar already reports for 10000 callees, its limit", callee)
+			return false, fmt.Errorf("callee %s: this sidecar already reports for 10000 callees, its limit", callee)
 		}
 		a = &breaker.Counts{}
 		s.agg[callee] = a
@@ -51,7 +63,10 @@ func (s *Sidecar) Report(callee string, c breaker.Counts) error {
 	if lb := s.local[callee]; lb != nil && s.degraded {
 		lb.feed(c)
 	}
-	return nil
+	if st := s.stock[callee]; spends && st != nil {
+		withdraw = s.spendLocked(callee, st, c.Calls())
+	}
+	return withdraw, nil
 }
 
 // runReports sends the summed outcomes every report interval.
@@ -63,6 +78,9 @@ func (s *Sidecar) runReports() {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
+		}
+		if s.tickStock(time.Now()) {
+			s.publish()
 		}
 		s.mu.Lock()
 		agg := s.agg

@@ -54,6 +54,12 @@ type Callee struct {
 	// generation and handed only to the sidecar's guard clients
 	// (WatchBreakers). Empty otherwise.
 	ProbeSecret string
+	// StockProbeShare, while ProbeSecret is set, is the share of calls
+	// without it (clients that run no Colony code) the data plane lets
+	// through, in parts per million: computed from their observed call
+	// rate to keep their probes within this instance's permits, 0 once
+	// they are spent (stockprobes.go).
+	StockProbeShare uint32
 }
 
 // View is everything the local data plane must enforce.
@@ -94,10 +100,13 @@ type Sidecar struct {
 	enforcers   []Enforcer
 	subs        map[chan struct{}]struct{} // WatchBreakers streams to poke
 	lastView    View
-	secrets     map[string]probeSecret // callee -> the current generation's probe secret
-	alsNodes    map[string]int         // node id -> open access log streams
-	metrics     *metrics
-	started     time.Time // New: a sidecar that never reached the coordinator is stale from then
+	secrets     map[string]probeSecret  // callee -> the current generation's probe secret
+	alsNodes    map[string]int          // node id -> open access log streams
+	stock       map[string]*stockProbes // callee -> stock clients' demand and probes
+	// loadInterval is the xDS clients' load report interval.
+	loadInterval time.Duration
+	metrics      *metrics
+	started      time.Time // New: a sidecar that never reached the coordinator is stale from then
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -146,7 +155,7 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 		lis: lis, grpc: grpc.NewServer(srvOpts...),
 		records: map[string]*coordRecord{}, services: map[string]map[string]Registration{},
 		policies: map[string]breaker.PolicySet{}, agg: map[string]*breaker.Counts{},
-		local: map[string]*localBreaker{}, secrets: map[string]probeSecret{}, alsNodes: map[string]int{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
+		local: map[string]*localBreaker{}, secrets: map[string]probeSecret{}, alsNodes: map[string]int{}, stock: map[string]*stockProbes{}, loadInterval: xds.DefaultLoadReportInterval, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
 		ctx: ctx, cancel: cancel, started: time.Now(),
 	}
 	s.metrics = newMetrics(s)
@@ -165,6 +174,7 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 	accesslogv3.RegisterAccessLogServiceServer(s.grpc, &accessLogs{s: s})
 	for _, e := range enforcers {
 		if x, ok := e.(*XDS); ok {
+			s.loadInterval = x.loadInterval
 			x.observe(func(en xds.Enforcement) {
 				s.metrics.observe(en)
 				s.traceAck(en)

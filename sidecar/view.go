@@ -51,7 +51,10 @@ func (s *Sidecar) viewLocked(now time.Time) View {
 		}
 		if r := c.Record; r != nil && r.State == breaker.HalfOpen && r.Probes[s.cfg.Instance] > 0 {
 			c.ProbeSecret = s.probeSecretLocked(name, r.Generation)
+			c.StockProbeShare = s.stockShareLocked(name, r, now)
 			held[name] = true
+		} else if st := s.stock[name]; st != nil {
+			st.gen, st.spent, st.share = 0, 0, 0
 		}
 		v.Callees = append(v.Callees, c)
 	}
@@ -118,7 +121,7 @@ func viewsEqual(a, b View) bool {
 	}
 	for i := range a.Callees {
 		x, y := a.Callees[i], b.Callees[i]
-		if x.Name != y.Name || x.Protocol != y.Protocol || x.Source != y.Source || x.ProbeSecret != y.ProbeSecret || !slices.Equal(x.Endpoints, y.Endpoints) {
+		if x.Name != y.Name || x.Protocol != y.Protocol || x.Source != y.Source || x.ProbeSecret != y.ProbeSecret || x.StockProbeShare != y.StockProbeShare || !slices.Equal(x.Endpoints, y.Endpoints) {
 			return false
 		}
 		if (x.Record == nil) != (y.Record == nil) {

@@ -15,7 +15,8 @@ import (
 // XDS enforces Views through an xDS server (package xds): the local Envoy and
 // proxyless gRPC clients. It serves on the sidecar's gRPC server.
 type XDS struct {
-	srv *xds.Server
+	srv          *xds.Server
+	loadInterval time.Duration // the clients' load report interval
 
 	mu    sync.Mutex
 	last  []xds.Enforcement // newest last, at most 1000
@@ -86,6 +87,10 @@ func NewXDS(cfg xds.Config) (*XDS, error) {
 		return nil, err
 	}
 	x.srv = srv
+	x.loadInterval = cfg.LoadReportInterval
+	if x.loadInterval == 0 {
+		x.loadInterval = xds.DefaultLoadReportInterval
+	}
 	return x, nil
 }
 
@@ -103,6 +108,10 @@ func (x *XDS) Update(v View) error {
 	st := xds.State{Caller: v.Service, Instance: v.Instance}
 	for _, c := range v.Callees {
 		xc := xds.Callee{Name: c.Name, Protocol: xds.GRPC, Breaker: c.Record, BreakerSeen: c.Seen, ProbeSecret: c.ProbeSecret}
+		if c.ProbeSecret != "" {
+			share := c.StockProbeShare
+			xc.StockProbeShare = &share
+		}
 		if c.Protocol == "http" {
 			xc.Protocol = xds.HTTP
 		}

@@ -1,14 +1,11 @@
 package xds
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
@@ -63,12 +60,6 @@ func (l *loads) waitFor(t testing.TB, node, cluster, what string, cond func(Load
 	}
 }
 
-func callMissing(cc *grpc.ClientConn) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return cc.Invoke(ctx, "/grpc.health.v1.Health/NoSuchMethod", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
-}
-
 // TestLoadReportsFromStockClient has a real gRPC-Go xDS client, with no
 // Colony code in its calls, report its load on the callee's cluster to the
 // server: successes and errors arrive as they happened, the breaker's own
@@ -87,11 +78,13 @@ func TestLoadReportsFromStockClient(t *testing.T) {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
+	backends[0].fail.Store(true)
 	for i := range 10 {
-		if err := callMissing(cc); status.Code(err) != codes.Unimplemented {
-			t.Fatalf("failing call %d: %v, want UNIMPLEMENTED", i, err)
+		if err := callOnce(cc); status.Code(err) != codes.Internal {
+			t.Fatalf("failing call %d: %v, want INTERNAL", i, err)
 		}
 	}
+	backends[0].fail.Store(false)
 	ld := l.waitFor(t, "checkout-1", "payments", "30 successes and 10 errors reported", func(ld Load) bool {
 		return ld.Succeeded >= 30 && ld.Errored >= 10
 	})

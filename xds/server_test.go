@@ -27,10 +27,14 @@ type backend struct {
 	healthpb.UnimplementedHealthServer
 	addr  *net.TCPAddr
 	calls atomic.Int64
+	fail  atomic.Bool // answer INTERNAL
 }
 
 func (b *backend) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
 	b.calls.Add(1)
+	if b.fail.Load() {
+		return nil, status.Error(codes.Internal, "failing on purpose")
+	}
 	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
 }
 

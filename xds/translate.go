@@ -87,7 +87,18 @@ type Callee struct {
 	// MaxProbeSecretLen characters of A-Z a-z 0-9 - _. Empty: no probe
 	// route (the instance's calls get only ProbeSharePercent).
 	ProbeSecret string
+	// StockProbeShare, when set, is the share of calls without the probe
+	// secret (clients that run no Colony code: stock gRPC, Envoy) that
+	// pass while Breaker is HALF_OPEN and this instance holds permits, in
+	// parts per million (0: none, StockShareAll: every call); it replaces
+	// Config.ProbeSharePercent. The sidecar sets it from the call rate it
+	// observes, to keep such clients' probes within the instance's permits,
+	// and sets it to 0 once they are spent. Nil: ProbeSharePercent.
+	StockProbeShare *uint32
 }
+
+// StockShareAll is a Callee.StockProbeShare that lets every call through.
+const StockShareAll = 1_000_000
 
 // MaxProbeSecretLen bounds Callee.ProbeSecret.
 const MaxProbeSecretLen = 128
@@ -460,7 +471,8 @@ func validateProbeSecret(secret string) error {
 type enforcement struct {
 	state        breaker.State
 	generation   uint64
-	abortPercent uint32 // 0: no override
+	abortPercent uint32 // of abortDenom; 0: no override
+	abortDenom   typev3.FractionalPercent_DenominatorType
 	override     bool
 	probeHolder  bool   // HALF_OPEN and this instance holds permits
 	probeSecret  string // the ProbeHeader value of the probe route
@@ -491,6 +503,10 @@ func enforce(cfg Config, instance string, c Callee) enforcement {
 		e.override, e.abortPercent = true, 100
 		if b.Probes[instance] > 0 {
 			e.abortPercent = uint32(100 - cfg.ProbeSharePercent)
+			if c.StockProbeShare != nil {
+				e.abortPercent = StockShareAll - min(*c.StockProbeShare, StockShareAll)
+				e.abortDenom = typev3.FractionalPercent_MILLION
+			}
 			e.probeHolder = true
 		}
 	}
@@ -524,7 +540,7 @@ func virtualHost(cfg Config, st State, c Callee) (*routev3.VirtualHost, error) {
 	}
 	if e.override {
 		abort := &faultv3.FaultAbort{
-			Percentage: &typev3.FractionalPercent{Numerator: e.abortPercent, Denominator: typev3.FractionalPercent_HUNDRED},
+			Percentage: &typev3.FractionalPercent{Numerator: e.abortPercent, Denominator: e.abortDenom},
 		}
 		if c.Protocol == GRPC {
 			abort.ErrorType = &faultv3.FaultAbort_GrpcStatus{GrpcStatus: uint32(codes.Unavailable)}
