@@ -321,7 +321,7 @@ func TestNodeClientTripsProbesAndRecovers(t *testing.T) {
 	// Healed: HALF_OPEN lets at most the budget through and the probes'
 	// outcomes, reported over LRS, close the pair.
 	payments.failing.Store(false)
-	closed := waitBreaker(t, ctx, admin, "CLOSED after the callee healed", 30*time.Second, func(info *client.BreakerInfo) bool {
+	closed := waitBreaker(t, ctx, admin, "CLOSED after the callee healed", 60*time.Second, func(info *client.BreakerInfo) bool {
 		// The history is written beside the record: wait for both.
 		return info.Record.State == breaker.Closed && info.Record.Generation > opened.Record.Generation &&
 			slices.ContainsFunc(info.History, func(h breaker.HistoryEntry) bool { return h.Generation == info.Record.Generation })

@@ -352,14 +352,14 @@ policies:
 		tripTook.Round(time.Millisecond), trip.Calls, trip.Failures, trip.FailingInstances, time.Since(tripStart).Round(time.Millisecond))
 
 	// 2. Still failing: HALF_OPEN's probes fail and the pair re-opens.
-	reopened := waitBreaker(t, ctx, admin, "checkout", "payments", "HALF_OPEN, then OPEN again with the callee still failing", 40*time.Second,
+	reopened := waitBreaker(t, ctx, admin, "checkout", "payments", "HALF_OPEN, then OPEN again with the callee still failing", 60*time.Second,
 		func(info *client.BreakerInfo) bool {
 			return info.Record.State == breaker.Open && info.Record.Generation >= opened.Record.Generation+2
 		})
 
 	// 3. Healed: the next HALF_OPEN's probes succeed and the pair closes.
 	callee.failing.Store(false)
-	closed := waitBreaker(t, ctx, admin, "checkout", "payments", "CLOSED with the callee healed", 40*time.Second,
+	closed := waitBreaker(t, ctx, admin, "checkout", "payments", "CLOSED with the callee healed", 60*time.Second,
 		func(info *client.BreakerInfo) bool {
 			return info.Record.State == breaker.Closed && info.Record.Generation > reopened.Record.Generation &&
 				slices.ContainsFunc(info.History, func(h breaker.HistoryEntry) bool { return h.Generation == info.Record.Generation })
