@@ -27,5 +27,15 @@
 //	...
 //	srv.Close()
 //
+// Load reports (lrs.go): every callee cluster names the server as its LRS
+// server, so gRPC xDS clients stream per-cluster call counts to it
+// (Config.OnLoad); a sidecar turns them into the outcomes of callers that
+// run no Colony code. LRS carries no latency and no status code.
+//
+// Names (names.go): besides each callee's own name, a proxyless client may
+// dial <callee>:<port> or any case of a callee's name; an unknown name is
+// answered at once with a listener the client rejects with a message naming
+// what is served.
+//
 // See DESIGN.md beside this file for the resource layout and its reasons.
 package xds
