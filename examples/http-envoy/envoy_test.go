@@ -89,6 +89,12 @@ func loadBootstrap(t *testing.T) bootstrap {
 	if adsCluster != xds.DefaultAccessLogCluster {
 		t.Errorf("ADS uses cluster %q, want %q", adsCluster, xds.DefaultAccessLogCluster)
 	}
+	// Load reports go to the sidecar too (the same cluster as ADS).
+	lsc := b.GetClusterManager().GetLoadStatsConfig()
+	if lsc.GetApiType() != corev3.ApiConfigSource_GRPC || lsc.GetTransportApiVersion() != corev3.ApiVersion_V3 ||
+		len(lsc.GetGrpcServices()) != 1 || lsc.GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != adsCluster {
+		t.Errorf("cluster_manager.load_stats_config %v: want api_type GRPC, transport_api_version V3, the sidecar's cluster %q", lsc, adsCluster)
+	}
 	var sc *clusterv3.Cluster
 	for _, c := range b.GetStaticResources().GetClusters() {
 		out.staticClusters[c.GetName()] = struct{}{}
