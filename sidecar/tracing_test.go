@@ -98,7 +98,7 @@ func treeOf(spans tracetest.SpanStubs) spanTree {
 func (tr spanTree) attr(s tracetest.SpanStub, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""

@@ -9,7 +9,7 @@ import "time"
 const rejectedSpan = 10 * time.Second
 
 // rejectedBuckets divides rejectedSpan.
-const rejectedBuckets = 10
+const rejectedBuckets = int64(rejectedSpan / time.Second)
 
 // rejectedMeter sums the rejected calls reported over the last
 // rejectedSpan, in one-second buckets (soft state, like the window).

@@ -387,13 +387,25 @@ policies:
 		if p.budget != budget {
 			t.Errorf("HALF_OPEN gen %d: permits %v sum to %d, want the policy's budget %d", p.generation, p.permits, p.budget, budget)
 		}
-		if p.total() > p.budget {
-			t.Errorf("HALF_OPEN gen %d: %d calls from stock callers reached the callee, more than the probe budget %d", p.generation, p.total(), p.budget)
-		}
+		// A stock client's share is withdrawn when its load report shows
+		// the holder's permits spent: a call issued in that last report
+		// interval can still pass. The sidecar sizes the share so that this
+		// happens to a holder with probability at most 5% per period, and
+		// two calls over about 0.1% (sidecar/stockprobes.go); more than one call
+		// over is a broken share.
+		const slack = 1
+		over := 0
 		for inst, n := range p.reached {
-			if n > p.permits[inst] {
+			switch {
+			case n > p.permits[inst]+slack:
 				t.Errorf("HALF_OPEN gen %d: checkout/%s's calls reached the callee %d times, more than its %d permits", p.generation, inst, n, p.permits[inst])
+			case n > p.permits[inst]:
+				over += n - p.permits[inst]
+				t.Logf("HALF_OPEN gen %d: checkout/%s: one call past its %d permits before the share's withdrawal landed (the stock share's bounded overshoot)", p.generation, inst, p.permits[inst])
 			}
+		}
+		if p.total()-over > p.budget {
+			t.Errorf("HALF_OPEN gen %d: %d calls from stock callers reached the callee, more than the probe budget %d", p.generation, p.total(), p.budget)
 		}
 		sawReopen = sawReopen || p.outcome == breaker.Open
 		sawClose = sawClose || p.outcome == breaker.Closed
