@@ -155,6 +155,10 @@ robustness: ## Fault scenarios: ROBUSTNESS_SEEDS=1,2|random:N ROBUSTNESS_DURATIO
 		ROBUSTNESS_OVERLAP='$(ROBUSTNESS_OVERLAP)' ROBUSTNESS_NODES='$(ROBUSTNESS_NODES)' \
 		$(GO) test -race -count=1 -v -timeout $(ROBUSTNESS_TIMEOUT) -run '^TestRobustness$$' $(ROBUSTNESS_PKGS)
 
+.PHONY: screenshot
+screenshot: ## docs/dashboard.png from a running colony dev during a demo trip (needs chromium).
+	docs/screenshot.sh
+
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
