@@ -87,6 +87,10 @@ func BenchmarkCASLongRun1Node(b *testing.B) {
 				nv, err := t.cas(cctx, v)
 				d := time.Since(t0)
 				cancel()
+				if err != nil && runCtx.Err() != nil {
+					errs[i] = fmt.Errorf("client %d: run exceeded COLONY_LONGRUN_MAX=%v after %d writes", i, maxWall, rec.done())
+					return
+				}
 				if err != nil {
 					errs[i] = fmt.Errorf("client %d: cas at version %d: %w", i, v, err)
 					return
