@@ -58,13 +58,11 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 			SessionId: ss.id, TtlMs: ss.ttlMs, Name: ss.name, CreatedMs: ss.createdMs, Owner: ss.owner,
 		}}})
 	})
-	var rec []byte
+	var rec, scratch []byte
 	s.dedup.walk(func(e *dedupEntry) bool {
 		if err == nil {
-			rec = appendDedupRecord(rec[:0], e)
-			if _, err = bw.Write(protowire.AppendVarint(nil, uint64(len(rec)))); err == nil {
-				_, err = bw.Write(rec)
-			}
+			rec, scratch = appendDelimitedDedupRecord(rec[:0], scratch[:0], e)
+			_, err = bw.Write(rec)
 		}
 		return err != nil
 	})
@@ -81,36 +79,63 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 	return nil
 }
 
+// appendDelimitedDedupRecord appends e as the length-delimited
+// SnapshotRecord it is in a snapshot (protodelim's framing), using scratch
+// for the inner message; it returns both buffers for reuse.
+func appendDelimitedDedupRecord(b, scratch []byte, e *dedupEntry) (rec, scratchOut []byte) {
+	scratch = appendDedupRecord(scratch, e)
+	b = protowire.AppendVarint(b, uint64(len(scratch)))
+	return append(b, scratch...), scratch
+}
+
 // appendDedupRecord appends e as the SnapshotRecord it is in a snapshot,
 // encoded exactly as a deterministic Marshal of that message would be
 // (fields in number order, zero values left out), without decoding the
 // stored result: it is already its encoding.
 func appendDedupRecord(b []byte, e *dedupEntry) []byte {
-	var d []byte
+	size := 0
 	if e.requestID != "" {
-		d = protowire.AppendTag(d, 1, protowire.BytesType)
-		d = protowire.AppendString(d, e.requestID)
+		size += 1 + protowire.SizeBytes(len(e.requestID))
 	}
 	if e.timeMs != 0 {
-		d = protowire.AppendTag(d, 2, protowire.VarintType)
-		d = protowire.AppendVarint(d, uint64(e.timeMs))
+		size += 1 + protowire.SizeVarint(uint64(e.timeMs))
 	}
 	if e.index != 0 {
-		d = protowire.AppendTag(d, 3, protowire.VarintType)
-		d = protowire.AppendVarint(d, e.index)
+		size += 1 + protowire.SizeVarint(e.index)
 	}
-	d = protowire.AppendTag(d, 4, protowire.BytesType)
-	d = protowire.AppendBytes(d, e.result)
+	size += 1 + protowire.SizeBytes(len(e.result))
 	if e.clientID != "" {
-		d = protowire.AppendTag(d, 5, protowire.BytesType)
-		d = protowire.AppendString(d, e.clientID)
+		size += 1 + protowire.SizeBytes(len(e.clientID))
 	}
 	if len(e.fingerprint) > 0 {
-		d = protowire.AppendTag(d, 6, protowire.BytesType)
-		d = protowire.AppendBytes(d, e.fingerprint)
+		size += 1 + protowire.SizeBytes(len(e.fingerprint))
 	}
+
 	b = protowire.AppendTag(b, 3, protowire.BytesType) // SnapshotRecord.dedup
-	return protowire.AppendBytes(b, d)
+	b = protowire.AppendVarint(b, uint64(size))
+	if e.requestID != "" {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, e.requestID)
+	}
+	if e.timeMs != 0 {
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(e.timeMs))
+	}
+	if e.index != 0 {
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, e.index)
+	}
+	b = protowire.AppendTag(b, 4, protowire.BytesType)
+	b = protowire.AppendBytes(b, e.result)
+	if e.clientID != "" {
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendString(b, e.clientID)
+	}
+	if len(e.fingerprint) > 0 {
+		b = protowire.AppendTag(b, 6, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.fingerprint)
+	}
+	return b
 }
 
 // Restore replaces all of the tree's state with the snapshot read from r (as
