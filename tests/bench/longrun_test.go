@@ -107,11 +107,14 @@ func BenchmarkCASLongRun1Node(b *testing.B) {
 	wg.Wait()
 	b.StopTimer()
 	segs := rec.finish()
-	for _, s := range segs {
-		b.Logf("writes %8d-%8d: %7.0f writes/s  p50 %6.2f ms  p99 %6.2f ms", s.from, s.to, s.rate, ms(s.lat.p50), ms(s.lat.p99))
-	}
+	// One log call: a benchmark's log is cut after a few lines without -v.
+	var out strings.Builder
 	dataDir := strings.TrimSuffix(c.procs[0].logPath, ".log") + "/data"
-	b.Logf("data dir %s: raft.db %s, snapshots %s", dataDir, sizeOf(filepath.Join(dataDir, "raft.db")), sizeOf(filepath.Join(dataDir, "snapshots")))
+	fmt.Fprintf(&out, "data dir %s: raft.db %s, snapshots %s", dataDir, sizeOf(filepath.Join(dataDir, "raft.db")), sizeOf(filepath.Join(dataDir, "snapshots")))
+	for _, s := range segs {
+		fmt.Fprintf(&out, "\nwrites %8d-%8d: %7.0f writes/s  p50 %6.2f ms  p99 %6.2f ms", s.from, s.to, s.rate, ms(s.lat.p50), ms(s.lat.p99))
+	}
+	b.Log(out.String())
 	if err := errors.Join(errs...); err != nil {
 		b.Fatal(err)
 	}
