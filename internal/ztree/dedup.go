@@ -132,7 +132,9 @@ func (v dedupView) walk(f func(*dedupEntry) bool) {
 }
 
 // Get returns the view's entry for (client id, request id). On the newest
-// state it is one map lookup; on an older view it may scan.
+// state it is one map lookup; on an older view it may scan. It reads the
+// writer's map, so only the writer's goroutine may call it (tests do);
+// concurrent readers use walk.
 func (v dedupView) Get(clientID, requestID string) (*dedupEntry, bool) {
 	if v.log == nil {
 		return nil, false
