@@ -55,7 +55,13 @@ func BenchmarkCASLongRun1Node(b *testing.B) {
 	root := "/bench-longrun-" + randomID()
 	targets := createCASKeys(b, c, root)
 
-	rec := newSegmentRecorder(b.N, segment)
+	rec := newSegmentRecorder(b.N, segment, func() time.Duration {
+		var t time.Duration
+		for _, p := range c.procs {
+			t += p.cpuTime()
+		}
+		return t
+	})
 	runCtx, cancel := context.WithTimeout(ctx, maxWall)
 	defer cancel()
 	vers := make([]int64, len(targets))
@@ -112,7 +118,8 @@ func BenchmarkCASLongRun1Node(b *testing.B) {
 	dataDir := strings.TrimSuffix(c.procs[0].logPath, ".log") + "/data"
 	fmt.Fprintf(&out, "data dir %s: raft.db %s, snapshots %s", dataDir, sizeOf(filepath.Join(dataDir, "raft.db")), sizeOf(filepath.Join(dataDir, "snapshots")))
 	for _, s := range segs {
-		fmt.Fprintf(&out, "\nwrites %8d-%8d: %7.0f writes/s  p50 %6.2f ms  p99 %6.2f ms", s.from, s.to, s.rate, ms(s.lat.p50), ms(s.lat.p99))
+		fmt.Fprintf(&out, "\nwrites %8d-%8d: %7.0f writes/s  p50 %6.2f ms  p99 %6.2f ms  server %4.0f us CPU/write",
+			s.from, s.to, s.rate, ms(s.lat.p50), ms(s.lat.p99), float64(s.srvCPU.Microseconds())/float64(s.to-s.from))
 	}
 	b.Log(out.String())
 	if err := errors.Join(errs...); err != nil {
@@ -157,25 +164,30 @@ type segment struct {
 	from, to int // completed-write counts at its start and end
 	rate     float64
 	lat      latencySummary
+	srvCPU   time.Duration // the servers' CPU time over the segment
 }
 
 // segmentRecorder cuts a run's completed writes into segments of a fixed
-// count and keeps each one's rate and latencies. Its memory is bounded by
-// one segment's latencies.
+// count and keeps each one's rate, latencies and server CPU. Its memory is
+// bounded by one segment's latencies. Server CPU per write does not depend
+// on what else the machine runs, as the rate does: a decline that is the
+// server's own shows in both.
 type segmentRecorder struct {
 	size int
+	cpu  func() time.Duration // the servers' CPU time so far
 
 	mu    sync.Mutex
 	t0    time.Time
 	segT0 time.Time
+	cpu0  time.Duration
 	n     int
 	lat   []time.Duration
 	segs  []segment
 	end   time.Time
 }
 
-func newSegmentRecorder(total, size int) *segmentRecorder {
-	return &segmentRecorder{size: size, lat: make([]time.Duration, 0, min(total, size))}
+func newSegmentRecorder(total, size int, cpu func() time.Duration) *segmentRecorder {
+	return &segmentRecorder{size: size, cpu: cpu, lat: make([]time.Duration, 0, min(total, size))}
 }
 
 func (r *segmentRecorder) start() {
@@ -183,6 +195,7 @@ func (r *segmentRecorder) start() {
 	defer r.mu.Unlock()
 	r.t0 = time.Now()
 	r.segT0 = r.t0
+	r.cpu0 = r.cpu()
 }
 
 // add records one completed write and closes the segment it fills.
@@ -198,13 +211,16 @@ func (r *segmentRecorder) add(d time.Duration) {
 
 func (r *segmentRecorder) cut(now time.Time) {
 	n := len(r.lat)
+	cpu := r.cpu()
 	r.segs = append(r.segs, segment{
 		from: r.n - n, to: r.n,
-		rate: float64(n) / now.Sub(r.segT0).Seconds(),
-		lat:  summarize(r.lat),
+		rate:   float64(n) / now.Sub(r.segT0).Seconds(),
+		lat:    summarize(r.lat),
+		srvCPU: cpu - r.cpu0,
 	})
 	r.lat = r.lat[:0]
 	r.segT0 = now
+	r.cpu0 = cpu
 }
 
 func (r *segmentRecorder) done() int {
