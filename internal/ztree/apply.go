@@ -78,11 +78,15 @@ func (t *Tree) Apply(entries []Entry) (results []*peerv1.CommandResult, events [
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.cur.Load()
+	last := s.index
+	for _, e := range entries {
+		if e.Index <= last {
+			panic(fmt.Sprintf("ztree: entry index %d is not above the applied index %d", e.Index, last))
+		}
+		last = e.Index
+	}
 	results = make([]*peerv1.CommandResult, len(entries))
 	for i, e := range entries {
-		if e.Index <= s.index {
-			panic(fmt.Sprintf("ztree: entry index %d is not above the applied index %d", e.Index, s.index))
-		}
 		if e.Cmd == nil {
 			ns := *s
 			ns.index = e.Index
@@ -110,12 +114,13 @@ func applyCommand(s *state, index uint64, cmd *peerv1.Command, dedupMax int, eve
 		w.evictDedupBefore(cutoff)
 	}
 
-	var key []byte
-	if cmd.GetRequestId() != "" {
-		key = dedupKey(cmd.GetClientId(), cmd.GetRequestId())
+	table := s.dedup.log
+	table.extend(s.dedup)
+	hasID := cmd.GetRequestId() != ""
+	if hasID {
 		// An id older than the window counts as forgotten, exactly as if it
 		// had been evicted before the lookup.
-		if e, ok := s.dedup.Get(key); ok && e.timeMs >= cutoff {
+		if e, ok := table.lookup(dedupID{cmd.GetClientId(), cmd.GetRequestId()}); ok && e.timeMs >= cutoff {
 			w := begin(s)
 			bookkeeping(w)
 			return w.commit(), e.replay(s, cmd), events
@@ -131,9 +136,9 @@ func applyCommand(s *state, index uint64, cmd *peerv1.Command, dedupMax int, eve
 		w = begin(s)
 	}
 	bookkeeping(w)
-	if key != nil {
-		w.remember(key, cmd, res)
-		if n := w.dedup.len() - dedupMax; n > 0 {
+	if hasID {
+		w.remember(cmd, res)
+		if n := table.len() - dedupMax; n > 0 {
 			w.evictOldestDedup(n)
 		}
 	}
@@ -203,8 +208,7 @@ type writer struct {
 	ephemerals ltx[struct{}]
 	ttls       ltx[struct{}]
 	containers ltx[struct{}]
-	dedup      ltx[*dedupEntry]
-	dedupOrder ltx[struct{}]
+	dedup      *dedupLog // changed in place: see dedupLog
 	members    ltx[*peerv1.RegisterMember]
 
 	events []*colonyv1.Event
@@ -219,8 +223,7 @@ func begin(s *state) *writer {
 		ephemerals: newLtx(s.ephemerals),
 		ttls:       newLtx(s.ttls),
 		containers: newLtx(s.containers),
-		dedup:      newLtx(s.dedup),
-		dedupOrder: newLtx(s.dedupOrder),
+		dedup:      s.dedup.log,
 		members:    newLtx(s.members),
 	}
 }
@@ -234,8 +237,7 @@ func (w *writer) commit() *state {
 		ephemerals: w.ephemerals.done(),
 		ttls:       w.ttls.done(),
 		containers: w.containers.done(),
-		dedup:      w.dedup.done(),
-		dedupOrder: w.dedupOrder.done(),
+		dedup:      w.dedup.view(),
 		members:    w.members.done(),
 	}
 }
@@ -582,20 +584,18 @@ func (w *writer) emit(typ colonyv1.EventType, path string, stat *colonyv1.Stat, 
 	w.events = append(w.events, &colonyv1.Event{Type: typ, Path: path, Zxid: w.index, Stat: stat, Data: data})
 }
 
-// remember stores a command's result under its dedup key. The stored result
-// is a private clone: the caller may modify the one it got. The fingerprint
-// is kept as it is (see Entry).
-func (w *writer) remember(key []byte, cmd *peerv1.Command, res *peerv1.CommandResult) {
-	e := &dedupEntry{
+// remember stores a command's result in the request-id table, encoded (so
+// the caller may modify the one it got). The fingerprint is kept as it is
+// (see Entry).
+func (w *writer) remember(cmd *peerv1.Command, res *peerv1.CommandResult) {
+	w.dedup.push(&dedupEntry{
 		clientID:    cmd.GetClientId(),
 		requestID:   cmd.GetRequestId(),
 		fingerprint: cmd.GetFingerprint(),
 		timeMs:      w.timeMs,
 		index:       w.index,
-		result:      proto.CloneOf(res),
-	}
-	w.dedup.insert(key, e)
-	w.dedupOrder.insert(dedupOrderKey(e), struct{}{})
+		result:      encodeResult(res),
+	})
 }
 
 // replay answers cmd, whose key e remembers, from the table: the remembered
@@ -607,41 +607,26 @@ func (e *dedupEntry) replay(s *state, cmd *peerv1.Command) *peerv1.CommandResult
 	if !bytes.Equal(e.fingerprint, cmd.GetFingerprint()) {
 		return resultErr(errRequestIDReused(e.requestID))
 	}
-	if o := e.result.GetOpenSession(); o != nil {
+	res := decodeResult(e.result)
+	if o := res.GetOpenSession(); o != nil {
 		if _, open := s.sessions.Get(be64(o.GetSessionId())); !open {
 			return resultErr(errSessionEnded(o.GetSessionId()))
 		}
 	}
-	return proto.CloneOf(e.result)
+	return res
 }
 
 // evictDedupBefore forgets the request ids remembered before cutoffMs.
 func (w *writer) evictDedupBefore(cutoffMs int64) {
-	var old [][]byte
-	w.dedupOrder.root().Walk(func(k []byte, _ struct{}) bool {
-		if fromSortable64(k) >= cutoffMs {
-			return true
-		}
-		old = append(old, k)
-		return false
-	})
-	w.dropDedup(old)
+	for e, ok := w.dedup.oldest(); ok && e.timeMs < cutoffMs; e, ok = w.dedup.oldest() {
+		w.dedup.pop()
+	}
 }
 
 // evictOldestDedup forgets the n oldest request ids.
 func (w *writer) evictOldestDedup(n int) {
-	old := make([][]byte, 0, n)
-	w.dedupOrder.root().Walk(func(k []byte, _ struct{}) bool {
-		old = append(old, k)
-		return len(old) >= n
-	})
-	w.dropDedup(old)
-}
-
-func (w *writer) dropDedup(orderKeys [][]byte) {
-	for _, k := range orderKeys {
-		w.dedupOrder.delete(k)
-		w.dedup.delete(k[dedupOrderPrefix:])
+	for range n {
+		w.dedup.pop()
 	}
 }
 

@@ -98,3 +98,36 @@ func BenchmarkSnapshot(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSnapshotFullDedup writes and restores a snapshot whose
+// request-id table is full (DedupMaxEntries ids of set results): what a
+// node that takes request-id writes snapshots every time.
+func BenchmarkSnapshotFullDedup(b *testing.B) {
+	h := benchTree(b, 100)
+	for i := range DedupMaxEntries {
+		h.one(withClientID("bench-client", fmt.Sprint("req-", i), txn(&colonyv1.Op{Op: &colonyv1.Op_Set{Set: &colonyv1.SetRequest{
+			Path: fmt.Sprintf("/bench/g000/n%03d", i%100), Data: make([]byte, 64),
+		}}})))
+	}
+	snap := h.snapshot()
+	b.Run("write", func(b *testing.B) {
+		v := h.tree.View()
+		b.SetBytes(int64(len(snap)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := v.WriteSnapshot(io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("restore", func(b *testing.B) {
+		tr := New()
+		b.SetBytes(int64(len(snap)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := tr.Restore(bytes.NewReader(snap)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

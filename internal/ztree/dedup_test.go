@@ -179,7 +179,7 @@ func TestDedupSnapshot(t *testing.T) {
 		if err := old.Restore(&buf); err != nil {
 			t.Fatalf("restore: %v", err)
 		}
-		e, ok := old.View().s.dedup.Get(dedupKey("", "old"))
+		e, ok := old.View().s.dedup.Get("", "old")
 		if !ok || e.clientID != "" || e.fingerprint != nil {
 			t.Fatalf("entry %+v, %v: want it in the anonymous scope without fingerprint", e, ok)
 		}

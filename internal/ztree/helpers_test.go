@@ -292,17 +292,27 @@ func checkInvariants(s *state) error {
 	if err != nil {
 		return err
 	}
-	if s.dedup.Len() != s.dedupOrder.Len() {
-		return fmt.Errorf("dedup %d entries, order index %d", s.dedup.Len(), s.dedupOrder.Len())
-	}
-	s.dedupOrder.Root().Walk(func(k []byte, _ struct{}) bool {
-		e, ok := s.dedup.Get(k[dedupOrderPrefix:])
-		if !ok || !bytes.Equal(dedupOrderKey(e), k) {
-			return fail("dedup order key %q has no matching entry", k)
+	// The table is in eviction order, each entry found by its id; on the
+	// newest state the map indexes exactly the live entries.
+	var prev *dedupEntry
+	s.dedup.walk(func(e *dedupEntry) bool {
+		if prev != nil && (e.timeMs < prev.timeMs || e.timeMs == prev.timeMs && e.index < prev.index) {
+			return fail("dedup %q/%q (time %d, index %d) after %q/%q (time %d, index %d)",
+				e.clientID, e.requestID, e.timeMs, e.index, prev.clientID, prev.requestID, prev.timeMs, prev.index)
 		}
+		if got, ok := s.dedup.Get(e.clientID, e.requestID); !ok || got != e {
+			return fail("dedup %q/%q not found by its id", e.clientID, e.requestID)
+		}
+		prev = e
 		return false
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	if l := s.dedup.log; l.head == s.dedup.head && l.tail == s.dedup.tail && len(l.byID) != s.dedup.Len() {
+		return fmt.Errorf("dedup: %d entries, %d indexed", s.dedup.Len(), len(l.byID))
+	}
+	return nil
 }
 
 func sumCounts(m map[uint64]int32) int {

@@ -2,12 +2,16 @@ package ztree
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	peerv1 "github.com/colonymesh/colony/proto/colony/peer/v1"
@@ -54,12 +58,13 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 			SessionId: ss.id, TtlMs: ss.ttlMs, Name: ss.name, CreatedMs: ss.createdMs, Owner: ss.owner,
 		}}})
 	})
-	s.dedupOrder.Root().Walk(func(k []byte, _ struct{}) bool {
-		e, _ := s.dedup.Get(k[dedupOrderPrefix:])
-		return put(&peerv1.SnapshotRecord{Record: &peerv1.SnapshotRecord_Dedup{Dedup: &peerv1.SnapshotDedup{
-			RequestId: e.requestID, TimeMs: e.timeMs, Index: e.index, Result: e.result,
-			ClientId: e.clientID, Fingerprint: e.fingerprint,
-		}}})
+	var rec, scratch []byte
+	s.dedup.walk(func(e *dedupEntry) bool {
+		if err == nil {
+			rec, scratch = appendDelimitedDedupRecord(rec[:0], scratch[:0], e)
+			_, err = bw.Write(rec)
+		}
+		return err != nil
 	})
 	s.members.Root().Walk(func(_ []byte, m *peerv1.RegisterMember) bool {
 		return put(&peerv1.SnapshotRecord{Record: &peerv1.SnapshotRecord_Member{Member: m}})
@@ -72,6 +77,65 @@ func (v *View) WriteSnapshot(w io.Writer) error {
 		return fmt.Errorf("ztree: writing snapshot: %w", err)
 	}
 	return nil
+}
+
+// appendDelimitedDedupRecord appends e as the length-delimited
+// SnapshotRecord it is in a snapshot (protodelim's framing), using scratch
+// for the inner message; it returns both buffers for reuse.
+func appendDelimitedDedupRecord(b, scratch []byte, e *dedupEntry) (rec, scratchOut []byte) {
+	scratch = appendDedupRecord(scratch, e)
+	b = protowire.AppendVarint(b, uint64(len(scratch)))
+	return append(b, scratch...), scratch
+}
+
+// appendDedupRecord appends e as the SnapshotRecord it is in a snapshot,
+// encoded exactly as a deterministic Marshal of that message would be
+// (fields in number order, zero values left out), without decoding the
+// stored result: it is already its encoding.
+func appendDedupRecord(b []byte, e *dedupEntry) []byte {
+	size := 0
+	if e.requestID != "" {
+		size += 1 + protowire.SizeBytes(len(e.requestID))
+	}
+	if e.timeMs != 0 {
+		size += 1 + protowire.SizeVarint(uint64(e.timeMs))
+	}
+	if e.index != 0 {
+		size += 1 + protowire.SizeVarint(e.index)
+	}
+	size += 1 + protowire.SizeBytes(len(e.result))
+	if e.clientID != "" {
+		size += 1 + protowire.SizeBytes(len(e.clientID))
+	}
+	if len(e.fingerprint) > 0 {
+		size += 1 + protowire.SizeBytes(len(e.fingerprint))
+	}
+
+	b = protowire.AppendTag(b, 3, protowire.BytesType) // SnapshotRecord.dedup
+	b = protowire.AppendVarint(b, uint64(size))
+	if e.requestID != "" {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, e.requestID)
+	}
+	if e.timeMs != 0 {
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(e.timeMs))
+	}
+	if e.index != 0 {
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, e.index)
+	}
+	b = protowire.AppendTag(b, 4, protowire.BytesType)
+	b = protowire.AppendBytes(b, e.result)
+	if e.clientID != "" {
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendString(b, e.clientID)
+	}
+	if len(e.fingerprint) > 0 {
+		b = protowire.AppendTag(b, 6, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.fingerprint)
+	}
+	return b
 }
 
 // Restore replaces all of the tree's state with the snapshot read from r (as
@@ -158,8 +222,8 @@ type builder struct {
 	ephemerals *iradix.Txn[struct{}]
 	ttls       *iradix.Txn[struct{}]
 	containers *iradix.Txn[struct{}]
-	dedups     *iradix.Txn[*dedupEntry]
-	dedupOrder *iradix.Txn[struct{}]
+	dedups     []*dedupEntry
+	dedupSeen  map[dedupID]struct{}
 	members    *iradix.Txn[*peerv1.RegisterMember]
 }
 
@@ -171,8 +235,7 @@ func newBuilder(hdr *peerv1.SnapshotHeader) *builder {
 		ephemerals: iradix.New[struct{}]().Txn(),
 		ttls:       iradix.New[struct{}]().Txn(),
 		containers: iradix.New[struct{}]().Txn(),
-		dedups:     iradix.New[*dedupEntry]().Txn(),
-		dedupOrder: iradix.New[struct{}]().Txn(),
+		dedupSeen:  make(map[dedupID]struct{}),
 		members:    iradix.New[*peerv1.RegisterMember]().Txn(),
 	}
 }
@@ -272,22 +335,22 @@ func (b *builder) dedup(sd *peerv1.SnapshotDedup) error {
 	case sd.GetIndex() > b.hdr.GetIndex():
 		return errBadSnapshot("dedup %q/%q: index above the snapshot index %d", client, id, b.hdr.GetIndex())
 	}
-	key := dedupKey(client, id)
+	if _, dup := b.dedupSeen[dedupID{client, id}]; dup {
+		return errBadSnapshot("dedup %q/%q: duplicate", client, id)
+	}
+	b.dedupSeen[dedupID{client, id}] = struct{}{}
 	e := &dedupEntry{
 		clientID:    client,
 		requestID:   id,
 		fingerprint: sd.GetFingerprint(),
 		timeMs:      sd.GetTimeMs(),
 		index:       sd.GetIndex(),
-		result:      sd.GetResult(),
+		result:      encodeResult(sd.GetResult()),
 	}
 	if len(e.fingerprint) == 0 {
 		e.fingerprint = nil // as remember stores an absent one
 	}
-	if _, dup := b.dedups.Insert(key, e); dup {
-		return errBadSnapshot("dedup %q/%q: duplicate", client, id)
-	}
-	b.dedupOrder.Insert(dedupOrderKey(e), struct{}{})
+	b.dedups = append(b.dedups, e)
 	return nil
 }
 
@@ -299,6 +362,24 @@ func (b *builder) member(m *peerv1.RegisterMember) error {
 		return errBadSnapshot("member %q: duplicate", m.GetId())
 	}
 	return nil
+}
+
+// dedupTable builds the request-id table in eviction order: by time, then
+// index, then key, the order WriteSnapshot writes (a snapshot out of that
+// order is put in it).
+func (b *builder) dedupTable() *dedupLog {
+	slices.SortStableFunc(b.dedups, func(x, y *dedupEntry) int {
+		return cmp.Or(
+			cmp.Compare(x.timeMs, y.timeMs),
+			cmp.Compare(x.index, y.index),
+			bytes.Compare(dedupKey(x.clientID, x.requestID), dedupKey(y.clientID, y.requestID)),
+		)
+	})
+	l := newDedupLog()
+	for _, e := range b.dedups {
+		l.push(e)
+	}
+	return l
 }
 
 // finish checks what spans records (the tree's shape, ephemeral owners) and
@@ -367,8 +448,7 @@ func (b *builder) finish() (*state, error) {
 		ephemerals: ephemerals,
 		ttls:       b.ttls.Commit(),
 		containers: b.containers.Commit(),
-		dedup:      b.dedups.Commit(),
-		dedupOrder: b.dedupOrder.Commit(),
+		dedup:      b.dedupTable().view(),
 		members:    b.members.Commit(),
 	}, nil
 }

@@ -88,14 +88,15 @@ func (s *session) info() *colonyv1.SessionInfo {
 }
 
 // dedupEntry remembers the result of a command that carried a request id.
-// result is never modified (it is a private clone).
+// It is never modified once in the table.
 type dedupEntry struct {
 	clientID    string
 	requestID   string
-	fingerprint []byte // the command's Fingerprint as logged (empty in old entries); never modified
+	fingerprint []byte // the command's Fingerprint as logged (empty in old entries)
 	timeMs      int64
 	index       uint64
-	result      *peerv1.CommandResult
+	result      []byte // the result, as encodeResult stores it
+	seq         uint64 // position in the table's log (see dedupLog)
 }
 
 // state is one immutable version of everything the state machine holds.
@@ -114,11 +115,8 @@ type state struct {
 	ttls *iradix.Tree[struct{}]
 	// containers: path -> {}, for every container node.
 	containers *iradix.Tree[struct{}]
-	// dedup: dedupKey(client id, request id) -> entry.
-	dedup *iradix.Tree[*dedupEntry]
-	// dedupOrder: sortable64(time) ‖ be64(index) ‖ dedup key -> {}: the
-	// eviction order of dedup (oldest first).
-	dedupOrder *iradix.Tree[struct{}]
+	// dedup: the request-id table, oldest first (see dedupLog).
+	dedup dedupView
 	// members: id -> registration.
 	members *iradix.Tree[*peerv1.RegisterMember]
 }
@@ -132,8 +130,7 @@ func emptyState() *state {
 		ephemerals: iradix.New[struct{}](),
 		ttls:       iradix.New[struct{}](),
 		containers: iradix.New[struct{}](),
-		dedup:      iradix.New[*dedupEntry](),
-		dedupOrder: iradix.New[struct{}](),
+		dedup:      newDedupLog().view(),
 		members:    iradix.New[*peerv1.RegisterMember](),
 	}
 }
@@ -203,24 +200,13 @@ func ttlKey(n *node, path string) []byte {
 
 // dedupKey scopes a request id by its client: uvarint(len(client id)) ‖
 // client id ‖ request id, so that no two (client, request) pairs share a key.
+// Restore orders entries of equal time and index by it, as the order index
+// of earlier versions did.
 func dedupKey(clientID, requestID string) []byte {
 	k := make([]byte, 0, binary.MaxVarintLen64+len(clientID)+len(requestID))
 	k = binary.AppendUvarint(k, uint64(len(clientID)))
 	k = append(k, clientID...)
 	return append(k, requestID...)
-}
-
-// dedupOrderKey must end with the entry's dedupKey (dropDedup relies on it).
-
-// dedupOrderPrefix is the length of a dedupOrder key before its dedup key.
-const dedupOrderPrefix = 16
-
-func dedupOrderKey(e *dedupEntry) []byte {
-	k := sortable64(make([]byte, 0, dedupOrderPrefix+binary.MaxVarintLen64+len(e.clientID)+len(e.requestID)), e.timeMs)
-	k = binary.BigEndian.AppendUint64(k, e.index)
-	k = binary.AppendUvarint(k, uint64(len(e.clientID)))
-	k = append(k, e.clientID...)
-	return append(k, e.requestID...)
 }
 
 // View is an immutable, point-in-time view of the tree: it sees every command

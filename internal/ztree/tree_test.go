@@ -584,7 +584,7 @@ func TestDedup(t *testing.T) {
 			t.Fatalf("%d entries, want 3", s.dedup.Len())
 		}
 		for i, want := range []bool{false, false, true, true, true} {
-			if _, ok := s.dedup.Get(dedupKey("", fmt.Sprint("r", i))); ok != want {
+			if _, ok := s.dedup.Get("", fmt.Sprint("r", i)); ok != want {
 				t.Errorf("r%d remembered: %v, want %v", i, ok, want)
 			}
 		}
