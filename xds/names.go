@@ -2,8 +2,6 @@ package xds
 
 import (
 	"fmt"
-
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +9,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 )
 
 // Names proxyless clients dial. A gRPC client dialing xds:///<target> asks
