@@ -46,6 +46,8 @@ var examplesNotRun = map[string]string{
 	"colony snapshot save /backups/colony-$(date +%F).snap --endpoints 10.0.0.2:7400":                                                   "writes under /backups",
 	"colony snapshot restore backup.snap --data-dir /var/lib/colony-restored --id n1 --raft-addr 10.0.0.1:7401":                         "writes under /var/lib",
 	"colony snapshot restore backup.snap --data-dir /var/lib/colony --id n2 --peers n1=10.0.0.1:7401,n2=10.0.0.2:7401,n3=10.0.0.3:7401": "writes under /var/lib",
+	"colony bench fleet --sidecars 500 --pid 4101 --pid 4102 --pid 4103":                                                                "simulates hundreds of sidecars for minutes (benchcmd's TestBenchFleetCommand runs a small fleet)",
+	"colony bench fleet --sidecars 2000 --metrics-url https://10.0.0.5:7402/metrics -o json":                                            "simulates thousands of sidecars against 10.0.0.5",
 	"kubectl get configmap colony-policies -o jsonpath='{.data.policies\\.yaml}' | colony policy apply -f -":                            "needs kubectl",
 }
 
