@@ -35,10 +35,11 @@ func TestRunFleetTripSeenByEverySidecar(t *testing.T) {
 	defer cancel()
 	res, err := RunFleet(ctx, FleetConfig{
 		Endpoints: eps, TLS: tlsCfg, Sidecars: 8, PerService: 4, Callees: 2,
-		Measure: time.Second, Resources: []Sampler{SelfSampler()},
+		Measure: 3 * time.Second, Resources: []Sampler{SelfSampler()},
 		// The cluster runs in this process, beside the sidecars: a report
 		// period of 1s (a timeout of 2s) keeps a loaded machine or the race
-		// detector from turning slowness into failed reports.
+		// detector from turning slowness into failed reports, and three
+		// periods measured hold reports however the periods fall.
 		ReportInterval: time.Second, StartRate: 50,
 	})
 	if err != nil {
