@@ -351,8 +351,16 @@ func TestNodeClientTripsProbesAndRecovers(t *testing.T) {
 	if budget != closed.Policy.ProbeBudget {
 		t.Errorf("HALF_OPEN permits %v: want the policy's probe budget %d", half.Probes, closed.Policy.ProbeBudget)
 	}
-	if reached > budget {
+	// The sidecar withdraws a stock client's share when a load report
+	// shows the permits spent, so a call issued in that last report
+	// interval can still pass: one call over happens with probability at
+	// most 5% per HALF_OPEN period, two about 0.1% (sidecar/stockprobes.go).
+	// More than one over is a broken share.
+	switch {
+	case reached > budget+1:
 		t.Errorf("%d calls from the Node client reached the callee in HALF_OPEN, more than the probe budget %d", reached, budget)
+	case reached > budget:
+		t.Logf("one call past the probe budget before the share's withdrawal landed (the stock share's bounded overshoot)")
 	}
 	okBefore := nc.current().OK
 	tot := nc.wait(t, ctx, "calls flow again", func(tot totals) bool { return tot.OK >= okBefore+10 })
