@@ -217,9 +217,12 @@ func (s *Sidecar) tickStock(now time.Time) bool {
 			}
 			idle := st.pending == 0
 			st.pending, st.since = 0, now
-			if holder && st.share > 0 {
+			// A withdrawn share (0) opens again when the coordinator hands
+			// this instance more permits in the same generation: those of a
+			// holder whose probe timeout passed unused.
+			if holder {
 				next := s.targetShare(st, s.permitsLeftLocked(callee, st), st.share)
-				if idle && st.rate == 0 {
+				if idle && st.rate == 0 && st.share > 0 && next > 0 {
 					next = min(2*st.share, xds.StockShareAll) // searching for unknown demand
 				}
 				if next != st.share {
