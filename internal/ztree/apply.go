@@ -150,10 +150,9 @@ func applyCommand(s *state, index uint64, cmd *peerv1.Command, dedupMax int, eve
 type ltx[T any] struct {
 	tree *iradix.Tree[T]
 	txn  *iradix.Txn[T]
-	size int // number of keys, tracked because iradix.Txn does not expose it
 }
 
-func newLtx[T any](tree *iradix.Tree[T]) ltx[T] { return ltx[T]{tree: tree, size: tree.Len()} }
+func newLtx[T any](tree *iradix.Tree[T]) ltx[T] { return ltx[T]{tree: tree} }
 
 func (l *ltx[T]) get(k []byte) (T, bool) {
 	if l.txn != nil {
@@ -176,19 +175,9 @@ func (l *ltx[T]) write() *iradix.Txn[T] {
 	return l.txn
 }
 
-func (l *ltx[T]) insert(k []byte, v T) {
-	if _, updated := l.write().Insert(k, v); !updated {
-		l.size++
-	}
-}
+func (l *ltx[T]) insert(k []byte, v T) { l.write().Insert(k, v) }
 
-func (l *ltx[T]) delete(k []byte) {
-	if _, deleted := l.write().Delete(k); deleted {
-		l.size--
-	}
-}
-
-func (l *ltx[T]) len() int { return l.size }
+func (l *ltx[T]) delete(k []byte) { l.write().Delete(k) }
 
 func (l *ltx[T]) done() *iradix.Tree[T] {
 	if l.txn == nil {
