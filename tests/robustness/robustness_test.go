@@ -273,8 +273,7 @@ func (r *run) fail(format string, args ...any) {
 // runScenario runs one scenario and returns the report folder's path, if
 // one was written.
 func runScenario(t *testing.T, sc scenario) string {
-	start := time.Now()
-	r := &run{t: t, sc: sc, start: start, events: newEventLog(start), h: newHistory(start), files: map[string]string{}}
+	r := newRun(t, sc)
 	t.Logf("scenario: seed %d, %s", sc.Seed, sc.describe())
 	r.c = newCluster(t, t.TempDir(), clusterOptions{Nodes: sc.Nodes, Seed: sc.Seed, ExtraArgs: sc.nodeArgs()}, r.events)
 	r.events.note("cluster", "%d nodes ready", sc.Nodes)
@@ -291,48 +290,10 @@ func runScenario(t *testing.T, sc scenario) string {
 		return r.reportPath()
 	}
 
-	ctx, stopWorkload := context.WithCancel(context.Background())
-	watchCtx, stopWatches := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { // on every path: the workload and watches end first
-		stopWorkload()
-		stopWatches()
-		wg.Wait()
-	}()
-	go1 := func(f func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
-
 	// Watches first, so they see every write of the workload.
+	w := r.startWorkload(func(c *kvClient) { c.staleReads = os.Getenv(envCanary) == "stale-reads" })
+	ctx, watchCtx, go1 := w.ctx, w.watchCtx, w.goRun
 	eps, tlsCfg := r.c.ClientEndpoints(), r.c.ClientTLS()
-	for i := range r.c.Nodes {
-		w, err := newWatchRecorder(fmt.Sprintf("w%d", i), strings.TrimSuffix(keyPrefix, "/"), eps, tlsCfg, i)
-		if err != nil {
-			t.Fatalf("watch: %v", err)
-		}
-		defer w.close()
-		r.watchers = append(r.watchers, w)
-		go1(func() { w.run(watchCtx) })
-	}
-	for _, w := range r.watchers {
-		select {
-		case <-w.started:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("watch %s was not registered within 20s", w.name)
-		}
-	}
-	var clients []*kvClient
-	for i := range sc.Clients {
-		c, err := newKVClient(i, eps, tlsCfg, sc.Seed, r.h, r.keys)
-		if err != nil {
-			t.Fatalf("client: %v", err)
-		}
-		defer c.close()
-		c.staleReads = os.Getenv(envCanary) == "stale-reads"
-		clients = append(clients, c)
-		go1(func() { c.run(ctx) })
-	}
 	canary := os.Getenv(envCanary)
 	var err error
 	r.sessions, err = newSessionWorkload(eps, tlsCfg, sc.Seed, r.events, canary == "ephemeral-delete")
@@ -385,28 +346,14 @@ func runScenario(t *testing.T, sc scenario) string {
 		r.fail("harness: %s", e)
 	}
 	time.Sleep(time.Second)
-	stopWorkload()
-	r.events.note("workload", "stopped")
-
-	r.checkConvergence()
-	r.finalReads()
-	r.waitWatchesCatchUp()
-	r.sessions.finish(r)
-	r.careless.finish(r)
-	for _, b := range r.breakers {
-		b.finish(r)
-	}
-	r.sidecars.finish()
-	stopWatches()
-	wg.Wait()
-
-	for _, c := range clients {
-		for _, u := range c.unexpected {
-			r.fail("client %d: unexpected error: %s", c.id, u)
+	r.finishKV(w, func() {
+		r.sessions.finish(r)
+		r.careless.finish(r)
+		for _, b := range r.breakers {
+			b.finish(r)
 		}
-	}
-	r.checkLinearizable()
-	r.checkWatches()
+		r.sidecars.finish()
+	})
 	r.sessions.check(r)
 	r.careless.check(r)
 	for _, b := range r.breakers {
@@ -421,7 +368,7 @@ func runScenario(t *testing.T, sc scenario) string {
 	r.sidecars.check(r, committed)
 	r.sidecars.checkLogs(r)
 	r.locks.check(r)
-	r.logStats(clients)
+	r.logStats(w.clients)
 	if t.Failed() || os.Getenv(envKeepReports) == "1" {
 		return r.reportPath()
 	}
