@@ -67,7 +67,7 @@ var (
 )
 
 // canaries are the values ROBUSTNESS_CANARY accepts.
-var canaries = []string{"stale-reads", "ephemeral-delete", "sidecar-cut"}
+var canaries = []string{"stale-reads", "ephemeral-delete", "sidecar-cut", "no-fsync"}
 
 // TestRobustness runs one randomised fault scenario per seed against a
 // 3-node cluster of real processes and checks the recorded histories. A
@@ -192,6 +192,9 @@ type scenario struct {
 	// LowSnapshots makes nodes snapshot and compact every few dozen
 	// entries, so a lagging follower needs InstallSnapshot.
 	LowSnapshots bool
+	// UnsafeNoFsync runs the nodes without fsync of the raft log: only for
+	// the power-loss canary, which must then fail.
+	UnsafeNoFsync bool
 }
 
 func newScenario(seed uint64, d time.Duration, faults []faultKind) scenario {
@@ -238,6 +241,9 @@ func (sc scenario) nodeArgs() []string {
 	args := []string{"--log-store", sc.LogStore, "--min-session-ttl", "1s", "--disk-stall-timeout", "1s", "--watch-progress-interval", "1s"}
 	if sc.LowSnapshots {
 		args = append(args, "--snapshot-interval", "200ms", "--snapshot-threshold", "64", "--trailing-logs", "32")
+	}
+	if sc.UnsafeNoFsync {
+		args = append(args, "--unsafe-no-fsync")
 	}
 	return args
 }
