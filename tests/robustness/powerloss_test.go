@@ -146,4 +146,3 @@ func (r *run) nodeIDs(idxs []int) string {
 	}
 	return strings.Join(ids, ", ")
 }
-

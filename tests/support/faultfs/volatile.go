@@ -5,7 +5,7 @@ package faultfs
 import (
 	"errors"
 	"fmt"
-		"path/filepath"
+	"path/filepath"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
