@@ -53,8 +53,10 @@ const (
 	// once, 0..1 ("on" is 0.5); default 0 (the short default run overlaps
 	// seed 2's).
 	envOverlap = "ROBUSTNESS_OVERLAP"
-	// envLogStore: the raft log store passed to --log-store (default:
-	// boltdb, the only one since raft-wal was removed).
+	// envLogStore: the raft log store passed to --log-store (boltdb or
+	// pebble) by the scenario, slow-disk, failing-fsync and power-loss
+	// tests. Default: boltdb, but the last two run pebble (failing fsync)
+	// or both (power loss).
 	envLogStore = "ROBUSTNESS_LOG_STORE"
 )
 

@@ -492,6 +492,9 @@ func catchUp(ctx context.Context, n *Node, target uint64) bool {
 func TestSlowDisk(t *testing.T) {
 	const seed = 7
 	sc := newScenario(seed, 0, []faultKind{faultSlowDisk})
+	if ls := os.Getenv(envLogStore); ls != "" {
+		sc.LogStore = ls
+	}
 	r, ds := newDiskRun(t, sc, "slow-disk")
 
 	w := r.startWorkload(nil)
