@@ -106,6 +106,18 @@ func (c *testCluster) start(cfg Config) *testNode {
 	c.mu.Lock()
 	c.nodes[cfg.NodeID] = n
 	c.mu.Unlock()
+	// Close the node before its data dir is removed: cleanups run last in,
+	// first out, and the dir was made (t.TempDir) before this start. A
+	// store that reads files after the test removed them (pebble opens
+	// its tables lazily) would otherwise find its own data gone.
+	c.t.Cleanup(func() {
+		c.mu.Lock()
+		cur := c.nodes[cfg.NodeID]
+		c.mu.Unlock()
+		if cur == n {
+			c.stop(cfg.NodeID)
+		}
+	})
 	return n
 }
 

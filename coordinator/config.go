@@ -15,7 +15,10 @@ import (
 
 // Config.LogStore values (package raftlog).
 const (
-	// LogStoreBolt is raft-boltdb (raft.db), the default: raftlog.Bolt.
+	// LogStoreAuto (empty, the default) keeps the store a data dir holds
+	// and gives a new data dir pebble: raftlog.Auto.
+	LogStoreAuto = raftlog.Auto
+	// LogStoreBolt is raft-boltdb (raft.db): raftlog.Bolt.
 	LogStoreBolt = raftlog.Bolt
 	// LogStorePebble is a cockroachdb/pebble database (raft-pebble), one
 	// fsync per append batch: raftlog.Pebble. Opening a data dir that holds
@@ -84,7 +87,7 @@ type Config struct {
 	// followers catch up from the log instead of a snapshot.
 	TrailingLogs uint64
 	// LogStore selects the raft log and stable store (package raftlog):
-	// LogStoreBolt (the default when empty) or LogStorePebble.
+	// LogStoreAuto (empty, the default), LogStoreBolt or LogStorePebble.
 	LogStore string
 	// NoSync turns off fsync of the raft log. Only for benchmarks that want
 	// to measure the cost of durability; never in production.

@@ -206,10 +206,12 @@ func (s *Server) startRaft() error {
 		return fmt.Errorf("raft config: %w", err)
 	}
 
-	opened, err := raftlog.Open(s.cfg.DataDir, s.cfg.LogStore, s.cfg.NoSync)
+	kind := raftlog.Resolve(s.cfg.DataDir, s.cfg.LogStore)
+	opened, err := raftlog.Open(s.cfg.DataDir, kind, s.cfg.NoSync)
 	if err != nil {
 		return err
 	}
+	s.log.Info("raft log store opened", "store", kind, "data_dir", s.cfg.DataDir)
 	store := &raftlog.WatchedStore{Store: opened}
 	s.store = store
 	logs, err := raft.NewLogCache(512, store)

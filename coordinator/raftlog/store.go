@@ -45,11 +45,34 @@ type Store interface {
 	io.Closer
 }
 
-// Open opens the raft log and stable store of dataDir, of kind Bolt ("" is
-// Bolt) or Pebble; any other kind is refused as CheckKind says. Pebble
-// migrates a raft.db in dataDir first; Bolt refuses a data dir that holds
-// a pebble store. noSync drops fsyncs: benchmarks only.
+// Auto ("", the default) opens the store a data dir already holds, and
+// Pebble in a new one: an upgrade never migrates a data dir behind the
+// operator's back (Pebble, asked for by name, does).
+const Auto = ""
+
+// Resolve is the store Open opens for kind in dataDir: kind itself, or for
+// Auto, Pebble if dataDir holds a pebble store (a migration that did not
+// finish included), Bolt if it holds a raft.db only, and Pebble if it
+// holds neither.
+func Resolve(dataDir, kind string) string {
+	if kind != Auto {
+		return kind
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, pebbleDir)); err == nil {
+		return Pebble
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, boltFile)); err == nil {
+		return Bolt
+	}
+	return Pebble
+}
+
+// Open opens the raft log and stable store of dataDir, of kind Auto, Bolt
+// or Pebble (see Resolve); any other kind is refused as CheckKind says.
+// Pebble migrates a raft.db in dataDir first; Bolt refuses a data dir that
+// holds a pebble store. noSync drops fsyncs: benchmarks only.
 func Open(dataDir, kind string, noSync bool) (Store, error) {
+	kind = Resolve(dataDir, kind)
 	boltPath := filepath.Join(dataDir, boltFile)
 	walDir := filepath.Join(dataDir, "wal")
 	if _, err := os.Stat(walDir); err == nil && CheckKind(kind) == nil {
@@ -60,7 +83,7 @@ func Open(dataDir, kind string, noSync bool) (Store, error) {
 	switch kind {
 	case Pebble:
 		return openPebbleDataDir(dataDir, noSync)
-	case "", Bolt:
+	case Bolt:
 		if _, err := os.Stat(filepath.Join(dataDir, pebbleDir)); err == nil {
 			return nil, fmt.Errorf("data dir %s holds a pebble raft log (%s), and its log and votes are newer than any raft.db there; "+
 				"start the node with --log-store %s (going back to boltdb: remove the node from the cluster, wipe the dir and add it back)",
@@ -95,7 +118,7 @@ func Open(dataDir, kind string, noSync bool) (Store, error) {
 // CheckKind says what is wrong with a LogStore setting, or nil.
 func CheckKind(kind string) error {
 	switch kind {
-	case "", Bolt, Pebble:
+	case Auto, Bolt, Pebble:
 		return nil
 	case wal:
 		return errors.New(`LogStore: "wal" (raft-wal) was removed: v0.4.0 can leave a node unable to restart after a leader change (hashicorp/raft-wal#31); use "boltdb" or "pebble"`)

@@ -38,7 +38,7 @@ func TestLogStoreBoltKeepsEntries(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = Open(dir, "", false) // empty means boltdb
+	st, err = Open(dir, Auto, false) // a raft.db stays boltdb
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,5 +51,55 @@ func TestLogStoreBoltKeepsEntries(t *testing.T) {
 		if _, err := Open(t.TempDir(), kind, false); err == nil {
 			t.Errorf("log store %q accepted", kind)
 		}
+	}
+}
+
+// Auto, the default, never changes the store of a data dir that has one:
+// an upgraded node keeps its raft.db; a new data dir gets pebble; a pebble
+// data dir (or one whose migration stopped half way) stays pebble.
+func TestOpenAutoKeepsTheDataDirsStore(t *testing.T) {
+	entry := &raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("x")}
+	open := func(dir, kind string) {
+		t.Helper()
+		st, err := Open(dir, kind, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.StoreLog(entry); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	has := func(dir, name string) bool {
+		_, err := os.Stat(filepath.Join(dir, name))
+		return err == nil
+	}
+
+	fresh := t.TempDir()
+	if got := Resolve(fresh, Auto); got != Pebble {
+		t.Errorf("Resolve(new dir) = %q, want %q", got, Pebble)
+	}
+	open(fresh, Auto)
+	if !has(fresh, pebbleDir) || has(fresh, boltFile) {
+		t.Errorf("a new data dir opened with the default holds pebble %v, raft.db %v; want pebble only", has(fresh, pebbleDir), has(fresh, boltFile))
+	}
+
+	old := t.TempDir()
+	open(old, Bolt)
+	if got := Resolve(old, Auto); got != Bolt {
+		t.Errorf("Resolve(dir with raft.db) = %q, want %q", got, Bolt)
+	}
+	open(old, Auto)
+	if has(old, pebbleDir) {
+		t.Errorf("the default migrated a boltdb data dir to pebble")
+	}
+	if got := Resolve(old, Pebble); got != Pebble {
+		t.Errorf("Resolve(raft.db dir, pebble) = %q: asking by name must win", got)
+	}
+
+	if got := Resolve(fresh, Auto); got != Pebble {
+		t.Errorf("Resolve(pebble dir) = %q, want %q", got, Pebble)
 	}
 }

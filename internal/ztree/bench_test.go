@@ -75,28 +75,7 @@ func BenchmarkFingerprint(b *testing.B) {
 
 // BenchmarkSnapshot writes and restores a snapshot of 10 000 nodes.
 func BenchmarkSnapshot(b *testing.B) {
-	h := benchTree(b, 10_000)
-	snap := h.snapshot()
-	b.Run("write", func(b *testing.B) {
-		v := h.tree.View()
-		b.SetBytes(int64(len(snap)))
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := v.WriteSnapshot(io.Discard); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("restore", func(b *testing.B) {
-		tr := New()
-		b.SetBytes(int64(len(snap)))
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := tr.Restore(bytes.NewReader(snap)); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	benchSnapshot(b, benchTree(b, 10_000))
 }
 
 // BenchmarkSnapshotFullDedup writes and restores a snapshot whose
@@ -109,6 +88,11 @@ func BenchmarkSnapshotFullDedup(b *testing.B) {
 			Path: fmt.Sprintf("/bench/g000/n%03d", i%100), Data: make([]byte, 64),
 		}}})))
 	}
+	benchSnapshot(b, h)
+}
+
+// benchSnapshot measures writing h's tree to a snapshot and restoring one.
+func benchSnapshot(b *testing.B, h *harness) {
 	snap := h.snapshot()
 	b.Run("write", func(b *testing.B) {
 		v := h.tree.View()

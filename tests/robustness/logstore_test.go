@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/colonymesh/colony/coordinator/raftlog"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
-	"github.com/colonymesh/colony/tests/support/faultfs"
 )
 
 // TestFailingFsync is the fsyncgate fault: a node's disk starts failing
@@ -35,74 +33,14 @@ import (
 // tree. ROBUSTNESS_LOG_STORE picks the store (default here: pebble).
 func TestFailingFsync(t *testing.T) {
 	const seed = 17
-	start := time.Now()
 	sc := newScenario(seed, 0, []faultKind{faultSlowDisk})
 	sc.LogStore = raftlog.Pebble
 	if ls := os.Getenv(envLogStore); ls != "" {
 		sc.LogStore = ls
 	}
-	r := &run{t: t, sc: sc, start: start, events: newEventLog(start), h: newHistory(start), files: map[string]string{}}
-	r.c = newCluster(t, t.TempDir(), clusterOptions{Nodes: sc.Nodes, Seed: seed, ExtraArgs: sc.nodeArgs()}, r.events)
-	ds := disksOf(r.c)
-	mctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	err := ds.mountAll(mctx, seed, r.events)
-	cancel()
-	if errors.Is(err, faultfs.ErrUnavailable) {
-		t.Skipf("failing fsync needs FUSE: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("scenario: seed %d, %s; every node's directory on a faultfs mount", seed, sc.describe())
-	for i := range sc.Keys {
-		r.keys = append(r.keys, fmt.Sprintf("%sk%d", keyPrefix, i))
-	}
-	defer func() {
-		if t.Failed() || os.Getenv(envKeepReports) == "1" {
-			r.writeReport()
-		}
-	}()
-	r.setup()
+	r, _ := newDiskRun(t, sc, "failing fsync")
 
-	ctx, stopWorkload := context.WithCancel(context.Background())
-	watchCtx, stopWatches := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { // on every path: the workload and watches end first
-		stopWorkload()
-		stopWatches()
-		wg.Wait()
-	}()
-	go1 := func(f func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
-	eps, tlsCfg := r.c.ClientEndpoints(), r.c.ClientTLS()
-	for i := range r.c.Nodes {
-		w, err := newWatchRecorder(fmt.Sprintf("w%d", i), strings.TrimSuffix(keyPrefix, "/"), eps, tlsCfg, i)
-		if err != nil {
-			t.Fatalf("watch: %v", err)
-		}
-		defer w.close()
-		r.watchers = append(r.watchers, w)
-		go1(func() { w.run(watchCtx) })
-	}
-	for _, w := range r.watchers {
-		select {
-		case <-w.started:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("watch %s was not registered within 20s", w.name)
-		}
-	}
-	var clients []*kvClient
-	for i := range sc.Clients {
-		c, err := newKVClient(i, eps, tlsCfg, seed, r.h, r.keys)
-		if err != nil {
-			t.Fatalf("client: %v", err)
-		}
-		defer c.close()
-		clients = append(clients, c)
-		go1(func() { c.run(ctx) })
-	}
+	w := r.startWorkload(nil)
 	time.Sleep(2 * time.Second) // writes in flight before the first fault
 
 	for _, role := range []string{"leader", "follower"} {
@@ -116,22 +54,8 @@ func TestFailingFsync(t *testing.T) {
 	}
 	r.events.note("healed", "every fault healed")
 	time.Sleep(time.Second)
-	stopWorkload()
-	r.events.note("workload", "stopped")
-
-	r.checkConvergence()
-	r.finalReads()
-	r.waitWatchesCatchUp()
-	stopWatches()
-	wg.Wait()
-	for _, c := range clients {
-		for _, u := range c.unexpected {
-			r.fail("client %d: unexpected error: %s", c.id, u)
-		}
-	}
-	r.checkLinearizable()
-	r.checkWatches()
-	r.logStats(clients)
+	r.finishKV(w, nil)
+	r.logStats(w.clients)
 }
 
 // failFsync makes every fsync of one node's disk (the leader's or a

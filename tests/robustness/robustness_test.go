@@ -53,8 +53,10 @@ const (
 	// once, 0..1 ("on" is 0.5); default 0 (the short default run overlaps
 	// seed 2's).
 	envOverlap = "ROBUSTNESS_OVERLAP"
-	// envLogStore: the raft log store passed to --log-store (default:
-	// boltdb, the only one since raft-wal was removed).
+	// envLogStore: the raft log store passed to --log-store (boltdb or
+	// pebble) by the scenario, slow-disk, failing-fsync and power-loss
+	// tests. Default: boltdb, but the last two run pebble (failing fsync)
+	// or both (power loss).
 	envLogStore = "ROBUSTNESS_LOG_STORE"
 )
 
@@ -67,7 +69,7 @@ var (
 )
 
 // canaries are the values ROBUSTNESS_CANARY accepts.
-var canaries = []string{"stale-reads", "ephemeral-delete", "sidecar-cut"}
+var canaries = []string{"stale-reads", "ephemeral-delete", "sidecar-cut", "no-fsync"}
 
 // TestRobustness runs one randomised fault scenario per seed against a
 // 3-node cluster of real processes and checks the recorded histories. A
@@ -192,6 +194,9 @@ type scenario struct {
 	// LowSnapshots makes nodes snapshot and compact every few dozen
 	// entries, so a lagging follower needs InstallSnapshot.
 	LowSnapshots bool
+	// UnsafeNoFsync runs the nodes without fsync of the raft log: only for
+	// the power-loss canary, which must then fail.
+	UnsafeNoFsync bool
 }
 
 func newScenario(seed uint64, d time.Duration, faults []faultKind) scenario {
@@ -239,6 +244,9 @@ func (sc scenario) nodeArgs() []string {
 	if sc.LowSnapshots {
 		args = append(args, "--snapshot-interval", "200ms", "--snapshot-threshold", "64", "--trailing-logs", "32")
 	}
+	if sc.UnsafeNoFsync {
+		args = append(args, "--unsafe-no-fsync")
+	}
 	return args
 }
 
@@ -273,8 +281,7 @@ func (r *run) fail(format string, args ...any) {
 // runScenario runs one scenario and returns the report folder's path, if
 // one was written.
 func runScenario(t *testing.T, sc scenario) string {
-	start := time.Now()
-	r := &run{t: t, sc: sc, start: start, events: newEventLog(start), h: newHistory(start), files: map[string]string{}}
+	r := newRun(t, sc)
 	t.Logf("scenario: seed %d, %s", sc.Seed, sc.describe())
 	r.c = newCluster(t, t.TempDir(), clusterOptions{Nodes: sc.Nodes, Seed: sc.Seed, ExtraArgs: sc.nodeArgs()}, r.events)
 	r.events.note("cluster", "%d nodes ready", sc.Nodes)
@@ -291,48 +298,10 @@ func runScenario(t *testing.T, sc scenario) string {
 		return r.reportPath()
 	}
 
-	ctx, stopWorkload := context.WithCancel(context.Background())
-	watchCtx, stopWatches := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { // on every path: the workload and watches end first
-		stopWorkload()
-		stopWatches()
-		wg.Wait()
-	}()
-	go1 := func(f func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
-
 	// Watches first, so they see every write of the workload.
+	w := r.startWorkload(func(c *kvClient) { c.staleReads = os.Getenv(envCanary) == "stale-reads" })
+	ctx, watchCtx, go1 := w.ctx, w.watchCtx, w.goRun
 	eps, tlsCfg := r.c.ClientEndpoints(), r.c.ClientTLS()
-	for i := range r.c.Nodes {
-		w, err := newWatchRecorder(fmt.Sprintf("w%d", i), strings.TrimSuffix(keyPrefix, "/"), eps, tlsCfg, i)
-		if err != nil {
-			t.Fatalf("watch: %v", err)
-		}
-		defer w.close()
-		r.watchers = append(r.watchers, w)
-		go1(func() { w.run(watchCtx) })
-	}
-	for _, w := range r.watchers {
-		select {
-		case <-w.started:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("watch %s was not registered within 20s", w.name)
-		}
-	}
-	var clients []*kvClient
-	for i := range sc.Clients {
-		c, err := newKVClient(i, eps, tlsCfg, sc.Seed, r.h, r.keys)
-		if err != nil {
-			t.Fatalf("client: %v", err)
-		}
-		defer c.close()
-		c.staleReads = os.Getenv(envCanary) == "stale-reads"
-		clients = append(clients, c)
-		go1(func() { c.run(ctx) })
-	}
 	canary := os.Getenv(envCanary)
 	var err error
 	r.sessions, err = newSessionWorkload(eps, tlsCfg, sc.Seed, r.events, canary == "ephemeral-delete")
@@ -385,28 +354,14 @@ func runScenario(t *testing.T, sc scenario) string {
 		r.fail("harness: %s", e)
 	}
 	time.Sleep(time.Second)
-	stopWorkload()
-	r.events.note("workload", "stopped")
-
-	r.checkConvergence()
-	r.finalReads()
-	r.waitWatchesCatchUp()
-	r.sessions.finish(r)
-	r.careless.finish(r)
-	for _, b := range r.breakers {
-		b.finish(r)
-	}
-	r.sidecars.finish()
-	stopWatches()
-	wg.Wait()
-
-	for _, c := range clients {
-		for _, u := range c.unexpected {
-			r.fail("client %d: unexpected error: %s", c.id, u)
+	r.finishKV(w, func() {
+		r.sessions.finish(r)
+		r.careless.finish(r)
+		for _, b := range r.breakers {
+			b.finish(r)
 		}
-	}
-	r.checkLinearizable()
-	r.checkWatches()
+		r.sidecars.finish()
+	})
 	r.sessions.check(r)
 	r.careless.check(r)
 	for _, b := range r.breakers {
@@ -421,7 +376,7 @@ func runScenario(t *testing.T, sc scenario) string {
 	r.sidecars.check(r, committed)
 	r.sidecars.checkLogs(r)
 	r.locks.check(r)
-	r.logStats(clients)
+	r.logStats(w.clients)
 	if t.Failed() || os.Getenv(envKeepReports) == "1" {
 		return r.reportPath()
 	}

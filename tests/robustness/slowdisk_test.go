@@ -491,74 +491,16 @@ func catchUp(ctx context.Context, n *Node, target uint64) bool {
 // what leadership did.
 func TestSlowDisk(t *testing.T) {
 	const seed = 7
-	start := time.Now()
 	sc := newScenario(seed, 0, []faultKind{faultSlowDisk})
-	r := &run{t: t, sc: sc, start: start, events: newEventLog(start), h: newHistory(start), files: map[string]string{}}
-	base := t.TempDir()
-	r.c = newCluster(t, base, clusterOptions{Nodes: sc.Nodes, Seed: seed, ExtraArgs: sc.nodeArgs()}, r.events)
-	ds := disksOf(r.c)
-	mctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	err := ds.mountAll(mctx, seed, r.events)
-	cancel()
-	if errors.Is(err, faultfs.ErrUnavailable) {
-		t.Skipf("slow-disk needs FUSE: %v", err)
+	if ls := os.Getenv(envLogStore); ls != "" {
+		sc.LogStore = ls
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("scenario: seed %d, %s; every node's directory on a faultfs mount", seed, sc.describe())
-	for i := range sc.Keys {
-		r.keys = append(r.keys, fmt.Sprintf("%sk%d", keyPrefix, i))
-	}
-	defer func() {
-		if t.Failed() || os.Getenv(envKeepReports) == "1" {
-			r.writeReport()
-		}
-	}()
-	r.setup()
+	r, ds := newDiskRun(t, sc, "slow-disk")
 
-	ctx, stopWorkload := context.WithCancel(context.Background())
-	watchCtx, stopWatches := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { // on every path: the workload and watches end first
-		stopWorkload()
-		stopWatches()
-		wg.Wait()
-	}()
-	go1 := func(f func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
-	eps, tlsCfg := r.c.ClientEndpoints(), r.c.ClientTLS()
-	for i := range r.c.Nodes {
-		w, err := newWatchRecorder(fmt.Sprintf("w%d", i), strings.TrimSuffix(keyPrefix, "/"), eps, tlsCfg, i)
-		if err != nil {
-			t.Fatalf("watch: %v", err)
-		}
-		defer w.close()
-		r.watchers = append(r.watchers, w)
-		go1(func() { w.run(watchCtx) })
-	}
-	for _, w := range r.watchers {
-		select {
-		case <-w.started:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("watch %s was not registered within 20s", w.name)
-		}
-	}
-	var clients []*kvClient
-	for i := range sc.Clients {
-		c, err := newKVClient(i, eps, tlsCfg, seed, r.h, r.keys)
-		if err != nil {
-			t.Fatalf("client: %v", err)
-		}
-		defer c.close()
-		clients = append(clients, c)
-		go1(func() { c.run(ctx) })
-	}
-	r.locks = newLockWorkload(eps, tlsCfg, seed)
+	w := r.startWorkload(nil)
+	r.locks = newLockWorkload(r.c.ClientEndpoints(), r.c.ClientTLS(), seed)
 	defer r.locks.close()
-	go1(func() { r.locks.run(ctx) })
+	w.goRun(func() { r.locks.run(w.ctx) })
 
 	// A baseline window without faults, then each variant once.
 	baseStart := r.events.now()
@@ -582,23 +524,9 @@ func TestSlowDisk(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second)
-	stopWorkload()
-	r.events.note("workload", "stopped")
-
-	r.checkConvergence()
-	r.finalReads()
-	r.waitWatchesCatchUp()
-	stopWatches()
-	wg.Wait()
-	for _, c := range clients {
-		for _, u := range c.unexpected {
-			r.fail("client %d: unexpected error: %s", c.id, u)
-		}
-	}
-	r.checkLinearizable()
-	r.checkWatches()
+	r.finishKV(w, nil)
 	r.locks.check(r)
-	r.logStats(clients)
+	r.logStats(w.clients)
 
 	rounds := ds.roundsSoFar()
 	if len(rounds) != int(numDiskVariants) {
@@ -702,4 +630,35 @@ func (r *run) availability(name string, rd diskRound) windowAvailability {
 		a.P50, a.P99, a.Max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
 	}
 	return a
+}
+
+// newDiskRun starts scenario sc on a cluster whose every node keeps its
+// directory on a faultfs mount (the test is skipped where FUSE is not
+// available, naming what needs it), and sets the cluster up for the
+// workload. The run's report is written when the test fails or reports are
+// kept.
+func newDiskRun(t *testing.T, sc scenario, what string) (*run, *diskSet) {
+	r := newRun(t, sc)
+	r.c = newCluster(t, t.TempDir(), clusterOptions{Nodes: sc.Nodes, Seed: sc.Seed, ExtraArgs: sc.nodeArgs()}, r.events)
+	ds := disksOf(r.c)
+	mctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	err := ds.mountAll(mctx, sc.Seed, r.events)
+	cancel()
+	if errors.Is(err, faultfs.ErrUnavailable) {
+		t.Skipf("%s needs FUSE: %v", what, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("scenario: seed %d, %s; every node's directory on a faultfs mount", sc.Seed, sc.describe())
+	for i := range sc.Keys {
+		r.keys = append(r.keys, fmt.Sprintf("%sk%d", keyPrefix, i))
+	}
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv(envKeepReports) == "1" {
+			r.writeReport()
+		}
+	})
+	r.setup()
+	return r, ds
 }

@@ -52,6 +52,16 @@ type FS struct {
 	stall      chan struct{} // non-nil while stalled; closed by Release
 	stats      Stats
 
+	// Volatile writes (volatile.go). vmu is held for reading by every
+	// change to a file and for writing by PowerLoss and SetVolatile; umu
+	// guards the records.
+	vmu       sync.RWMutex
+	volatile  bool
+	umu       sync.Mutex
+	undo      map[uint64]*undoLog // by backing inode number
+	undoBytes int64
+	undoLimit int64
+
 	unmountOnce sync.Once
 	unmountErr  error // set once by the first Unmount
 }
@@ -66,6 +76,9 @@ type Stats struct {
 	WaitingFsyncs  int64         // fsyncs being held by Stall right now
 	MaxFsync       time.Duration // the longest fsync, injected wait included
 	InjectedFsyncs time.Duration // the sum of injected waits in fsyncs (latency and stalls)
+	PowerLosses    int64         // PowerLoss calls
+	RestoredFiles  int64         // files PowerLoss put back to their last fsync
+	UndoOverflows  int64         // writes failed because the volatile record was full
 }
 
 // Option configures Mount.
@@ -88,6 +101,8 @@ func newFS(backing, mountpoint string, opts []Option) *FS {
 		served:     make(chan struct{}),
 		closing:    make(chan struct{}),
 		rng:        rand.New(rand.NewPCG(o.seed, 0xfa17)),
+		undo:       map[uint64]*undoLog{},
+		undoLimit:  DefaultUndoLimit,
 	}
 }
 
