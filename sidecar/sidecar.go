@@ -99,9 +99,9 @@ type Sidecar struct {
 	enforcers   []Enforcer
 	subs        map[chan struct{}]struct{} // WatchBreakers streams to poke
 	lastView    View
-	secrets     map[string]probeSecret  // callee -> the current generation's probe secret
-	alsNodes    map[string]int // node id -> open access log streams
-	viewNames   []string       // lastView's callees' names, sorted
+	secrets     map[string]probeSecret // callee -> the current generation's probe secret
+	alsNodes    map[string]int         // node id -> open access log streams
+	viewNames   []string               // lastView's callees' names, sorted
 	gate        *gate
 	metrics     *metrics
 	started     time.Time // New: a sidecar that never reached the coordinator is stale from then
