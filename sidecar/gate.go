@@ -178,7 +178,6 @@ func newGate(cfg gateConfig) *gate {
 		Protocols:         &p,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: min(cfg.MaxCalls, 1000)},
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 	}
 	g.wg.Add(1)
@@ -340,9 +339,21 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), gateCallKey{}, c), timeout)
 	defer cancel()
 	sw := &statusWriter{ResponseWriter: w}
+	// The proxy aborts the handler (panics with http.ErrAbortHandler) when
+	// the response breaks off midway: the outcome is recorded all the same.
+	done := false
+	defer func() {
+		if !done && c.err == nil {
+			c.err = errResponseAborted
+		}
+		g.cfg.Record(t.callee, outcomeOf(c, sw, r.Context(), ctx, time.Since(start)))
+	}()
 	g.proxy.ServeHTTP(sw, r.WithContext(ctx))
-	g.cfg.Record(t.callee, outcomeOf(c, sw, r.Context(), ctx, time.Since(start)))
+	done = true
 }
+
+// errResponseAborted marks a call whose response broke off after it began.
+var errResponseAborted = errors.New("probe gate: the response broke off")
 
 // outcomeOf is the outcome of a forwarded call: the proxy's error, or the
 // response's gRPC status (trailers, or a trailers-only response's
