@@ -305,6 +305,7 @@ func TestEnvoyLeg(t *testing.T) {
 		}
 		clusters = append(clusters, c.GetName())
 	}
+	slices.Sort(clusters)
 	if want := []string{"catalog", xds.ProbeGateCluster}; !slices.Equal(clusters, want) {
 		t.Errorf("clusters %v, want %v", clusters, want)
 	}
