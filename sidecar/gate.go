@@ -162,6 +162,26 @@ func newGate(cfg gateConfig) *gate {
 		}),
 		// gRPC streams and needs its trailers: nothing is held back.
 		FlushInterval: -1,
+		// The proxy sends the headers as soon as it has them, so a
+		// trailers-only response (grpc-status in the headers, as gRPC
+		// answers an error before any message) would reach the caller as
+		// headers, then an end without trailers. Its status goes in the
+		// trailers instead.
+		ModifyResponse: func(res *http.Response) error {
+			if res.Header.Get("Grpc-Status") == "" || !gateCallOf(res.Request.Context()).target.grpc {
+				return nil
+			}
+			if res.Trailer == nil {
+				res.Trailer = http.Header{}
+			}
+			for _, k := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"} {
+				if v, ok := res.Header[k]; ok {
+					res.Trailer[k] = v
+					delete(res.Header, k)
+				}
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			c := gateCallOf(r.Context())
 			c.err = err
