@@ -20,6 +20,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/internal/xdsdial"
+	"github.com/colonymesh/colony/internal/xdsdial/xdsdialtest"
 )
 
 // backend is a real gRPC server standing in for one callee instance: it
@@ -100,12 +101,7 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 // bootstrap naming the server and the caller's node.
 func dialXDS(t testing.TB, serverAddr, nodeID, target string, opts ...xdsdial.Option) *grpc.ClientConn {
 	t.Helper()
-	cc, err := xdsdial.DialWith(serverAddr, nodeID, "checkout", target, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
+	return xdsdialtest.Dial(t, serverAddr, nodeID, "checkout", target, opts...)
 }
 
 func callOnce(cc *grpc.ClientConn) error {

@@ -15,13 +15,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
-	"github.com/colonymesh/colony/tests/framework"
 )
 
 // callerTotals is a stock caller's running totals, as it prints them.
@@ -46,9 +44,8 @@ func parseTotals(line string) (callerTotals, bool) {
 // from its own bootstrap naming its sidecar and prints its totals, which
 // this follows.
 type stockProc struct {
-	id   string // service/instance, the x-test-caller tag its calls carry
-	cmd  *exec.Cmd
-	done chan struct{}
+	*proc
+	id string // service/instance, the x-test-caller tag its calls carry
 
 	mu      sync.Mutex
 	totals  callerTotals
@@ -67,25 +64,10 @@ func stockBootstrap(server, nodeID, cluster string) string {
 func startStockProc(t *testing.T, dir, bin, id string, sidecar *sidecarProc, args ...string) *stockProc {
 	t.Helper()
 	service, instance, _ := strings.Cut(id, "/")
-	p := &stockProc{id: id, done: make(chan struct{}), changed: make(chan struct{})}
-	logPath := filepath.Join(dir, "stock-"+service+"-"+instance+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), "GRPC_XDS_BOOTSTRAP_CONFIG="+stockBootstrap(sidecar.addr, "stock-"+instance+"-of-"+service, service))
-	p.cmd.Stderr = logf
-	p.cmd.SysProcAttr = framework.SysProcAttr()
-	out, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.done)
+	p := &stockProc{id: id, changed: make(chan struct{})}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "GRPC_XDS_BOOTSTRAP_CONFIG="+stockBootstrap(sidecar.addr, "stock-"+instance+"-of-"+service, service))
+	p.proc = startProc(t, id, filepath.Join(dir, "stock-"+service+"-"+instance+".log"), 20, cmd, func(out io.Reader) {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if tot, ok := parseTotals(sc.Text()); ok {
@@ -96,34 +78,8 @@ func startStockProc(t *testing.T, dir, bin, id string, sidecar *sidecarProc, arg
 				p.mu.Unlock()
 			}
 		}
-		io.Copy(io.Discard, out)
-		p.cmd.Wait()
-		logf.Close()
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil && len(b) > 0 {
-				t.Logf("--- %s stderr (last 20 lines) ---\n%s", id, lastLines(string(b), 20))
-			}
-		}
 	})
 	return p
-}
-
-func (p *stockProc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(exitTimeout):
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
 }
 
 // current returns the last totals printed.
