@@ -145,7 +145,7 @@ func newGate(cfg gateConfig) *gate {
 		slots: make(chan struct{}, cfg.MaxCalls),
 		spent: map[string]gateSpend{},
 		h1: &http.Transport{Protocols: &h1p, DialContext: dialer.DialContext, MaxIdleConnsPerHost: 16,
-			IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 0},
+			IdleConnTimeout: 90 * time.Second},
 		h2c: &http.Transport{Protocols: &h2p, DialContext: dialer.DialContext, IdleConnTimeout: 90 * time.Second},
 	}
 	g.proxy = &httputil.ReverseProxy{
@@ -186,7 +186,8 @@ func newGate(cfg gateConfig) *gate {
 			c := gateCallOf(r.Context())
 			c.err = err
 			msg := fmt.Sprintf("colony: probe gate: calling %s at %s: %v", c.target.callee, c.endpoint, err)
-			writeReject(w, c.target, msg, c.target.grpc, err)
+			// Not the breaker's rejection: no breaker header.
+			writeReject(w, gateTarget{}, msg, c.target.grpc, err)
 		},
 		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 	}
@@ -439,9 +440,10 @@ func (w *statusWriter) status() int {
 	return w.code
 }
 
-// writeReject answers a call the gate does not forward: for gRPC a
-// trailers-only response with UNAVAILABLE (DEADLINE_EXCEEDED when the
-// call's own time ran out), for HTTP 503 with the breaker header.
+// writeReject answers a call the gate does not forward, or could not
+// (err): for gRPC a trailers-only response with UNAVAILABLE
+// (DEADLINE_EXCEEDED when the call's time ran out), for HTTP 503 with the
+// breaker header naming t (none for an empty t), 502 or 504 for err.
 func writeReject(w http.ResponseWriter, t gateTarget, msg string, isGRPC bool, err error) {
 	h := w.Header()
 	if isGRPC {
@@ -460,8 +462,11 @@ func writeReject(w http.ResponseWriter, t gateTarget, msg string, isGRPC bool, e
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	status := http.StatusServiceUnavailable
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusGatewayTimeout
+	case err != nil:
+		status = http.StatusBadGateway
 	}
 	w.WriteHeader(status)
 	fmt.Fprintln(w, msg)

@@ -81,16 +81,35 @@ func startGateBackend(t *testing.T, b *gateBackend) *gateBackend {
 	return b
 }
 
-// recorded collects the outcomes a gate records.
+// recorded collects the outcomes a gate records. The gate records a call
+// after its caller has the answer: wait for n before looking.
 type recorded struct {
 	mu    sync.Mutex
 	calls []breaker.Call
+	added chan struct{} // one send per outcome
 }
 
 func (r *recorded) record(callee string, c breaker.Call) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.calls = append(r.calls, c)
+	r.mu.Unlock()
+	r.added <- struct{}{}
+}
+
+// wait returns the outcomes once there are n.
+func (r *recorded) wait(t *testing.T, n int) []breaker.Call {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for calls := r.get(); ; calls = r.get() {
+		if len(calls) >= n {
+			return calls
+		}
+		select {
+		case <-r.added:
+		case <-timeout:
+			t.Fatalf("%d outcomes recorded, want %d", len(calls), n)
+		}
+	}
 }
 
 func (r *recorded) get() []breaker.Call {
@@ -107,7 +126,7 @@ func testGate(t *testing.T, target *atomic.Pointer[gateTarget], maxCalls int, ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorded{}
+	rec := &recorded{added: make(chan struct{}, 4096)}
 	g := newGate(gateConfig{
 		Listener: lis, MaxCalls: maxCalls, MaxCallDuration: maxCall, Record: rec.record,
 		Lookup: func(authority string) (gateTarget, bool) {
@@ -186,7 +205,7 @@ func TestGateAdmitsExactlyThePermits(t *testing.T) {
 			t.Fatalf("rejected call: %v, want UNAVAILABLE %q", err, want)
 		}
 	}
-	if got := len(rec.get()); got != 3 {
+	if got := len(rec.wait(t, 3)); got != 3 {
 		t.Errorf("%d outcomes recorded, want the 3 forwarded calls'", got)
 	}
 
@@ -258,13 +277,13 @@ func TestGateRecordsOutcomes(t *testing.T) {
 	g, rec := testGate(t, &target, 1024, 0)
 	cc := dialGate(t, g, "payments")
 
-	for _, code := range []codes.Code{codes.OK, codes.Internal, codes.Unavailable, codes.NotFound} {
+	for i, code := range []codes.Code{codes.OK, codes.Internal, codes.Unavailable, codes.NotFound} {
 		be.code.Store(int32(code))
 		err := check(cc)
 		if got := status.Code(err); got != code {
 			t.Fatalf("call answered %v by the callee: the caller got %v", code, err)
 		}
-		calls := rec.get()
+		calls := rec.wait(t, i+1)
 		last := calls[len(calls)-1]
 		if last.Kind != breaker.CallGRPC || last.Code != int(code) || last.Duration < delay {
 			t.Errorf("recorded %+v for a call answered %v after %v", last, code, delay)
@@ -279,7 +298,7 @@ func TestGateRecordsOutcomes(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("a call past the gate's bound: %v, want DEADLINE_EXCEEDED", err)
 	}
-	if calls := rec2.get(); len(calls) != 1 || calls[0].Kind != breaker.CallTimeout {
+	if calls := rec2.wait(t, 1); len(calls) != 1 || calls[0].Kind != breaker.CallTimeout {
 		t.Errorf("recorded %+v, want one timeout", calls)
 	}
 }
@@ -301,11 +320,7 @@ func TestGateStreams(t *testing.T) {
 		t.Fatalf("the first message of an open stream: %v", err)
 	}
 	cancel()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(rec.get()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if calls := rec.get(); len(calls) != 1 || calls[0].Kind != breaker.CallGRPC || calls[0].Code != int(codes.Canceled) {
+	if calls := rec.wait(t, 1); len(calls) != 1 || calls[0].Kind != breaker.CallGRPC || calls[0].Code != int(codes.Canceled) {
 		t.Errorf("recorded %+v, want the caller's cancel", calls)
 	}
 }
@@ -368,7 +383,7 @@ func TestGateHTTP(t *testing.T) {
 	if resp := get(); resp.StatusCode != http.StatusTeapot || got.Load() != "HTTP/1.1 payments:8080" {
 		t.Errorf("forwarded: %d, upstream saw %v; want 418 over HTTP/1.1 for payments:8080", resp.StatusCode, got.Load())
 	}
-	if calls := rec.get(); len(calls) != 1 || calls[0].Kind != breaker.CallHTTP || calls[0].Code != http.StatusTeapot {
+	if calls := rec.wait(t, 1); len(calls) != 1 || calls[0].Kind != breaker.CallHTTP || calls[0].Code != http.StatusTeapot {
 		t.Errorf("recorded %+v", calls)
 	}
 	resp := get()
