@@ -159,6 +159,7 @@ func logHistory(t *testing.T, pair string, info *client.BreakerInfo) {
 type halfOpenPeriod struct {
 	generation uint64
 	from, to   time.Time      // HALF_OPEN's start; the next HALF_OPEN's, or CLOSED's
+	decided    time.Time      // when the period's HALF_OPEN ended
 	permits    map[string]int // instance -> probe permits
 	budget     int            // the permits' sum
 	outcome    breaker.State  // what the period ended in (OPEN or CLOSED)
@@ -193,7 +194,7 @@ func halfOpenPeriods(history []breaker.HistoryEntry, caller string, calls []call
 				continue
 			}
 			if p.outcome == 0 && next.From == breaker.HalfOpen {
-				p.outcome = next.To
+				p.outcome, p.decided = next.To, next.At
 			}
 			if next.To == breaker.HalfOpen || next.To == breaker.Closed {
 				p.to = next.At
@@ -340,8 +341,9 @@ policies:
 		for _, inst := range slices.Sorted(maps.Keys(p.permits)) {
 			per = append(per, fmt.Sprintf("%s %d of %d", inst, p.reached[inst], p.permits[inst]))
 		}
-		t.Logf("HALF_OPEN gen %d (%v, ended %v): %d calls reached the callee against a budget of %d (%s)",
-			p.generation, p.to.Sub(p.from).Round(time.Millisecond), p.outcome, p.total(), p.budget, strings.Join(per, ", "))
+		t.Logf("HALF_OPEN gen %d: %v in HALF_OPEN, then %v (period %v): %d calls reached the callee against a budget of %d (%s)",
+			p.generation, p.decided.Sub(p.from).Round(time.Millisecond), p.outcome, p.to.Sub(p.from).Round(time.Millisecond),
+			p.total(), p.budget, strings.Join(per, ", "))
 		if p.budget != budget {
 			t.Errorf("HALF_OPEN gen %d: permits %v sum to %d, want the policy's budget %d", p.generation, p.permits, p.budget, budget)
 		}
