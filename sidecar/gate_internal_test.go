@@ -424,3 +424,26 @@ func TestEncodeGRPCMessage(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestGateOutcomesFollowThePolicy: the gate's outcomes are classified with
+// the pair's policy, as access log entries are: its gRPC code lists and its
+// slow-call duration apply to stock clients' probes.
+func TestGateOutcomesFollowThePolicy(t *testing.T) {
+	s := bareSidecar()
+	p := breaker.DefaultPolicy()
+	p.SlowCallDuration = 50 * time.Millisecond
+	p.Classification = breaker.Classification{GRPCFailures: []string{"INTERNAL"}}
+	s.policies["payments"] = breaker.PolicySet{Callee: "payments", Policy: p}
+	for _, c := range []breaker.Call{
+		{Kind: breaker.CallGRPC, Code: int(codes.Internal), Duration: time.Millisecond},    // failure
+		{Kind: breaker.CallGRPC, Code: int(codes.Unavailable), Duration: time.Millisecond}, // not listed: success
+		{Kind: breaker.CallGRPC, Code: int(codes.OK), Duration: 80 * time.Millisecond},     // slow success
+		{Kind: breaker.CallTimeout, Duration: 2 * time.Second},                             // slow failure
+	} {
+		s.gateOutcome("payments", c)
+	}
+	got := *s.agg["payments"]
+	if got.Successes != 2 || got.Failures != 2 || got.Slow != 2 {
+		t.Errorf("counts %+v, want 2 successes and 2 failures, 2 of them slow", got)
+	}
+}
