@@ -447,3 +447,43 @@ func TestGateOutcomesFollowThePolicy(t *testing.T) {
 		t.Errorf("counts %+v, want 2 successes and 2 failures, 2 of them slow", got)
 	}
 }
+
+// BenchmarkGateUnary measures what the probe gate adds to a unary gRPC
+// call on loopback: the same health check straight to the callee and
+// through the gate (a CLOSED pair's call, forwarded without a permit).
+func BenchmarkGateUnary(b *testing.B) {
+	be := &gateBackend{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	be.addr = lis.Addr().String()
+	gs := grpc.NewServer()
+	healthpb.RegisterHealthServer(gs, be)
+	go gs.Serve(lis)
+	defer gs.Stop()
+	glis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	target := gateTarget{caller: "checkout", callee: "payments", grpc: true, state: breaker.Closed, endpoints: []string{be.addr}}
+	g := newGate(gateConfig{Listener: glis, MaxCalls: 1024, Record: func(string, breaker.Call) {},
+		Lookup: func(string) (gateTarget, bool) { return target, true }})
+	defer g.Close()
+	for _, bc := range []struct{ name, addr string }{{"direct", be.addr}, {"gate", g.Addr()}} {
+		b.Run(bc.name, func(b *testing.B) {
+			cc, err := grpc.NewClient(bc.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("payments"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cc.Close()
+			hc := healthpb.NewHealthClient(cc)
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
