@@ -143,7 +143,7 @@ cluster. With neither it refuses to start.`,
 			if err != nil {
 				return err
 			}
-			log.Info("sidecar serving", "service", cfg.Service, "instance", cfg.Instance, "listen", s.Addr(),
+			log.Info("sidecar serving", "service", cfg.Service, "instance", cfg.Instance, "listen", s.Addr(), "probe_gate", s.View().ProbeGate,
 				"coordinators", strings.Join(cfg.Coordinators, ","), "degraded_mode", cfg.DegradedMode)
 			<-ctx.Done()
 			log.Info("sidecar stopping: deregistering")
