@@ -32,6 +32,10 @@ package sidecar
 // the gate's budget too. A guard client admits its permits by itself: its
 // probes made after the gate's can still exceed the instance's permits.
 //
+// A probe's time is bounded by the policy's probe timeout, less two report
+// intervals: its outcome reaches the coordinator before the coordinator
+// would take the permit back as unused and hand it to another instance.
+//
 // Known limits: the gate talks cleartext to the callee (a callee that
 // requires TLS from its callers cannot be probed through it; the gate's
 // upstream would need the caller's certificate), and any local process
@@ -80,6 +84,11 @@ type gateTarget struct {
 	generation     uint64
 	permits        int      // this instance's, in HALF_OPEN
 	endpoints      []string // host:port of the callee's instances
+	// maxCall, when positive, bounds a call: a probe must end, and its
+	// outcome reach the coordinator, before the coordinator takes back a
+	// holder's unreported permits (the policy's probe timeout) and hands
+	// them to another instance, which would make it a probe too many.
+	maxCall time.Duration
 }
 
 // pair names the breaker for messages.
@@ -357,6 +366,9 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok {
 		timeout = min(timeout, d)
 	}
+	if t.maxCall > 0 {
+		timeout = min(timeout, t.maxCall)
+	}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), gateCallKey{}, c), timeout)
 	defer cancel()
 	sw := &statusWriter{ResponseWriter: w}
@@ -538,6 +550,15 @@ func (s *Sidecar) gateTarget(authority string) (gateTarget, bool) {
 	t := gateTarget{caller: s.cfg.Service, callee: c.Name, grpc: c.Protocol != "http", state: breaker.Closed}
 	if r := c.Record; r != nil {
 		t.state, t.generation, t.permits = r.State, r.Generation, r.Probes[s.cfg.Instance]
+	}
+	if t.state == breaker.HalfOpen {
+		// The probe's outcome goes out within a report interval and is
+		// applied within another: both must fit in the probe timeout.
+		pt := s.policyLocked(c.Name).ProbeTimeout
+		t.maxCall = pt - 2*s.cfg.ReportInterval
+		if t.maxCall <= 0 {
+			t.maxCall = pt / 2
+		}
 	}
 	for _, ep := range c.Endpoints {
 		t.endpoints = append(t.endpoints, net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port)))

@@ -267,8 +267,8 @@ func TestGateRejectsWithoutPermits(t *testing.T) {
 
 // TestGateRecordsOutcomes: a forwarded call's outcome is its gRPC status
 // (from the trailers, or a trailers-only response) and the time it took;
-// a call the gate's time bound cuts is a timeout, the caller told
-// DEADLINE_EXCEEDED.
+// a call the gate's time bound (its own, or the probe's from the policy)
+// cuts is a timeout, the caller told DEADLINE_EXCEEDED.
 func TestGateRecordsOutcomes(t *testing.T) {
 	const delay = 20 * time.Millisecond
 	be := startGateBackend(t, &gateBackend{delay: delay})
@@ -299,6 +299,18 @@ func TestGateRecordsOutcomes(t *testing.T) {
 		t.Errorf("a call past the gate's bound: %v, want DEADLINE_EXCEEDED", err)
 	}
 	if calls := rec2.wait(t, 1); len(calls) != 1 || calls[0].Kind != breaker.CallTimeout {
+		t.Errorf("recorded %+v, want one timeout", calls)
+	}
+
+	// A probe's bound from the pair's probe timeout.
+	slow := halfOpen(3, 1, be2.addr)
+	slow.maxCall = 50 * time.Millisecond
+	target.Store(slow)
+	g3, rec3 := testGate(t, &target, 1024, 0)
+	if err := check(dialGate(t, g3, "payments")); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("a probe past its bound: %v, want DEADLINE_EXCEEDED", err)
+	}
+	if calls := rec3.wait(t, 1); len(calls) != 1 || calls[0].Kind != breaker.CallTimeout {
 		t.Errorf("recorded %+v, want one timeout", calls)
 	}
 }
