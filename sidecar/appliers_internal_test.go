@@ -22,8 +22,8 @@ func bareSidecar() *Sidecar {
 		records: map[string]*coordRecord{}, services: map[string]map[string]Registration{},
 		policies: map[string]breaker.PolicySet{}, local: map[string]*localBreaker{},
 		classifiers: map[string]*breaker.Classifier{}, subs: map[chan struct{}]struct{}{},
-		secrets: map[string]probeSecret{}, alsNodes: map[string]int{}, stock: map[string]*stockProbes{},
-		agg: map[string]*breaker.Counts{}, loadInterval: 250 * time.Millisecond,
+		secrets: map[string]probeSecret{}, alsNodes: map[string]int{},
+		agg: map[string]*breaker.Counts{},
 	}
 }
 

@@ -4,6 +4,7 @@ package sidecar
 // validation, and the degraded modes a configuration names.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,17 @@ type Config struct {
 	// enforcer registers on the same server, xDS). Zero: DefaultConfig's
 	// (loopback).
 	APIAddr string
+	// ProbeGateAddr is the IP:port of the probe gate (gate.go), a
+	// cleartext HTTP/1.1 and HTTP/2 listener that clients without Colony's
+	// library reach through their xDS routes while a callee is HALF_OPEN
+	// and this instance holds probe permits. Port 0 picks a free port (the
+	// clients learn it over xDS). It must be a specific IP, loopback unless
+	// Insecure. Zero: DefaultConfig's (loopback, any port).
+	ProbeGateAddr string
+	// ProbeGateMaxCalls bounds the calls in the probe gate at once (1 ..
+	// MaxProbeGateMaxCalls); beyond it calls are rejected at once. Zero:
+	// DefaultProbeGateMaxCalls.
+	ProbeGateMaxCalls int
 	// ReportInterval is how often summed outcomes go to the coordinator.
 	// Zero: DefaultConfig's.
 	ReportInterval time.Duration
@@ -114,12 +126,14 @@ type Config struct {
 // empty; they have no default.
 func DefaultConfig() Config {
 	return Config{
-		Protocol:       "grpc",
-		APIAddr:        "127.0.0.1:7500",
-		ReportInterval: 250 * time.Millisecond,
-		SessionTTL:     6 * time.Second,
-		DegradedAfter:  5 * time.Second,
-		DegradedMode:   LastKnown,
+		Protocol:          "grpc",
+		APIAddr:           "127.0.0.1:7500",
+		ProbeGateAddr:     "127.0.0.1:0",
+		ProbeGateMaxCalls: DefaultProbeGateMaxCalls,
+		ReportInterval:    250 * time.Millisecond,
+		SessionTTL:        6 * time.Second,
+		DegradedAfter:     5 * time.Second,
+		DegradedMode:      LastKnown,
 	}
 }
 
@@ -134,6 +148,12 @@ func (cfg *Config) withDefaults() {
 	}
 	if cfg.ReportInterval == 0 {
 		cfg.ReportInterval = def.ReportInterval
+	}
+	if cfg.ProbeGateAddr == "" {
+		cfg.ProbeGateAddr = def.ProbeGateAddr
+	}
+	if cfg.ProbeGateMaxCalls == 0 {
+		cfg.ProbeGateMaxCalls = def.ProbeGateMaxCalls
 	}
 	if cfg.SessionTTL == 0 {
 		cfg.SessionTTL = def.SessionTTL
@@ -181,6 +201,9 @@ func (cfg Config) Validate() error {
 	if err := cfg.validateListener(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := cfg.validateProbeGate(); err != nil {
+		errs = append(errs, err)
+	}
 	for i, callee := range cfg.Callees {
 		if err := breaker.ValidateServiceName(callee); err != nil {
 			errs = append(errs, fmt.Errorf("callees[%d]: %w", i, err))
@@ -216,6 +239,27 @@ func (cfg Config) validateListener() error {
 		return nil
 	}
 	return fmt.Errorf("api addr: %q is not a loopback address: serve it with TLS (listen TLS) or allow plaintext explicitly (insecure)", addr)
+}
+
+// validateProbeGate checks the probe gate's address and bound. The address
+// goes to clients as an EDS endpoint, so it must be a specific IP; the gate
+// is plaintext, so loopback unless Insecure.
+func (cfg Config) validateProbeGate() error {
+	var errs []error
+	addr := cmp.Or(cfg.ProbeGateAddr, DefaultConfig().ProbeGateAddr)
+	ap, err := netip.ParseAddrPort(addr)
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("probe gate addr: want IP:port, got %q", addr))
+	case ap.Addr().IsUnspecified():
+		errs = append(errs, fmt.Errorf("probe gate addr: %q: want a specific IP, which clients are sent as the gate's endpoint", addr))
+	case !ap.Addr().IsLoopback() && !cfg.Insecure:
+		errs = append(errs, fmt.Errorf("probe gate addr: %q is not a loopback address and the gate is plaintext: allow it explicitly (insecure)", addr))
+	}
+	if n := cfg.ProbeGateMaxCalls; n < 0 || n > MaxProbeGateMaxCalls {
+		errs = append(errs, fmt.Errorf("probe gate max calls: %d, want 1..%d (0: %d)", n, MaxProbeGateMaxCalls, DefaultProbeGateMaxCalls))
+	}
+	return errors.Join(errs...)
 }
 
 // isLoopback reports whether host names only the loopback interface. An

@@ -19,7 +19,8 @@ func TestZeroConfigTakesDefaultConfig(t *testing.T) {
 	cfg.Logger = nil
 	def := DefaultConfig()
 	if cfg.Protocol != def.Protocol || cfg.APIAddr != def.APIAddr || cfg.ReportInterval != def.ReportInterval ||
-		cfg.SessionTTL != def.SessionTTL || cfg.DegradedAfter != def.DegradedAfter || cfg.DegradedMode != def.DegradedMode {
+		cfg.SessionTTL != def.SessionTTL || cfg.DegradedAfter != def.DegradedAfter || cfg.DegradedMode != def.DegradedMode ||
+		cfg.ProbeGateAddr != def.ProbeGateAddr || cfg.ProbeGateMaxCalls != def.ProbeGateMaxCalls {
 		t.Errorf("zero config with defaults = %+v, want DefaultConfig's %+v", cfg, def)
 	}
 	// DefaultConfig plus the fields without a default is valid.
@@ -58,6 +59,39 @@ func TestValidateListener(t *testing.T) {
 				cfg.TLS = &trust.Material{} // only its presence is checked
 			}
 			err := cfg.validateListener()
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("%v, want valid", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("%v, want an error naming %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestValidateProbeGate: the probe gate's address goes to clients as an
+// endpoint, so it must be a specific IP; it is plaintext, so loopback unless
+// Insecure; its call bound has limits.
+func TestValidateProbeGate(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		addr     string
+		maxCalls int
+		insec    bool
+		wantErr  string
+	}{
+		{"default", "", 0, false, ""},
+		{"loopback, any port", "127.0.0.1:0", 1, false, ""},
+		{"loopback v6", "[::1]:7501", MaxProbeGateMaxCalls, false, ""},
+		{"host name", "localhost:7501", 0, false, "probe gate addr"},
+		{"every interface", "0.0.0.0:7501", 0, true, "specific IP"},
+		{"pod address", "10.1.2.3:7501", 0, false, "not a loopback"},
+		{"pod address, insecure", "10.1.2.3:7501", 0, true, ""},
+		{"negative bound", "", -1, false, "probe gate max calls"},
+		{"bound too large", "", MaxProbeGateMaxCalls + 1, false, "probe gate max calls"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Config{ProbeGateAddr: tt.addr, ProbeGateMaxCalls: tt.maxCalls, Insecure: tt.insec}.validateProbeGate()
 			if tt.wantErr == "" && err != nil {
 				t.Fatalf("%v, want valid", err)
 			}

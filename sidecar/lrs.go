@@ -18,7 +18,9 @@ package sidecar
 // are never slow (a policy's slow-call rate sees none of them), and no
 // status code, so a policy's classification of codes cannot apply: every
 // error counts as a failure, every success as a success. Calls the breaker
-// rejects (a route's fault abort) are not in the load at all.
+// rejects (a route's fault abort) are not in the load at all. Calls through
+// the probe gate (a HALF_OPEN holder's) are reported for the gate's
+// cluster, not the callee's: the gate counts them, exactly (gate.go).
 
 import (
 	"github.com/colonymesh/colony/breaker"
@@ -44,11 +46,10 @@ func (s *Sidecar) onLoad(ld xds.Load) {
 	if c.Successes == 0 {
 		c.TrailingFailures = c.Failures
 	}
-	s.stockLoad(ld.Cluster, ld.Issued)
 	if c.Calls() == 0 {
 		return
 	}
-	if _, err := s.report(ld.Cluster, c, false); err != nil {
+	if err := s.report(ld.Cluster, c, true); err != nil {
 		s.log.Debug("load report outcomes dropped", "callee", ld.Cluster, "node", ld.NodeID, "err", err)
 	}
 }

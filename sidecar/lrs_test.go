@@ -17,6 +17,7 @@ import (
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/xdsdial"
+	"github.com/colonymesh/colony/internal/xdsdial/xdsdialtest"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/tests/support/coordinatortest"
@@ -178,12 +179,7 @@ func dialXDSClient(t *testing.T, sidecarAddr, node string, guard bool) *grpc.Cli
 	if guard {
 		opts = append(opts, xdsdial.AsGuard())
 	}
-	cc, err := xdsdial.DialWith(sidecarAddr, node, "checkout", "payments", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
+	return xdsdialtest.Dial(t, sidecarAddr, node, "checkout", "payments", opts...)
 }
 
 // waitOK makes one call; the first call of a client may wait for its xDS

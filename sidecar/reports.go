@@ -20,30 +20,25 @@ import (
 // app) to the current report period. In Local mode they also feed the local
 // breaker.
 func (s *Sidecar) Report(callee string, c breaker.Counts) error {
-	withdraw, err := s.report(callee, c, true)
-	if withdraw {
-		s.publish()
-	}
-	return err
+	return s.report(callee, c, true)
 }
 
-// report adds c to the period; spends, when the calls are not counted
-// as spent already (stock clients' calls are, when issued), count them
-// against this instance's HALF_OPEN permits. It reports whether that
-// spent the last permit of an open stock share.
-func (s *Sidecar) report(callee string, c breaker.Counts, spends bool) (withdraw bool, err error) {
+// report adds c to the period; spends, when the calls are not counted as
+// spent already (the probe gate's are, when admitted), counts them against
+// this instance's HALF_OPEN permits at the probe gate.
+func (s *Sidecar) report(callee string, c breaker.Counts, spends bool) error {
 	if err := breaker.ValidateServiceName(callee); err != nil {
-		return false, fmt.Errorf("callee: %w", err)
+		return fmt.Errorf("callee: %w", err)
 	}
 	if err := c.Validate(); err != nil {
-		return false, err
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.agg[callee]
 	if a == nil {
 		if len(s.agg) >= 10000 {
-			return false, fmt.Errorf("callee %s: this sidecar already reports for 10000 callees, its limit", callee)
+			return fmt.Errorf("callee %s: this sidecar already reports for 10000 callees, its limit", callee)
 		}
 		a = &breaker.Counts{}
 		s.agg[callee] = a
@@ -63,10 +58,10 @@ func (s *Sidecar) report(callee string, c breaker.Counts, spends bool) (withdraw
 	if lb := s.local[callee]; lb != nil && s.degraded {
 		lb.feed(c)
 	}
-	if st := s.stock[callee]; spends && st != nil {
-		withdraw = s.spendLocked(callee, st, c.Calls())
+	if cr := s.records[callee]; spends && cr != nil && cr.rec.State == breaker.HalfOpen && cr.rec.Probes[s.cfg.Instance] > 0 {
+		s.gate.spend(callee, cr.rec.Generation, c.Calls())
 	}
-	return withdraw, nil
+	return nil
 }
 
 // runReports sends the summed outcomes every report interval.
@@ -78,9 +73,6 @@ func (s *Sidecar) runReports() {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-		}
-		if s.tickStock(time.Now()) {
-			s.publish()
 		}
 		s.mu.Lock()
 		agg := s.agg

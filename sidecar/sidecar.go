@@ -55,12 +55,6 @@ type Callee struct {
 	// generation and handed only to the sidecar's guard clients
 	// (WatchBreakers). Empty otherwise.
 	ProbeSecret string
-	// StockProbeShare, while ProbeSecret is set, is the share of calls
-	// without it (clients that run no Colony code) the data plane lets
-	// through, in parts per million: computed from their observed call
-	// rate to keep their probes within this instance's permits, 0 once
-	// they are spent (stockprobes.go).
-	StockProbeShare uint32
 }
 
 // View is everything the local data plane must enforce.
@@ -68,6 +62,10 @@ type View struct {
 	Service, Instance string
 	Mode              Mode
 	Callees           []Callee // sorted by name
+	// ProbeGate is the address of the sidecar's probe gate (gate.go),
+	// where clients without Colony's library send a HALF_OPEN probe
+	// holder's calls.
+	ProbeGate string
 }
 
 // Enforcer applies Views to a data plane (the xDS server). Update must not
@@ -101,13 +99,12 @@ type Sidecar struct {
 	enforcers   []Enforcer
 	subs        map[chan struct{}]struct{} // WatchBreakers streams to poke
 	lastView    View
-	secrets     map[string]probeSecret  // callee -> the current generation's probe secret
-	alsNodes    map[string]int          // node id -> open access log streams
-	stock       map[string]*stockProbes // callee -> stock clients' demand and probes
-	// loadInterval is the xDS clients' load report interval.
-	loadInterval time.Duration
-	metrics      *metrics
-	started      time.Time // New: a sidecar that never reached the coordinator is stale from then
+	secrets     map[string]probeSecret // callee -> the current generation's probe secret
+	alsNodes    map[string]int         // node id -> open access log streams
+	viewNames   []string               // lastView's callees' names, sorted
+	gate        *gate
+	metrics     *metrics
+	started     time.Time // New: a sidecar that never reached the coordinator is stale from then
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -151,19 +148,28 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 		c.Close()
 		return nil, fmt.Errorf("sidecar API address: %w", err)
 	}
+	gateLis, err := net.Listen("tcp", cfg.ProbeGateAddr)
+	if err != nil {
+		lis.Close()
+		c.Close()
+		return nil, fmt.Errorf("probe gate address: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Sidecar{
 		cfg: cfg, log: cfg.Logger.With("service", cfg.Service, "instance", cfg.Instance), c: c,
 		lis: lis, grpc: grpc.NewServer(srvOpts...),
 		records: map[string]*coordRecord{}, services: map[string]map[string]Registration{},
 		policies: map[string]breaker.PolicySet{}, agg: map[string]*breaker.Counts{},
-		local: map[string]*localBreaker{}, secrets: map[string]probeSecret{}, alsNodes: map[string]int{}, stock: map[string]*stockProbes{}, loadInterval: xds.DefaultLoadReportInterval, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
+		local: map[string]*localBreaker{}, secrets: map[string]probeSecret{}, alsNodes: map[string]int{}, classifiers: map[string]*breaker.Classifier{}, enforcers: enforcers, subs: map[chan struct{}]struct{}{},
 		ctx: ctx, cancel: cancel, started: time.Now(),
 	}
+	s.gate = newGate(gateConfig{Listener: gateLis, MaxCalls: cfg.ProbeGateMaxCalls,
+		Lookup: s.gateTarget, Record: s.gateOutcome, Log: s.log.With("part", "probe gate")})
 	s.metrics = newMetrics(s)
 	if cfg.Metrics != nil {
 		if err := cfg.Metrics.Register(s.metrics); err != nil {
 			cancel()
+			s.gate.Close()
 			lis.Close()
 			c.Close()
 			return nil, fmt.Errorf("registering the sidecar's metrics: %w", err)
@@ -176,7 +182,6 @@ func New(cfg Config, enforcers ...Enforcer) (*Sidecar, error) {
 	accesslogv3.RegisterAccessLogServiceServer(s.grpc, &accessLogs{s: s})
 	for _, e := range enforcers {
 		if x, ok := e.(*XDS); ok {
-			s.loadInterval = x.loadInterval
 			x.observe(func(en xds.Enforcement) {
 				s.metrics.observe(en)
 				s.traceAck(en)
@@ -263,6 +268,7 @@ func (s *Sidecar) Close() error {
 	}
 	s.mu.Unlock()
 	s.grpc.Stop() // ends every stream, so handler goroutines' Recv returns
+	s.gate.Close()
 	s.goMu.Lock()
 	s.stopped = true
 	s.goMu.Unlock()

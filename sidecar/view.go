@@ -15,7 +15,7 @@ import (
 
 // viewLocked computes what to enforce now (under mu).
 func (s *Sidecar) viewLocked(now time.Time) View {
-	v := View{Service: s.cfg.Service, Instance: s.cfg.Instance, Mode: ModeCoordinator}
+	v := View{Service: s.cfg.Service, Instance: s.cfg.Instance, Mode: ModeCoordinator, ProbeGate: s.gate.Addr()}
 	if s.degraded {
 		v.Mode = s.cfg.DegradedMode
 	}
@@ -51,10 +51,7 @@ func (s *Sidecar) viewLocked(now time.Time) View {
 		}
 		if r := c.Record; r != nil && r.State == breaker.HalfOpen && r.Probes[s.cfg.Instance] > 0 {
 			c.ProbeSecret = s.probeSecretLocked(name, r.Generation)
-			c.StockProbeShare = s.stockShareLocked(name, r, now)
 			held[name] = true
-		} else if st := s.stock[name]; st != nil {
-			st.gen, st.spent, st.share = 0, 0, 0
 		}
 		v.Callees = append(v.Callees, c)
 	}
@@ -95,6 +92,12 @@ func (s *Sidecar) publish() {
 	v := s.viewLocked(time.Now())
 	same := viewsEqual(v, s.lastView)
 	s.lastView = v
+	if !same {
+		s.viewNames = s.viewNames[:0]
+		for _, c := range v.Callees {
+			s.viewNames = append(s.viewNames, c.Name)
+		}
+	}
 	enforcers := slices.Clone(s.enforcers)
 	if !same {
 		for ch := range s.subs {
@@ -116,12 +119,12 @@ func (s *Sidecar) publish() {
 }
 
 func viewsEqual(a, b View) bool {
-	if a.Mode != b.Mode || len(a.Callees) != len(b.Callees) {
+	if a.Mode != b.Mode || a.ProbeGate != b.ProbeGate || len(a.Callees) != len(b.Callees) {
 		return false
 	}
 	for i := range a.Callees {
 		x, y := a.Callees[i], b.Callees[i]
-		if x.Name != y.Name || x.Protocol != y.Protocol || x.Source != y.Source || x.ProbeSecret != y.ProbeSecret || x.StockProbeShare != y.StockProbeShare || !slices.Equal(x.Endpoints, y.Endpoints) {
+		if x.Name != y.Name || x.Protocol != y.Protocol || x.Source != y.Source || x.ProbeSecret != y.ProbeSecret || !slices.Equal(x.Endpoints, y.Endpoints) {
 			return false
 		}
 		if (x.Record == nil) != (y.Record == nil) {

@@ -15,8 +15,7 @@ import (
 // XDS enforces Views through an xDS server (package xds): the local Envoy and
 // proxyless gRPC clients. It serves on the sidecar's gRPC server.
 type XDS struct {
-	srv          *xds.Server
-	loadInterval time.Duration // the clients' load report interval
+	srv *xds.Server
 
 	mu    sync.Mutex
 	last  []xds.Enforcement // newest last, at most 1000
@@ -87,10 +86,6 @@ func NewXDS(cfg xds.Config) (*XDS, error) {
 		return nil, err
 	}
 	x.srv = srv
-	x.loadInterval = cfg.LoadReportInterval
-	if x.loadInterval == 0 {
-		x.loadInterval = xds.DefaultLoadReportInterval
-	}
 	return x, nil
 }
 
@@ -105,13 +100,9 @@ func (x *XDS) Close() { x.srv.Close() }
 
 // Update translates the view into xDS state and pushes it.
 func (x *XDS) Update(v View) error {
-	st := xds.State{Caller: v.Service, Instance: v.Instance}
+	st := xds.State{Caller: v.Service, Instance: v.Instance, ProbeGate: v.ProbeGate}
 	for _, c := range v.Callees {
 		xc := xds.Callee{Name: c.Name, Protocol: xds.GRPC, Breaker: c.Record, BreakerSeen: c.Seen, ProbeSecret: c.ProbeSecret}
-		if c.ProbeSecret != "" {
-			share := c.StockProbeShare
-			xc.StockProbeShare = &share
-		}
 		if c.Protocol == "http" {
 			xc.Protocol = xds.HTTP
 		}

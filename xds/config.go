@@ -20,14 +20,16 @@ const (
 	// DefaultAccessLogCluster is the cluster Envoy streams access logs to
 	// when Config.AccessLogCluster is empty.
 	DefaultAccessLogCluster = "colony:sidecar"
+	// ProbeGateCluster is the cluster, and its load assignment, whose one
+	// endpoint is the sidecar's probe gate (State.ProbeGate).
+	ProbeGateCluster = "colony:probe-gate"
 )
 
 // Defaults for the zero values of Config.
 const (
-	DefaultEgressAddr        = "127.0.0.1:15001"
-	DefaultProbeSharePercent = 10
-	DefaultBreakerHeader     = "x-colony-breaker"
-	DefaultAccessLogName     = "colony"
+	DefaultEgressAddr    = "127.0.0.1:15001"
+	DefaultBreakerHeader = "x-colony-breaker"
+	DefaultAccessLogName = "colony"
 )
 
 // Config configures Translate and a Server. The zero value is usable: every
@@ -52,10 +54,6 @@ type Config struct {
 	// sidecar's access log service sees first on each stream. Empty:
 	// DefaultAccessLogName.
 	AccessLogName string
-
-	// ProbeSharePercent is the share of calls a probe-holding instance lets
-	// through to a HALF_OPEN callee, 1..100. Zero: DefaultProbeSharePercent.
-	ProbeSharePercent int
 
 	// BreakerHeader is the response header Envoy adds to the calls an
 	// HTTP breaker rejects, naming the breaker, its state and generation.
@@ -107,9 +105,6 @@ func (c Config) withDefaults() Config {
 	if c.AccessLogName == "" {
 		c.AccessLogName = DefaultAccessLogName
 	}
-	if c.ProbeSharePercent == 0 {
-		c.ProbeSharePercent = DefaultProbeSharePercent
-	}
 	if c.BreakerHeader == "" {
 		c.BreakerHeader = DefaultBreakerHeader
 	}
@@ -138,9 +133,6 @@ func (c Config) Validate() error {
 		if _, err := netip.ParseAddrPort(c.AccessLogAddr); err != nil {
 			errs = append(errs, fmt.Errorf("AccessLogAddr: %q is not an IP:port: %w", c.AccessLogAddr, err))
 		}
-	}
-	if c.ProbeSharePercent < 1 || c.ProbeSharePercent > 100 {
-		errs = append(errs, fmt.Errorf("ProbeSharePercent: %d, want 1..100", c.ProbeSharePercent))
 	}
 	if c.LoadReportInterval < MinLoadReportInterval || c.LoadReportInterval > MaxLoadReportInterval {
 		errs = append(errs, fmt.Errorf("LoadReportInterval: %v, want %v..%v", c.LoadReportInterval, MinLoadReportInterval, MaxLoadReportInterval))

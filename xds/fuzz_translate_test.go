@@ -3,6 +3,7 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/colonymesh/colony/breaker"
@@ -24,8 +25,10 @@ func FuzzTranslate(f *testing.F) {
 			Name: callee, Protocol: Protocol(proto % 3), Breaker: rec,
 			Endpoints: []Endpoint{{Instance: "p1", Address: addr, Port: port, Zone: zone}, {Instance: "p2", Address: "10.9.9.9", Port: 80}},
 		}}}
-		cfg := Config{ProbeSharePercent: share}
-		res, err := Translate(cfg, st)
+		if share != 0 {
+			st.ProbeGate = "127.0.0.1:" + strconv.Itoa(share)
+		}
+		res, err := Translate(Config{}, st)
 		switch {
 		case err == nil:
 			if err := res.validate(); err != nil {

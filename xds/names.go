@@ -168,3 +168,9 @@ func (s *Server) requestNames(names []string) {
 		s.aliasSet[name] = true
 	}
 }
+
+// ResolveName returns the callee a name stands for among served (sorted),
+// by the rules of the names clients dial (above): a callee's own name, or
+// with a port, or in another case when that matches one callee only. The
+// sidecar's probe gate resolves a call's authority with it.
+func ResolveName(name string, served []string) (string, bool) { return resolveName(name, served) }

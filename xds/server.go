@@ -31,11 +31,14 @@ var ErrClosed = errors.New("xds: server closed")
 // Keys of the server's caches. Listeners are split by kind of client:
 // Envoy subscribes to all listeners (wildcard) and must get only the egress
 // listener (it does not take api_listeners over LDS); proxyless clients name
-// the listeners they want.
+// the listeners they want. Routes are split too: guard clients admit their
+// probe permits themselves (Resources.GuardRoutes), every other client's
+// probes go through the probe gate (Resources.Routes).
 const (
 	cacheEnvoyListeners     = "LDS/envoy"
 	cacheProxylessListeners = "LDS/proxyless"
 	cacheRoutes             = "RDS"
+	cacheGuardRoutes        = "RDS/guard"
 	cacheClusters           = "CDS"
 	cacheEndpoints          = "EDS"
 )
@@ -44,7 +47,7 @@ const (
 // that a client learns of a cluster before a route sends calls to it and of
 // a route before a listener uses it (Envoy's make-before-break order: CDS,
 // EDS, LDS, RDS). Deletions go in the reverse order.
-var updateOrder = []string{cacheClusters, cacheEndpoints, cacheEnvoyListeners, cacheProxylessListeners, cacheRoutes}
+var updateOrder = []string{cacheClusters, cacheEndpoints, cacheEnvoyListeners, cacheProxylessListeners, cacheRoutes, cacheGuardRoutes}
 
 // Server serves one sidecar's xDS resources over ADS to its Envoy and its
 // proxyless gRPC clients, and tracks their ACKs and NACKs. Create it with
@@ -108,6 +111,7 @@ func NewServer(cfg Config) (*Server, error) {
 		cacheEnvoyListeners:     resourcev3.ListenerType,
 		cacheProxylessListeners: resourcev3.ListenerType,
 		cacheRoutes:             resourcev3.RouteType,
+		cacheGuardRoutes:        resourcev3.RouteType,
 		cacheClusters:           resourcev3.ClusterType,
 		cacheEndpoints:          resourcev3.EndpointType,
 	} {
@@ -140,6 +144,9 @@ func classify(typeURL string, node *corev3.Node) string {
 		}
 		return cacheProxylessListeners
 	case resourcev3.RouteType:
+		if isGuard(node) {
+			return cacheGuardRoutes
+		}
 		return cacheRoutes
 	case resourcev3.ClusterType:
 		return cacheClusters
@@ -200,6 +207,7 @@ func (s *Server) Update(st State) error {
 		cacheEnvoyListeners:     resourceSlice(res.EnvoyListeners),
 		cacheProxylessListeners: resourceSlice(res.ProxylessListeners),
 		cacheRoutes:             resourceSlice(res.Routes),
+		cacheGuardRoutes:        resourceSlice(res.GuardRoutes),
 		cacheClusters:           resourceSlice(res.Clusters),
 		cacheEndpoints:          resourceSlice(res.Endpoints),
 	}
@@ -257,7 +265,7 @@ func (s *Server) Update(st State) error {
 
 	// The tracker must know what the new routes carry before any client
 	// can be sent them: the caches push synchronously.
-	s.tr.publish(st, res.Breakers, changes[cacheRoutes].bytes, s.cfg.Now())
+	s.tr.publish(st, res.Breakers, s.cfg.Now(), changes[cacheRoutes].bytes, changes[cacheGuardRoutes].bytes)
 
 	for _, key := range updateOrder {
 		ch := changes[key]
@@ -283,7 +291,7 @@ func (s *Server) Update(st State) error {
 		}
 		for _, name := range ch.deleted {
 			delete(s.published[key], name)
-			if key == cacheRoutes {
+			if key == cacheRoutes || key == cacheGuardRoutes {
 				s.tr.forget(name)
 			}
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/internal/xdsdial"
+	"github.com/colonymesh/colony/internal/xdsdial/xdsdialtest"
 )
 
 // backend is a real gRPC server standing in for one callee instance: it
@@ -98,14 +99,9 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 
 // dialXDS opens a real gRPC-Go xDS channel to xds:///<target> with its own
 // bootstrap naming the server and the caller's node.
-func dialXDS(t testing.TB, serverAddr, nodeID, target string) *grpc.ClientConn {
+func dialXDS(t testing.TB, serverAddr, nodeID, target string, opts ...xdsdial.Option) *grpc.ClientConn {
 	t.Helper()
-	cc, err := xdsdial.Dial(serverAddr, nodeID, "checkout", target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
+	return xdsdialtest.Dial(t, serverAddr, nodeID, "checkout", target, opts...)
 }
 
 func callOnce(cc *grpc.ClientConn) error {
@@ -206,6 +202,14 @@ func totalCalls(bs []*backend) int64 {
 // HALF_OPEN on a non-holder and HALF_OPEN on a holder.
 func TestProxylessGRPCClientEnforcesBreaker(t *testing.T) {
 	backends := []*backend{startBackend(t), startBackend(t)}
+	// A gRPC server stands in for the sidecar's probe gate: the test
+	// checks where calls are routed, the gate has tests of its own.
+	gate := startBackend(t)
+	grpcState := func(backends []*backend, b *breaker.PairRecord) State {
+		st := grpcState(backends, b)
+		st.ProbeGate = gate.addr.String()
+		return st
+	}
 	var enforcedCB atomic.Int64
 	s, addr := startServer(t, Config{OnEnforced: func(Enforcement) { enforcedCB.Add(1) }})
 	if err := s.Update(grpcState(backends, nil)); err != nil {
@@ -309,64 +313,77 @@ func TestProxylessGRPCClientEnforcesBreaker(t *testing.T) {
 		t.Errorf("backends got %d calls on a non-holder in HALF_OPEN", got-n)
 	}
 
-	// HALF_OPEN, this instance holds permits: about the probe share passes.
+	// HALF_OPEN, this instance holds permits: every call of this client
+	// (no guard mark: a stock client) goes to the probe gate, none straight
+	// to the callee, none aborted; a probe mark changes nothing for it.
 	applyFlip(liveRecord(breaker.HalfOpen, 5, map[string]int{node: 3}))
-	waitCall(t, cc, 1000, "HALF_OPEN (holder) lets a probe through", func(err error) bool { return err == nil })
-	n = totalCalls(backends)
-	const calls = 2000
-	passed := 0
-	for i := 0; i < calls; i++ {
-		switch err := callOnce(cc); {
-		case err == nil:
-			passed++
-		case !isUnavailable(err):
-			t.Fatalf("HALF_OPEN holder call %d: %v", i, err)
+	waitCall(t, cc, 1000, "HALF_OPEN (holder) routes to the gate", func(err error) bool { return err == nil })
+	n, g := totalCalls(backends), gate.calls.Load()
+	for i := range 100 {
+		md := metadata.AppendToOutgoingContext(context.Background(), ProbeHeader, liveSecret(5))
+		if i%2 == 0 {
+			md = context.Background()
+		}
+		ctx, cancel := context.WithTimeout(md, 5*time.Second)
+		_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err != nil {
+			t.Fatalf("HALF_OPEN holder call %d: %v, want it answered by the gate", i, err)
 		}
 	}
-	share := float64(passed) / calls * 100
-	t.Logf("HALF_OPEN holder: %d of %d calls passed (%.1f%%; probe share %d%%)", passed, calls, share, DefaultProbeSharePercent)
-	// 10% of 2000 is 200 with a standard deviation near 13: the bounds are
-	// more than 7 deviations away.
-	if passed < 100 || passed > 300 {
-		t.Errorf("HALF_OPEN holder: %d of %d calls passed, want about %d%%", passed, calls, DefaultProbeSharePercent)
+	if got := totalCalls(backends) - n; got != 0 {
+		t.Errorf("backends got %d calls straight from a stock client of a holder, want 0 (all through the gate)", got)
 	}
-	if got := totalCalls(backends) - n; got != int64(passed) {
-		t.Errorf("backends got %d calls, %d passed", got, passed)
+	if got := gate.calls.Load() - g; got != 100 {
+		t.Errorf("the gate got %d of 100 calls", got)
 	}
-	// Calls marked with this generation's secret all pass (the client
-	// library marks exactly its permits); a call marked with the generation
-	// itself or with an earlier generation's secret is an ordinary call.
+
+	// A guard client of the same instance gets the guard routes: calls
+	// marked with this generation's secret all reach the callee (the
+	// client library marks exactly its permits); a call marked with the
+	// generation itself or with an earlier generation's secret is an
+	// ordinary call, aborted, and nothing goes to the gate.
+	gc := dialXDS(t, addr, node, "payments", xdsdial.AsGuard())
+	waitCall(t, gc, 1000, "guard client's first probe", func(err error) bool { return err == nil || isUnavailable(err) })
+	n, g = totalCalls(backends), gate.calls.Load()
 	for i := range 50 {
 		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), ProbeHeader, liveSecret(5)), 5*time.Second)
-		_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		_, err := healthpb.NewHealthClient(gc).Check(ctx, &healthpb.HealthCheckRequest{})
 		cancel()
 		if err != nil {
 			t.Fatalf("marked probe call %d: %v", i, err)
 		}
 	}
-	for _, forged := range []string{"5", liveSecret(4)} {
-		passed := 0
-		for range 200 {
-			ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), ProbeHeader, forged), 5*time.Second)
-			_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	for _, forged := range []string{"", "5", liveSecret(4)} {
+		for i := range 50 {
+			ctx := context.Background()
+			if forged != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, ProbeHeader, forged)
+			}
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := healthpb.NewHealthClient(gc).Check(ctx, &healthpb.HealthCheckRequest{})
 			cancel()
-			if err == nil {
-				passed++
+			if !isUnavailable(err) {
+				t.Fatalf("guard call %d marked %q: %v, want UNAVAILABLE", i, forged, err)
 			}
 		}
-		if passed > 60 {
-			t.Errorf("%d of 200 calls marked %q passed; want about the 10%% share", passed, forged)
-		}
+	}
+	if got := totalCalls(backends) - n; got != 50 {
+		t.Errorf("backends got %d calls from the guard client, want its 50 probes", got)
+	}
+	if got := gate.calls.Load() - g; got != 0 {
+		t.Errorf("the gate got %d calls from a guard client, want 0", got)
 	}
 
-	// The flips sent routes only: listeners and clusters were not re-sent,
-	// and the client ACKed every version it was sent.
+	// The flips sent routes only: listeners were not re-sent, nor clusters
+	// and endpoints but the gate's (the holder's route named it), and the
+	// client ACKed every version it was sent.
 	final := waitStatus(t, s, 500, "client ACKs the last routes", func(st Status) bool {
 		c, _ := clientOf(st, node)
 		return c.Types["RDS"].LastAcked == c.Types["RDS"].LastSent
 	})
 	after, _ := clientOf(final, node)
-	for _, typ := range []string{"LDS", "CDS", "EDS"} {
+	for _, typ := range []string{"LDS"} {
 		if b, a := before.Types[typ], after.Types[typ]; a.Sent != b.Sent || a.LastSent != b.LastSent {
 			t.Errorf("%s: sent %d responses (last version %q) before the flips, %d (%q) after", typ, b.Sent, b.LastSent, a.Sent, a.LastSent)
 		}
@@ -387,8 +404,9 @@ func TestProxylessGRPCClientEnforcesBreaker(t *testing.T) {
 			t.Errorf("no enforcement recorded for generation %d", gen)
 		}
 	}
-	if got := enforcedCB.Load(); got != 4 {
-		t.Errorf("OnEnforced called %d times, want 4", got)
+	// Four flips for the stock client, and generation 5 for the guard one.
+	if got := enforcedCB.Load(); got != 5 {
+		t.Errorf("OnEnforced called %d times, want 5", got)
 	}
 }
 
@@ -465,7 +483,7 @@ func TestServerUpdateErrors(t *testing.T) {
 	if err := s.Serve(lis); !errors.Is(err, ErrClosed) {
 		t.Errorf("Serve after Close: %v, want ErrClosed", err)
 	}
-	if _, err := NewServer(Config{ProbeSharePercent: -1}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := NewServer(Config{LoadReportInterval: time.Hour}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("NewServer(bad config): %v, want ErrInvalidConfig", err)
 	}
 }

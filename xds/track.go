@@ -26,7 +26,7 @@ const (
 	maxPending = 16
 	// routeHistory is how many past versions of each route configuration are
 	// recognised in responses still in flight.
-	routeHistory = 4
+	routeHistory = 8 // four per kind of client (guard, other)
 )
 
 // Status is a snapshot of a Server's clients and of the breaker transitions
@@ -228,7 +228,7 @@ func newTracker(cfg Config, log *slog.Logger) *tracker {
 
 // publish records, before the caches are updated, the breaker generations
 // of st and which route configuration bytes carry them.
-func (t *tracker) publish(st State, carried map[string][]BreakerRef, changedRoutes map[string][]byte, now time.Time) {
+func (t *tracker) publish(st State, carried map[string][]BreakerRef, now time.Time, changedRoutes ...map[string][]byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range st.Callees {
@@ -264,19 +264,23 @@ func (t *tracker) publish(st State, carried map[string][]BreakerRef, changedRout
 			t.order = slices.Delete(t.order, 0, 1)
 		}
 	}
-	for name, b := range changedRoutes {
-		var refs []tkey
-		for _, r := range carried[name] {
-			refs = append(refs, tkey{r.Callee, r.Generation})
+	// A route configuration has one version per kind of client (guard
+	// clients' and the others'); each is remembered by its bytes.
+	for _, changed := range changedRoutes {
+		for name, b := range changed {
+			var refs []tkey
+			for _, r := range carried[name] {
+				refs = append(refs, tkey{r.Callee, r.Generation})
+			}
+			key := string(b)
+			t.routes[key] = refs
+			keys := append(t.routeKeys[name], key)
+			if len(keys) > routeHistory {
+				delete(t.routes, keys[0])
+				keys = slices.Delete(keys, 0, 1)
+			}
+			t.routeKeys[name] = keys
 		}
-		key := string(b)
-		t.routes[key] = refs
-		keys := append(t.routeKeys[name], key)
-		if len(keys) > routeHistory {
-			delete(t.routes, keys[0])
-			keys = slices.Delete(keys, 0, 1)
-		}
-		t.routeKeys[name] = keys
 	}
 }
 

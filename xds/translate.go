@@ -83,22 +83,12 @@ type Callee struct {
 	// ProbeSecret is the value of ProbeHeader that marks this instance's
 	// probes while Breaker is HALF_OPEN and the instance holds permits: a
 	// secret the sidecar draws for the generation and hands only to its
-	// guard clients, so a client cannot mark its own calls as probes. Up to
+	// guard clients, so a client cannot mark its own calls as probes. Only
+	// guard clients' route configurations carry it (GuardRoutes). Up to
 	// MaxProbeSecretLen characters of A-Z a-z 0-9 - _. Empty: no probe
-	// route (the instance's calls get only ProbeSharePercent).
+	// route.
 	ProbeSecret string
-	// StockProbeShare, when set, is the share of calls without the probe
-	// secret (clients that run no Colony code: stock gRPC, Envoy) that
-	// pass while Breaker is HALF_OPEN and this instance holds permits, in
-	// parts per million (0: none, StockShareAll: every call); it replaces
-	// Config.ProbeSharePercent. The sidecar sets it from the call rate it
-	// observes, to keep such clients' probes within the instance's permits,
-	// and sets it to 0 once they are spent. Nil: ProbeSharePercent.
-	StockProbeShare *uint32
 }
-
-// StockShareAll is a Callee.StockProbeShare that lets every call through.
-const StockShareAll = 1_000_000
 
 // MaxProbeSecretLen bounds Callee.ProbeSecret.
 const MaxProbeSecretLen = 128
@@ -109,6 +99,12 @@ type State struct {
 	Caller   string
 	Instance string
 	Callees  []Callee
+	// ProbeGate is the IP:port of the sidecar's probe gate: while a callee
+	// is HALF_OPEN and this instance holds permits, the routes of clients
+	// that run no Colony code (stock gRPC, Envoy) send every call there,
+	// and the gate admits exactly the instance's permits. Empty: no gate;
+	// such clients' calls are all aborted in HALF_OPEN (they cannot probe).
+	ProbeGate string
 }
 
 // Resources are the xDS resources of a State, sorted by name.
@@ -121,12 +117,20 @@ type Resources struct {
 	ProxylessListeners []*listenerv3.Listener
 	// Routes are one route configuration per callee, named after it (for
 	// proxyless clients), and EgressRouteName with a virtual host per
-	// callee (for Envoy).
+	// callee (for Envoy). They are served to every client but guard ones:
+	// a HALF_OPEN probe holder's routes send every call to the probe gate.
 	Routes []*routev3.RouteConfiguration
-	// Clusters are one EDS cluster per callee, named after it, and the
-	// access log cluster when Config.AccessLogAddr is set.
+	// GuardRoutes are the callees' route configurations served to guard
+	// clients (nodes marked with GuardNodeMetadataKey), which admit their
+	// permits themselves: a HALF_OPEN probe holder's routes let through
+	// the calls marked with the probe secret and abort the rest.
+	GuardRoutes []*routev3.RouteConfiguration
+	// Clusters are one EDS cluster per callee, named after it, the access
+	// log cluster when Config.AccessLogAddr is set, and ProbeGateCluster
+	// when State.ProbeGate is.
 	Clusters []*clusterv3.Cluster
-	// Endpoints are one load assignment per callee, named after it.
+	// Endpoints are one load assignment per callee, named after it, and
+	// ProbeGateCluster's.
 	Endpoints []*endpointv3.ClusterLoadAssignment
 	// Breakers lists, by route configuration name, the breaker records whose
 	// state the route configuration carries.
@@ -168,7 +172,11 @@ func Translate(cfg Config, st State) (Resources, error) {
 	egress := &routev3.RouteConfiguration{Name: EgressRouteName}
 	var egressRefs []BreakerRef
 	for _, c := range callees {
-		vh, err := virtualHost(cfg, st, c)
+		vh, err := virtualHost(cfg, st, c, false)
+		if err != nil {
+			return Resources{}, err
+		}
+		gvh, err := virtualHost(cfg, st, c, true)
 		if err != nil {
 			return Resources{}, err
 		}
@@ -181,6 +189,11 @@ func Translate(cfg Config, st State) (Resources, error) {
 		res.Routes = append(res.Routes, &routev3.RouteConfiguration{
 			Name:         c.Name,
 			VirtualHosts: []*routev3.VirtualHost{pvh},
+		})
+		gvh.Domains = []string{"*"}
+		res.GuardRoutes = append(res.GuardRoutes, &routev3.RouteConfiguration{
+			Name:         c.Name,
+			VirtualHosts: []*routev3.VirtualHost{gvh},
 		})
 		if c.Breaker != nil {
 			ref := BreakerRef{Callee: c.Name, Generation: c.Breaker.Generation, State: c.Breaker.State}
@@ -218,8 +231,19 @@ func Translate(cfg Config, st State) (Resources, error) {
 		}
 		res.Clusters = append(res.Clusters, cl)
 	}
+	if st.ProbeGate != "" {
+		cl, cla, err := probeGateCluster(st.ProbeGate)
+		if err != nil {
+			return Resources{}, err
+		}
+		res.Clusters = append(res.Clusters, cl)
+		res.Endpoints = append(res.Endpoints, cla)
+	}
 	slices.SortFunc(res.Routes, func(a, b *routev3.RouteConfiguration) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(res.Clusters, func(a, b *clusterv3.Cluster) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(res.Endpoints, func(a, b *endpointv3.ClusterLoadAssignment) int {
+		return cmp.Compare(a.ClusterName, b.ClusterName)
+	})
 
 	if err := res.validate(); err != nil {
 		return Resources{}, err
@@ -234,6 +258,11 @@ func validateState(st State) error {
 	}
 	if err := breaker.ValidateInstanceID(st.Instance); err != nil {
 		errs = append(errs, fmt.Errorf("instance: %w", err))
+	}
+	if st.ProbeGate != "" {
+		if _, err := netip.ParseAddrPort(st.ProbeGate); err != nil {
+			errs = append(errs, fmt.Errorf("probe gate: %q is not an IP:port: %w", st.ProbeGate, err))
+		}
 	}
 	seen := map[string]bool{}
 	for i, c := range st.Callees {
@@ -320,6 +349,9 @@ func (r Resources) validate() error {
 		all = append(all, l)
 	}
 	for _, x := range r.Routes {
+		all = append(all, x)
+	}
+	for _, x := range r.GuardRoutes {
 		all = append(all, x)
 	}
 	for _, x := range r.Clusters {
@@ -469,45 +501,46 @@ func validateProbeSecret(secret string) error {
 
 // enforcement is what one instance enforces for a callee.
 type enforcement struct {
-	state        breaker.State
-	generation   uint64
-	abortPercent uint32 // of abortDenom; 0: no override
-	abortDenom   typev3.FractionalPercent_DenominatorType
-	override     bool
-	probeHolder  bool   // HALF_OPEN and this instance holds permits
-	probeSecret  string // the ProbeHeader value of the probe route
+	state       breaker.State
+	generation  uint64
+	abort       bool   // abort every call but probes
+	probeSecret string // the ProbeHeader value of the probe route (guard clients)
+	gate        bool   // send every call to the probe gate (other clients)
 }
 
 // ProbeHeader marks a HALF_OPEN probe call; its value is the callee's
 // Callee.ProbeSecret, a secret of the generation that only the sidecar's
 // guard clients receive. On an instance holding probe permits, a route
-// matching exactly that value comes first and carries no fault: Colony's
-// client library (sidecar/guard) admits exactly the permits the coordinator
-// gave the instance and marks those calls, so exactly the fleet-wide probe
-// budget reaches the callee. Any other value (the generation, an earlier
-// generation's secret) is an ordinary call. Clients without the library get
-// ProbeSharePercent of their calls through instead. Keep it equal to
+// matching exactly that value comes first in the guard clients' route
+// configuration and carries no fault: Colony's client library
+// (sidecar/guard) admits exactly the permits the coordinator gave the
+// instance and marks those calls, so exactly the fleet-wide probe budget
+// reaches the callee. Any other value (the generation, an earlier
+// generation's secret) is an ordinary call. Clients without the library go
+// through the probe gate instead (State.ProbeGate). Keep it equal to
 // guard.ProbeHeader.
 const ProbeHeader = "x-colony-probe"
 
-func enforce(cfg Config, instance string, c Callee) enforcement {
+// enforce is what the route of callee c enforces for a guard client
+// (guard) or any other.
+func enforce(st State, c Callee, guard bool) enforcement {
 	b := c.Breaker
 	if b == nil {
 		return enforcement{state: breaker.Closed}
 	}
-	e := enforcement{state: b.State, generation: b.Generation, probeSecret: c.ProbeSecret}
+	e := enforcement{state: b.State, generation: b.Generation}
 	switch b.State {
 	case breaker.Open:
-		e.override, e.abortPercent = true, 100
+		e.abort = true
 	case breaker.HalfOpen:
-		e.override, e.abortPercent = true, 100
-		if b.Probes[instance] > 0 {
-			e.abortPercent = uint32(100 - cfg.ProbeSharePercent)
-			if c.StockProbeShare != nil {
-				e.abortPercent = StockShareAll - min(*c.StockProbeShare, StockShareAll)
-				e.abortDenom = typev3.FractionalPercent_MILLION
+		e.abort = true
+		if b.Probes[st.Instance] > 0 {
+			switch {
+			case guard:
+				e.probeSecret = c.ProbeSecret
+			case st.ProbeGate != "":
+				e.abort, e.gate = false, true
 			}
-			e.probeHolder = true
 		}
 	}
 	return e
@@ -520,14 +553,22 @@ func routeName(caller string, c Callee, e enforcement) string {
 	if c.Breaker == nil {
 		return caller + "->" + c.Name
 	}
-	return fmt.Sprintf("%s->%s; state=%s; generation=%d", caller, c.Name, e.state, e.generation)
+	name := fmt.Sprintf("%s->%s; state=%s; generation=%d", caller, c.Name, e.state, e.generation)
+	if e.gate {
+		name += "; probe gate"
+	}
+	return name
 }
 
 // virtualHost is a callee's virtual host, shared by its own route
-// configuration (proxyless clients) and Envoy's egress one.
-func virtualHost(cfg Config, st State, c Callee) (*routev3.VirtualHost, error) {
-	e := enforce(cfg, st.Instance, c)
+// configuration (proxyless clients) and Envoy's egress one; guard builds
+// the one of guard clients.
+func virtualHost(cfg Config, st State, c Callee, guard bool) (*routev3.VirtualHost, error) {
+	e := enforce(st, c, guard)
 	action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: c.Name}}
+	if e.gate {
+		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: ProbeGateCluster}
+	}
 	if c.Protocol == GRPC {
 		// Envoy's default 15 s route timeout would cut streaming calls; gRPC
 		// callers carry their own deadlines.
@@ -538,10 +579,8 @@ func virtualHost(cfg Config, st State, c Callee) (*routev3.VirtualHost, error) {
 		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &routev3.Route_Route{Route: action},
 	}
-	if e.override {
-		abort := &faultv3.FaultAbort{
-			Percentage: &typev3.FractionalPercent{Numerator: e.abortPercent, Denominator: e.abortDenom},
-		}
+	if e.abort {
+		abort := &faultv3.FaultAbort{Percentage: &typev3.FractionalPercent{Numerator: 100}}
 		if c.Protocol == GRPC {
 			abort.ErrorType = &faultv3.FaultAbort_GrpcStatus{GrpcStatus: uint32(codes.Unavailable)}
 		} else {
@@ -554,7 +593,7 @@ func virtualHost(cfg Config, st State, c Callee) (*routev3.VirtualHost, error) {
 		r.TypedPerFilterConfig = map[string]*anypb.Any{wellknown.Fault: fault}
 	}
 	routes := []*routev3.Route{r}
-	if e.probeHolder && e.probeSecret != "" {
+	if e.probeSecret != "" {
 		probe := &routev3.Route{
 			Name: r.Name + "; probe",
 			Match: &routev3.RouteMatch{
@@ -566,7 +605,7 @@ func virtualHost(cfg Config, st State, c Callee) (*routev3.VirtualHost, error) {
 					}},
 				}},
 			},
-			Action: &routev3.Route_Route{Route: action},
+			Action: &routev3.Route_Route{Route: proto.CloneOf(action)},
 		}
 		routes = []*routev3.Route{probe, r}
 	}
@@ -617,6 +656,39 @@ func calleeCluster(c Callee) (*clusterv3.Cluster, error) {
 		cl.TypedExtensionProtocolOptions = opts
 	}
 	return cl, nil
+}
+
+// probeGateCluster is the cluster of the probe gate at addr, and its load
+// assignment: EDS, as gRPC takes no static clusters. The gate speaks
+// HTTP/1.1 and cleartext HTTP/2 on one port, so Envoy forwards each call
+// in the protocol it came in. It names no LRS server: the gate counts the
+// calls it forwards itself.
+func probeGateCluster(addr string) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: probe gate: %w", ErrInvalidState, err)
+	}
+	opts, err := packValid("probe gate protocol options", &upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+			UseDownstreamProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+				HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+				Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+			},
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	cl := &clusterv3.Cluster{
+		Name:                          ProbeGateCluster,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:              &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: ProbeGateCluster},
+		ConnectTimeout:                durationpb.New(time.Second),
+		LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{http2Options: opts},
+	}
+	cla := loadAssignment(Callee{Name: ProbeGateCluster, Endpoints: []Endpoint{{Address: ap.Addr().String(), Port: int(ap.Port())}}})
+	return cl, cla, nil
 }
 
 func accessLogCluster(cfg Config) (*clusterv3.Cluster, error) {

@@ -2,11 +2,14 @@ package xds
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
@@ -225,13 +228,13 @@ func TestTranslateBreakerStates(t *testing.T) {
 		{"http no record", HTTP, nil, -1},
 		{"http closed", HTTP, record(breaker.Closed, 1, nil), -1},
 		{"http open", HTTP, record(breaker.Open, 2, nil), 100},
-		{"http half-open holder", HTTP, record(breaker.HalfOpen, 3, holder), 90},
+		{"http half-open holder, no gate", HTTP, record(breaker.HalfOpen, 3, holder), 100}, // TestTranslateProbeGate
 		{"http half-open non-holder", HTTP, record(breaker.HalfOpen, 3, other), 100},
 		{"http half-open no permits", HTTP, record(breaker.HalfOpen, 3, map[string]int{"checkout-1": 0}), 100},
 		{"grpc no record", GRPC, nil, -1},
 		{"grpc closed", GRPC, record(breaker.Closed, 1, nil), -1},
 		{"grpc open", GRPC, record(breaker.Open, 2, nil), 100},
-		{"grpc half-open holder", GRPC, record(breaker.HalfOpen, 3, holder), 90},
+		{"grpc half-open holder, no gate", GRPC, record(breaker.HalfOpen, 3, holder), 100},
 		{"grpc half-open non-holder", GRPC, record(breaker.HalfOpen, 3, other), 100},
 	}
 	for _, tt := range tests {
@@ -291,10 +294,11 @@ func TestTranslateBreakerStates(t *testing.T) {
 	}
 }
 
-// TestTranslateProbeRoute: only a HALF_OPEN instance holding permits gets a
-// route that lets calls through whose ProbeHeader is exactly the callee's
-// probe secret (never the generation); everything else on it gets the probe
-// share. Without a secret there is no probe route to match.
+// TestTranslateProbeRoute: only a HALF_OPEN instance holding permits gets,
+// in its guard clients' route configuration, a route that lets calls
+// through whose ProbeHeader is exactly the callee's probe secret (never the
+// generation); everything else on it is aborted. Without a secret there is
+// no probe route to match. Other clients' routes never carry the secret.
 func TestTranslateProbeRoute(t *testing.T) {
 	const secret = "9f86d081884c7d659a2feaa0c55ad015"
 	for _, tt := range []struct {
@@ -314,8 +318,13 @@ func TestTranslateProbeRoute(t *testing.T) {
 			st := testState(GRPC, tt.rec)
 			st.Callees[0].ProbeSecret = tt.secret
 			res := mustTranslate(t, Config{}, st)
-			for _, rc := range []string{"payments", EgressRouteName} {
-				vh := findVH(t, findRoute(t, res, rc), "payments")
+			for _, rc := range append(res.Routes, res.GuardRoutes...) {
+				if b, _ := proto.Marshal(rc); tt.secret != "" && strings.Contains(string(b), tt.secret) && !slices.Contains(res.GuardRoutes, rc) {
+					t.Fatalf("route configuration %s for other clients carries the probe secret", rc.GetName())
+				}
+			}
+			for _, rc := range []string{"payments"} {
+				vh := findVH(t, findGuardRoute(t, res, rc), "payments")
 				if len(vh.GetRoutes()) != tt.routes {
 					t.Fatalf("%s: %d routes, want %d", rc, len(vh.GetRoutes()), tt.routes)
 				}
@@ -334,6 +343,17 @@ func TestTranslateProbeRoute(t *testing.T) {
 	}
 }
 
+func findGuardRoute(t *testing.T, res Resources, name string) *routev3.RouteConfiguration {
+	t.Helper()
+	for _, r := range res.GuardRoutes {
+		if r.GetName() == name {
+			return r
+		}
+	}
+	t.Fatalf("no guard route configuration %q", name)
+	return nil
+}
+
 // TestTranslateRejectsBadProbeSecret: a secret that is not a plain token is
 // refused, naming the callee and the field.
 func TestTranslateRejectsBadProbeSecret(t *testing.T) {
@@ -347,14 +367,67 @@ func TestTranslateRejectsBadProbeSecret(t *testing.T) {
 	}
 }
 
-func TestTranslateProbeShare(t *testing.T) {
-	for _, share := range []int{1, 10, 50, 100} {
-		res := mustTranslate(t, Config{ProbeSharePercent: share},
-			testState(GRPC, record(breaker.HalfOpen, 4, map[string]int{"checkout-1": 1})))
-		f := faultOf(t, findVH(t, findRoute(t, res, "payments"), "payments"))
-		if got := f.GetAbort().GetPercentage().GetNumerator(); got != uint32(100-share) {
-			t.Errorf("share %d%%: abort %d%%, want %d%%", share, got, 100-share)
-		}
+// TestTranslateProbeGate: a HALF_OPEN probe holder's routes for clients
+// without Colony's library send every call, unfaulted, to the probe gate's
+// cluster, whose one endpoint is the gate; guard clients' routes keep the
+// probe route and abort the rest. Without a gate such clients cannot probe
+// (every call aborted), and nobody else is routed to the gate.
+func TestTranslateProbeGate(t *testing.T) {
+	const gate = "127.0.0.1:7501"
+	holder := record(breaker.HalfOpen, 4, map[string]int{"checkout-1": 1})
+	for _, tt := range []struct {
+		name     string
+		rec      *breaker.PairRecord
+		gate     string
+		wantGate bool
+	}{
+		{"holder", holder, gate, true},
+		{"holder without a gate", holder, "", false},
+		{"non-holder", record(breaker.HalfOpen, 4, map[string]int{"checkout-2": 1}), gate, false},
+		{"open", record(breaker.Open, 3, nil), gate, false},
+		{"closed", nil, gate, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, p := range []Protocol{GRPC, HTTP} {
+				st := testState(p, tt.rec)
+				st.ProbeGate = tt.gate
+				st.Callees[0].ProbeSecret = "s3cr3t"
+				res := mustTranslate(t, Config{}, st)
+				for _, rc := range []string{"payments", EgressRouteName} {
+					r := findVH(t, findRoute(t, res, rc), "payments").GetRoutes()
+					if got := r[len(r)-1].GetRoute().GetCluster() == ProbeGateCluster; got != tt.wantGate {
+						t.Errorf("%v %s: routed to the gate %v, want %v", p, rc, got, tt.wantGate)
+					}
+					if tt.wantGate && (len(r) != 1 || r[0].GetTypedPerFilterConfig() != nil) {
+						t.Errorf("%v %s: %d routes, fault %v; want one route to the gate, no fault", p, rc, len(r), r[0].GetTypedPerFilterConfig())
+					}
+				}
+				for _, rc := range res.GuardRoutes {
+					for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
+						if r.GetRoute().GetCluster() == ProbeGateCluster {
+							t.Errorf("%v: guard route %q goes to the gate", p, r.GetName())
+						}
+					}
+				}
+				cl := slices.IndexFunc(res.Clusters, func(c *clusterv3.Cluster) bool { return c.GetName() == ProbeGateCluster })
+				if (cl >= 0) != (tt.gate != "") {
+					t.Fatalf("%v: gate cluster present %v with gate %q", p, cl >= 0, tt.gate)
+				}
+				if cl >= 0 {
+					if res.Clusters[cl].GetLrsServer() != nil {
+						t.Errorf("gate cluster names an LRS server: the gate counts its calls itself")
+					}
+					i := slices.IndexFunc(res.Endpoints, func(c *endpointv3.ClusterLoadAssignment) bool { return c.GetClusterName() == ProbeGateCluster })
+					if i < 0 {
+						t.Fatal("no load assignment for the gate cluster")
+					}
+					sa := res.Endpoints[i].GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+					if got := fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue()); got != gate {
+						t.Errorf("gate endpoint %s, want %s", got, gate)
+					}
+				}
+			}
+		})
 	}
 }
 
@@ -579,7 +652,7 @@ func TestTranslateRejects(t *testing.T) {
 		{"record of another callee", Config{}, func(s *State) { s.Callees[1].Breaker = record(breaker.Open, 1, nil) }, ErrInvalidState},
 		{"bad protocol", Config{}, func(s *State) { s.Callees[0].Protocol = 7 }, ErrInvalidState},
 		{"bad egress addr", Config{EgressAddr: "localhost:1"}, func(*State) {}, ErrInvalidConfig},
-		{"bad probe share", Config{ProbeSharePercent: 101}, func(*State) {}, ErrInvalidConfig},
+		{"bad probe gate", Config{}, func(s *State) { s.ProbeGate = "localhost:1" }, ErrInvalidState},
 		{"bad header", Config{BreakerHeader: "X-Breaker"}, func(*State) {}, ErrInvalidConfig},
 		{"bad access log addr", Config{AccessLogAddr: "sidecar:7400"}, func(*State) {}, ErrInvalidConfig},
 	}

@@ -28,7 +28,6 @@ func newSidecarCmd() *cobra.Command {
 		mode         string
 		modesFor     []string
 		egress       string
-		probeShare   int
 		logLevel     string
 		metricsAddr  string
 		tlsFlags     certcmd.ServerFlags
@@ -135,7 +134,7 @@ cluster. With neither it refuses to start.`,
 				defer ms.Close(context.Background())
 				log.Info("serving metrics", "url", metricsURL(cfg.TLS, ms.Addr()))
 			}
-			x, err := sidecar.NewXDS(xds.Config{EgressAddr: egress, ProbeSharePercent: probeShare, Logger: log})
+			x, err := sidecar.NewXDS(xds.Config{EgressAddr: egress, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -144,7 +143,7 @@ cluster. With neither it refuses to start.`,
 			if err != nil {
 				return err
 			}
-			log.Info("sidecar serving", "service", cfg.Service, "instance", cfg.Instance, "listen", s.Addr(),
+			log.Info("sidecar serving", "service", cfg.Service, "instance", cfg.Instance, "listen", s.Addr(), "probe_gate", s.View().ProbeGate,
 				"coordinators", strings.Join(cfg.Coordinators, ","), "degraded_mode", cfg.DegradedMode)
 			<-ctx.Done()
 			log.Info("sidecar stopping: deregistering")
@@ -162,7 +161,8 @@ cluster. With neither it refuses to start.`,
 	fl.StringVar(&cfg.APIAddr, "listen", def.APIAddr, "address of the sidecar's gRPC server: xDS, Envoy access logs, the sidecar API (plaintext only on loopback, unless --listen-tls or --insecure)")
 	fl.BoolVar(&cfg.ListenTLS, "listen-tls", false, "serve --listen over TLS with this sidecar's certificate, requiring clients (Envoy, apps, proxyless gRPC) to present a certificate of the same CA")
 	fl.StringVar(&egress, "egress-addr", xds.DefaultEgressAddr, "address Envoy's egress listener binds (apps send outbound calls there)")
-	fl.IntVar(&probeShare, "probe-share", xds.DefaultProbeSharePercent, "percent of calls a probe-holding instance lets through in HALF_OPEN, for clients without Colony's library")
+	fl.StringVar(&cfg.ProbeGateAddr, "probe-gate", def.ProbeGateAddr, "IP:port of the probe gate, which admits exactly this instance's HALF_OPEN probe permits for clients without Colony's library (plaintext: loopback unless --insecure; port 0 picks one)")
+	fl.IntVar(&cfg.ProbeGateMaxCalls, "probe-gate-max-calls", def.ProbeGateMaxCalls, "calls the probe gate holds at once; more are rejected")
 	fl.DurationVar(&cfg.ReportInterval, "report-interval", def.ReportInterval, "how often summed outcomes go to the coordinator")
 	fl.DurationVar(&cfg.SessionTTL, "session-ttl", def.SessionTTL, "coordinator session TTL: the registration outlives a dead sidecar this long")
 	fl.DurationVar(&cfg.DegradedAfter, "degraded-after", def.DegradedAfter, "how long the coordinator may be unreachable before the degraded mode applies")

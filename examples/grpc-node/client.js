@@ -21,8 +21,10 @@
 //
 //   totals ok=120 failed=4 rejected=37 last="UNAVAILABLE: Fault injected"
 //
-// where rejected counts calls the xDS fault filter failed (what an OPEN
-// breaker configures) and failed every other error. It stops on SIGINT or
+// where rejected counts calls the breaker turned away (the xDS fault
+// filter's abort, what an OPEN breaker configures, or the sidecar's probe
+// gate in HALF_OPEN, whose messages start with "colony: ") and failed every
+// other error. It stops on SIGINT or
 // SIGTERM too, printing its totals one last time.
 'use strict';
 
@@ -31,6 +33,8 @@ const grpcXds = require('@grpc/grpc-js-xds');
 
 // grpc-js-xds words a call the fault filter aborted this way.
 const FAULT_TEXT = 'Fault injected';
+// The sidecar's probe gate words the HALF_OPEN calls it turns away so.
+const GATE_TEXT = 'colony: ';
 
 const USAGE = `usage: node client.js [--target xds:///payments] [--tag NAME] [--interval-ms 20]
        [--timeout-ms 1000] [--report-ms 100] [--max-calls 100000] [--max-duration-ms 300000]
@@ -163,7 +167,8 @@ function main() {
       if (!err) {
         totals.ok++;
       } else {
-        if (err.code === grpc.status.UNAVAILABLE && String(err.details).includes(FAULT_TEXT)) {
+        const details = String(err.details);
+        if (err.code === grpc.status.UNAVAILABLE && (details.includes(FAULT_TEXT) || details.startsWith(GATE_TEXT))) {
           totals.rejected++;
         } else {
           totals.failed++;

@@ -285,8 +285,8 @@ func TestEnvoyLeg(t *testing.T) {
 		t.Errorf("the egress listener does not add %s to its fault replies: the caller could not tell a rejection from a failure", guard.BreakerHeader)
 	}
 
-	// CDS: the callee's cluster, and none that clashes with a static one
-	// (Envoy would reject it).
+	// CDS: the callee's cluster and the probe gate's, and none that
+	// clashes with a static one (Envoy would reject it).
 	cds := ads.fetch(resourcev3.ClusterType)
 	var clusters []string
 	for _, a := range cds.GetResources() {
@@ -305,8 +305,9 @@ func TestEnvoyLeg(t *testing.T) {
 		}
 		clusters = append(clusters, c.GetName())
 	}
-	if !slices.Equal(clusters, []string{"catalog"}) {
-		t.Errorf("clusters %v, want [catalog]", clusters)
+	slices.Sort(clusters)
+	if want := []string{"catalog", xds.ProbeGateCluster}; !slices.Equal(clusters, want) {
+		t.Errorf("clusters %v, want %v", clusters, want)
 	}
 
 	// EDS: the callee's registered address.

@@ -60,9 +60,10 @@ func TestProbeSecretOnlyForGuards(t *testing.T) {
 	}
 	defer callee.Close()
 
-	// The caller: its sidecar serves xDS; 1% of ordinary calls pass on a
-	// probe holder, so a forged mark is told apart from a probe.
-	x, err := sidecar.NewXDS(xds.Config{ProbeSharePercent: 1})
+	// The caller: its sidecar serves xDS; a guard client's ordinary calls
+	// are all aborted on a probe holder, so a forged mark is told apart
+	// from a probe.
+	x, err := sidecar.NewXDS(xds.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestProbeSecretOnlyForGuards(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	conn, err := xdsdial.Dial(sc.Addr(), "checkout/c1", "checkout", "payments")
+	conn, err := xdsdial.DialWith(sc.Addr(), "checkout/c1", "checkout", "payments", []xdsdial.Option{xdsdial.AsGuard()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestProbeSecretOnlyForGuards(t *testing.T) {
 		t.Fatalf("the guard marked its probe %s=%v, want the sidecar's secret %q (generation %s)", guard.ProbeHeader, sent, c.ProbeSecret, gen)
 	}
 
-	// A client that marks its calls itself gets only the share.
+	// A client that marks its calls itself gets nothing through.
 	for _, forged := range []string{gen, "00000000000000000000000000000000"} {
 		passed := 0
 		for range 50 {
@@ -153,8 +154,8 @@ func TestProbeSecretOnlyForGuards(t *testing.T) {
 				passed++
 			}
 		}
-		if passed > 10 {
-			t.Errorf("%d of 50 calls marked %s=%q passed; want about the 1%% share", passed, guard.ProbeHeader, forged)
+		if passed > 0 {
+			t.Errorf("%d of 50 calls marked %s=%q passed; want none", passed, guard.ProbeHeader, forged)
 		}
 	}
 

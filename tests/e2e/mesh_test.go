@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -85,12 +86,76 @@ func startCallee(t *testing.T) *calleeServer {
 	return c
 }
 
+// proc is a child process a test owns: in its own process group, its
+// output in a log file, stopped at cleanup (SIGTERM, then SIGKILL after
+// exitTimeout), the log's last lines shown when the test failed.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed once it exited and its output is read
+}
+
+// startProc starts cmd, its stderr (and its stdout, unless stdout is set)
+// going to logPath. stdout, when set, reads the process's stdout until it
+// ends.
+func startProc(t *testing.T, name, logPath string, tail int, cmd *exec.Cmd, stdout func(io.Reader)) *proc {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	cmd.Stderr = logf
+	var out io.Reader
+	if stdout == nil {
+		cmd.Stdout = logf
+	} else if out, err = cmd.StdoutPipe(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.SysProcAttr = framework.SysProcAttr()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		if stdout != nil {
+			stdout(out)
+			io.Copy(io.Discard, out)
+		}
+		cmd.Wait()
+		logf.Close()
+	}()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			if b, err := os.ReadFile(logPath); err == nil && len(b) > 0 {
+				t.Logf("--- %s log (last %d lines) ---\n%s", name, tail, lastLines(string(b), tail))
+			}
+		}
+	})
+	return p
+}
+
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(exitTimeout):
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
 // sidecarProc is a `colony sidecar` process.
 type sidecarProc struct {
-	name string
+	*proc
 	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
 }
 
 // startSidecarProc runs `colony sidecar` with args, listening on a free
@@ -101,28 +166,10 @@ func startSidecarProc(t *testing.T, dir, name string, args ...string) *sidecarPr
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &sidecarProc{name: name, addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), done: make(chan struct{})}
-	logPath := filepath.Join(dir, name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args = append([]string{"sidecar", "--listen", p.addr, "--egress-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--log-level", "info"}, args...)
-	p.cmd = exec.Command(colonyBin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	p.cmd.SysProcAttr = framework.SysProcAttr()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); logf.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("--- %s log (last 40 lines) ---\n%s", name, lastLines(string(b), 40))
-			}
-		}
-	})
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	args = append([]string{"sidecar", "--listen", addr, "--egress-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--log-level", "info"}, args...)
+	p := &sidecarProc{addr: addr,
+		proc: startProc(t, name, filepath.Join(dir, name+".log"), 40, exec.Command(colonyBin, args...), nil)}
 	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -140,21 +187,6 @@ func startSidecarProc(t *testing.T, dir, name string, args ...string) *sidecarPr
 			t.Fatalf("sidecar %s not serving on %s: %v", name, p.addr, err)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (p *sidecarProc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(exitTimeout):
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
 	}
 }
 

@@ -16,8 +16,9 @@
 //
 //	totals ok=120 failed=4 rejected=37 last="Unavailable: RPC terminated due to fault injection"
 //
-// where rejected counts calls failed by the xDS fault filter (what a
-// Colony sidecar's OPEN breaker configures) and failed every other error.
+// where rejected counts calls the breaker turned away (the xDS fault
+// filter's abort, what a Colony sidecar's OPEN breaker configures, or its
+// probe gate's UNAVAILABLE in HALF_OPEN) and failed every other error.
 // It stops after -max-calls calls, after -max-duration, or on SIGINT or
 // SIGTERM, printing its totals one last time.
 package main
@@ -45,6 +46,10 @@ import (
 // faultText is how gRPC-Go words a call failed by the fault injection
 // filter (gRFC A33).
 const faultText = "RPC terminated due to fault injection"
+
+// gateText starts the message of a call the sidecar's probe gate turned
+// away in HALF_OPEN (permits spent, or none held).
+const gateText = "colony: "
 
 func main() {
 	var (
@@ -120,7 +125,7 @@ func (t *totals) count(err error) {
 		return
 	}
 	st := status.Convert(err)
-	if st.Code() == codes.Unavailable && strings.Contains(st.Message(), faultText) {
+	if st.Code() == codes.Unavailable && (strings.Contains(st.Message(), faultText) || strings.HasPrefix(st.Message(), gateText)) {
 		t.rejected++
 	} else {
 		t.failed++
