@@ -32,6 +32,10 @@ type Evidence struct {
 	// without calls).
 	FailureRate  float64 `json:"failureRate"`
 	SlowCallRate float64 `json:"slowCallRate"`
+	// Latency sums the window's latency histograms: the calls (of Calls)
+	// whose reporters measured their duration. Its quantiles are the
+	// pair's latency percentiles (Latency.Quantile).
+	Latency Latency `json:"latency,omitzero"`
 	// ConsecutiveFailures is the fleet-wide run: failures reported since the
 	// last reported success, within the window.
 	ConsecutiveFailures int64 `json:"consecutiveFailures"`

@@ -17,6 +17,7 @@ type slot struct {
 	successes, failures, slow, rejected, excluded int64
 	run                                           int64      // this bucket's part of the fleet-wide failure run
 	latest                                        [kinds]int // instances whose latest event of each kind is here
+	latency                                       Latency    // the durations reported with this bucket's calls
 }
 
 // Kinds of instance events counted for distinct instances.
@@ -105,6 +106,7 @@ func (w *window) add(now time.Time, id string, c Counts) {
 	s.slow += c.Slow
 	s.rejected += c.Rejected
 	s.excluded += c.Excluded
+	s.latency = s.latency.Plus(c.Latency)
 	if c.Successes > 0 {
 		// A success ends the fleet's run; what follows it in this report
 		// starts the next one.
@@ -149,6 +151,7 @@ func (w *window) evidence(now time.Time, prune bool) Evidence {
 		ev.Slow += s.slow
 		ev.Rejected += s.rejected
 		ev.Excluded += s.excluded
+		ev.Latency = ev.Latency.Plus(s.latency)
 		if s.epoch >= w.runEpoch {
 			ev.ConsecutiveFailures += s.run
 		}
