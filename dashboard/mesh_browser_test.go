@@ -299,8 +299,8 @@ func TestBrowserMesh20x20(t *testing.T) {
 
 	run(t, bctx, "resize to 1280x800",
 		chromedp.EmulateViewport(1280, 800),
-		// One more snapshot renders at the new width.
-		chromedp.Sleep(time.Second),
+		// The layout is CSS: it follows the width without a re-render.
+		waitJS(`window.innerWidth === 1280 && window.innerHeight === 800`),
 	)
 	at1280 := layout(t, bctx)
 	checkLayout(t, "1280x800", at1280)

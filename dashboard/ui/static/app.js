@@ -370,22 +370,27 @@
     el('td', {class: ['num', calls > 0 ? shareClass(w.failureRate, 0.1, 0.4) : null].filter(Boolean).join(' '), text: calls > 0 ? pct(num(w.failureRate)) : '–'}),
     el('td', {}, sparkline(t.failureRate, 0.05, 'spark-err', 'error share, last two minutes')),
     el('td', {class: ['num', calls > 0 ? shareClass(w.slowCallRate, 0.2, 0.6) : null].filter(Boolean).join(' '), title: 'share of calls slower than the policy\'s slowCallDuration', text: calls > 0 ? pct(num(w.slowCallRate)) : '–'}),
-    latencyCell(w),
-    el('td', {}, sparkline(t.p99Ms, 10, 'spark-lat', 'p99 latency (bucket bound), last two minutes')),
+    latencyCells(w, t),
     el('td', {class: ['num', num(w.rejectedCalls) > 0 ? 'flag-bad' : null].filter(Boolean).join(' '), title: `${num(w.rejectedCalls)} calls rejected by callers' breakers in the window`, text: rateText(w.rejectRate)}),
     el('td', {}, sparkline(t.rejectRate, 1, 'spark-rej', 'rejected calls/s, last two minutes')),
     el('td', {class: 'why muted small', text: why}),
     el('td', {class: 'num muted small nowrap', text: p.sinceMs ? ago(num(p.sinceMs)) : ''}));
   }
 
-  // latencyCell is a pair row's p50 / p99: the upper bounds of their
-  // buckets; a pair whose callers measure no durations (stock gRPC and
-  // Envoy-less callers send load reports: counts only) says so.
-  function latencyCell(w) {
+  // latencyCells are a pair row's p50 / p99 (the upper bounds of their
+  // buckets) and its p99 sparkline; a pair whose callers measure no
+  // durations (stock callers send load reports: counts only) says so
+  // across both.
+  function latencyCells(w, t) {
     const calls = num(w.windowCalls);
     if (calls > 0 && num(w.latencySamples) === 0) {
-      return el('td', {class: 'lat-none muted small', title: 'these callers send load reports (counts only), no durations', text: 'no latency from stock callers'});
+      return el('td', {colspan: 2, class: 'lat lat-none muted small', title: 'these callers send load reports (counts only), no durations', text: 'no latency from stock callers'});
     }
+    return [latencyCell(w), el('td', {}, sparkline(t.p99Ms, 10, 'spark-lat', 'p99 latency (bucket bound), last two minutes'))];
+  }
+
+  function latencyCell(w) {
+    const calls = num(w.windowCalls);
     if (calls === 0) return el('td', {class: 'num lat', text: '–'});
     const p99 = num(w.p99Ms);
     const flag = p99 < 0 || p99 >= 1000 ? 'flag-bad' : (p99 >= 200 ? 'flag-slow' : null);
@@ -475,6 +480,32 @@
     $('detail').scrollIntoView({block: 'nearest'});
   }
 
+  // LATENCY_BOUNDS are the histogram's bucket bounds in ms (package
+  // breaker, LatencyBounds); a last bucket holds the slower calls.
+  const LATENCY_BOUNDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+
+  // quantileMs is the upper bound of the bucket holding the q-th quantile
+  // of a histogram, -1 past the last bound, as the coordinator computes it.
+  function quantileMs(hist, q) {
+    const total = hist.reduce((a, b) => a + num(b), 0);
+    const rank = Math.ceil(q * total);
+    let seen = 0;
+    for (let i = 0; i < hist.length; i++) {
+      seen += num(hist[i]);
+      if (seen >= rank) return i < LATENCY_BOUNDS.length ? LATENCY_BOUNDS[i] : -1;
+    }
+    return -1;
+  }
+
+  function latencyEvidence(ev) {
+    const hist = ev.latency || [];
+    const n = hist.reduce((a, b) => a + num(b), 0);
+    if (n === 0) return num(ev.calls) > 0 ? 'no latency from stock callers (their load reports carry no durations)' : '';
+    let text = `p50 ${latText(quantileMs(hist, 0.5))}, p99 ${latText(quantileMs(hist, 0.99))}`;
+    if (n >= 1000) text += `, p99.9 ${latText(quantileMs(hist, 0.999))}`;
+    return text + ` (bucket upper bounds; ${n} of ${num(ev.calls)} calls timed)`;
+  }
+
   function evidenceView(ev) {
     if (!ev) return el('p', {class: 'muted', text: 'none'});
     return kv([
@@ -486,6 +517,7 @@
       ['rejected / excluded', `${ev.rejected} / ${ev.excluded}`],
       ['failure rate', pct(ev.failureRate || 0)],
       ['slow-call rate', pct(ev.slowCallRate || 0)],
+      ['latency', latencyEvidence(ev)],
       ['consecutive failures', String(ev.consecutiveFailures || 0)],
       ['failing instances', `${ev.failingInstances} of ${ev.reportingInstances} reporting` + (ev.fleetInstances ? ` (fleet ${ev.fleetInstances})` : '')],
       ['probes', ev.probeSuccesses || ev.probeFailures ? `${ev.probeSuccesses || 0} ok, ${ev.probeFailures || 0} failed` : ''],
