@@ -178,9 +178,10 @@ func TestBreakerCommands(t *testing.T) {
 	out := run("breaker", "ls", "-o", "json")
 	var lat []struct {
 		LatencySamples, LatencyP50Ms, LatencyP99Ms int64
+		Latency                                    []int64
 	}
-	if err := json.Unmarshal([]byte(out), &lat); err != nil || len(lat) != 1 || lat[0].LatencySamples != 4 || lat[0].LatencyP50Ms != 2 || lat[0].LatencyP99Ms != 50 {
-		t.Errorf("breaker ls -o json: %v, want 4 latency samples, p50 2 ms, p99 50 ms:\n%s", err, out)
+	if err := json.Unmarshal([]byte(out), &lat); err != nil || len(lat) != 1 || lat[0].LatencySamples != 4 || lat[0].LatencyP50Ms != 2 || lat[0].LatencyP99Ms != 50 || len(lat[0].Latency) != 6 {
+		t.Errorf("breaker ls -o json: %v, want 4 latency samples, p50 2 ms, p99 50 ms, the histogram as numbers:\n%s", err, out)
 	}
 	mustContain(t, "breaker get live latency", run("breaker", "get", "web", "inventory"),
 		"p50 ≤2ms, p99 ≤50ms (bucket upper bounds; 4 of 5 calls timed)")
