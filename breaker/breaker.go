@@ -344,6 +344,7 @@ func (b *Breaker) Evaluate(now time.Time) (Transition, bool) {
 		if ev.Condition == "" {
 			return Transition{}, false
 		}
+		ev.Latency = b.win.latency(now) // summed only when it goes on record
 		return b.open(now, ev), true
 	case Open:
 		if now.Before(b.until) {
@@ -376,6 +377,7 @@ func (b *Breaker) Evidence(now time.Time) Evidence {
 	switch b.state {
 	case Closed:
 		ev := b.win.evidence(now, false)
+		ev.Latency = b.win.latency(now)
 		ev.FleetInstances = b.fleet
 		b.p.trip(&ev)
 		return ev

@@ -106,7 +106,11 @@ func (w *window) add(now time.Time, id string, c Counts) {
 	s.slow += c.Slow
 	s.rejected += c.Rejected
 	s.excluded += c.Excluded
-	s.latency = s.latency.Plus(c.Latency)
+	if c.Latency != (Latency{}) {
+		for k, n := range c.Latency {
+			s.latency[k] = min(s.latency[k]+n, MaxCount)
+		}
+	}
 	if c.Successes > 0 {
 		// A success ends the fleet's run; what follows it in this report
 		// starts the next one.
@@ -132,6 +136,25 @@ func (w *window) add(now time.Time, id string, c Counts) {
 	}
 }
 
+// latency sums the latency histograms of the window ending at now. Apart
+// from evidence, which Evaluate runs on every tick: only a reading
+// (Breaker.Evidence) and a trip need it.
+func (w *window) latency(now time.Time) Latency {
+	e := w.epoch(now)
+	lo := e - int64(len(w.slots)) + 1
+	var l Latency
+	for i := range w.slots {
+		s := &w.slots[i]
+		if s.epoch < lo || s.epoch > e {
+			continue
+		}
+		for k, n := range s.latency {
+			l[k] += n
+		}
+	}
+	return l
+}
+
 // evidence sums the window ending at now. With prune, it forgets instances
 // that have no calls left in the window, when they are many.
 func (w *window) evidence(now time.Time, prune bool) Evidence {
@@ -151,7 +174,6 @@ func (w *window) evidence(now time.Time, prune bool) Evidence {
 		ev.Slow += s.slow
 		ev.Rejected += s.rejected
 		ev.Excluded += s.excluded
-		ev.Latency = ev.Latency.Plus(s.latency)
 		if s.epoch >= w.runEpoch {
 			ev.ConsecutiveFailures += s.run
 		}
