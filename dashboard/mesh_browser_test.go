@@ -297,10 +297,25 @@ func TestBrowserMesh20x20(t *testing.T) {
 		waitJS(`document.querySelector('table.pairs tr.pair[data-callee="inventory"]')`),
 	)
 
+	// A pair's detail gives its window's percentiles, or says why not.
+	run(t, bctx, "open a timed pair's detail",
+		clickJS(`#matrix button.cell[data-caller="search"][data-callee="inventory"]`),
+		waitJS(`/latency\s*p50 ≤\d+m?s, p99 [≤>]\d+m?s \(bucket upper bounds; \d+ of \d+ calls timed\)/.test(document.getElementById('detail-live').textContent)`),
+	)
+	run(t, bctx, "open a stock caller's pair's detail",
+		clickJS(`#matrix button.cell[data-caller="admin"][data-callee="inventory"]`),
+		waitJS(`document.getElementById('detail-title').textContent === 'admin → inventory' &&
+			document.getElementById('detail-live').textContent.includes('no latency from stock callers')`),
+	)
+
 	run(t, bctx, "resize to 1280x800",
 		chromedp.EmulateViewport(1280, 800),
 		// The layout is CSS: it follows the width without a re-render.
 		waitJS(`window.innerWidth === 1280 && window.innerHeight === 800`),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`)(ctx, tg) // back to the matrix, for the screenshot
+			return err
+		}),
 	)
 	at1280 := layout(t, bctx)
 	checkLayout(t, "1280x800", at1280)
@@ -315,6 +330,14 @@ func TestBrowserMesh20x20(t *testing.T) {
 func waitJS(expr string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond))(ctx, tg)
+		return err
+	})
+}
+
+// clickJS clicks the element a CSS selector names, in the page.
+func clickJS(selector string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector(%q).click()`, selector))(ctx, tg)
 		return err
 	})
 }
