@@ -6,11 +6,13 @@ import (
 	"time"
 )
 
-// LatencyBounds are the upper bounds (inclusive) of the latency histogram's
-// buckets, fixed so that every reporter and the coordinator add the same
-// buckets: 1, 2, 5, 10, 20, 50, 100, 200, 500 ms, 1, 2, 5, 10 s. A last
-// bucket, past the final bound, holds the calls slower than 10 s.
-var LatencyBounds = [LatencyBuckets - 1]time.Duration{
+// LatencyBounds returns the upper bounds (inclusive) of the latency
+// histogram's buckets, fixed so that every reporter and the coordinator add
+// the same buckets: 1, 2, 5, 10, 20, 50, 100, 200, 500 ms, 1, 2, 5, 10 s. A
+// last bucket, past the final bound, holds the calls slower than 10 s.
+func LatencyBounds() [LatencyBuckets - 1]time.Duration { return latencyBounds }
+
+var latencyBounds = [LatencyBuckets - 1]time.Duration{
 	1 * time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
 	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
 	100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond,
@@ -26,7 +28,7 @@ const LatencyBuckets = 14
 const LatencyOverflow = time.Duration(math.MaxInt64)
 
 // Latency is a histogram of call durations: Latency[i] counts the calls
-// that took at most LatencyBounds[i] and more than the bound before it; the
+// that took at most LatencyBounds()[i] and more than the bound before it; the
 // last element counts the calls slower than every bound. Its zero value is
 // an empty histogram, which is also what a reporter that measures no
 // latency (an older sidecar, a stock client's load report) sends.
@@ -34,7 +36,7 @@ type Latency [LatencyBuckets]int64
 
 // LatencyBucket returns the index of the bucket d falls in.
 func LatencyBucket(d time.Duration) int {
-	for i, b := range LatencyBounds {
+	for i, b := range latencyBounds {
 		if d <= b {
 			return i
 		}
@@ -99,7 +101,7 @@ func (l Latency) Quantile(q float64) (time.Duration, bool) {
 			if i == LatencyBuckets-1 {
 				return LatencyOverflow, true
 			}
-			return LatencyBounds[i], true
+			return latencyBounds[i], true
 		}
 	}
 	return LatencyOverflow, true
@@ -144,7 +146,7 @@ func (l Latency) Slice() []int64 {
 // ">10s" for LatencyOverflow.
 func FormatLatency(d time.Duration) string {
 	if d == LatencyOverflow {
-		return ">" + LatencyBounds[len(LatencyBounds)-1].String()
+		return ">" + latencyBounds[len(latencyBounds)-1].String()
 	}
 	return "≤" + d.String()
 }
