@@ -55,6 +55,27 @@ func BenchmarkReport(b *testing.B) {
 	}
 }
 
+// BenchmarkReportLatency is BenchmarkReport with a latency histogram in
+// every report, as the guard and the access logs send.
+func BenchmarkReportLatency(b *testing.B) {
+	br, now := benchBreaker(b)
+	c := breaker.Counts{Successes: 49, Failures: 1, Slow: 2}
+	for k := range c.Calls() {
+		c.Latency.Observe(time.Duration(k) * time.Millisecond)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i%len(instances) == 0 {
+			now = now.Add(time.Second)
+		}
+		if err := br.Report(now, instances[i%len(instances)], c); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
 // BenchmarkEvaluate: one evaluation of a window holding reports from 1000
 // instances in each of its 10 buckets.
 func BenchmarkEvaluate(b *testing.B) {

@@ -32,6 +32,10 @@ type Evidence struct {
 	// without calls).
 	FailureRate  float64 `json:"failureRate"`
 	SlowCallRate float64 `json:"slowCallRate"`
+	// Latency sums the window's latency histograms: the calls (of Calls)
+	// whose reporters measured their duration. Its quantiles are the
+	// pair's latency percentiles (Latency.Quantile).
+	Latency Latency `json:"latency,omitzero"`
 	// ConsecutiveFailures is the fleet-wide run: failures reported since the
 	// last reported success, within the window.
 	ConsecutiveFailures int64 `json:"consecutiveFailures"`
@@ -340,6 +344,7 @@ func (b *Breaker) Evaluate(now time.Time) (Transition, bool) {
 		if ev.Condition == "" {
 			return Transition{}, false
 		}
+		ev.Latency = b.win.latency(now) // summed only when it goes on record
 		return b.open(now, ev), true
 	case Open:
 		if now.Before(b.until) {
@@ -372,6 +377,7 @@ func (b *Breaker) Evidence(now time.Time) Evidence {
 	switch b.state {
 	case Closed:
 		ev := b.win.evidence(now, false)
+		ev.Latency = b.win.latency(now)
 		ev.FleetInstances = b.fleet
 		b.p.trip(&ev)
 		return ev

@@ -1,6 +1,9 @@
 package breaker
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Counts are the outcomes one caller instance saw for one pair in one report
 // period (a bucket). Sidecars build them with Add; the engine passes them to
@@ -23,6 +26,11 @@ type Counts struct {
 	// report). At most Failures. When Successes is 0 the whole period is one
 	// run and the breaker reads it as Failures whatever this says.
 	TrailingFailures int64 `json:"trailingFailures" yaml:"trailingFailures"`
+	// Latency is the histogram of the durations of the calls that count
+	// (successes and failures), when the reporter measured them; it holds
+	// at most Successes+Failures calls. Empty when the reporter did not
+	// measure (older sidecars, stock clients' load reports).
+	Latency Latency `json:"latency,omitzero" yaml:"latency,omitempty"`
 }
 
 // Calls returns the calls that count: Successes + Failures.
@@ -51,9 +59,19 @@ func (c *Counts) Add(v Verdict) {
 	}
 }
 
+// AddTimed counts one classified call that took took: as Add, and in the
+// latency histogram when the call counts (a success or a failure).
+func (c *Counts) AddTimed(v Verdict, took time.Duration) {
+	c.Add(v)
+	if v.Outcome == Success || v.Outcome == Failure {
+		c.Latency.Observe(took)
+	}
+}
+
 // Validate reports the first problem with c, wrapping ErrInvalidCounts:
 // a negative field, a field above MaxCount, Slow above Successes+Failures,
-// or TrailingFailures above Failures.
+// TrailingFailures above Failures, or a latency histogram with a negative
+// bucket or more calls than Successes+Failures.
 func (c Counts) Validate() error {
 	fields := [...]struct {
 		name string
@@ -75,6 +93,19 @@ func (c Counts) Validate() error {
 	}
 	if c.TrailingFailures > c.Failures {
 		return fmt.Errorf("%w: trailingFailures: %d exceeds failures %d", ErrInvalidCounts, c.TrailingFailures, c.Failures)
+	}
+	var timed int64
+	for i, n := range c.Latency {
+		if n < 0 {
+			return fmt.Errorf("%w: latency[%d]: %d is negative", ErrInvalidCounts, i, n)
+		}
+		if n > MaxCount {
+			return fmt.Errorf("%w: latency[%d]: %d is above the limit %d", ErrInvalidCounts, i, n, int64(MaxCount))
+		}
+		timed += n
+	}
+	if timed > c.Calls() {
+		return fmt.Errorf("%w: latency: %d calls exceed successes+failures %d", ErrInvalidCounts, timed, c.Calls())
 	}
 	return nil
 }

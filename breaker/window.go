@@ -17,6 +17,7 @@ type slot struct {
 	successes, failures, slow, rejected, excluded int64
 	run                                           int64      // this bucket's part of the fleet-wide failure run
 	latest                                        [kinds]int // instances whose latest event of each kind is here
+	latency                                       Latency    // the durations reported with this bucket's calls
 }
 
 // Kinds of instance events counted for distinct instances.
@@ -105,6 +106,11 @@ func (w *window) add(now time.Time, id string, c Counts) {
 	s.slow += c.Slow
 	s.rejected += c.Rejected
 	s.excluded += c.Excluded
+	if c.Latency != (Latency{}) {
+		for k, n := range c.Latency {
+			s.latency[k] = min(s.latency[k]+n, MaxCount)
+		}
+	}
 	if c.Successes > 0 {
 		// A success ends the fleet's run; what follows it in this report
 		// starts the next one.
@@ -128,6 +134,25 @@ func (w *window) add(now time.Time, id string, c Counts) {
 	if c.Slow > 0 {
 		w.move(in, kindSlow, s)
 	}
+}
+
+// latency sums the latency histograms of the window ending at now. Apart
+// from evidence, which Evaluate runs on every tick: only a reading
+// (Breaker.Evidence) and a trip need it.
+func (w *window) latency(now time.Time) Latency {
+	e := w.epoch(now)
+	lo := e - int64(len(w.slots)) + 1
+	var l Latency
+	for i := range w.slots {
+		s := &w.slots[i]
+		if s.epoch < lo || s.epoch > e {
+			continue
+		}
+		for k, n := range s.latency {
+			l[k] += n
+		}
+	}
+	return l
 }
 
 // evidence sums the window ending at now. With prune, it forgets instances

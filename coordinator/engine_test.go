@@ -392,6 +392,14 @@ func TestBreakerBadInput(t *testing.T) {
 			_, err := bc.Report(ctx, &colonyv1.ReportRequest{Reports: counts(&colonyv1.OutcomeCounts{Successes: 1 << 50})})
 			return err
 		}, codes.InvalidArgument, "reports[1].counts"},
+		{"latency histogram too long", func() error {
+			_, err := bc.Report(ctx, &colonyv1.ReportRequest{Reports: counts(&colonyv1.OutcomeCounts{Successes: 1, Latency: make([]int64, 15)})})
+			return err
+		}, codes.InvalidArgument, "reports[1].counts: breaker: invalid counts: latency: 15 buckets, the limit is 14"},
+		{"more latencies than calls", func() error {
+			_, err := bc.Report(ctx, &colonyv1.ReportRequest{Reports: counts(&colonyv1.OutcomeCounts{Successes: 1, Failures: 1, Latency: []int64{2, 1}})})
+			return err
+		}, codes.InvalidArgument, "reports[1].counts: breaker: invalid counts: latency: 3 calls exceed successes+failures 2"},
 		{"too many reports", func() error {
 			_, err := bc.Report(ctx, &colonyv1.ReportRequest{Reports: big})
 			return err

@@ -207,9 +207,9 @@ type transitionEvidence struct {
 }
 
 // pairWindow is the leader's live window of one pair (soft state): the
-// traffic the callers reported. Reports carry counts, not latencies, so
-// there are no latency percentiles: SlowCallRate (calls slower than the
-// policy's slowCallDuration) is what the window knows of latency.
+// traffic the callers reported, and the latency percentiles of the calls
+// whose reporters measured durations (the guard library, Envoy's access
+// logs; stock callers' load reports carry none).
 type pairWindow struct {
 	FailureRate        float64 `json:"failureRate"`
 	WindowCalls        int64   `json:"windowCalls"`
@@ -229,6 +229,15 @@ type pairWindow struct {
 	WindowMs int64 `json:"windowMs"`
 	// CallRate is WindowCalls per second over WindowMs.
 	CallRate float64 `json:"callRate"`
+	// LatencySamples counts the window's calls that came with a duration;
+	// 0 when the pair's callers measure none (stock callers).
+	LatencySamples int64 `json:"latencySamples"`
+	// P50Ms, P99Ms and P999Ms are the window's latency percentiles, each the
+	// upper bound of its histogram bucket (not interpolated): -1 past the
+	// last bound (10 s), 0 without samples (P999Ms: below 1000 samples).
+	P50Ms  int64 `json:"p50Ms"`
+	P99Ms  int64 `json:"p99Ms"`
+	P999Ms int64 `json:"p999Ms"`
 }
 
 // rejectedSpan is the period ListBreakers' rejected_calls covers.
@@ -251,6 +260,8 @@ func summaryFromProto(b *colonyv1.BreakerSummary, atMs int64) pairSummary {
 		FailureRate: b.GetFailureRate(), WindowCalls: b.GetWindowCalls(),
 		FailingInstances: b.GetFailingInstances(), ReportingInstances: b.GetReportingInstances(),
 		SlowCalls: b.GetSlowCalls(), RejectedCalls: b.GetRejectedCalls(),
+		LatencySamples: b.GetLatencySamples(),
+		P50Ms:          b.GetLatencyP50Ms(), P99Ms: b.GetLatencyP99Ms(), P999Ms: b.GetLatencyP999Ms(),
 	}
 	if w.WindowCalls > 0 {
 		w.SlowCallRate = float64(w.SlowCalls) / float64(w.WindowCalls)

@@ -153,10 +153,12 @@ func TestLiveFeedFromCoordinator(t *testing.T) {
 }
 
 // TestTrafficFromCoordinator: the leader's live window reaches
-// GET /api/breakers with its slow and rejected calls and a call rate.
+// GET /api/breakers with its slow and rejected calls, a call rate and the
+// latency percentiles of the calls reported with durations.
 func TestTrafficFromCoordinator(t *testing.T) {
 	c, hs := liveSetup(t)
-	report(t, c, "c1", &colonyv1.OutcomeCounts{Successes: 30, Failures: 10, Slow: 8, Rejected: 5})
+	// 30 calls within 10 ms, 10 within 20 ms.
+	report(t, c, "c1", &colonyv1.OutcomeCounts{Successes: 30, Failures: 10, Slow: 8, Rejected: 5, Latency: []int64{0, 0, 0, 30, 10}})
 	res, err := hs.Client().Get(hs.URL + "/api/breakers")
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +171,9 @@ func TestTrafficFromCoordinator(t *testing.T) {
 	w := l.Breakers[0].Window
 	if w.WindowCalls != 40 || w.FailureRate != 0.25 || w.SlowCalls != 8 || w.SlowCallRate != 0.2 || w.RejectedCalls != 5 || w.WindowMs <= 0 || w.CallRate <= 0 || w.RejectRate != 0.5 {
 		t.Fatalf("window %+v: want 40 calls at 25%% failures, 8 slow (20%%), 5 rejected (0.5/s), over a counted time with a rate", *w)
+	}
+	if w.LatencySamples != 40 || w.P50Ms != 10 || w.P99Ms != 20 {
+		t.Fatalf("window %+v: want 40 latency samples, p50 10 ms, p99 20 ms", *w)
 	}
 
 	// OPEN: the window counts nothing, but the callers' rejections are

@@ -32,6 +32,9 @@ type pairSeries struct {
 	FailureRate  []*float64 `json:"failureRate"`  // 0..1
 	SlowCallRate []*float64 `json:"slowCallRate"` // 0..1
 	RejectRate   []*float64 `json:"rejectRate"`   // rejected calls/s
+	// P99Ms is the p99 latency in ms (its bucket's upper bound; -1 past the
+	// last bound), null where the window had no latency samples.
+	P99Ms []*float64 `json:"p99Ms"`
 }
 
 // trafficPoll is one poll's windows, by "caller/callee".
@@ -69,7 +72,7 @@ func (h *hub) historyLocked() trafficHistory {
 	for k := range h.polls[len(h.polls)-1].windows {
 		n := len(h.polls)
 		th.Pairs[k] = &pairSeries{CallRate: make([]*float64, n), FailureRate: make([]*float64, n),
-			SlowCallRate: make([]*float64, n), RejectRate: make([]*float64, n)}
+			SlowCallRate: make([]*float64, n), RejectRate: make([]*float64, n), P99Ms: make([]*float64, n)}
 	}
 	for i, p := range h.polls {
 		th.AtMs[i] = p.atMs
@@ -82,6 +85,9 @@ func (h *hub) historyLocked() trafficHistory {
 			s.FailureRate[i] = round(w.FailureRate, 10000)
 			s.SlowCallRate[i] = round(w.SlowCallRate, 10000)
 			s.RejectRate[i] = round(w.RejectRate, 100)
+			if w.LatencySamples > 0 {
+				s.P99Ms[i] = round(float64(w.P99Ms), 1)
+			}
 		}
 	}
 	return th

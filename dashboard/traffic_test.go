@@ -42,6 +42,29 @@ func TestTrafficRates(t *testing.T) {
 	}
 }
 
+// TestTrafficLatency: a pair's row carries the window's latency
+// percentiles, and the history a p99 series, null (not 0) while the
+// pair's callers measure no latency.
+func TestTrafficLatency(t *testing.T) {
+	at := time.UnixMilli(1_700_000_000_000)
+	timed := summaryFromProto(&colonyv1.BreakerSummary{Caller: "a", Callee: "b", WindowCalls: 40, LatencySamples: 30,
+		LatencyP50Ms: 5, LatencyP99Ms: 200, WindowStartMs: at.Add(-10 * time.Second).UnixMilli()}, at.UnixMilli())
+	if w := timed.Window; w.LatencySamples != 30 || w.P50Ms != 5 || w.P99Ms != 200 || w.P999Ms != 0 {
+		t.Fatalf("window %+v: want 30 samples, p50 5 ms, p99 200 ms", *w)
+	}
+	stock := summaryFromProto(&colonyv1.BreakerSummary{Caller: "a", Callee: "c", WindowCalls: 40,
+		WindowStartMs: at.Add(-10 * time.Second).UnixMilli()}, at.UnixMilli())
+	h := newHub(nil, slog.New(slog.DiscardHandler), 1, 1, 2*time.Second, time.Second)
+	h.recordPollLocked(breakerList{AtMs: at.UnixMilli(), Breakers: []pairSummary{timed, stock}})
+	th := h.historyLocked()
+	if s := th.Pairs["a/b"]; len(s.P99Ms) != 1 || s.P99Ms[0] == nil || *s.P99Ms[0] != 200 {
+		t.Fatalf("a/b p99 series %v, want [200]", s.P99Ms)
+	}
+	if s := th.Pairs["a/c"]; len(s.P99Ms) != 1 || s.P99Ms[0] != nil {
+		t.Fatalf("a/c (no latency samples) p99 series %v, want [null]", s.P99Ms)
+	}
+}
+
 // TestTrafficHistoryBounded: the history keeps the newest historyLen
 // polls, starts again after a pause in polling (no browser connected), and
 // lists the pairs of the newest poll with null where a poll lacked one.

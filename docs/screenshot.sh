@@ -2,6 +2,11 @@
 # Takes docs/dashboard.png: the dashboard of a running `colony dev` (with its
 # demo mesh) while payments fails and checkout->payments is OPEN.
 #
+# docs/dashboard-mesh.png, a 20 x 20 mesh at 1920x1080, is taken by the test
+# that checks that layout, against a real coordinator:
+#
+#   COLONY_UPDATE_DOCS=1 go test -count=1 -run TestBrowserMesh20x20 ./dashboard/
+#
 #   go run ./cmd/colony dev &        # in another terminal, and wait for it
 #   docs/screenshot.sh               # from the repository's root
 #

@@ -45,7 +45,8 @@ func (a *accessLogs) StreamAccessLogs(stream accesslogv3.AccessLogService_Stream
 				c = &breaker.Counts{}
 				counts[callee] = c
 			}
-			c.Add(a.s.classify(callee, callOf(e)))
+			call := callOf(e)
+			c.AddTimed(a.s.classify(callee, call), call.Duration)
 		}
 		for callee, c := range counts {
 			if err := a.s.Report(callee, *c); err != nil {

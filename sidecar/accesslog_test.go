@@ -8,8 +8,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	accesslogdatav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/tests/support/coordinatortest"
 )
@@ -18,7 +20,8 @@ import (
 // sidecar's access log service (as Envoy's http_grpc access logger does),
 // become outcome reports classified with the callee's policy: statuses,
 // gRPC statuses from trailers, connection failures, and the breaker's own
-// fault aborts (rejected, not failures).
+// fault aborts (rejected, not failures). The entries' durations fill the
+// pair's latency histogram (only for the calls that count).
 func TestSidecarCountsEnvoyAccessLogs(t *testing.T) {
 	srv := coordinatortest.StartNode(t)
 	admin, err := client.New(client.Config{Endpoints: []string{srv.Addr()}})
@@ -31,8 +34,9 @@ func TestSidecarCountsEnvoyAccessLogs(t *testing.T) {
 
 	entry := func(callee string, code uint32, trailers map[string]string, flags *accesslogdatav3.ResponseFlags) *accesslogdatav3.HTTPAccessLogEntry {
 		return &accesslogdatav3.HTTPAccessLogEntry{
-			CommonProperties: &accesslogdatav3.AccessLogCommon{UpstreamCluster: callee, ResponseFlags: flags},
-			Response:         &accesslogdatav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(code), ResponseTrailers: trailers},
+			CommonProperties: &accesslogdatav3.AccessLogCommon{UpstreamCluster: callee, ResponseFlags: flags,
+				TimeToLastDownstreamTxByte: durationpb.New(time.Duration(code) * time.Millisecond / 10)}, // 20 ms for 200, 50 ms for 500
+			Response: &accesslogdatav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(code), ResponseTrailers: trailers},
 		}
 	}
 	entries := []*accesslogdatav3.HTTPAccessLogEntry{
@@ -66,6 +70,15 @@ func TestSidecarCountsEnvoyAccessLogs(t *testing.T) {
 			ev := info.Live
 			if ev.Successes != 3 || ev.Failures != 4 || ev.Rejected != 1 {
 				t.Fatalf("live window %+v: want 3 successes, 4 failures (503, 500, UNAVAILABLE, connection failure), 1 rejected", ev)
+			}
+			// 4 calls at 20 ms, one at 50 ms (500), two at 50.3 ms (503,
+			// just over the 50 ms bound); the abort has no latency.
+			want := breaker.Latency{}
+			want[breaker.LatencyBucket(20*time.Millisecond)] = 4
+			want[breaker.LatencyBucket(50*time.Millisecond)] = 1
+			want[breaker.LatencyBucket(51*time.Millisecond)] = 2
+			if ev.Latency != want {
+				t.Fatalf("live latency %v, want %v", ev.Latency, want)
 			}
 			return
 		}

@@ -27,11 +27,14 @@ func (a *api) Report(_ context.Context, req *colonyv1.SidecarReportRequest) (*co
 	// Validate the whole request before counting any of it.
 	counts := make([]breaker.Counts, len(req.GetOutcomes()))
 	for i, o := range req.GetOutcomes() {
-		counts[i] = outcome.FromProto(o.GetCounts())
 		if err := breaker.ValidateServiceName(o.GetCallee()); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "outcomes[%d].callee: %v", i, err)
 		}
-		if err := counts[i].Validate(); err != nil {
+		var err error
+		if counts[i], err = outcome.FromProto(o.GetCounts()); err == nil {
+			err = counts[i].Validate()
+		}
+		if err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "outcomes[%d].counts: %v", i, err)
 		}
 	}

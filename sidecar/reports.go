@@ -55,6 +55,7 @@ func (s *Sidecar) report(callee string, c breaker.Counts, spends bool) error {
 	a.Rejected = min(a.Rejected+c.Rejected, breaker.MaxCount)
 	a.Excluded = min(a.Excluded+c.Excluded, breaker.MaxCount)
 	a.TrailingFailures = min(a.TrailingFailures, a.Failures)
+	a.Latency = a.Latency.Plus(c.Latency).Trim(a.Calls())
 	if lb := s.local[callee]; lb != nil && s.degraded {
 		lb.feed(c)
 	}

@@ -92,3 +92,28 @@ func TestReportsGoInChunks(t *testing.T) {
 		t.Fatalf("the coordinator has %d pairs for checkout, want %d", len(pairs), n)
 	}
 }
+
+// TestReportSumsLatency: a period's latency histograms add up per callee,
+// from every source (access logs, apps), and a source without durations
+// (a stock client's load report) adds calls but no latency.
+func TestReportSumsLatency(t *testing.T) {
+	s := &Sidecar{agg: map[string]*breaker.Counts{}}
+	timed := breaker.Counts{}
+	timed.AddTimed(breaker.Verdict{Outcome: breaker.Success}, 3*time.Millisecond)
+	timed.AddTimed(breaker.Verdict{Outcome: breaker.Failure}, 700*time.Millisecond)
+	for _, c := range []breaker.Counts{timed, timed, {Successes: 5}} {
+		if _, err := s.report("payments", c, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := s.agg["payments"]
+	var want breaker.Latency
+	want[breaker.LatencyBucket(3*time.Millisecond)] = 2
+	want[breaker.LatencyBucket(700*time.Millisecond)] = 2
+	if got.Calls() != 9 || got.Latency != want {
+		t.Fatalf("period %+v: want 9 calls, 4 of them timed (%v)", *got, want)
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatalf("the period's counts do not validate: %v", err)
+	}
+}

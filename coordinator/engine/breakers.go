@@ -37,6 +37,7 @@ func (e *Engine) List(caller, callee string, now time.Time) []*colonyv1.BreakerS
 			FailingInstances: int32(ev.FailingInstances), ReportingInstances: int32(ev.ReportingInstances),
 			SlowCalls: ev.Slow, RejectedCalls: p.rejected.sum(now),
 		}
+		setLatency(sum, ev.Latency)
 		if !ev.WindowStart.IsZero() && ev.Calls+ev.Rejected+ev.Excluded > 0 {
 			sum.WindowStartMs = ev.WindowStart.UnixMilli()
 		}
@@ -55,6 +56,35 @@ func (e *Engine) List(caller, callee string, now time.Time) []*colonyv1.BreakerS
 		return out[i].Callee < out[j].Callee
 	})
 	return out
+}
+
+// minP999Samples is the fewest latency samples a p99.9 is reported from:
+// below it, the 99.9th percentile is just the slowest call.
+const minP999Samples = 1000
+
+// setLatency fills a summary's latency fields from the window's histogram,
+// in BreakerSummary's convention: each percentile is its bucket's upper
+// bound in milliseconds, -1 past the last bound, 0 without samples.
+func setLatency(sum *colonyv1.BreakerSummary, l breaker.Latency) {
+	sum.LatencySamples = l.Total()
+	if sum.LatencySamples == 0 {
+		return
+	}
+	sum.Latency = l.Slice()
+	ms := func(q float64) int64 {
+		d, ok := l.Quantile(q)
+		switch {
+		case !ok:
+			return 0
+		case d == breaker.LatencyOverflow:
+			return -1
+		}
+		return d.Milliseconds()
+	}
+	sum.LatencyP50Ms, sum.LatencyP99Ms = ms(0.5), ms(0.99)
+	if sum.LatencySamples >= minP999Samples {
+		sum.LatencyP999Ms = ms(0.999)
+	}
 }
 
 // Get returns a pair's record, policy, live evidence and newest limit

@@ -323,7 +323,7 @@ func (e *Engine) Report(ctx context.Context, now time.Time, reports []*colonyv1.
 		p.lastReport = now
 		p.touched = true
 		p.reports.add(span.SpanContext())
-		counts := outcome.FromProto(r.Counts)
+		counts, _ := outcome.FromProto(r.Counts) // validated by the receiving node
 		e.metrics.countCalls(k, counts)
 		p.rejected.add(now, counts.Rejected)
 		if p.suspended() {

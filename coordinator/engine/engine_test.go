@@ -274,3 +274,56 @@ func TestHistoryToTrimKeepsTheTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestEngineListsLatencyPercentiles: the pair's summary carries the
+// window's latency percentiles from the reporters that measured them, as
+// the upper bounds of their buckets; a pair whose reporters send no
+// latency (stock callers) has none, not zeros dressed as fast calls.
+func TestEngineListsLatencyPercentiles(t *testing.T) {
+	e, _ := startEngine(t, Config{})
+	now := time.Now()
+	timed := outcomes("checkout", "payments", "c1", 1000, 0)
+	var l breaker.Latency
+	for i := range 1000 {
+		switch {
+		case i < 980:
+			l.Observe(8 * time.Millisecond) // <= 10 ms
+		case i < 999:
+			l.Observe(300 * time.Millisecond) // <= 500 ms
+		default:
+			l.Observe(time.Minute) // past 10 s
+		}
+	}
+	timed.Counts.Latency = l.Slice()
+	if err := e.Report(t.Context(), now, []*colonyv1.OutcomeReport{
+		timed, outcomes("web", "payments", "w1", 50, 0), // a stock caller: no latency
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*colonyv1.BreakerSummary{}
+	for _, s := range e.List("", "payments", now) {
+		got[s.Caller] = s
+	}
+	c := got["checkout"]
+	if c == nil || c.LatencySamples != 1000 || c.LatencyP50Ms != 10 || c.LatencyP99Ms != 500 || c.LatencyP999Ms != 500 {
+		t.Errorf("checkout->payments: %v; want 1000 samples, p50 10, p99 500, p99.9 500", c)
+	}
+	if w := got["web"]; w == nil || w.LatencySamples != 0 || w.LatencyP50Ms != 0 || w.Latency != nil {
+		t.Errorf("web->payments without latency: %v", w)
+	}
+
+	// p99.9 is withheld below 1000 samples; past the last bound is -1.
+	var slow breaker.Latency
+	for range 10 {
+		slow.Observe(time.Minute)
+	}
+	r := outcomes("cart", "payments", "k1", 10, 0)
+	r.Counts.Latency = slow.Slice()
+	if err := e.Report(t.Context(), now, []*colonyv1.OutcomeReport{r}); err != nil {
+		t.Fatal(err)
+	}
+	s := e.List("cart", "payments", now)
+	if len(s) != 1 || s[0].LatencyP50Ms != -1 || s[0].LatencyP99Ms != -1 || s[0].LatencyP999Ms != 0 {
+		t.Errorf("cart->payments: %v; want p50 and p99 -1 (past 10 s), no p99.9", s)
+	}
+}

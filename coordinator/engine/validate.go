@@ -60,7 +60,11 @@ func ValidateReports(reports []*colonyv1.OutcomeReport, known func(caller, calle
 		if r.GetCounts() == nil {
 			return invalid("reports[%d].counts: missing", i)
 		}
-		if err := outcome.FromProto(r.Counts).Validate(); err != nil {
+		c, err := outcome.FromProto(r.Counts)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil {
 			return invalid("reports[%d].counts: %v", i, err)
 		}
 		k := pairKey{r.Caller, r.Callee}

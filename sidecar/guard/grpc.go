@@ -51,7 +51,8 @@ func (g *Guard) UnaryClientInterceptor(callee string) grpc.UnaryClientIntercepto
 		start := time.Now()
 		var pr peer.Peer
 		err = invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&pr))...)
-		p.finishGRPC(err, pr.Addr != nil, g.slow(time.Since(start)))
+		took := time.Since(start)
+		p.finishGRPC(err, pr.Addr != nil, g.slow(took), took)
 		return err
 	}
 }
@@ -74,7 +75,7 @@ func transportFailure(st *status.Status) bool {
 	return false
 }
 
-func (p Permit) finishGRPC(err error, reachedServer, slow bool) {
+func (p Permit) finishGRPC(err error, reachedServer, slow bool, took time.Duration) {
 	st, _ := status.FromError(err)
 	code := st.Code()
 	switch {
@@ -89,7 +90,7 @@ func (p Permit) finishGRPC(err error, reachedServer, slow bool) {
 			p.c.rejected.Add(1)
 		}
 	default:
-		p.Done(int(code) < len(grpcFailures) && grpcFailures[code], slow)
+		p.DoneAfter(int(code) < len(grpcFailures) && grpcFailures[code], slow, took)
 	}
 }
 
@@ -119,14 +120,14 @@ func (g *Guard) RoundTripper(callee string, next http.RoundTripper) http.RoundTr
 		case err != nil && req.Context().Err() != nil:
 			p.Exclude()
 		case err != nil:
-			p.Done(true, false)
+			p.DoneAfter(true, false, took)
 		case resp.Header.Get(BreakerHeader) != "":
 			p.Refund()
 			if p.c != nil {
 				p.c.rejected.Add(1)
 			}
 		default:
-			p.Done(resp.StatusCode >= 500, g.slow(took))
+			p.DoneAfter(resp.StatusCode >= 500, g.slow(took), took)
 		}
 		return resp, err
 	})

@@ -115,6 +115,7 @@ type pair struct {
 // counters are one callee's outcomes since the last report.
 type counters struct {
 	successes, failures, slow, rejected, excluded, trailing atomic.Int64
+	latency                                                 [breaker.LatencyBuckets]atomic.Int64
 }
 
 // Guard checks calls against the local sidecar's breakers.
@@ -244,6 +245,17 @@ func (p Permit) Done(failed, slow bool) {
 	}
 }
 
+// DoneAfter is Done for a call that took took: the duration also enters
+// the pair's latency histogram, from which the coordinator reports the
+// pair's latency percentiles.
+func (p Permit) DoneAfter(failed, slow bool, took time.Duration) {
+	if p.c == nil {
+		return
+	}
+	p.Done(failed, slow)
+	p.c.latency[breaker.LatencyBucket(took)].Add(1)
+}
+
 // Exclude records an admitted call that counts neither way.
 func (p Permit) Exclude() {
 	if p.c != nil {
@@ -367,6 +379,13 @@ func (g *Guard) flush(ctx context.Context) {
 			continue
 		}
 		oc.Slow = min(oc.Slow, oc.Successes+oc.Failures)
+		var lat breaker.Latency
+		for i := range c.latency {
+			lat[i] = c.latency[i].Swap(0)
+		}
+		// A call finishing between the swaps above may land in the next
+		// period's counts but this period's histogram: keep it within.
+		oc.Latency = lat.Trim(oc.Successes + oc.Failures).Slice()
 		req.Outcomes = append(req.Outcomes, &colonyv1.CalleeOutcome{Callee: callee, Counts: oc})
 	}
 	g.mu.Unlock()

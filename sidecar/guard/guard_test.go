@@ -122,3 +122,61 @@ func TestGuardEnforcesExactProbeBudget(t *testing.T) {
 		t.Fatalf("%d probe calls fleet-wide, want the budget of 3", total)
 	}
 }
+
+// TestGuardReportsLatency: the durations of the calls an app finishes with
+// DoneAfter reach the coordinator as the pair's latency histogram, through
+// the sidecar, so the pair's percentiles reflect what the app measured.
+func TestGuardReportsLatency(t *testing.T) {
+	srv := coordinatortest.StartNode(t)
+	admin, err := client.New(client.Config{Endpoints: []string{srv.Addr()}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := admin.ApplyPolicies(ctx, []*colonyv1.PolicySpec{{Callee: "payments"}}, "test", false); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := sidecar.New(sidecar.Config{
+		Service: "checkout", Instance: "c1", Coordinators: []string{srv.Addr()},
+		Address: "127.0.0.1:1000", APIAddr: "127.0.0.1:0",
+		ReportInterval: 50 * time.Millisecond, SessionTTL: 2 * time.Second, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	g, err := guard.New(guard.Config{Sidecar: sc.Addr(), Instance: "c1", ReportInterval: 20 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	<-g.Ready()
+	for i := range 10 {
+		p, err := g.Allow("payments")
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := 3 * time.Millisecond // <= 5 ms
+		if i == 9 {
+			took = 700 * time.Millisecond // <= 1 s
+		}
+		p.DoneAfter(false, false, took)
+	}
+	for {
+		info, err := admin.GetBreaker(ctx, "checkout", "payments", 0)
+		if err == nil && info.Live.Latency.Total() == 10 {
+			p50, _ := info.Live.Latency.Quantile(0.5)
+			p99, _ := info.Live.Latency.Quantile(0.99)
+			if p50 != 5*time.Millisecond || p99 != time.Second {
+				t.Fatalf("p50 %v, p99 %v; want 5ms, 1s (%v)", p50, p99, info.Live.Latency)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the latencies never reached the coordinator: %+v %v", info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

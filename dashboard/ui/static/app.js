@@ -46,6 +46,17 @@
   const sessionHex = (v) => (v === undefined || v === null || v === '' || v === '0' ? '' : '0x' + BigInt(v).toString(16));
   const pct = (r) => (100 * r).toFixed(r > 0 && r < 0.1 ? 1 : 0) + '%';
 
+  // Latency percentiles arrive as the upper bound of their histogram
+  // bucket in ms (1, 2, 5, ... 10000), -1 past the last bound: the true
+  // value is at most the bound, so the page says "≤".
+  const LATENCY_OVER = 15000; // where a -1 (past 10 s) is drawn on a sparkline
+  function latText(ms) {
+    ms = num(ms);
+    if (ms < 0) return '>10s';
+    return ms >= 1000 ? `≤${ms / 1000}s` : `≤${ms}ms`;
+  }
+  const latSample = (w) => (w && num(w.latencySamples) > 0 ? (num(w.p99Ms) < 0 ? LATENCY_OVER : num(w.p99Ms)) : null);
+
   function fmtTime(t) {
     if (t === undefined || t === null || t === '' || t === 0 || t === '0') return '';
     const d = typeof t === 'number' || /^\d+$/.test(t) ? new Date(Number(t)) : new Date(t);
@@ -112,8 +123,8 @@
   // traffic holds each pair's recent samples for the sparklines: the
   // history event fills it when the stream opens, each snapshot adds one.
   const HISTORY = 60;
-  const traffic = new Map(); // caller/callee -> {callRate: [], failureRate: [], slowCallRate: [], rejectRate: []}
-  const SERIES = ['callRate', 'failureRate', 'slowCallRate', 'rejectRate'];
+  const traffic = new Map(); // caller/callee -> {callRate: [], failureRate: [], slowCallRate: [], rejectRate: [], p99Ms: []}
+  const SERIES = ['callRate', 'failureRate', 'slowCallRate', 'rejectRate', 'p99Ms'];
   let filterText = '';
   // ?snapshot=1 renders the state once and follows nothing, so a headless
   // browser's screenshot does not wait on a stream that never ends.
@@ -124,6 +135,7 @@
     for (const [k, s] of Object.entries(h.pairs || {})) {
       const t = {};
       for (const f of SERIES) t[f] = (s[f] || []).slice(-HISTORY);
+      t.p99Ms = t.p99Ms.map((v) => (v !== null && v < 0 ? LATENCY_OVER : v));
       traffic.set(k, t);
     }
   }
@@ -136,7 +148,8 @@
       let t = traffic.get(k);
       if (!t) { t = {}; for (const f of SERIES) t[f] = []; traffic.set(k, t); }
       for (const f of SERIES) {
-        t[f].push(b.window ? num(b.window[f]) : null);
+        if (f === 'p99Ms') t[f].push(latSample(b.window));
+        else t[f].push(b.window ? num(b.window[f]) : null);
         if (t[f].length > HISTORY) t[f].shift();
       }
     }
@@ -294,25 +307,35 @@
     if (p.override && p.override !== 'shadow') cls.push('overridden');
     if (p.override === 'shadow' || p.shadowState) cls.push('shadowed');
     if (selected && selected.caller === caller && selected.callee === callee) cls.push('selected');
-    let ratio = 'idle';
+    // ratio is a line of spans the dense matrix trims by width (style.css).
+    let ratio = [el('span', {text: p.state === 'HALF_OPEN' ? 'probing' : 'idle'})];
     const w = p.window;
     const ev = p.evidence;
+    let lat = null;
     if (w && num(w.windowCalls) > 0) {
-      ratio = `${pct(w.failureRate)} err · ${rateText(w.callRate)}/s`;
+      ratio = [el('span', {class: shareClass(w.failureRate, 0.1, 0.4), text: `${pct(w.failureRate)} err`}), el('span', {class: 'rate', text: ` · ${rateText(w.callRate)}/s`})];
+      lat = num(w.latencySamples) > 0
+        ? [el('span', {class: 'word', text: 'p99 '}), latText(w.p99Ms)]
+        : [el('span', {class: 'word', text: 'no latency'}), el('span', {class: 'short', text: 'no lat.'})];
     } else if (w && num(w.rejectedCalls) > 0) {
       // An open breaker's window counts nothing: its callers reject locally.
-      ratio = `rejecting ${rateText(w.rejectRate)}/s`;
+      ratio = [el('span', {class: 'word', text: 'rejecting '}), `${rateText(w.rejectRate)}/s`];
     } else if (ev && p.state !== 'CLOSED') {
-      ratio = `tripped at ${pct(ev.failureRate)} err`;
+      ratio = [el('span', {class: 'word', text: 'tripped at '}), `${pct(ev.failureRate)} err`];
     }
+    const latTitle = w && num(w.windowCalls) > 0
+      ? (num(w.latencySamples) > 0 ? `, p50 ${latText(w.p50Ms)}, p99 ${latText(w.p99Ms)}` : ', no latency from stock callers')
+      : '';
     return el('button', {
       type: 'button', class: cls.join(' '),
       data: {caller, callee, state: p.state, override: p.override || '', generation: p.generation},
-      title: `${caller} → ${callee} (calls from ${caller} to ${callee}): ${p.state}, generation ${p.generation}`,
+      title: `${caller} → ${callee} (calls from ${caller} to ${callee}): ${p.state}, generation ${p.generation}` +
+        (w && num(w.windowCalls) > 0 ? `; ${pct(w.failureRate)} errors, ${rateText(w.callRate)} calls/s${latTitle}` : ''),
       on: {click: () => select(caller, callee)},
     },
-    el('span', {class: 'st', text: p.state.replace('_', ' ')}),
-    el('span', {class: 'ratio', text: ratio}),
+    el('span', {class: 'st', data: {short: p.state === 'HALF_OPEN' ? 'HALF' : p.state}}, el('span', {class: 'long', text: p.state.replace('_', ' ')})),
+    el('span', {class: 'ratio'}, ratio),
+    lat ? el('span', {class: 'lat'}, lat) : null,
     p.override && p.override !== 'shadow' ? el('span', {class: 'badge', text: p.override}) : null,
     p.override === 'shadow' ? el('span', {class: 'badge', text: `shadow: would be ${p.shadowState || 'CLOSED'}`}) : null);
   }
@@ -347,11 +370,41 @@
     el('td', {class: ['num', calls > 0 ? shareClass(w.failureRate, 0.1, 0.4) : null].filter(Boolean).join(' '), text: calls > 0 ? pct(num(w.failureRate)) : '–'}),
     el('td', {}, sparkline(t.failureRate, 0.05, 'spark-err', 'error share, last two minutes')),
     el('td', {class: ['num', calls > 0 ? shareClass(w.slowCallRate, 0.2, 0.6) : null].filter(Boolean).join(' '), title: 'share of calls slower than the policy\'s slowCallDuration', text: calls > 0 ? pct(num(w.slowCallRate)) : '–'}),
+    latencyCells(w, t),
     el('td', {class: ['num', num(w.rejectedCalls) > 0 ? 'flag-bad' : null].filter(Boolean).join(' '), title: `${num(w.rejectedCalls)} calls rejected by callers' breakers in the window`, text: rateText(w.rejectRate)}),
     el('td', {}, sparkline(t.rejectRate, 1, 'spark-rej', 'rejected calls/s, last two minutes')),
     el('td', {class: 'why muted small', text: why}),
     el('td', {class: 'num muted small nowrap', text: p.sinceMs ? ago(num(p.sinceMs)) : ''}));
   }
+
+  // latencyCells are a pair row's p50 / p99 (the upper bounds of their
+  // buckets) and its p99 sparkline; a pair whose callers measure no
+  // durations (stock callers send load reports: counts only) says so
+  // across both.
+  function latencyCells(w, t) {
+    const calls = num(w.windowCalls);
+    if (calls > 0 && num(w.latencySamples) === 0) {
+      return el('td', {colspan: 2, class: 'lat lat-none muted small', title: 'these callers send load reports (counts only), no durations', text: 'no latency from stock callers'});
+    }
+    return [latencyCell(w), el('td', {}, sparkline(t.p99Ms, 10, 'spark-lat', 'p99 latency (bucket bound), last two minutes'))];
+  }
+
+  function latencyCell(w) {
+    const calls = num(w.windowCalls);
+    if (calls === 0) return el('td', {class: 'num lat', text: '–'});
+    const p99 = num(w.p99Ms);
+    const flag = p99 < 0 || p99 >= 1000 ? 'flag-bad' : (p99 >= 200 ? 'flag-slow' : null);
+    return el('td', {
+      class: ['num', 'lat', 'nowrap', flag].filter(Boolean).join(' '),
+      title: `p50 ${latText(w.p50Ms)}, p99 ${latText(w.p99Ms)}` + (num(w.p999Ms) ? `, p99.9 ${latText(w.p999Ms)}` : '') +
+        ` of ${num(w.latencySamples)} timed calls; each the upper bound of its bucket (1, 2, 5, 10, 20, 50 ms ... 10 s)`,
+      text: `${latText(w.p50Ms)} / ${latText(w.p99Ms)}`,
+    });
+  }
+
+  // DENSE is the mesh size (callers or callees) from which the matrix
+  // takes the full width above the list, in compact cells that all fit.
+  const DENSE = 8;
 
   function renderMatrix() {
     const all = [...pairs.values()];
@@ -379,7 +432,8 @@
         el('th', {text: 'caller → callee'}),
         el('th', {class: 'num', text: 'calls/s'}), el('th', {}),
         el('th', {class: 'num', text: 'errors'}), el('th', {}),
-        el('th', {class: 'num', text: 'slow', title: 'calls slower than the policy\'s slowCallDuration; reports carry counts, not latencies'}),
+        el('th', {class: 'num', text: 'slow', title: 'calls slower than the policy\'s slowCallDuration'}),
+        el('th', {class: 'num', text: 'p50 / p99', title: 'latency percentiles of the window\'s timed calls: upper bounds of their buckets'}), el('th', {}),
         el('th', {class: 'num', text: 'rejected/s'}), el('th', {}),
         el('th', {text: 'why'}),
         el('th', {class: 'num', text: 'since'}))),
@@ -395,10 +449,15 @@
     const order = (prefix) => (a, b) => (score.get(prefix + b) - score.get(prefix + a)) || a.localeCompare(b);
     const callers = [...new Set(shown.map((p) => p.caller))].sort(order('r:'));
     const callees = [...new Set(shown.map((p) => p.callee))].sort(order('c:'));
+    const allCallers = new Set(all.map((p) => p.caller));
+    const allCallees = new Set(all.map((p) => p.callee));
+    // Dense follows the whole mesh, not the filter, so the layout does not
+    // jump while typing.
+    $('breakers-grid').classList.toggle('dense', allCallers.size > DENSE || allCallees.size > DENSE);
     m.replaceChildren(shown.length ? el('table', {class: 'matrix'},
       el('thead', {}, el('tr', {},
         el('th', {class: 'corner', text: 'caller ↓ calls callee →'}),
-        callees.map((c) => el('th', {class: 'callee', text: c, title: `calls to ${c}`})))),
+        callees.map((c) => el('th', {class: 'callee', title: `calls to ${c}`}, el('span', {text: c}))))),
       el('tbody', {}, callers.map((caller) => el('tr', {},
         el('th', {class: 'caller', text: caller, title: `calls from ${caller}`}),
         callees.map((callee) => el('td', {}, cellFor(caller, callee)))))))
@@ -421,6 +480,32 @@
     $('detail').scrollIntoView({block: 'nearest'});
   }
 
+  // LATENCY_BOUNDS are the histogram's bucket bounds in ms (package
+  // breaker, LatencyBounds); a last bucket holds the slower calls.
+  const LATENCY_BOUNDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+
+  // quantileMs is the upper bound of the bucket holding the q-th quantile
+  // of a histogram, -1 past the last bound, as the coordinator computes it.
+  function quantileMs(hist, q) {
+    const total = hist.reduce((a, b) => a + num(b), 0);
+    const rank = Math.ceil(q * total);
+    let seen = 0;
+    for (let i = 0; i < hist.length; i++) {
+      seen += num(hist[i]);
+      if (seen >= rank) return i < LATENCY_BOUNDS.length ? LATENCY_BOUNDS[i] : -1;
+    }
+    return -1;
+  }
+
+  function latencyEvidence(ev) {
+    const hist = ev.latency || [];
+    const n = hist.reduce((a, b) => a + num(b), 0);
+    if (n === 0) return num(ev.calls) > 0 ? 'no latency from stock callers (their load reports carry no durations)' : '';
+    let text = `p50 ${latText(quantileMs(hist, 0.5))}, p99 ${latText(quantileMs(hist, 0.99))}`;
+    if (n >= 1000) text += `, p99.9 ${latText(quantileMs(hist, 0.999))}`;
+    return text + ` (bucket upper bounds; ${n} of ${num(ev.calls)} calls timed)`;
+  }
+
   function evidenceView(ev) {
     if (!ev) return el('p', {class: 'muted', text: 'none'});
     return kv([
@@ -432,6 +517,7 @@
       ['rejected / excluded', `${ev.rejected} / ${ev.excluded}`],
       ['failure rate', pct(ev.failureRate || 0)],
       ['slow-call rate', pct(ev.slowCallRate || 0)],
+      ['latency', latencyEvidence(ev)],
       ['consecutive failures', String(ev.consecutiveFailures || 0)],
       ['failing instances', `${ev.failingInstances} of ${ev.reportingInstances} reporting` + (ev.fleetInstances ? ` (fleet ${ev.fleetInstances})` : '')],
       ['probes', ev.probeSuccesses || ev.probeFailures ? `${ev.probeSuccesses || 0} ok, ${ev.probeFailures || 0} failed` : ''],

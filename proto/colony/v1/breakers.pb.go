@@ -110,8 +110,18 @@ type OutcomeCounts struct {
 	// trailing_failures is the run of failures after the period's last
 	// success; at most failures.
 	TrailingFailures int64 `protobuf:"varint,6,opt,name=trailing_failures,json=trailingFailures,proto3" json:"trailing_failures,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// latency is a histogram of the durations of the counted calls
+	// (successes and failures) when the reporter measured them: latency[i]
+	// counts the calls that took at most the i-th bound and more than the
+	// one before, over the fixed bounds 1, 2, 5, 10, 20, 50, 100, 200,
+	// 500 ms, 1, 2, 5, 10 s; latency[13] counts the calls slower than 10 s.
+	// At most 14 entries (trailing empty buckets may be left out), each
+	// non-negative, summing to at most successes + failures. Empty when the
+	// reporter does not measure durations (older sidecars, stock callers'
+	// load reports): the calls still count, without latency.
+	Latency       []int64 `protobuf:"varint,7,rep,packed,name=latency,proto3" json:"latency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OutcomeCounts) Reset() {
@@ -184,6 +194,13 @@ func (x *OutcomeCounts) GetTrailingFailures() int64 {
 		return x.TrailingFailures
 	}
 	return 0
+}
+
+func (x *OutcomeCounts) GetLatency() []int64 {
+	if x != nil {
+		return x.Latency
+	}
+	return nil
 }
 
 type OutcomeReport struct {
@@ -381,6 +398,22 @@ type BreakerSummary struct {
 	// window_calls over (now - window_start_ms) is the call rate; 0 without
 	// reports.
 	WindowStartMs int64 `protobuf:"varint,14,opt,name=window_start_ms,json=windowStartMs,proto3" json:"window_start_ms,omitempty"`
+	// latency_samples counts the window's calls (of window_calls) that came
+	// with a measured duration; 0 when every reporter of the pair is a stock
+	// caller (or an older sidecar) that sends no latency.
+	LatencySamples int64 `protobuf:"varint,15,opt,name=latency_samples,json=latencySamples,proto3" json:"latency_samples,omitempty"`
+	// latency_p50_ms, latency_p99_ms and latency_p999_ms are the window's
+	// latency percentiles, each the upper bound of the histogram bucket that
+	// holds it (OutcomeCounts.latency's bounds; not interpolated, so never
+	// below the true value): -1 when it lies past the last bound (10 s), 0
+	// without latency samples. p99.9 is 0 below 1000 samples, where it would
+	// be the slowest call.
+	LatencyP50Ms  int64 `protobuf:"varint,16,opt,name=latency_p50_ms,json=latencyP50Ms,proto3" json:"latency_p50_ms,omitempty"`
+	LatencyP99Ms  int64 `protobuf:"varint,17,opt,name=latency_p99_ms,json=latencyP99Ms,proto3" json:"latency_p99_ms,omitempty"`
+	LatencyP999Ms int64 `protobuf:"varint,18,opt,name=latency_p999_ms,json=latencyP999Ms,proto3" json:"latency_p999_ms,omitempty"`
+	// latency is the window's summed histogram, in OutcomeCounts.latency's
+	// form, for other percentiles.
+	Latency       []int64 `protobuf:"varint,19,rep,packed,name=latency,proto3" json:"latency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -511,6 +544,41 @@ func (x *BreakerSummary) GetWindowStartMs() int64 {
 		return x.WindowStartMs
 	}
 	return 0
+}
+
+func (x *BreakerSummary) GetLatencySamples() int64 {
+	if x != nil {
+		return x.LatencySamples
+	}
+	return 0
+}
+
+func (x *BreakerSummary) GetLatencyP50Ms() int64 {
+	if x != nil {
+		return x.LatencyP50Ms
+	}
+	return 0
+}
+
+func (x *BreakerSummary) GetLatencyP99Ms() int64 {
+	if x != nil {
+		return x.LatencyP99Ms
+	}
+	return 0
+}
+
+func (x *BreakerSummary) GetLatencyP999Ms() int64 {
+	if x != nil {
+		return x.LatencyP999Ms
+	}
+	return 0
+}
+
+func (x *BreakerSummary) GetLatency() []int64 {
+	if x != nil {
+		return x.Latency
+	}
+	return nil
 }
 
 type ListBreakersRequest struct {
@@ -1542,14 +1610,15 @@ var File_colony_v1_breakers_proto protoreflect.FileDescriptor
 
 const file_colony_v1_breakers_proto_rawDesc = "" +
 	"\n" +
-	"\x18colony/v1/breakers.proto\x12\tcolony.v1\x1a\x1bcolony/v1/coordinator.proto\"\xc2\x01\n" +
+	"\x18colony/v1/breakers.proto\x12\tcolony.v1\x1a\x1bcolony/v1/coordinator.proto\"\xdc\x01\n" +
 	"\rOutcomeCounts\x12\x1c\n" +
 	"\tsuccesses\x18\x01 \x01(\x03R\tsuccesses\x12\x1a\n" +
 	"\bfailures\x18\x02 \x01(\x03R\bfailures\x12\x12\n" +
 	"\x04slow\x18\x03 \x01(\x03R\x04slow\x12\x1a\n" +
 	"\brejected\x18\x04 \x01(\x03R\brejected\x12\x1a\n" +
 	"\bexcluded\x18\x05 \x01(\x03R\bexcluded\x12+\n" +
-	"\x11trailing_failures\x18\x06 \x01(\x03R\x10trailingFailures\"\x8d\x01\n" +
+	"\x11trailing_failures\x18\x06 \x01(\x03R\x10trailingFailures\x12\x18\n" +
+	"\alatency\x18\a \x03(\x03R\alatency\"\x8d\x01\n" +
 	"\rOutcomeReport\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x16\n" +
 	"\x06callee\x18\x02 \x01(\tR\x06callee\x12\x1a\n" +
@@ -1559,7 +1628,7 @@ const file_colony_v1_breakers_proto_rawDesc = "" +
 	"\areports\x18\x01 \x03(\v2\x18.colony.v1.OutcomeReportR\areports\"_\n" +
 	"\x0eReportResponse\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x19.colony.v1.ResponseHeaderR\x06header\x12\x1a\n" +
-	"\baccepted\x18\x02 \x01(\rR\baccepted\"\xe2\x03\n" +
+	"\baccepted\x18\x02 \x01(\rR\baccepted\"\x99\x05\n" +
 	"\x0eBreakerSummary\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x16\n" +
 	"\x06callee\x18\x02 \x01(\tR\x06callee\x12\x14\n" +
@@ -1578,7 +1647,12 @@ const file_colony_v1_breakers_proto_rawDesc = "" +
 	"\n" +
 	"slow_calls\x18\f \x01(\x03R\tslowCalls\x12%\n" +
 	"\x0erejected_calls\x18\r \x01(\x03R\rrejectedCalls\x12&\n" +
-	"\x0fwindow_start_ms\x18\x0e \x01(\x03R\rwindowStartMs\"E\n" +
+	"\x0fwindow_start_ms\x18\x0e \x01(\x03R\rwindowStartMs\x12'\n" +
+	"\x0flatency_samples\x18\x0f \x01(\x03R\x0elatencySamples\x12$\n" +
+	"\x0elatency_p50_ms\x18\x10 \x01(\x03R\flatencyP50Ms\x12$\n" +
+	"\x0elatency_p99_ms\x18\x11 \x01(\x03R\flatencyP99Ms\x12&\n" +
+	"\x0flatency_p999_ms\x18\x12 \x01(\x03R\rlatencyP999Ms\x12\x18\n" +
+	"\alatency\x18\x13 \x03(\x03R\alatency\"E\n" +
 	"\x13ListBreakersRequest\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x16\n" +
 	"\x06callee\x18\x02 \x01(\tR\x06callee\"\x80\x01\n" +

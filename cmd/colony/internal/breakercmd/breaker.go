@@ -64,6 +64,10 @@ func newBreakerLsCmd(f *cli.Flags) *cobra.Command {
                 for a pair not CLOSED whose window is empty (an OPEN breaker
                 gets no calls), the evidence it tripped on, marked "at trip"
   FAILING       caller instances that saw failures / that reported calls
+  P50/P99       the live window's latency percentiles, each the upper bound
+                of its histogram bucket (1, 2, 5, 10, 20, 50, 100, 200,
+                500 ms, 1, 2, 5, 10 s); "-" when no caller measured
+                durations (stock callers' load reports carry none)
   OVERRIDE      a manual override, with the state a shadowed breaker would enforce
 
 The live window is soft state: after a leader change it starts empty.`,
@@ -82,7 +86,7 @@ The live window is soft state: after a leader change it starts empty.`,
 		}
 		now := time.Now()
 		tw := s.Table()
-		fmt.Fprintln(tw, "CALLER\tCALLEE\tSTATE\tGEN\tSINCE\tFAILURE-RATE\tFAILING\tOVERRIDE")
+		fmt.Fprintln(tw, "CALLER\tCALLEE\tSTATE\tGEN\tSINCE\tFAILURE-RATE\tFAILING\tP50/P99\tOVERRIDE")
 		for _, b := range sums {
 			since := "-"
 			if b.GetSinceMs() != 0 {
@@ -102,14 +106,32 @@ The live window is soft state: after a leader change it starts empty.`,
 					failing = fmt.Sprintf("%d/%d at trip", ev.FailingInstances, ev.ReportingInstances)
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", b.GetCaller(), b.GetCallee(), b.GetState(),
-				b.GetGeneration(), since, rate, failing, summaryOverride(b))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", b.GetCaller(), b.GetCallee(), b.GetState(),
+				b.GetGeneration(), since, rate, failing, summaryLatency(b), summaryOverride(b))
 		}
 		return tw.Flush()
 	})
 	cmd.Flags().StringVar(&caller, "caller", "", "only this caller's pairs")
 	cmd.Flags().StringVar(&callee, "callee", "", "only the pairs calling this callee")
 	return cmd
+}
+
+// summaryLatency is a summary's p50/p99 as "≤5ms/≤200ms", "-" without
+// latency samples.
+func summaryLatency(b *colonyv1.BreakerSummary) string {
+	if b.GetLatencySamples() == 0 {
+		return "-"
+	}
+	return summaryMillis(b.GetLatencyP50Ms()) + "/" + summaryMillis(b.GetLatencyP99Ms())
+}
+
+// summaryMillis prints a BreakerSummary percentile (bucket bound in ms, -1
+// past the last bound).
+func summaryMillis(ms int64) string {
+	if ms < 0 {
+		return breaker.FormatLatency(breaker.LatencyOverflow)
+	}
+	return breaker.FormatLatency(time.Duration(ms) * time.Millisecond)
 }
 
 // tripEvidence is the evidence of b's last transition, when it was a trip on
@@ -320,6 +342,28 @@ func evidenceBrief(ev breaker.Evidence) string {
 	return s
 }
 
+// latencyText gives the evidence's latency percentiles, or says why there
+// are none.
+func latencyText(ev breaker.Evidence) string {
+	n := ev.Latency.Total()
+	if n == 0 {
+		if ev.Calls == 0 {
+			return "-"
+		}
+		return "not measured (stock callers' load reports and older sidecars send no durations)"
+	}
+	q := func(p float64) string {
+		d, _ := ev.Latency.Quantile(p)
+		return breaker.FormatLatency(d)
+	}
+	text := fmt.Sprintf("p50 %s, p99 %s", q(0.5), q(0.99))
+	if n >= 1000 {
+		text += ", p99.9 " + q(0.999)
+	}
+	text += fmt.Sprintf(" (bucket upper bounds; %d of %d calls timed)", n, ev.Calls)
+	return text
+}
+
 // evidenceRows writes evidence as rows of a breaker get section.
 func evidenceRows(row func(k, format string, a ...any), ev breaker.Evidence, now time.Time) {
 	if !ev.WindowStart.IsZero() {
@@ -338,6 +382,7 @@ func evidenceRows(row func(k, format string, a ...any), ev breaker.Evidence, now
 		row("slow-call rate", "%s (%d slow instances)", percentText(ev.SlowCallRate), ev.SlowInstances)
 	}
 	row("consecutive failures", "%d", ev.ConsecutiveFailures)
+	row("latency", "%s", latencyText(ev))
 	inst := fmt.Sprintf("%d failing of %d reporting", ev.FailingInstances, ev.ReportingInstances)
 	if ev.FleetInstances > 0 {
 		inst += fmt.Sprintf(" (fleet of %d registered)", ev.FleetInstances)

@@ -164,13 +164,27 @@ func TestBreakerCommands(t *testing.T) {
 			Counts: &colonyv1.OutcomeCounts{Successes: successes, Failures: failures, TrailingFailures: failures}}
 	}
 	// Below minimumCalls: counted, not tripped.
-	if err := c.Report(ctx, report("web-1", 1, 3), report("web-2", 1, 0)); err != nil {
+	// web-1 timed its 4 calls (3 within 2 ms, 1 within 50 ms); web-2 did not.
+	timed := report("web-1", 1, 3)
+	timed.Counts.Latency = []int64{0, 3, 0, 0, 0, 1}
+	if err := c.Report(ctx, timed, report("web-2", 1, 0)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the live window in breaker ls", func() (bool, string) {
 		out, err := colony(ctx, t, "", "breaker", "ls", "--endpoints", addr)
-		return err == nil && strings.Contains(out, "60% of 5") && strings.Contains(out, "1/2") && strings.Contains(out, "CLOSED"), out
+		return err == nil && strings.Contains(out, "60% of 5") && strings.Contains(out, "1/2") && strings.Contains(out, "CLOSED") &&
+			strings.Contains(out, "P50/P99") && strings.Contains(out, "≤2ms/≤50ms"), out
 	})
+	out := run("breaker", "ls", "-o", "json")
+	var lat []struct {
+		LatencySamples, LatencyP50Ms, LatencyP99Ms int64
+		Latency                                    []int64
+	}
+	if err := json.Unmarshal([]byte(out), &lat); err != nil || len(lat) != 1 || lat[0].LatencySamples != 4 || lat[0].LatencyP50Ms != 2 || lat[0].LatencyP99Ms != 50 || len(lat[0].Latency) != 6 {
+		t.Errorf("breaker ls -o json: %v, want 4 latency samples, p50 2 ms, p99 50 ms, the histogram as numbers:\n%s", err, out)
+	}
+	mustContain(t, "breaker get live latency", run("breaker", "get", "web", "inventory"),
+		"p50 ≤2ms, p99 ≤50ms (bucket upper bounds; 4 of 5 calls timed)")
 	if err := c.Report(ctx, report("web-1", 4, 17), report("web-2", 9, 5)); err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +197,7 @@ func TestBreakerCommands(t *testing.T) {
 		return len(sums) == 1 && sums[0].Callee == "inventory" && sums[0].State == "OPEN", out
 	})
 
-	out := run("breaker", "ls")
+	out = run("breaker", "ls")
 	mustContain(t, "breaker ls", out, "CALLER", "FAILURE-RATE", "web", "inventory", "OPEN")
 	if out := run("breaker", "ls", "--caller", "checkout"); strings.Contains(out, "inventory") {
 		t.Errorf("breaker ls --caller checkout lists web's pair:\n%s", out)
