@@ -571,7 +571,7 @@ func (s *Sidecar) gateTarget(authority string) (gateTarget, bool) {
 // access log entry. Its permit was spent when the gate admitted it.
 func (s *Sidecar) gateOutcome(callee string, call breaker.Call) {
 	var c breaker.Counts
-	c.Add(s.classify(callee, call))
+	c.AddTimed(s.classify(callee, call), call.Duration)
 	if err := s.report(callee, c, false); err != nil {
 		s.log.Debug("probe gate outcome dropped", "callee", callee, "err", err)
 	}

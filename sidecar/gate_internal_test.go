@@ -439,7 +439,8 @@ func TestEncodeGRPCMessage(t *testing.T) {
 
 // TestGateOutcomesFollowThePolicy: the gate's outcomes are classified with
 // the pair's policy, as access log entries are: its gRPC code lists and its
-// slow-call duration apply to stock clients' probes.
+// slow-call duration apply to stock clients' probes, and their latencies
+// count in the pair's percentiles.
 func TestGateOutcomesFollowThePolicy(t *testing.T) {
 	s := bareSidecar()
 	p := breaker.DefaultPolicy()
@@ -457,6 +458,14 @@ func TestGateOutcomesFollowThePolicy(t *testing.T) {
 	got := *s.agg["payments"]
 	if got.Successes != 2 || got.Failures != 2 || got.Slow != 2 {
 		t.Errorf("counts %+v, want 2 successes and 2 failures, 2 of them slow", got)
+	}
+	// Each probe's latency goes into the pair's histogram.
+	var want breaker.Latency
+	want[breaker.LatencyBucket(time.Millisecond)] = 2
+	want[breaker.LatencyBucket(80*time.Millisecond)]++
+	want[breaker.LatencyBucket(2*time.Second)]++
+	if got.Latency != want {
+		t.Errorf("latency %v, want %v", got.Latency, want)
 	}
 }
 

@@ -102,7 +102,7 @@ func TestReportSumsLatency(t *testing.T) {
 	timed.AddTimed(breaker.Verdict{Outcome: breaker.Success}, 3*time.Millisecond)
 	timed.AddTimed(breaker.Verdict{Outcome: breaker.Failure}, 700*time.Millisecond)
 	for _, c := range []breaker.Counts{timed, timed, {Successes: 5}} {
-		if _, err := s.report("payments", c, false); err != nil {
+		if err := s.report("payments", c, false); err != nil {
 			t.Fatal(err)
 		}
 	}
