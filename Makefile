@@ -159,6 +159,10 @@ robustness: ## Fault scenarios: ROBUSTNESS_SEEDS=1,2|random:N ROBUSTNESS_DURATIO
 screenshot: ## docs/dashboard.png from a running colony dev during a demo trip (needs chromium).
 	docs/screenshot.sh
 
+.PHONY: screenshot-mesh
+screenshot-mesh: ## docs/dashboard-mesh.png from the 20 x 20 layout test (needs chromium).
+	COLONY_UPDATE_DOCS=1 $(GO) test -count=1 -run TestBrowserMesh20x20 ./dashboard/
+
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
