@@ -309,6 +309,8 @@ func (s *Server) watchRemoval(hadState bool) {
 	t := time.NewTicker(removalPollInterval)
 	defer t.Stop()
 	var asked time.Time
+	var members map[string]*peerv1.RegisterMember // knownMembers as of membersAt
+	var membersAt [3]uint64                       // applied index, last log index, registry generation
 	for {
 		f := s.raft.GetConfiguration()
 		if f.Error() == nil {
@@ -321,7 +323,12 @@ func (s *Server) watchRemoval(hadState bool) {
 					break
 				}
 				asked = time.Now()
-				if v := s.askRemoved(s.ctx); v != nil {
+				// A node with no leader rarely gets new entries: read the
+				// log again only when it did.
+				if at := [3]uint64{s.fsm.applied.Load(), s.raft.LastIndex(), s.fsm.membersGen.Load()}; members == nil || at != membersAt {
+					members, membersAt = s.knownMembers(), at
+				}
+				if v := s.askRemoved(s.ctx, members); v != nil {
 					s.log.Error("this node was removed from the cluster while it was down: the cluster's leader no longer lists it, "+
 						"so it will not vote, lead or serve again. Stop it. To bring it back, wipe its data dir and start it "+
 						"with --join ADDR (a member's gRPC address), which adds it again; colony cluster status shows the members",
@@ -363,8 +370,8 @@ type removal struct {
 	index, indexTerm uint64
 }
 
-// askRemoved asks every other member this node knows (its copy of the
-// member registry) for its status and returns the word of one that leads
+// askRemoved asks every other member of members (knownMembers) for its
+// status and returns the word of one that leads
 // with a configuration that lacks this node; nil when none does (the peers
 // are down or unreachable, none leads, or the leader lists this node).
 //
@@ -375,14 +382,13 @@ type removal struct {
 // a later entry removed it. An older leader that has not heard it was
 // deposed may not know the entry that added this node, and is not asked
 // to judge.
-func (s *Server) askRemoved(ctx context.Context) *removal {
+func (s *Server) askRemoved(ctx context.Context, members map[string]*peerv1.RegisterMember) *removal {
 	lastTerm, err := strconv.ParseUint(s.raft.Stats()["last_log_term"], 10, 64)
 	if err != nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, removalAskTimeout)
 	defer cancel()
-	members := s.knownMembers()
 	answers := make(chan *peerv1.NodeStatusResponse, len(members))
 	var wg sync.WaitGroup
 	for id, m := range members {
