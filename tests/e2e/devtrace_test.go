@@ -171,17 +171,17 @@ func TestDevTripExportsTheWholeTrace(t *testing.T) {
 	if got := ack.Attr(string(telemetry.AttrXDSNode)); !strings.HasPrefix(got, "checkout/") {
 		t.Errorf("%s: xDS node %q, want the checkout instance's client", telemetry.SpanXDSAck, got)
 	}
-	open := ix[ix[ix[ack.ParentSpanID()].ParentSpanID()].ParentSpanID()] // ack -> push -> watch -> apply
-
 	// The leader's timer half-opens the pair: a root of its own trace,
-	// linked to the OPEN record's write.
-	var half telemetrytest.Span
+	// linked to the write of the OPEN record it follows.
+	var half, open telemetrytest.Span
 	_, err = recv.Wait(ctx, func(spans []telemetrytest.Span) bool {
 		ix = indexSpans(spans)
 		for _, d := range ix.decisions("HALF_OPEN") {
 			for _, l := range d.GetLinks() {
-				if fmt.Sprintf("%x", l.GetSpanId()) == open.SpanID() {
-					half = d
+				w, ok := ix[fmt.Sprintf("%x", l.GetSpanId())]
+				if ok && w.GetName() == telemetry.SpanApply && w.Attr(string(telemetry.AttrTo)) == "OPEN" &&
+					w.Attr(string(telemetry.AttrCaller)) == "checkout" && w.Attr(string(telemetry.AttrCallee)) == "payments" {
+					half, open = d, w
 					return true
 				}
 			}
@@ -189,7 +189,7 @@ func TestDevTripExportsTheWholeTrace(t *testing.T) {
 		return false
 	})
 	if err != nil {
-		t.Fatalf("no %s to HALF_OPEN linked to the OPEN record's %s (%s): %v", telemetry.SpanDecide, telemetry.SpanApply, open.SpanID(), err)
+		t.Fatalf("no %s to HALF_OPEN linked to the write (%s) of an OPEN record of checkout->payments: %v", telemetry.SpanDecide, telemetry.SpanApply, err)
 	}
 	if half.ParentSpanID() != "" || half.TraceID() == open.TraceID() {
 		t.Errorf("the timer's decision has parent %q in trace %s (the trip's: %s); want a root of a trace of its own",
