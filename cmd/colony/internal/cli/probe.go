@@ -81,8 +81,14 @@ func withProbe(ctx context.Context, eps []string, body func(context.Context) err
 		}
 	}()
 	err := body(bctx)
-	stopProbe()
+	if err == nil || !unavailable(err) {
+		stopProbe()
+	}
+	// A body that failed on its own dial (snapshot save's) lets the probe
+	// finish (probeWait at most), so a refusal reads the same for every
+	// command.
 	<-probed
+	stopProbe()
 	// Whatever body made of its cancelled context (a watch ends quietly,
 	// as on Ctrl-C), the refusal is what ended it.
 	var refused *RefusedError
