@@ -38,6 +38,11 @@ type fsm struct {
 	mu      sync.Mutex
 	applyCh chan struct{} // closed and replaced whenever applied advances
 
+	// config is the newest raft configuration entry applied since this
+	// node started (nil: none yet), for peers asking whether they are
+	// still members (membership.go).
+	config atomic.Pointer[appliedConfig]
+
 	// onApplied, if set, is called on the apply goroutine after each batch
 	// with the commands and their results (the leader's session tracker
 	// learns about opened and closed sessions this way).
@@ -45,6 +50,10 @@ type fsm struct {
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
+
+// appliedConfig is where a raft configuration entry the FSM applied lies
+// in the log.
+type appliedConfig struct{ index, term uint64 }
 
 func newFSM(hub *watchhub.Hub) *fsm {
 	return &fsm{tree: ztree.New(), hub: hub, applyCh: make(chan struct{})}
@@ -64,8 +73,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	membersChanged := false
 	for i, l := range logs {
 		entries[i].Index = l.Index
+		if l.Type == raft.LogConfiguration {
+			f.config.Store(&appliedConfig{index: l.Index, term: l.Term})
+		}
 		if l.Type != raft.LogCommand {
-			continue // configuration change: only advances the index
+			continue // configuration change, no-op: only advances the index
 		}
 		cmd := new(peerv1.Command)
 		if err := proto.Unmarshal(l.Data, cmd); err != nil {

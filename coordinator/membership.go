@@ -3,13 +3,16 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/coordinator/raftdiag"
@@ -134,6 +137,14 @@ func (s *Server) nodeStatus() *peerv1.NodeStatusResponse {
 		} else {
 			st.LastContactMs = -1 // never heard from a leader
 		}
+	}
+	if f := s.raft.GetConfiguration(); f.Error() == nil {
+		for _, srv := range f.Configuration().Servers {
+			st.Configuration = append(st.Configuration, string(srv.ID))
+		}
+	}
+	if c := s.fsm.config.Load(); c != nil {
+		st.ConfigurationIndex, st.ConfigurationTerm = c.index, c.term
 	}
 	s.diag.FillNodeStatus(st)
 	return st
@@ -265,23 +276,41 @@ func (s *Server) transferLeadership(ctx context.Context, req *colonyv1.TransferL
 // the cluster's configuration.
 const removalPollInterval = time.Second
 
+// removalAskInterval is how often a node that finds itself in its own
+// configuration but knows no leader asks its peers whether the cluster's
+// leader still lists it; removalAskTimeout bounds one round of asking.
+const (
+	removalAskInterval = 5 * time.Second
+	removalAskTimeout  = 2 * time.Second
+)
+
 // Removed is closed when this node finds it was removed from the cluster
-// (colony cluster remove): its raft configuration no longer lists it, so
-// it will never vote, lead or hear from a leader again. The node has
-// logged what happened and what to do at ERROR; its owner should Close it
-// and stop (colony coordinator exits with an error, as an etcd member
-// does).
+// (colony cluster remove): its raft configuration no longer lists it, or,
+// when it was removed while it was down, the cluster's leader says so. It
+// will never vote, lead or hear from a leader again. The node has logged
+// what happened and what to do at ERROR; its owner should Close it and
+// stop (colony coordinator exits with an error, as an etcd member does).
 func (s *Server) Removed() <-chan struct{} { return s.removed }
 
-// watchRemoval closes s.removed once the configuration this node holds,
-// having listed it, lists other servers but not it. (The leader replicates
-// a removal to the removed node before it stops replicating to it.) A node
-// that starts on state whose configuration already lacks it, and is not
-// joining, was removed while down.
+// watchRemoval closes s.removed once this node learns it was removed:
+//
+//   - the configuration it holds, having listed it, lists other servers
+//     but not it (the leader replicates a removal to the removed node
+//     before it stops replicating to it); a node that starts on state whose
+//     configuration already lacks it, and is not joining, was removed too;
+//   - or it was down when it was removed: it starts on a configuration that
+//     still lists it, and no leader ever contacts it again. While it knows
+//     no leader (at start, then every removalAskInterval) it asks its peers
+//     (askRemoved), and only a leader's word that it is not a member
+//     counts: a partitioned node, or one whose peers are down, hears no such
+//     word and goes on waiting.
 func (s *Server) watchRemoval(hadState bool) {
 	wasMember := hadState && len(s.cfg.Join) == 0
 	t := time.NewTicker(removalPollInterval)
 	defer t.Stop()
+	var asked time.Time
+	var members map[string]*peerv1.RegisterMember // knownMembers as of membersAt
+	var membersAt [3]uint64                       // applied index, last log index, registry generation
 	for {
 		f := s.raft.GetConfiguration()
 		if f.Error() == nil {
@@ -290,6 +319,24 @@ func (s *Server) watchRemoval(hadState bool) {
 			switch {
 			case in:
 				wasMember = true
+				if _, leader := s.raft.LeaderWithID(); leader != "" || time.Since(asked) < removalAskInterval {
+					break
+				}
+				asked = time.Now()
+				// A node with no leader rarely gets new entries: read the
+				// log again only when it did.
+				if at := [3]uint64{s.fsm.applied.Load(), s.raft.LastIndex(), s.fsm.membersGen.Load()}; members == nil || at != membersAt {
+					members, membersAt = s.knownMembers(), at
+				}
+				if v := s.askRemoved(s.ctx, members); v != nil {
+					s.log.Error("this node was removed from the cluster while it was down: the cluster's leader no longer lists it, "+
+						"so it will not vote, lead or serve again. Stop it. To bring it back, wipe its data dir and start it "+
+						"with --join ADDR (a member's gRPC address), which adds it again; colony cluster status shows the members",
+						"leader", v.leader, "term", v.term, "members", strings.Join(v.members, ","),
+						"configuration_index", v.index, "configuration_term", v.indexTerm, "data_dir", s.cfg.DataDir)
+					close(s.removed)
+					return
+				}
 			case wasMember && len(servers) > 0:
 				ids := make([]string, len(servers))
 				for i, srv := range servers {
@@ -309,4 +356,106 @@ func (s *Server) watchRemoval(hadState bool) {
 		case <-t.C:
 		}
 	}
+}
+
+// removal is a leader's word that this node is not in the cluster's
+// configuration.
+type removal struct {
+	leader  string
+	term    uint64   // the leader's term
+	members []string // the leader's configuration
+	// index, indexTerm: the leader's newest configuration entry, the
+	// removal or a later change (0 when the leader has applied none since
+	// it started).
+	index, indexTerm uint64
+}
+
+// askRemoved asks every other member of members (knownMembers) for its
+// status and returns the word of one that leads
+// with a configuration that lacks this node; nil when none does (the peers
+// are down or unreachable, none leads, or the leader lists this node).
+//
+// A leader is believed only in a term no older than this node's last log
+// entry. This node's configuration lists it, so its log holds the entry
+// that added it (or the bootstrap); the leader of that entry's term, and
+// every later leader (which holds every committed entry), lists it unless
+// a later entry removed it. An older leader that has not heard it was
+// deposed may not know the entry that added this node, and is not asked
+// to judge.
+func (s *Server) askRemoved(ctx context.Context, members map[string]*peerv1.RegisterMember) *removal {
+	lastTerm, err := strconv.ParseUint(s.raft.Stats()["last_log_term"], 10, 64)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, removalAskTimeout)
+	defer cancel()
+	answers := make(chan *peerv1.NodeStatusResponse, len(members))
+	var wg sync.WaitGroup
+	for id, m := range members {
+		if id == s.cfg.NodeID || m.GrpcAddress == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if st, err := s.peers.peer(m.GrpcAddress).NodeStatus(ctx, &peerv1.NodeStatusRequest{}); err == nil {
+				answers <- st
+			}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	for st := range answers {
+		if r := removedBy(st, s.cfg.NodeID, lastTerm); r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
+// maxRegistryScan bounds how many log entries knownMembers reads.
+const maxRegistryScan = 1 << 16
+
+// knownMembers is the member registry as this node's log has it: the FSM's
+// (as of the entries it applied) updated by the registrations and removals
+// in the entries it holds but has not applied. A node restarted with no
+// leader applies nothing past its snapshot, and the registrations that
+// name its peers' gRPC addresses may be only in its log. At most the
+// newest maxRegistryScan entries are read (a snapshot is taken well before
+// that many, by default).
+func (s *Server) knownMembers() map[string]*peerv1.RegisterMember {
+	m := maps.Clone(s.memberMap())
+	first, last := s.fsm.applied.Load()+1, s.raft.LastIndex()
+	if last >= maxRegistryScan && first < last-maxRegistryScan+1 {
+		first = last - maxRegistryScan + 1
+	}
+	var l raft.Log
+	for i := first; i <= last && s.ctx.Err() == nil; i++ {
+		if s.logs.GetLog(i, &l) != nil || l.Type != raft.LogCommand {
+			continue // compacted, or not a command
+		}
+		var cmd peerv1.Command
+		if proto.Unmarshal(l.Data, &cmd) != nil {
+			continue
+		}
+		switch op := cmd.Op.(type) {
+		case *peerv1.Command_RegisterMember:
+			m[op.RegisterMember.Id] = op.RegisterMember
+		case *peerv1.Command_ForgetMember:
+			delete(m, op.ForgetMember.Id)
+		}
+	}
+	return m
+}
+
+// removedBy returns a peer's word that node self is not a member: st is
+// the status of a leader, in a term no older than lastTerm (self's last
+// log entry's), whose configuration lists other servers but not self. Nil
+// for any other answer (see askRemoved).
+func removedBy(st *peerv1.NodeStatusResponse, self string, lastTerm uint64) *removal {
+	if st.State != raft.Leader.String() || st.Term < lastTerm || len(st.Configuration) == 0 ||
+		slices.Contains(st.Configuration, self) {
+		return nil
+	}
+	return &removal{leader: st.Id, term: st.Term, members: st.Configuration, index: st.ConfigurationIndex, indexTerm: st.ConfigurationTerm}
 }

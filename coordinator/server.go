@@ -42,6 +42,7 @@ type Server struct {
 	transport *raft.NetworkTransport
 	observed  *raftdiag.Transport // s.transport as raft uses it (observe.go)
 	store     io.Closer           // the raft log and stable store
+	logs      raft.LogStore       // the raft log, as raft reads it
 	dataDir   *dataDir            // locked while the node runs
 	hadState  bool                // raft state existed when the node started
 	removed   chan struct{}       // closed when this node finds it was removed (membership.go)
@@ -218,6 +219,7 @@ func (s *Server) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft log cache: %w", err)
 	}
+	s.logs = logs
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.DataDir, 2, rc.Logger.Named("snapshots"))
 	if err != nil {
 		return fmt.Errorf("opening snapshot store: %w", err)

@@ -250,7 +250,7 @@ func runCoordinator(ctx context.Context, f *coordinatorFlags) error {
 		// services; dev's own (no certificate flags) do.
 		log.Warn("no demo mesh: it runs on colony dev's own certificates, and certificates were given")
 	case f.dev && f.demo:
-		if mesh, err = startDevDemo(srv.Addr(), dev, cfg.TracerProvider, log); err != nil {
+		if mesh, err = startDevDemo(srv.Addr(), dev, tel.sidecarTracing(ctx), log); err != nil {
 			srv.Close()
 			return err
 		}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/trust"
@@ -47,6 +49,25 @@ func startCoordinatorTelemetry(ctx context.Context, cfg *coordinator.Config, met
 		log.Info("serving metrics", "url", metricsURL(cfg.TLS, ms.Addr()), "pprof", pprof)
 	}
 	return t, nil
+}
+
+// sidecarTracing gives the demo mesh's sidecars, which colony dev runs in
+// this process, tracer providers of their own: their spans carry the
+// sidecar's service name and instance, as a colony sidecar process's do,
+// and leave through the coordinator's exporter. Nil when nothing is
+// exported.
+func (t *coordinatorTelemetry) sidecarTracing(ctx context.Context) func(service, instance string) trace.TracerProvider {
+	if !t.tracing.Exporting {
+		return nil
+	}
+	return func(service, instance string) trace.TracerProvider {
+		tp, err := t.tracing.ForService(ctx, telemetry.ServiceSidecar, service+"/"+instance)
+		if err != nil {
+			t.log.Warn("no traces from a demo sidecar", "service", service, "instance", instance, "err", err)
+			return nil
+		}
+		return tp
+	}
 }
 
 // close stops the metrics listener and exports the spans still buffered,

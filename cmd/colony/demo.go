@@ -18,8 +18,8 @@ import (
 // With dev's certificates (nil when dev runs --insecure or on given
 // certificates) its sidecars and client present them; tp (nil: none)
 // traces the sidecars' part of each transition.
-func startDevDemo(addr string, certs *devCerts, tp trace.TracerProvider, log *slog.Logger) (*demo.Mesh, error) {
-	cfg := demo.Config{Coordinator: addr, Logger: log, TracerProvider: tp}
+func startDevDemo(addr string, certs *devCerts, tracing func(service, instance string) trace.TracerProvider, log *slog.Logger) (*demo.Mesh, error) {
+	cfg := demo.Config{Coordinator: addr, Logger: log, Tracing: tracing}
 	if certs != nil {
 		cfg.Certs = certs
 	}

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -245,6 +249,102 @@ func TestRefusedConnectionsFailAtOnce(t *testing.T) {
 	addr := startTestCoordinator(t)
 	if _, err := colony(ctx, t, "", "kv", "ls", "/", "--endpoints", a+","+addr); err != nil {
 		t.Errorf("one refusing endpoint and one up: %v", err)
+	}
+}
+
+// refusalArgs are command lines for the client commands whose --help has
+// no example, for TestEveryClientCommandFailsAtOnceOnRefusal.
+var refusalArgs = [][]string{
+	{"acl", "get"},
+	{"cluster", "add", "n4", "127.0.0.1:7411", "127.0.0.1:7410"},
+	{"cluster", "members"},
+	{"cluster", "remove", "n4"},
+	{"cluster", "status"},
+	{"cluster", "transfer"},
+	{"kv", "get", "/a"},
+	{"kv", "ls", "/"},
+	{"kv", "rm", "/a"},
+	{"kv", "stat", "/a"},
+	{"policy", "get", "payments"},
+	{"policy", "rm", "payments"},
+	{"session", "close", "0x2a"},
+	{"session", "ls"},
+	{"session", "open"},
+}
+
+// refusalNotRun are the client commands that do not end on a refused
+// connection, and why.
+var refusalNotRun = map[string]string{
+	"colony cluster wait": "waits for nodes that are not up yet (TestRefusedConnectionsFailAtOnce)",
+	"colony ui":           "a server: the dashboard serves, and shows the coordinators unreachable until they come",
+}
+
+// TestEveryClientCommandFailsAtOnceOnRefusal runs every client command
+// (each example of its --help, or a line of refusalArgs) against an
+// address where nothing listens, with a --timeout no test waits out: each
+// must end with the refusal, as a RefusedError naming the address, rather
+// than retry until --timeout. colony lock, which opens its session itself,
+// is one of them.
+func TestEveryClientCommandFailsAtOnceOnRefusal(t *testing.T) {
+	writeExampleFiles(t)
+	if err := os.WriteFile("rules.yaml", []byte("rules: []\n"), 0o644); err != nil { // acl get's, in TestHelpExamplesRun
+		t.Fatal(err)
+	}
+	nobody := freeAddr(t)
+	lines := map[string][][]string{} // by command path
+	root := newRootCmd()
+	for _, ex := range collectExamples(t) {
+		switch {
+		case !ex.online, refusalNotRun[ex.cmd] != "":
+			continue
+		case strings.Contains(ex.line, "|"), strings.Contains(ex.line, "$("), strings.Contains(ex.line, "--certs-dir"):
+			continue // needs a shell, or a CA (TestHelpExamplesRun runs them)
+		case strings.Contains(ex.line, " 10.0."):
+			continue // names a machine elsewhere, which a test must not reach
+		}
+		lines[ex.cmd] = append(lines[ex.cmd], ex.args)
+	}
+	for _, args := range refusalArgs {
+		found, _, err := root.Find(args)
+		if err != nil {
+			t.Fatalf("refusalArgs %q: %v", args, err)
+		}
+		lines[found.CommandPath()] = append(lines[found.CommandPath()], args)
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		online := c.Flags().Lookup("endpoints") != nil || c.InheritedFlags().Lookup("endpoints") != nil
+		if !c.HasSubCommands() && online && refusalNotRun[c.CommandPath()] == "" && len(lines[c.CommandPath()]) == 0 {
+			t.Errorf("%s has no example and no line in refusalArgs: add one", c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+
+	for _, cmd := range slices.Sorted(maps.Keys(lines)) {
+		for _, line := range lines[cmd] {
+			t.Run(strings.Join(line, " "), func(t *testing.T) {
+				args := slices.Clone(line)
+				flags := []string{"--endpoints", nobody, "--timeout", "1h"}
+				if i := indexOf(args, "--"); i >= 0 {
+					args = slices.Insert(args, i, flags...)
+				} else {
+					args = append(args, flags...)
+				}
+				// Bounds a command that does wait, so that it fails here
+				// with its error rather than at the test binary's timeout.
+				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+				defer cancel()
+				var out, errw syncBuffer
+				_, err := runColony(ctx, &out, &errw, "", args...)
+				var refused *cli.RefusedError
+				if !errors.As(err, &refused) || !strings.Contains(err.Error(), "no coordinator reachable at "+nobody) {
+					t.Errorf("colony %s: %v; want the refusal naming %s", strings.Join(args, " "), err, nobody)
+				}
+			})
+		}
 	}
 }
 

@@ -56,52 +56,8 @@ var examplesNotRun = map[string]string{
 // example is what a new user copies first.
 func TestHelpExamplesRun(t *testing.T) {
 	addr := startTestCoordinator(t)
-	dir := t.TempDir()
-	t.Chdir(dir)
-	repoPolicies, err := os.ReadFile(filepath.Join(mustGetwdAtStart, examplePolicies))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{
-		"examples/policies.yaml": string(repoPolicies),
-		"policies.yaml":          string(repoPolicies),
-		"job.json":               `{"task": "reindex"}`,
-		"orders.json":            `{"maxConnections": 300}`,
-		"bill.sh":                "#!/bin/sh\nexit 0\n",
-		"deploy.sh":              "#!/bin/sh\nexit 0\n",
-		"reindex.sh":             "#!/bin/sh\n[ -n \"$2\" ]\n",
-	}
-	for name, body := range files {
-		os.MkdirAll(filepath.Dir(name), 0o755)
-		if err := os.WriteFile(name, []byte(body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	var all []example
-	var walk func(c *cobra.Command)
-	root := newRootCmd()
-	walk = func(c *cobra.Command) {
-		text := strings.ReplaceAll(c.Example, "\\\n", " ")
-		for _, line := range strings.Split(text, "\n") {
-			line = strings.Join(strings.Fields(line), " ")
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			ex := parseExample(t, line)
-			found, _, err := root.Find(ex.args)
-			if err != nil || serverCommands[found.CommandPath()] {
-				continue // not a colony command line, or a server's
-			}
-			ex.cmd = found.CommandPath()
-			ex.online = found.Flags().Lookup("endpoints") != nil || found.InheritedFlags().Lookup("endpoints") != nil
-			all = append(all, ex)
-		}
-		for _, sub := range c.Commands() {
-			walk(sub)
-		}
-	}
-	walk(root)
+	writeExampleFiles(t)
+	all := collectExamples(t)
 	rank := func(e example) int {
 		for i, p := range exampleOrder {
 			if strings.HasPrefix(e.cmd, p) {
@@ -164,6 +120,63 @@ func TestHelpExamplesRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeExampleFiles makes a temporary directory holding the files the
+// examples name and makes it the working directory.
+func writeExampleFiles(t *testing.T) {
+	t.Helper()
+	t.Chdir(t.TempDir())
+	repoPolicies, err := os.ReadFile(filepath.Join(mustGetwdAtStart, examplePolicies))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"examples/policies.yaml": string(repoPolicies),
+		"policies.yaml":          string(repoPolicies),
+		"job.json":               `{"task": "reindex"}`,
+		"orders.json":            `{"maxConnections": 300}`,
+		"bill.sh":                "#!/bin/sh\nexit 0\n",
+		"deploy.sh":              "#!/bin/sh\nexit 0\n",
+		"reindex.sh":             "#!/bin/sh\n[ -n \"$2\" ]\n",
+	}
+	for name, body := range files {
+		os.MkdirAll(filepath.Dir(name), 0o755)
+		if err := os.WriteFile(name, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// collectExamples returns the example lines of every command's --help that
+// run a colony command other than a server, in the order of the help tree.
+func collectExamples(t *testing.T) []example {
+	t.Helper()
+	var all []example
+	var walk func(c *cobra.Command)
+	root := newRootCmd()
+	walk = func(c *cobra.Command) {
+		text := strings.ReplaceAll(c.Example, "\\\n", " ")
+		for _, line := range strings.Split(text, "\n") {
+			line = strings.Join(strings.Fields(line), " ")
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			ex := parseExample(t, line)
+			found, _, err := root.Find(ex.args)
+			if err != nil || serverCommands[found.CommandPath()] {
+				continue // not a colony command line, or a server's
+			}
+			ex.cmd = found.CommandPath()
+			ex.online = found.Flags().Lookup("endpoints") != nil || found.InheritedFlags().Lookup("endpoints") != nil
+			all = append(all, ex)
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	return all
 }
 
 // mustGetwdAtStart is the package directory, where go test starts.

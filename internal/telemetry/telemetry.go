@@ -7,7 +7,9 @@
 // resource attributes service.name and service.instance.id; when no
 // endpoint is configured it returns a no-op provider and nothing leaves the
 // process. ServerOption and DialOption instrument gRPC with otelgrpc and
-// W3C trace context.
+// W3C trace context. Tracing.ForService gives another role that runs in
+// the same process (colony dev's demo sidecars) a provider of its own
+// service name and instance over the same exporter.
 //
 // One breaker transition is one chain of spans, across processes:
 //

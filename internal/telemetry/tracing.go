@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/propagation"
@@ -25,16 +26,55 @@ type Tracing struct {
 	Exporting bool
 
 	shutdown func(context.Context) error
+	exp      sdktrace.SpanExporter // nil when not exporting
+
+	mu     sync.Mutex
+	others []*sdktrace.TracerProvider // made by ForService
 }
 
-// Shutdown exports the spans still buffered and stops the exporter. Call it
-// once, after everything that creates spans has stopped.
+// Shutdown exports the spans still buffered (ForService's providers' first)
+// and stops the exporter. Call it once, after everything that creates spans
+// has stopped.
 func (t *Tracing) Shutdown(ctx context.Context) error {
 	if t == nil || t.shutdown == nil {
 		return nil
 	}
-	return t.shutdown(ctx)
+	t.mu.Lock()
+	others := t.others
+	t.others = nil
+	t.mu.Unlock()
+	var errs []error
+	for _, tp := range others {
+		errs = append(errs, tp.Shutdown(ctx))
+	}
+	return errors.Join(append(errs, t.shutdown(ctx))...)
 }
+
+// ForService returns a tracer provider for another role that runs in this
+// process (colony dev runs a coordinator and the demo's sidecars in one):
+// its spans carry service and instance as their resource, as that role's
+// own process would, and leave through t's exporter; Shutdown flushes them.
+// A no-op provider when t does not export.
+func (t *Tracing) ForService(ctx context.Context, service, instance string) (trace.TracerProvider, error) {
+	if t == nil || t.exp == nil {
+		return noop.NewTracerProvider(), nil
+	}
+	res, err := Resource(ctx, service, instance)
+	if err != nil {
+		return nil, err
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(sharedExporter{t.exp}), sdktrace.WithResource(res))
+	t.mu.Lock()
+	t.others = append(t.others, tp)
+	t.mu.Unlock()
+	return tp, nil
+}
+
+// sharedExporter is the exporter of a ForService provider: the Tracing's
+// own provider shuts the exporter down, once, after the others.
+type sharedExporter struct{ sdktrace.SpanExporter }
+
+func (sharedExporter) Shutdown(context.Context) error { return nil }
 
 // TracingFromEnv returns the tracing the standard OpenTelemetry environment
 // variables ask for:
@@ -66,7 +106,7 @@ func TracingFromEnv(ctx context.Context, service, instance string) (*Tracing, er
 		return nil, err
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	return &Tracing{Provider: tp, Exporting: true, shutdown: tp.Shutdown}, nil
+	return &Tracing{Provider: tp, Exporting: true, shutdown: tp.Shutdown, exp: exp}, nil
 }
 
 // otlpRequested reports whether the environment asks for OTLP trace export.

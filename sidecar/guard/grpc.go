@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/colonymesh/colony/breaker"
 )
 
 // BreakerHeader is the response header the sidecar's routes put on a call
@@ -37,7 +39,9 @@ var grpcFailures = [17]bool{
 // (its xDS configuration not there yet, no endpoints, no route), while
 // connection errors and timeouts count as failures; a call the data plane
 // aborted for a breaker (gRPC's fault injection) counts as rejected; the
-// rest are successes.
+// rest are successes. A call rejected either way marks the caller's current
+// span with the breaker's generation and a link to the coordinator's trace
+// of the decision (the record's traceparent).
 func (g *Guard) UnaryClientInterceptor(callee string) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		p, err := g.Allow(callee)
@@ -53,6 +57,9 @@ func (g *Guard) UnaryClientInterceptor(callee string) grpc.UnaryClientIntercepto
 		err = invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&pr))...)
 		took := time.Since(start)
 		p.finishGRPC(err, pr.Addr != nil, g.slow(took), took)
+		if err != nil && dataPlaneRejected(status.Convert(err)) {
+			g.annotateDataPlaneRejection(ctx, callee)
+		}
 		return err
 	}
 }
@@ -122,6 +129,7 @@ func (g *Guard) RoundTripper(callee string, next http.RoundTripper) http.RoundTr
 		case err != nil:
 			p.DoneAfter(true, false, took)
 		case resp.Header.Get(BreakerHeader) != "":
+			g.annotateDataPlaneRejection(req.Context(), callee)
 			p.Refund()
 			if p.c != nil {
 				p.c.rejected.Add(1)
@@ -161,6 +169,24 @@ func annotateRejection(ctx context.Context, err error) {
 	if sc := spanContextOf(re.Traceparent); sc.IsValid() {
 		span.AddLink(trace.Link{SpanContext: sc})
 	}
+}
+
+// annotateDataPlaneRejection marks the caller's current span, for a call
+// the data plane rejected for callee's breaker (gRPC's fault injection on
+// the sidecar's routes, or Envoy's response with BreakerHeader), with the
+// decision it enforces as this guard knows it: the pair's record when it is
+// not CLOSED (a guard that still holds CLOSED has not heard of the decision
+// yet, and links nothing).
+func (g *Guard) annotateDataPlaneRejection(ctx context.Context, callee string) {
+	if p := (*g.pairs.Load())[callee]; p != nil && p.state != breaker.Closed {
+		annotateRejection(ctx, p.reject)
+	}
+}
+
+// dataPlaneRejected reports whether a call's status is the sidecar's
+// routes aborting it for a breaker (gRPC's fault injection).
+func dataPlaneRejected(st *status.Status) bool {
+	return st.Code() == codes.Unavailable && strings.Contains(st.Message(), "fault injection")
 }
 
 // spanContextOf parses a W3C traceparent ("00-<trace>-<span>-<flags>"). It

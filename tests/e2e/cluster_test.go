@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -352,4 +353,108 @@ func mustRetry[T any](t *testing.T, ctx context.Context, what string, f func(con
 		t.Fatalf("%s: %v", what, err)
 	}
 	return v
+}
+
+// TestNodeRemovedWhileDownExits: a node removed with cluster remove while
+// it was stopped still finds itself in its own configuration when it
+// starts again, and no leader contacts it. It learns from the cluster's
+// leader that it is no longer a member, logs so at ERROR (naming the
+// leader, its term and configuration entry, and what to do) and exits
+// non-zero, as a node removed while running does (TestRemovedNodeExits).
+// A member whose peers are down is never told so: with no leader to ask,
+// it keeps running, and serves again once a peer is back.
+func TestNodeRemovedWhileDownExits(t *testing.T) {
+	ctx := testContext(t, 180*time.Second)
+	c := NewCluster(t, 3)
+	leader := c.WaitLeader(t, ctx)
+	gone := c.Others(leader)[0]
+	gone.Stop(t)
+	args := append([]string{"cluster", "remove", gone.ID, "--endpoints", leader.GRPCAddr, "--timeout", "10s"}, c.CLIArgs()...)
+	if r := runCLI(ctx, args...); r.err != nil {
+		t.Fatalf("cluster remove %s: %v\n%s", gone.ID, r.err, r.stderr)
+	}
+
+	// The leader makes one last attempt to send the removal to a removed
+	// follower, after its replication backoff (tens of milliseconds for a
+	// follower down for a second); a node back by then learns it from its
+	// own log, as TestRemovedNodeExits does. Stay down past it.
+	waitLog(t, ctx, leader, `msg="removed peer, stopping replication"`)
+	select {
+	case <-time.After(3 * time.Second):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	if err := gone.Node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := gone.Pid()
+	for syscall.Kill(pid, 0) == nil { // the framework reaps it when it exits
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s, removed while down, still runs after its restart", gone.ID)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := gone.Node.Stop(); err == nil || !strings.Contains(err.Error(), "already exited") || !strings.Contains(err.Error(), "exit status 1") {
+		t.Errorf("%s's exit: %v; want exit status 1", gone.ID, err)
+	}
+	log, err := os.ReadFile(gone.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"level=ERROR", "removed from the cluster while it was down", "leader=" + leader.ID,
+		"configuration_index=", "wipe its data dir", "--join"} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("%s's log lacks %q:\n%s", gone.ID, want, framework.LogTail(gone.LogPath, 30))
+		}
+	}
+
+	// The two members left: stop one, and the other knows no leader and has
+	// no peer to ask. Within two rounds of asking (5 s apart, 2 s each) it
+	// would have exited had it taken silence for removal.
+	others := c.Others(leader)
+	if len(others) != 1 {
+		t.Fatalf("%d nodes run besides the leader, want 1", len(others))
+	}
+	other := others[0]
+	other.Stop(t)
+	alone := leader
+	select {
+	case <-time.After(12 * time.Second):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	if syscall.Kill(alone.Pid(), 0) != nil {
+		t.Fatalf("%s, whose only peer is down, exited:\n%s", alone.ID, framework.LogTail(alone.LogPath, 30))
+	}
+	other.Restart(t)
+	c.WaitLeader(t, ctx)
+	for _, n := range []*Node{alone, other} {
+		log, err := os.ReadFile(n.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(log), "removed from the cluster") {
+			t.Errorf("%s, a member, was told it was removed:\n%s", n.ID, framework.LogTail(n.LogPath, 30))
+		}
+	}
+}
+
+// waitLog waits until n's log contains s.
+func waitLog(t *testing.T, ctx context.Context, n *Node, s string) {
+	t.Helper()
+	for {
+		b, err := os.ReadFile(n.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), s) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s's log never showed %s", n.ID, s)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -50,6 +50,20 @@ func (e *RefusedError) Error() string {
 
 func (e *RefusedError) Unwrap() []error { return append([]error{client.ErrUnavailable}, e.Errs...) }
 
+// FailFast runs body, the part of a command that connects (a command that
+// does not run through Flags.Run, like colony lock, which opens a session
+// and then runs for as long as its child does), while probing cmd's
+// endpoints: when every one of them refuses connections, body's context is
+// cancelled and the error is a *RefusedError, as for every other client
+// command, instead of the client retrying for --timeout.
+func FailFast(ctx context.Context, cmd *cobra.Command, body func(context.Context) error) error {
+	eps, err := EndpointsOf(cmd)
+	if err != nil {
+		return err
+	}
+	return withProbe(ctx, eps, body)
+}
+
 // withProbe runs body while probing eps: when every endpoint refuses
 // connections, body's context is cancelled and the refusal is the error,
 // rather than the client retrying refused connections for the whole
@@ -67,8 +81,14 @@ func withProbe(ctx context.Context, eps []string, body func(context.Context) err
 		}
 	}()
 	err := body(bctx)
-	stopProbe()
+	if err == nil || !unavailable(err) {
+		stopProbe()
+	}
+	// A body that failed on its own dial (snapshot save's) lets the probe
+	// finish (probeWait at most), so a refusal reads the same for every
+	// command.
 	<-probed
+	stopProbe()
 	// Whatever body made of its cancelled context (a watch ends quietly,
 	// as on Ctrl-C), the refusal is what ended it.
 	var refused *RefusedError

@@ -103,10 +103,11 @@ type Config struct {
 	// service).
 	FailAfter time.Duration
 	Logger    *slog.Logger
-	// TracerProvider, when set, is given to every sidecar, so a
-	// transition's trace includes each sidecar's watch delivery and its
-	// clients' xDS ACKs. Nil: no spans.
-	TracerProvider trace.TracerProvider
+	// Tracing, when set, gives each sidecar its tracer provider (for its
+	// service and instance), so a transition's trace includes the
+	// reporting sidecar's report, each sidecar's watch delivery and its
+	// clients' xDS pushes and ACKs. Nil: no spans.
+	Tracing func(service, instance string) trace.TracerProvider
 	// Certs, when set, gives the mesh's sidecars and its own client (which
 	// applies the demo policy) their certificates, for a secure
 	// coordinator. Nil: plaintext.
@@ -296,7 +297,10 @@ func (m *Mesh) startInstance(ctx context.Context, s Service, instance string, qu
 		addr = lis.Addr().String()
 	}
 	scCfg := sidecar.Config{Service: s.Name, Instance: instance, Coordinators: []string{m.cfg.Coordinator}, TLS: scTLS,
-		Address: addr, APIAddr: "127.0.0.1:0", Logger: quiet, TracerProvider: m.cfg.TracerProvider}
+		Address: addr, APIAddr: "127.0.0.1:0", Logger: quiet}
+	if m.cfg.Tracing != nil {
+		scCfg.TracerProvider = m.cfg.Tracing(s.Name, instance)
+	}
 	var enforcers []sidecar.Enforcer
 	if len(s.Calls) > 0 {
 		x, err := sidecar.NewXDS(xds.Config{Logger: quiet})

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/colonymesh/colony/cmd/colony/internal/cli"
+	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/recipe"
 )
 
@@ -73,7 +74,7 @@ the wait, leaving no trace in the lock.`,
 			return err
 		}
 		defer s.Client.Close()
-		l := &locker{Env: s, name: args[0], argv: args[1:], ttl: ttl, wait: wait, try: try}
+		l := &locker{Env: s, cmd: cmd, name: args[0], argv: args[1:], ttl: ttl, wait: wait, try: try}
 		return l.run(cmd.Context())
 	}
 	fl := cmd.Flags()
@@ -88,6 +89,7 @@ the wait, leaving no trace in the lock.`,
 // locker is one run of `colony lock`.
 type locker struct {
 	*cli.Env
+	cmd  *cobra.Command
 	name string
 	argv []string
 	ttl  time.Duration
@@ -102,11 +104,23 @@ func (l *locker) run(ctx context.Context) error {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
+	// Opening the session is where a cluster that is not there shows:
+	// when every endpoint refuses, fail at once as every client command
+	// does, rather than retry for --timeout.
 	octx, cancel := context.WithTimeout(ctx, l.Flags.Timeout)
 	host, _ := os.Hostname()
-	sess, err := l.Client.OpenSession(octx, l.ttl, fmt.Sprintf("colony lock %s on %s pid %d", l.name, host, os.Getpid()))
+	var sess *client.Session
+	err := cli.FailFast(octx, l.cmd, func(ctx context.Context) error {
+		var err error
+		sess, err = l.Client.OpenSession(ctx, l.ttl, fmt.Sprintf("colony lock %s on %s pid %d", l.name, host, os.Getpid()))
+		return err
+	})
 	cancel()
-	if err != nil {
+	var refused *cli.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		return err // explained as every command's refusal is
+	case err != nil:
 		return fmt.Errorf("open session: %w", err)
 	}
 	defer func() {

@@ -1792,9 +1792,19 @@ type NodeStatusResponse struct {
 	// replication: set by the leader, its view of each follower by id.
 	Replication map[string]*v1.FollowerReplication `protobuf:"bytes,8,rep,name=replication,proto3" json:"replication,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// elections: the elections this node observed (its last 32, oldest first).
-	Elections     []*v1.LeaderChange `protobuf:"bytes,9,rep,name=elections,proto3" json:"elections,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Elections []*v1.LeaderChange `protobuf:"bytes,9,rep,name=elections,proto3" json:"elections,omitempty"`
+	// configuration: the ids of the servers in this node's latest raft
+	// configuration. A node that believes it is a member, and knows no
+	// leader, asks its peers for it: a leader whose configuration lacks the
+	// node tells it that it was removed while it was down.
+	Configuration []string `protobuf:"bytes,10,rep,name=configuration,proto3" json:"configuration,omitempty"`
+	// configuration_index, configuration_term: where in the log the newest
+	// configuration entry this node applied since it started lies (0: none
+	// applied since it started, e.g. only restored from a snapshot).
+	ConfigurationIndex uint64 `protobuf:"varint,11,opt,name=configuration_index,json=configurationIndex,proto3" json:"configuration_index,omitempty"`
+	ConfigurationTerm  uint64 `protobuf:"varint,12,opt,name=configuration_term,json=configurationTerm,proto3" json:"configuration_term,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *NodeStatusResponse) Reset() {
@@ -1888,6 +1898,27 @@ func (x *NodeStatusResponse) GetElections() []*v1.LeaderChange {
 		return x.Elections
 	}
 	return nil
+}
+
+func (x *NodeStatusResponse) GetConfiguration() []string {
+	if x != nil {
+		return x.Configuration
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetConfigurationIndex() uint64 {
+	if x != nil {
+		return x.ConfigurationIndex
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetConfigurationTerm() uint64 {
+	if x != nil {
+		return x.ConfigurationTerm
+	}
+	return 0
 }
 
 var File_colony_peer_v1_peer_proto protoreflect.FileDescriptor
@@ -1999,7 +2030,7 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"\abatches\x18\x01 \x03(\v2\x1b.colony.peer.v1.ReportBatchR\abatches\"D\n" +
 	"\x16ForwardReportsResponse\x12*\n" +
 	"\x06errors\x18\x01 \x03(\v2\x12.colony.v1.OpErrorR\x06errors\"\x13\n" +
-	"\x11NodeStatusRequest\"\xcb\x03\n" +
+	"\x11NodeStatusRequest\"\xd1\x04\n" +
 	"\x12NodeStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
@@ -2010,7 +2041,11 @@ const file_colony_peer_v1_peer_proto_rawDesc = "" +
 	"last_index\x18\x06 \x01(\x04R\tlastIndex\x12&\n" +
 	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\x12U\n" +
 	"\vreplication\x18\b \x03(\v23.colony.peer.v1.NodeStatusResponse.ReplicationEntryR\vreplication\x125\n" +
-	"\telections\x18\t \x03(\v2\x17.colony.v1.LeaderChangeR\telections\x1a^\n" +
+	"\telections\x18\t \x03(\v2\x17.colony.v1.LeaderChangeR\telections\x12$\n" +
+	"\rconfiguration\x18\n" +
+	" \x03(\tR\rconfiguration\x12/\n" +
+	"\x13configuration_index\x18\v \x01(\x04R\x12configurationIndex\x12-\n" +
+	"\x12configuration_term\x18\f \x01(\x04R\x11configurationTerm\x1a^\n" +
 	"\x10ReplicationEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x124\n" +
 	"\x05value\x18\x02 \x01(\v2\x1e.colony.v1.FollowerReplicationR\x05value:\x028\x012\xd3\x03\n" +
