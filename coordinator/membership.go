@@ -338,6 +338,22 @@ func (s *Server) watchRemoval(hadState bool) {
 					return
 				}
 			case wasMember && len(servers) > 0:
+				// A configuration without this node is the removal only if
+				// the leader says so too: a node that was wiped and joined
+				// again replays, after a snapshot that lists its old self,
+				// the entry that removed it before the one that added it
+				// back. Ask at most every removalAskInterval; with no
+				// leader reachable, keep running.
+				if time.Since(asked) < removalAskInterval {
+					break
+				}
+				asked = time.Now()
+				if at := [3]uint64{s.fsm.applied.Load(), s.raft.LastIndex(), s.fsm.membersGen.Load()}; members == nil || at != membersAt {
+					members, membersAt = s.knownMembers(), at
+				}
+				if s.askRemoved(s.ctx, members) == nil {
+					break
+				}
 				ids := make([]string, len(servers))
 				for i, srv := range servers {
 					ids[i] = string(srv.ID)
