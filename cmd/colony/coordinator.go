@@ -88,7 +88,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.DurationVar(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often raft considers a snapshot")
 	fl.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "entries since the last snapshot that trigger one")
 	fl.Uint64Var(&c.TrailingLogs, "trailing-logs", c.TrailingLogs, "entries kept after a snapshot")
-	fl.StringVar(&c.LogStore, "log-store", coordinator.LogStoreBolt, "raft log store: boltdb (raft-boltdb, raft.db) or pebble (raft-pebble; migrates a raft.db on first start)")
+	fl.StringVar(&c.LogStore, "log-store", coordinator.LogStoreAuto, "raft log store: pebble (raft-pebble; migrates a raft.db, one way) or boltdb (raft-boltdb, raft.db); unset, a data dir keeps the store it holds and a new one gets pebble")
 	fl.BoolVar(&c.NoSync, "unsafe-no-fsync", false, "do not fsync the raft log (benchmarks only: acknowledged writes can be lost on power failure)")
 	fl.IntVar(&c.MaxDataBytes, "max-data-bytes", c.MaxDataBytes, "largest znode data")
 	fl.DurationVar(&c.MinSessionTTL, "min-session-ttl", c.MinSessionTTL, "smallest session TTL granted")
