@@ -10,6 +10,7 @@ import (
 
 	"github.com/colonymesh/colony/coordinator/engine"
 	"github.com/colonymesh/colony/internal/errinfo"
+	"github.com/colonymesh/colony/internal/watchhub"
 	"github.com/colonymesh/colony/internal/ztree"
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 )
@@ -79,6 +80,10 @@ func ToStatus(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return status.Error(codes.Unavailable, "node is shutting down: "+err.Error())
+	case errors.Is(err, watchhub.ErrClosed):
+		// A watch opened on a node that is stopping: the client resumes
+		// it on another node (an Internal error would end it for good).
+		return status.Error(codes.Unavailable, "node is shutting down; resume the watch on another node: "+err.Error())
 	case errors.Is(err, ErrNotTracking), errors.Is(err, ErrCatchingUp):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrFutureZxid):

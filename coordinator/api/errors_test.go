@@ -8,6 +8,7 @@ import (
 
 	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/internal/errinfo"
+	"github.com/colonymesh/colony/internal/watchhub"
 	"github.com/colonymesh/colony/internal/ztree"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
@@ -27,6 +28,7 @@ func TestToStatusCodes(t *testing.T) {
 		{"term not ready, wrapped", fmt.Errorf("%w (breaker engine starting)", ErrTermNotReady), codes.Unavailable},
 		{"raft not leader", raft.ErrNotLeader, codes.Unavailable},
 		{"raft shutdown", raft.ErrRaftShutdown, codes.Unavailable},
+		{"watch hub closed", fmt.Errorf("subscribing: %w", watchhub.ErrClosed), codes.Unavailable},
 		{"not tracking", ErrNotTracking, codes.Unavailable},
 		{"catching up", fmt.Errorf("%w: applied 1 of 9", ErrCatchingUp), codes.Unavailable},
 		{"future zxid", fmt.Errorf("%w: min_zxid 9", ErrFutureZxid), codes.OutOfRange},
