@@ -3,18 +3,15 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/colonymesh/colony/internal/telemetry"
-	"github.com/colonymesh/colony/tests/framework"
 	"github.com/colonymesh/colony/tests/support/telemetrytest"
 )
 
@@ -82,32 +79,8 @@ func TestDevTripExportsTheWholeTrace(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.Endpoint())
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100") // ms: export within the test's patience, not the default 5 s
 
-	dir := t.TempDir()
-	ports, err := framework.FreePorts("127.0.0.1", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	dataDir := filepath.Join(dir, "dev")
-	logPath := filepath.Join(dir, "dev.log")
-	procCtx, kill := context.WithCancel(context.Background())
-	p, err := framework.StartProcess(procCtx, "e2e", colonyBin, []string{"dev", "--data-dir", dataDir,
-		"--grpc-addr", grpcAddr, "--raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--ui-addr", "off"}, logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.Signal(syscall.SIGTERM)
-		if !p.WaitExit(exitTimeout) {
-			t.Errorf("colony dev did not exit within %v of SIGTERM", exitTimeout)
-		}
-		kill()
-		<-p.Done()
-		framework.CheckServerLog(t, "colony dev", logPath)
-		if t.Failed() {
-			t.Logf("--- colony dev: last %d lines ---\n%s", logTailLines, framework.LogTail(logPath, logTailLines))
-		}
-	})
+	dataDir := filepath.Join(t.TempDir(), "dev")
+	grpcAddr, p := startDev(t, dataDir)
 	cli := []string{"--endpoints", grpcAddr, "--certs-dir", filepath.Join(dataDir, "tls"), "--timeout", "10s"}
 
 	// The demo mesh is up once its control node for payments can be set.
@@ -129,7 +102,7 @@ func TestDevTripExportsTheWholeTrace(t *testing.T) {
 	// sidecar's xDS client as an ACK.
 	var ix spanIndex
 	var acks []telemetrytest.Span
-	_, err = recv.Wait(ctx, func(spans []telemetrytest.Span) bool {
+	_, err := recv.Wait(ctx, func(spans []telemetrytest.Span) bool {
 		ix = indexSpans(spans)
 		acks = nil
 		for _, d := range ix.decisions("OPEN") {
@@ -200,7 +173,7 @@ func TestDevTripExportsTheWholeTrace(t *testing.T) {
 	if got := half.Resource["service.name"]; got != telemetry.ServiceCoordinator {
 		t.Errorf("the timer's decision comes from service %q, want %s", got, telemetry.ServiceCoordinator)
 	}
-	if log, err := os.ReadFile(logPath); err == nil && !strings.Contains(string(log), "exporting traces over OTLP") {
+	if log, err := os.ReadFile(dataDir + ".log"); err == nil && !strings.Contains(string(log), "exporting traces over OTLP") {
 		t.Errorf("colony dev did not say it exports traces")
 	}
 }

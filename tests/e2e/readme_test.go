@@ -205,11 +205,6 @@ func TestREADMEAgainstDev(t *testing.T) {
 	ctx := testContext(t, 240*time.Second)
 	blocks := readmeBlocks(t)
 	tmp := t.TempDir()
-	ports, err := framework.FreePorts("127.0.0.1", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +212,7 @@ func TestREADMEAgainstDev(t *testing.T) {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "COLONY_") || strings.HasPrefix(kv, "TMPDIR=") || strings.HasPrefix(kv, "OTEL_")
 	})
-	env = append(env, "TMPDIR="+tmp, "COLONY="+colonyBin, "COLONY_ENDPOINTS="+grpcAddr)
+	env = append(env, "TMPDIR="+tmp, "COLONY="+colonyBin)
 	if _, ok := os.LookupEnv("GORACE"); !ok {
 		env = append(env, "GORACE=atexit_sleep_ms=0")
 	}
@@ -226,31 +221,18 @@ func TestREADMEAgainstDev(t *testing.T) {
 
 	// `go run ./cmd/colony dev`, on free ports (the README names the
 	// flags), keeping its state where it would with this TMPDIR.
-	logPath := filepath.Join(tmp, "dev.log")
-	procCtx, kill := context.WithCancel(context.Background())
-	p, err := framework.StartProcess(procCtx, "e2e", colonyBin, []string{"dev", "--data-dir", filepath.Join(tmp, "colony-dev"),
-		"--grpc-addr", grpcAddr, "--raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--ui-addr", "off"}, logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.Signal(syscall.SIGTERM)
-		if !p.WaitExit(exitTimeout) {
-			t.Errorf("colony dev did not exit within %v of SIGTERM", exitTimeout)
-		}
-		kill()
-		<-p.Done()
-		framework.CheckServerLog(t, "colony dev", logPath)
-		if t.Failed() {
-			t.Logf("--- colony dev: last %d lines ---\n%s", logTailLines, framework.LogTail(logPath, logTailLines))
-		}
-	})
+	grpcAddr, dev := startDev(t, filepath.Join(tmp, "colony-dev"))
+	env = append(env, "COLONY_ENDPOINTS="+grpcAddr)
+	sh.env = env
 	// The demo is up once its callees can be told to fail.
 	for sh.bash(`"$COLONY" demo heal payments`).Run() != nil {
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			t.Fatalf("colony dev's demo never answered: %v", ctx.Err())
+		case <-dev.Done():
+			t.Fatalf("colony dev exited: %s", dev.Describe())
+		case <-time.After(200 * time.Millisecond):
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 
 	// Quick start: trip, heal, breaker off and the cascade.
