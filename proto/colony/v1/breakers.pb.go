@@ -418,9 +418,10 @@ type ReportStreamResponse struct {
 	// accepted counts the outcome reports counted among the messages this
 	// ack covers.
 	Accepted uint32 `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
-	// leader: the serving node leads the cluster. Reports sent to any other
-	// member reach the leader in batches; a client that knows other members
-	// may prefer them, for reports and watches alike.
+	// leader: the serving node leads the cluster; said only by an ack that
+	// counted reports (accepted > 0). Reports sent to any other member reach
+	// the leader in batches; a client that knows other members may prefer
+	// them, for reports and watches alike.
 	Leader        bool `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
