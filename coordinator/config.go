@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,6 +119,11 @@ type Config struct {
 	// connection on this node, so one runaway client cannot use up
 	// MaxSessions. Zero means 1,000.
 	MaxSessionsPerConn int
+	// MaxConcurrentHandshakes limits the TLS handshakes of incoming
+	// connections this node runs at once; more wait their turn
+	// (admission.go), so a fleet connecting at once is served in order
+	// rather than all late. Zero means 4 per CPU, at least 8.
+	MaxConcurrentHandshakes int
 	// MaxParkedReads limits the SESSION reads this node holds while it
 	// applies the min_zxid they ask for (committed by the cluster, not yet
 	// applied here); one more gets ResourceExhausted. Each waits at most
@@ -272,6 +278,9 @@ func (c *Config) Validate() error {
 	if c.MaxWatchesPerConn < 0 || c.MaxWatches < 0 || c.MaxSessionsPerConn < 0 || c.MaxSessions < 0 || c.MaxParkedReads < 0 {
 		errs = append(errs, errors.New("MaxWatchesPerConn, MaxWatches, MaxSessionsPerConn, MaxSessions and MaxParkedReads must not be negative (zero means the default)"))
 	}
+	if c.MaxConcurrentHandshakes < 0 {
+		errs = append(errs, fmt.Errorf("MaxConcurrentHandshakes %d must not be negative (zero means the default)", c.MaxConcurrentHandshakes))
+	}
 	if c.BreakerIdleExpiry < 0 || c.MaxBreakerPairs < 0 || c.MaxBreakerPairsPerCaller < 0 {
 		errs = append(errs, errors.New("BreakerIdleExpiry, MaxBreakerPairs and MaxBreakerPairsPerCaller must not be negative (zero means the default)"))
 	}
@@ -304,6 +313,7 @@ func (c *Config) withDefaults() {
 	fill(&c.MaxSessions, def.MaxSessions)
 	fill(&c.MaxBreakerPairs, def.MaxBreakerPairs)
 	fill(&c.MaxParkedReads, def.MaxParkedReads)
+	fill(&c.MaxConcurrentHandshakes, max(8, 4*runtime.GOMAXPROCS(0)))
 	if c.WatchProgressInterval == 0 {
 		c.WatchProgressInterval = def.WatchProgressInterval
 	}

@@ -18,12 +18,13 @@ import (
 
 // serverCredentials secure the gRPC listener: TLS with a verified client
 // certificate required, whoever the client is (the API authorizes by
-// identity, the Peer service only nodes).
+// identity, the Peer service only nodes), at most MaxConcurrentHandshakes
+// handshakes at once (admission.go).
 func (s *Server) serverCredentials() credentials.TransportCredentials {
 	if s.cfg.TLS == nil {
 		return insecure.NewCredentials()
 	}
-	return credentials.NewTLS(s.cfg.TLS.ServerConfig(tls.RequireAndVerifyClientCert, "h2"))
+	return admitHandshakes(credentials.NewTLS(s.cfg.TLS.ServerConfig(tls.RequireAndVerifyClientCert, "h2")), s.cfg.MaxConcurrentHandshakes)
 }
 
 // peerCredentials secure this node's connections to other nodes' gRPC
