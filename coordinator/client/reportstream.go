@@ -34,6 +34,7 @@ var errNoReportStream = errors.New("client: the node does not serve ReportStream
 type reportStream struct {
 	ep     *endpoint
 	stream colonyv1.Breakers_ReportStreamClient
+	ctx    context.Context // the stream's; canceled when it is to end
 	cancel context.CancelFunc
 	slots  chan struct{} // one per message in flight (maxReportsInFlight)
 	done   chan struct{} // closed when the stream has ended; err is set
@@ -52,6 +53,25 @@ type reportStream struct {
 // it if need be) and waits for the message's ack. errNoReportStream says the
 // node does not serve the method and nothing was counted.
 func (c *Client) reportOnStream(ctx context.Context, ep *endpoint, reports []*colonyv1.OutcomeReport) error {
+	for try := 1; ; try++ {
+		err := c.sendReport(ctx, ep, reports)
+		if !errors.Is(err, errStreamGone) {
+			return err
+		}
+		// The stream ended before the message went out (the client ended
+		// it after an unacknowledged report, or the node ended it): open
+		// another, but not without end.
+		if try == 3 {
+			return status.Errorf(codes.Unavailable, "report streams on %s ended %d times before the report could be sent", ep.addr, try)
+		}
+	}
+}
+
+// errStreamGone: the report stream had ended before the message was sent.
+var errStreamGone = errors.New("client: report stream ended before the message was sent")
+
+// sendReport is one try of reportOnStream.
+func (c *Client) sendReport(ctx context.Context, ep *endpoint, reports []*colonyv1.OutcomeReport) error {
 	rs, err := c.reportStreamOn(ep)
 	if err != nil {
 		return err
@@ -59,18 +79,24 @@ func (c *Client) reportOnStream(ctx context.Context, ep *endpoint, reports []*co
 	select {
 	case rs.slots <- struct{}{}:
 	case <-rs.done:
-		return rs.endErr()
+		if err := rs.endErr(); errors.Is(err, errNoReportStream) || errors.Is(err, ErrClosed) {
+			return err
+		}
+		return errStreamGone
 	case <-ctx.Done():
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	ch := make(chan error, 1)
 	rs.sendMu.Lock()
 	rs.mu.Lock()
-	if rs.err != nil {
+	if rs.err != nil || rs.ctx.Err() != nil {
 		rs.mu.Unlock()
 		rs.sendMu.Unlock()
 		<-rs.slots
-		return rs.endErr()
+		if err := rs.endErr(); errors.Is(err, errNoReportStream) || errors.Is(err, ErrClosed) {
+			return err
+		}
+		return errStreamGone
 	}
 	rs.seq++
 	seq := rs.seq
@@ -101,9 +127,7 @@ func (c *Client) reportStreamOn(ep *endpoint) (*reportStream, error) {
 	c.rsMu.Lock()
 	defer c.rsMu.Unlock()
 	if rs := c.rs; rs != nil {
-		select {
-		case <-rs.done:
-		default:
+		if rs.ctx.Err() == nil {
 			if rs.ep == ep {
 				return rs, nil
 			}
@@ -118,7 +142,7 @@ func (c *Client) reportStreamOn(ep *endpoint) (*reportStream, error) {
 		return nil, err
 	}
 	rs := &reportStream{
-		ep: ep, stream: stream, cancel: cancel,
+		ep: ep, stream: stream, ctx: sctx, cancel: cancel,
 		slots:   make(chan struct{}, maxReportsInFlight),
 		done:    make(chan struct{}),
 		waiting: map[uint64]chan error{},
