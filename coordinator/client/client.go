@@ -146,6 +146,9 @@ type Client struct {
 
 	rsMu sync.Mutex
 	rs   *reportStream // the open report stream (reportstream.go), or nil
+	// spread picks, at random per client, which follower a client moves
+	// to off the leader (reportstream.go).
+	spread uint64
 }
 
 // endpoint is one coordinator node and its connection.
@@ -193,7 +196,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.TLS = cfg.TLS.Clone()
 		cfg.TLS.ClientSessionCache = tls.NewLRUClientSessionCache(2 * len(cfg.Endpoints))
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, clientID: clientID}
+	c := &Client{cfg: cfg, log: cfg.Logger, clientID: clientID, spread: rand.Uint64()}
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	for i, addr := range cfg.Endpoints {
 		conn, err := grpc.NewClient(addr, append(clientIDDialOptions(clientID),

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
@@ -72,7 +73,7 @@ var errStreamGone = errors.New("client: report stream ended before the message w
 
 // sendReport is one try of reportOnStream.
 func (c *Client) sendReport(ctx context.Context, ep *endpoint, reports []*colonyv1.OutcomeReport) error {
-	rs, err := c.reportStreamOn(ep)
+	rs, err := c.reportStreamOn(ctx, ep)
 	if err != nil {
 		return err
 	}
@@ -123,7 +124,7 @@ func (c *Client) sendReport(ctx context.Context, ep *endpoint, reports []*colony
 
 // reportStreamOn returns the client's report stream on ep, opening one (and
 // ending one open on another endpoint) if need be.
-func (c *Client) reportStreamOn(ep *endpoint) (*reportStream, error) {
+func (c *Client) reportStreamOn(ctx context.Context, ep *endpoint) (*reportStream, error) {
 	c.rsMu.Lock()
 	defer c.rsMu.Unlock()
 	if rs := c.rs; rs != nil {
@@ -135,8 +136,15 @@ func (c *Client) reportStreamOn(ep *endpoint) (*reportStream, error) {
 		}
 		c.rs = nil
 	}
+	// The stream outlives this call, but opening it (which waits while
+	// the connection is connecting) is bounded by the caller's context.
 	sctx, cancel := context.WithCancel(c.ctx)
+	stop := context.AfterFunc(ctx, cancel)
 	stream, err := ep.breakers.ReportStream(sctx)
+	if !stop() {
+		cancel()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 	if err != nil {
 		cancel()
 		return nil, err
@@ -263,8 +271,32 @@ func (c *Client) noteLeader(ep *endpoint, leads bool) {
 		return
 	}
 	ep.leaderSince.Store(time.Now().UnixNano())
-	if len(c.eps) > 1 && c.cur.Load() == int64(ep.idx) {
-		c.rotate(ep)
+	if len(c.eps) < 2 || c.cur.Load() != int64(ep.idx) {
+		return
+	}
+	// Move to a follower this client picks at random (clients that all
+	// list the leader first spread over the followers rather than all
+	// landing on the next one), once its connection is ready: until then
+	// the leader keeps serving, and a later ack looks again. Moving before
+	// the connection (and its TLS handshake) is up would turn every
+	// client's next requests into a wait for a handshake, a storm when a
+	// whole fleet learns who leads at once.
+	var followers []*endpoint
+	for _, o := range c.eps {
+		if o != ep && !c.isLeader(o) {
+			followers = append(followers, o)
+		}
+	}
+	if len(followers) == 0 {
+		return
+	}
+	to := followers[c.spread%uint64(len(followers))]
+	if to.conn.GetState() != connectivity.Ready {
+		to.conn.Connect()
+		return
+	}
+	if c.cur.CompareAndSwap(int64(ep.idx), int64(to.idx)) {
+		c.log.Debug("coordinator client: moving off the leader", "from", ep.addr, "to", to.addr)
 	}
 }
 
@@ -275,15 +307,7 @@ func (c *Client) isLeader(ep *endpoint) bool {
 }
 
 // leaving reports whether a watch on ep should move: ep is the leader and
-// the client has an endpoint that is not.
+// the client has moved its requests to another endpoint (noteLeader).
 func (c *Client) leaving(ep *endpoint) bool {
-	if len(c.eps) < 2 || !c.isLeader(ep) {
-		return false
-	}
-	for _, o := range c.eps {
-		if o != ep && !c.isLeader(o) {
-			return true
-		}
-	}
-	return false
+	return len(c.eps) > 1 && c.cur.Load() != int64(ep.idx) && c.isLeader(ep)
 }
