@@ -122,7 +122,9 @@ type Config struct {
 	// MaxConcurrentHandshakes limits the TLS handshakes of incoming
 	// connections this node runs at once; more wait their turn
 	// (admission.go), so a fleet connecting at once is served in order
-	// rather than all late. Zero means 4 per CPU, at least 8.
+	// rather than all late. A slot is held for the client's part of the
+	// handshake too (a round trip and its signature), so the bound is
+	// well above the CPUs. Zero means 16 per CPU, at least 32.
 	MaxConcurrentHandshakes int
 	// MaxParkedReads limits the SESSION reads this node holds while it
 	// applies the min_zxid they ask for (committed by the cluster, not yet
@@ -313,7 +315,7 @@ func (c *Config) withDefaults() {
 	fill(&c.MaxSessions, def.MaxSessions)
 	fill(&c.MaxBreakerPairs, def.MaxBreakerPairs)
 	fill(&c.MaxParkedReads, def.MaxParkedReads)
-	fill(&c.MaxConcurrentHandshakes, max(8, 4*runtime.GOMAXPROCS(0)))
+	fill(&c.MaxConcurrentHandshakes, max(32, 16*runtime.GOMAXPROCS(0)))
 	if c.WatchProgressInterval == 0 {
 		c.WatchProgressInterval = def.WatchProgressInterval
 	}
