@@ -61,7 +61,7 @@ func (s *Service) knownCallee(ctx context.Context, v *ztree.View, caller, callee
 }
 
 func (a *breakersServer) Report(ctx context.Context, req *colonyv1.ReportRequest) (*colonyv1.ReportResponse, error) {
-	if _, err := a.s.report(ctx, req.GetReports()); err != nil {
+	if _, err := a.s.report(ctx, req.GetReports(), false); err != nil {
 		return nil, err
 	}
 	return &colonyv1.ReportResponse{Header: a.s.node.Header(), Accepted: uint32(len(req.Reports))}, nil
@@ -69,10 +69,10 @@ func (a *breakersServer) Report(ctx context.Context, req *colonyv1.ReportRequest
 
 // report validates one caller instance's reports and hands them to the
 // leader's engine: the work of a Report call and of each ReportStream
-// message alike. leading says the engine was this node's. The error is a
-// status.
-func (s *Service) report(ctx context.Context, reports []*colonyv1.OutcomeReport) (leading bool, err error) {
-	ctx, span := s.traceReport(ctx, reports)
+// message alike (streamed: its span starts a trace of its own). leading
+// says the engine was this node's. The error is a status.
+func (s *Service) report(ctx context.Context, reports []*colonyv1.OutcomeReport, streamed bool) (leading bool, err error) {
+	ctx, span := s.traceReport(ctx, reports, streamed)
 	defer func() { s.endReport(span, len(reports), err) }()
 	v := s.node.LocalView()
 	err = engine.ValidateReports(reports, func(caller, callee string) (bool, error) {
@@ -128,7 +128,7 @@ func (a *breakersServer) ReportStream(stream colonyv1.Breakers_ReportStreamServe
 		ack := &colonyv1.ReportStreamResponse{AckedSeq: last}
 		leading := false
 		if denied == nil {
-			leading, err = a.s.report(ctx, req.GetReports())
+			leading, err = a.s.report(ctx, req.GetReports(), true)
 		}
 		if err != nil {
 			ack.Rejected = []*colonyv1.ReportRejection{{Seq: last, Error: OpError(err)}}
