@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -119,12 +118,14 @@ type Config struct {
 	// connection on this node, so one runaway client cannot use up
 	// MaxSessions. Zero means 1,000.
 	MaxSessionsPerConn int
-	// MaxConcurrentHandshakes limits the TLS handshakes of incoming
-	// connections this node runs at once; more wait their turn
-	// (admission.go), so a fleet connecting at once is served in order
-	// rather than all late. A slot is held for the client's part of the
-	// handshake too (a round trip and its signature), so the bound is
-	// well above the CPUs. Zero means 16 per CPU, at least 32.
+	// MaxConcurrentHandshakes, when positive, limits the TLS handshakes
+	// of incoming connections this node runs at once; more wait their
+	// turn, in arrival order (admission.go). Zero means no limit, the
+	// default: a slot is held through the client's part of the handshake
+	// too, and measured with a fleet coming up on a starved machine a
+	// bound of 64 held slots on slow clients, so registrations timed out
+	// and clients moved to other members (tests/bench/README.md, "Fleet
+	// scale").
 	MaxConcurrentHandshakes int
 	// MaxParkedReads limits the SESSION reads this node holds while it
 	// applies the min_zxid they ask for (committed by the cluster, not yet
@@ -315,7 +316,6 @@ func (c *Config) withDefaults() {
 	fill(&c.MaxSessions, def.MaxSessions)
 	fill(&c.MaxBreakerPairs, def.MaxBreakerPairs)
 	fill(&c.MaxParkedReads, def.MaxParkedReads)
-	fill(&c.MaxConcurrentHandshakes, max(32, 16*runtime.GOMAXPROCS(0)))
 	if c.WatchProgressInterval == 0 {
 		c.WatchProgressInterval = def.WatchProgressInterval
 	}
