@@ -37,7 +37,7 @@ type fleetResult struct {
 		CPUCores  float64 `json:"cpuCores"`
 		WaitCores float64 `json:"waitCores"`
 	} `json:"coordinators"`
-	Trip             struct {
+	Trip struct {
 		Pairs, Decided, Watchers, Seen int
 		ReportToDecision               latencyMs `json:"reportToDecision"`
 		DecisionToWatch                latencyMs `json:"decisionToWatch"`
