@@ -121,6 +121,15 @@ type Config struct {
 	// connection on this node, so one runaway client cannot use up
 	// MaxSessions. Zero means 1,000.
 	MaxSessionsPerConn int
+	// MaxConcurrentHandshakes, when positive, limits the TLS handshakes
+	// of incoming connections this node runs at once; more wait their
+	// turn, in arrival order (admission.go). Zero means no limit, the
+	// default: a slot is held through the client's part of the handshake
+	// too, and measured with a fleet coming up on a starved machine a
+	// bound of 64 held slots on slow clients, so registrations timed out
+	// and clients moved to other members (tests/bench/README.md, "Fleet
+	// scale").
+	MaxConcurrentHandshakes int
 	// MaxParkedReads limits the SESSION reads this node holds while it
 	// applies the min_zxid they ask for (committed by the cluster, not yet
 	// applied here); one more gets ResourceExhausted. Each waits at most
@@ -274,6 +283,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxWatchesPerConn < 0 || c.MaxWatches < 0 || c.MaxSessionsPerConn < 0 || c.MaxSessions < 0 || c.MaxParkedReads < 0 {
 		errs = append(errs, errors.New("MaxWatchesPerConn, MaxWatches, MaxSessionsPerConn, MaxSessions and MaxParkedReads must not be negative (zero means the default)"))
+	}
+	if c.MaxConcurrentHandshakes < 0 {
+		errs = append(errs, fmt.Errorf("MaxConcurrentHandshakes %d must not be negative (zero means the default)", c.MaxConcurrentHandshakes))
 	}
 	if c.BreakerIdleExpiry < 0 || c.MaxBreakerPairs < 0 || c.MaxBreakerPairsPerCaller < 0 {
 		errs = append(errs, errors.New("BreakerIdleExpiry, MaxBreakerPairs and MaxBreakerPairsPerCaller must not be negative (zero means the default)"))

@@ -18,12 +18,17 @@ import (
 
 // serverCredentials secure the gRPC listener: TLS with a verified client
 // certificate required, whoever the client is (the API authorizes by
-// identity, the Peer service only nodes).
+// identity, the Peer service only nodes), and when MaxConcurrentHandshakes
+// is set at most that many handshakes at once (admission.go).
 func (s *Server) serverCredentials() credentials.TransportCredentials {
 	if s.cfg.TLS == nil {
 		return insecure.NewCredentials()
 	}
-	return credentials.NewTLS(s.cfg.TLS.ServerConfig(tls.RequireAndVerifyClientCert, "h2"))
+	creds := credentials.NewTLS(s.cfg.TLS.ServerConfig(tls.RequireAndVerifyClientCert, "h2"))
+	if s.cfg.MaxConcurrentHandshakes > 0 {
+		creds = admitHandshakes(creds, s.cfg.MaxConcurrentHandshakes)
+	}
+	return creds
 }
 
 // peerCredentials secure this node's connections to other nodes' gRPC

@@ -100,6 +100,7 @@ exports traces to an OTLP/gRPC collector (nothing is exported without it).`,
 	fl.DurationVar(&c.DiskStallTimeout, "disk-stall-timeout", c.DiskStallTimeout, "a raft log write hung this long makes a leader fail its heartbeats, so a node with a working disk takes over; negative: never")
 	fl.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "open sessions in the cluster (checked where a session is opened)")
 	fl.IntVar(&c.MaxSessionsPerConn, "max-sessions-per-conn", c.MaxSessionsPerConn, "open sessions opened through one client connection on this node")
+	fl.IntVar(&c.MaxConcurrentHandshakes, "max-concurrent-handshakes", c.MaxConcurrentHandshakes, "TLS handshakes of incoming connections this node runs at once, more waiting their turn (0: no limit; a bound holds slots through slow clients' part of the handshake, which measured worse for a fleet coming up)")
 	fl.DurationVar(&c.BreakerIdleExpiry, "breaker-idle-expiry", c.BreakerIdleExpiry, "the leader deletes a breaker pair that is CLOSED, has no override and got no report for this long")
 	fl.IntVar(&c.MaxBreakerPairs, "max-breaker-pairs", c.MaxBreakerPairs, "caller -> callee pairs the breaker engine tracks (overrides get a reserve of max(10, 1%) above it)")
 	fl.IntVar(&c.MaxBreakerPairsPerCaller, "max-breaker-pairs-per-caller", c.MaxBreakerPairsPerCaller, "pairs one caller service's reports may create (0: max(100, max-breaker-pairs/10))")

@@ -93,8 +93,20 @@ func (w *authorizedStream) RecvMsg(m any) error {
 	if err := w.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return w.s.authorize(w.ctx, w.method, m)
+	if err := w.s.authorize(w.ctx, w.method, m); err != nil {
+		return &deniedMessage{status: err}
+	}
+	return nil
 }
+
+// deniedMessage is a stream message its client may not send, received
+// whole. A handler returning it ends the stream with the status; one whose
+// messages are independent (ReportStream) may refuse the message alone.
+type deniedMessage struct{ status error }
+
+func (d *deniedMessage) Error() string              { return d.status.Error() }
+func (d *deniedMessage) Unwrap() error              { return d.status }
+func (d *deniedMessage) GRPCStatus() *status.Status { return status.Convert(d.status) }
 
 // methodKind is how the authorizer decides a method.
 type methodKind int
@@ -128,6 +140,7 @@ var methods = map[string]methodRule{
 	colonyv1.Watch_Watch_FullMethodName:   {kind: byPaths},
 
 	colonyv1.Breakers_Report_FullMethodName:        {kind: byPaths},
+	colonyv1.Breakers_ReportStream_FullMethodName:  {kind: byPaths},
 	colonyv1.Breakers_ListBreakers_FullMethodName:  {kind: byPaths},
 	colonyv1.Breakers_GetBreaker_FullMethodName:    {kind: byPaths},
 	colonyv1.Breakers_SetOverride_FullMethodName:   {kind: byPaths},
@@ -400,12 +413,9 @@ func needsOf(req any) ([]need, error) {
 		n.recursive = r.GetRecursive()
 		needs = append(needs, n)
 	case *colonyv1.ReportRequest:
-		for i, o := range r.GetReports() {
-			needs = append(needs, need{
-				kind: reportNeed, perm: contract.PermWrite, path: contract.BreakerPath(o.GetCaller(), o.GetCallee()),
-				field: fmt.Sprintf("reports[%d]", i), caller: o.GetCaller(), instance: o.GetInstance(),
-			})
-		}
+		needs = reportNeeds(needs, r.GetReports())
+	case *colonyv1.ReportStreamRequest:
+		needs = reportNeeds(needs, r.GetReports())
 	case *colonyv1.ListBreakersRequest:
 		p := contract.BreakersRoot
 		if r.GetCaller() != "" {
@@ -475,4 +485,16 @@ func validateACLWrites(req any) error {
 		}
 	}
 	return nil
+}
+
+// reportNeeds appends what each outcome of a Report (or of a ReportStream
+// message) needs: the right to report as its caller and instance.
+func reportNeeds(needs []need, reports []*colonyv1.OutcomeReport) []need {
+	for i, o := range reports {
+		needs = append(needs, need{
+			kind: reportNeed, perm: contract.PermWrite, path: contract.BreakerPath(o.GetCaller(), o.GetCallee()),
+			field: fmt.Sprintf("reports[%d]", i), caller: o.GetCaller(), instance: o.GetInstance(),
+		})
+	}
+	return needs
 }

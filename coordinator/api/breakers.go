@@ -3,7 +3,12 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/contract"
@@ -55,28 +60,87 @@ func (s *Service) knownCallee(ctx context.Context, v *ztree.View, caller, callee
 	return engine.CalleeKnown(lv, caller, callee), nil
 }
 
-func (a *breakersServer) Report(ctx context.Context, req *colonyv1.ReportRequest) (_ *colonyv1.ReportResponse, err error) {
-	s := a.s
-	ctx, span := s.traceReport(ctx, req.GetReports())
-	defer func() { s.endReport(span, len(req.GetReports()), err) }()
+func (a *breakersServer) Report(ctx context.Context, req *colonyv1.ReportRequest) (*colonyv1.ReportResponse, error) {
+	if _, err := a.s.report(ctx, req.GetReports(), false); err != nil {
+		return nil, err
+	}
+	return &colonyv1.ReportResponse{Header: a.s.node.Header(), Accepted: uint32(len(req.Reports))}, nil
+}
+
+// report validates one caller instance's reports and hands them to the
+// leader's engine: the work of a Report call and of each ReportStream
+// message alike (streamed: its span starts a trace of its own). leading
+// says the engine was this node's. The error is a status.
+func (s *Service) report(ctx context.Context, reports []*colonyv1.OutcomeReport, streamed bool) (leading bool, err error) {
+	ctx, span := s.traceReport(ctx, reports, streamed)
+	defer func() { s.endReport(span, len(reports), err) }()
 	v := s.node.LocalView()
-	err = engine.ValidateReports(req.GetReports(), func(caller, callee string) (bool, error) {
+	err = engine.ValidateReports(reports, func(caller, callee string) (bool, error) {
 		return s.knownCallee(ctx, v, caller, callee)
 	})
 	if err != nil {
-		return nil, ToStatus(err)
+		return false, ToStatus(err)
 	}
 	err = s.node.OnEngine(ctx,
-		func(e *engine.Engine) error { return e.Report(ctx, time.Now(), req.Reports) },
+		func(e *engine.Engine) error {
+			leading = true
+			return e.Report(ctx, time.Now(), reports)
+		},
 		func(ctx context.Context, addr string) error {
+			leading = false
 			span.SetAttributes(telemetry.AttrForwarded.Bool(true))
-			batch := &peerv1.ReportBatch{Reports: req.Reports, Traceparent: telemetry.Traceparent(span.SpanContext())}
+			batch := &peerv1.ReportBatch{Reports: reports, Traceparent: telemetry.Traceparent(span.SpanContext())}
 			return s.node.ForwardReports(ctx, addr, batch)
 		})
 	if err != nil {
-		return nil, ToStatus(err)
+		return leading, ToStatus(err)
 	}
-	return &colonyv1.ReportResponse{Header: s.node.Header(), Accepted: uint32(len(req.Reports))}, nil
+	return leading, nil
+}
+
+// ReportStream serves a stream of report periods. Each message goes through
+// what a Report call does (the stream interceptor authorizes each message as
+// it is received; report validates and counts it), one at a time, in
+// order, and is acknowledged once handled. A message that is refused
+// (unauthorized, invalid, unknown callee, over a limit, no leader) is named
+// in its ack and the stream goes on; only a seq that does not increase ends
+// it.
+func (a *breakersServer) ReportStream(stream colonyv1.Breakers_ReportStreamServer) error {
+	ctx := stream.Context()
+	var last uint64
+	for {
+		req := new(colonyv1.ReportStreamRequest)
+		err := stream.RecvMsg(req)
+		var denied *deniedMessage
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.As(err, &denied):
+			// Refused alone, as the same Report would be; authorization
+			// is per message, so the next may pass.
+		case err != nil:
+			return err
+		}
+		if req.GetSeq() <= last {
+			return status.Errorf(codes.InvalidArgument, "seq: %d does not increase (the previous message's was %d)", req.GetSeq(), last)
+		}
+		last = req.GetSeq()
+		ack := &colonyv1.ReportStreamResponse{AckedSeq: last}
+		leading := false
+		if denied == nil {
+			leading, err = a.s.report(ctx, req.GetReports(), true)
+		}
+		if err != nil {
+			ack.Rejected = []*colonyv1.ReportRejection{{Seq: last, Error: OpError(err)}}
+		} else {
+			ack.Accepted = uint32(len(req.GetReports()))
+		}
+		ack.Leader = leading
+		ack.Header = a.s.node.Header()
+		if err := stream.Send(ack); err != nil {
+			return err
+		}
+	}
 }
 
 func (a *breakersServer) ListBreakers(ctx context.Context, req *colonyv1.ListBreakersRequest) (*colonyv1.ListBreakersResponse, error) {

@@ -19,8 +19,11 @@ func pairAttrs(caller, callee string) []attribute.KeyValue {
 	return []attribute.KeyValue{telemetry.AttrCaller.String(caller), telemetry.AttrCallee.String(callee)}
 }
 
-// traceReport starts the SpanReport span of one Report call.
-func (s *Service) traceReport(ctx context.Context, reports []*colonyv1.OutcomeReport) (context.Context, trace.Span) {
+// traceReport starts the SpanReport span of one Report call, or of one
+// ReportStream message: that one starts a trace of its own (a report
+// period's, as a Report call without a trace context does), linked to the
+// stream's span.
+func (s *Service) traceReport(ctx context.Context, reports []*colonyv1.OutcomeReport, streamed bool) (context.Context, trace.Span) {
 	type pairKey struct{ caller, callee string }
 	pairs := map[pairKey]bool{}
 	instances := map[string]bool{}
@@ -41,7 +44,11 @@ func (s *Service) traceReport(ctx context.Context, reports []*colonyv1.OutcomeRe
 			attrs = append(attrs, telemetry.AttrInstance.String(id))
 		}
 	}
-	return s.cfg.Tracer.Start(ctx, telemetry.SpanReport, trace.WithAttributes(attrs...))
+	opts := []trace.SpanStartOption{trace.WithAttributes(attrs...)}
+	if streamed {
+		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.LinkFromContext(ctx)))
+	}
+	return s.cfg.Tracer.Start(ctx, telemetry.SpanReport, opts...)
 }
 
 // endReport counts a Report call's reports and ends its span.

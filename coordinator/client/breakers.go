@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,8 +18,21 @@ import (
 // memory). A report is retried on another endpoint only when the server
 // answered Unavailable (it did not count it): a lost reply must not count
 // the calls twice.
+//
+// Reports go as messages on one long-lived ReportStream per client, each
+// acknowledged before Report returns; a node that does not serve the
+// stream, and a client with a TracerProvider, send unary Reports. A node's acks say whether it leads: a client
+// with several endpoints then moves off the leader (see DESIGN.md).
 func (c *Client) Report(ctx context.Context, reports ...*colonyv1.OutcomeReport) error {
 	return c.call(ctx, retryUnavailable, hintBreaker, func(ctx context.Context, ep *endpoint) error {
+		// A traced client sends unary Reports: each report's trace starts
+		// at its own call (otelgrpc), which one long-lived stream cannot
+		// carry per message.
+		if !ep.noReportStream.Load() && c.cfg.TracerProvider == nil {
+			if err := c.reportOnStream(ctx, ep, reports); !errors.Is(err, errNoReportStream) {
+				return err
+			}
+		}
 		resp, err := ep.breakers.Report(ctx, &colonyv1.ReportRequest{Reports: reports})
 		if err == nil {
 			c.observe(resp.GetHeader())

@@ -143,6 +143,12 @@ type Client struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	rsMu sync.Mutex
+	rs   *reportStream // the open report stream (reportstream.go), or nil
+	// spread picks, at random per client, which follower a client moves
+	// to off the leader (reportstream.go).
+	spread uint64
 }
 
 // endpoint is one coordinator node and its connection.
@@ -155,6 +161,13 @@ type endpoint struct {
 	watch    colonyv1.WatchClient
 	cluster  colonyv1.ClusterClient
 	breakers colonyv1.BreakersClient
+
+	// noReportStream: the node answered ReportStream with Unimplemented;
+	// reports to it go as unary Reports.
+	noReportStream atomic.Bool
+	// leaderSince is when the node last said it leads (UnixNano), zero
+	// when it last said it does not (reportstream.go).
+	leaderSince atomic.Int64
 }
 
 // transportCredentials are TLS with cfg, or plaintext without.
@@ -176,7 +189,14 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, clientID: clientID}
+	if cfg.TLS != nil && cfg.TLS.ClientSessionCache == nil {
+		// Resume TLS sessions on reconnect: a node that restarts, or drops
+		// its connections, then sees abbreviated handshakes, cheaper for
+		// both sides, from the clients it served before.
+		cfg.TLS = cfg.TLS.Clone()
+		cfg.TLS.ClientSessionCache = tls.NewLRUClientSessionCache(2 * len(cfg.Endpoints))
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, clientID: clientID, spread: rand.Uint64()}
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	for i, addr := range cfg.Endpoints {
 		conn, err := grpc.NewClient(addr, append(clientIDDialOptions(clientID),
@@ -274,9 +294,17 @@ func (c *Client) observeZxid(z uint64) {
 // current returns the sticky endpoint.
 func (c *Client) current() *endpoint { return c.eps[c.cur.Load()] }
 
-// rotate moves the sticky endpoint past ep, unless another caller already has.
+// rotate moves the sticky endpoint past ep, unless another caller already
+// has: to the next endpoint that is not known to lead, if there is one.
 func (c *Client) rotate(ep *endpoint) {
-	next := (ep.idx + 1) % len(c.eps)
+	n := len(c.eps)
+	next := (ep.idx + 1) % n
+	for k := 1; k < n; k++ {
+		if i := (ep.idx + k) % n; !c.isLeader(c.eps[i]) {
+			next = i
+			break
+		}
+	}
 	if c.cur.CompareAndSwap(int64(ep.idx), int64(next)) && len(c.eps) > 1 {
 		c.log.Debug("coordinator client: switching endpoint", "from", ep.addr, "to", c.eps[next].addr)
 	}

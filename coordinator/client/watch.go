@@ -343,7 +343,13 @@ func (w *Watcher) pump(ctx context.Context, sub *subscription) {
 		}
 
 		var err error
-		msg, err = sub.recv()
+		if w.persistent && w.c.leaving(sub.ep) {
+			// The node leads and others can serve the watch: move, as a
+			// broken stream would, resuming after received.
+			err = status.Errorf(codes.Unavailable, "moving the watch off %s, the leader", sub.ep.addr)
+		} else {
+			msg, err = sub.recv()
+		}
 		if err == nil && msg.GetProgress() {
 			z := msg.GetHeader().GetZxid()
 			switch known := w.c.LastZxid(); {

@@ -32,7 +32,12 @@ type fleetResult struct {
 	SimulatorCores   float64          `json:"simulatorCpuCores"`
 	Errors           map[string]int64 `json:"errors"`
 	CleanupError     string           `json:"cleanupError"`
-	Trip             struct {
+	Coordinators     []struct {
+		Name      string  `json:"name"`
+		CPUCores  float64 `json:"cpuCores"`
+		WaitCores float64 `json:"waitCores"`
+	} `json:"coordinators"`
+	Trip struct {
 		Pairs, Decided, Watchers, Seen int
 		ReportToDecision               latencyMs `json:"reportToDecision"`
 		DecisionToWatch                latencyMs `json:"decisionToWatch"`
@@ -107,6 +112,25 @@ func TestFleet(t *testing.T) {
 				res.CPUMillicores, float64(res.RSSPerSidecar)/1024, res.ProjectedCores, float64(res.ProjectedRSS)/(1<<20), res.SimulatorCores,
 				tr.Decided, tr.Pairs, tr.Seen, tr.Watchers, tr.ReportToDecision.P50Ms, tr.ReportToDecision.P99Ms,
 				tr.DecisionToWatch.P50Ms, tr.DecisionToWatch.P99Ms, tr.DecisionToWatch.MaxMs, tr.TripToWatch.P50Ms, tr.TripToWatch.P99Ms, res.Errors)
+			// Which member led (an election may have moved it): its CPU
+			// against the followers' shows where the fleet's cost lands.
+			if err := c.refreshLeader(t, ctx); err != nil {
+				t.Logf("leader unknown after the run: %v", err)
+			} else {
+				var line []string
+				for i, p := range c.procs {
+					role := "follower"
+					if c.grpc[i] == c.leader {
+						role = "leader"
+					}
+					for _, m := range res.Coordinators {
+						if m.Name == fmt.Sprintf("pid %d", p.cmd.Process.Pid) {
+							line = append(line, fmt.Sprintf("%s %s %.2f cores (run-queue wait %.2f)", c.ids[i], role, m.CPUCores, m.WaitCores))
+						}
+					}
+				}
+				t.Logf("members: %s", strings.Join(line, "; "))
+			}
 			if res.Ready != n || tr.Seen != n || tr.Decided != tr.Pairs {
 				t.Errorf("ready %d, trip seen by %d of %d sidecars, %d of %d pairs decided", res.Ready, tr.Seen, n, tr.Decided, tr.Pairs)
 			}

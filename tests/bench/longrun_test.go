@@ -254,7 +254,7 @@ func fullSegments(segs []segment, size int) []segment {
 	return segs
 }
 
-func envInt(b *testing.B, name string, def int) int {
+func envInt(b testing.TB, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
 		return def

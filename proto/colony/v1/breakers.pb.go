@@ -367,6 +367,201 @@ func (x *ReportResponse) GetAccepted() uint32 {
 	return 0
 }
 
+// ReportStreamRequest is one report period's counts on a ReportStream.
+type ReportStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq numbers the message on its stream: it must increase from message
+	// to message (the first may be any number above 0). Acks name it.
+	Seq           uint64           `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Reports       []*OutcomeReport `protobuf:"bytes,2,rep,name=reports,proto3" json:"reports,omitempty"` // at most 1000, as in ReportRequest
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportStreamRequest) Reset() {
+	*x = ReportStreamRequest{}
+	mi := &file_colony_v1_breakers_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportStreamRequest) ProtoMessage() {}
+
+func (x *ReportStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_breakers_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportStreamRequest.ProtoReflect.Descriptor instead.
+func (*ReportStreamRequest) Descriptor() ([]byte, []int) {
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReportStreamRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ReportStreamRequest) GetReports() []*OutcomeReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+// ReportStreamResponse acknowledges the messages of a ReportStream.
+type ReportStreamResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// acked_seq: every message with seq at most acked_seq has been handled:
+	// counted, or rejected as listed in rejected.
+	AckedSeq uint64 `protobuf:"varint,2,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	// rejected lists the messages this ack covers that were not counted,
+	// each with the error Report would have returned for it.
+	Rejected []*ReportRejection `protobuf:"bytes,3,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	// accepted counts the outcome reports counted among the messages this
+	// ack covers.
+	Accepted uint32 `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	// leader: the serving node leads the cluster; said only by an ack that
+	// counted reports (accepted > 0). Reports sent to any other member reach
+	// the leader in batches; a client that knows other members may prefer
+	// them, for reports and watches alike.
+	Leader        bool `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportStreamResponse) Reset() {
+	*x = ReportStreamResponse{}
+	mi := &file_colony_v1_breakers_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportStreamResponse) ProtoMessage() {}
+
+func (x *ReportStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_breakers_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportStreamResponse.ProtoReflect.Descriptor instead.
+func (*ReportStreamResponse) Descriptor() ([]byte, []int) {
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReportStreamResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ReportStreamResponse) GetAckedSeq() uint64 {
+	if x != nil {
+		return x.AckedSeq
+	}
+	return 0
+}
+
+func (x *ReportStreamResponse) GetRejected() []*ReportRejection {
+	if x != nil {
+		return x.Rejected
+	}
+	return nil
+}
+
+func (x *ReportStreamResponse) GetAccepted() uint32 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
+func (x *ReportStreamResponse) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+// ReportRejection is one ReportStream message that was not counted.
+type ReportRejection struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Error         *OpError               `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportRejection) Reset() {
+	*x = ReportRejection{}
+	mi := &file_colony_v1_breakers_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportRejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportRejection) ProtoMessage() {}
+
+func (x *ReportRejection) ProtoReflect() protoreflect.Message {
+	mi := &file_colony_v1_breakers_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportRejection.ProtoReflect.Descriptor instead.
+func (*ReportRejection) Descriptor() ([]byte, []int) {
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReportRejection) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ReportRejection) GetError() *OpError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 // BreakerSummary is one row of ListBreakers.
 type BreakerSummary struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -420,7 +615,7 @@ type BreakerSummary struct {
 
 func (x *BreakerSummary) Reset() {
 	*x = BreakerSummary{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[4]
+	mi := &file_colony_v1_breakers_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +627,7 @@ func (x *BreakerSummary) String() string {
 func (*BreakerSummary) ProtoMessage() {}
 
 func (x *BreakerSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[4]
+	mi := &file_colony_v1_breakers_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +640,7 @@ func (x *BreakerSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakerSummary.ProtoReflect.Descriptor instead.
 func (*BreakerSummary) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{4}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BreakerSummary) GetCaller() string {
@@ -591,7 +786,7 @@ type ListBreakersRequest struct {
 
 func (x *ListBreakersRequest) Reset() {
 	*x = ListBreakersRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[5]
+	mi := &file_colony_v1_breakers_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +798,7 @@ func (x *ListBreakersRequest) String() string {
 func (*ListBreakersRequest) ProtoMessage() {}
 
 func (x *ListBreakersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[5]
+	mi := &file_colony_v1_breakers_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +811,7 @@ func (x *ListBreakersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBreakersRequest.ProtoReflect.Descriptor instead.
 func (*ListBreakersRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{5}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListBreakersRequest) GetCaller() string {
@@ -643,7 +838,7 @@ type ListBreakersResponse struct {
 
 func (x *ListBreakersResponse) Reset() {
 	*x = ListBreakersResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[6]
+	mi := &file_colony_v1_breakers_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +850,7 @@ func (x *ListBreakersResponse) String() string {
 func (*ListBreakersResponse) ProtoMessage() {}
 
 func (x *ListBreakersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[6]
+	mi := &file_colony_v1_breakers_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +863,7 @@ func (x *ListBreakersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBreakersResponse.ProtoReflect.Descriptor instead.
 func (*ListBreakersResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{6}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListBreakersResponse) GetHeader() *ResponseHeader {
@@ -698,7 +893,7 @@ type GetBreakerRequest struct {
 
 func (x *GetBreakerRequest) Reset() {
 	*x = GetBreakerRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[7]
+	mi := &file_colony_v1_breakers_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +905,7 @@ func (x *GetBreakerRequest) String() string {
 func (*GetBreakerRequest) ProtoMessage() {}
 
 func (x *GetBreakerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[7]
+	mi := &file_colony_v1_breakers_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +918,7 @@ func (x *GetBreakerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBreakerRequest.ProtoReflect.Descriptor instead.
 func (*GetBreakerRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{7}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetBreakerRequest) GetCaller() string {
@@ -764,7 +959,7 @@ type GetBreakerResponse struct {
 
 func (x *GetBreakerResponse) Reset() {
 	*x = GetBreakerResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[8]
+	mi := &file_colony_v1_breakers_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +971,7 @@ func (x *GetBreakerResponse) String() string {
 func (*GetBreakerResponse) ProtoMessage() {}
 
 func (x *GetBreakerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[8]
+	mi := &file_colony_v1_breakers_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +984,7 @@ func (x *GetBreakerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBreakerResponse.ProtoReflect.Descriptor instead.
 func (*GetBreakerResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{8}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetBreakerResponse) GetHeader() *ResponseHeader {
@@ -849,7 +1044,7 @@ type SetOverrideRequest struct {
 
 func (x *SetOverrideRequest) Reset() {
 	*x = SetOverrideRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[9]
+	mi := &file_colony_v1_breakers_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +1056,7 @@ func (x *SetOverrideRequest) String() string {
 func (*SetOverrideRequest) ProtoMessage() {}
 
 func (x *SetOverrideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[9]
+	mi := &file_colony_v1_breakers_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1069,7 @@ func (x *SetOverrideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetOverrideRequest.ProtoReflect.Descriptor instead.
 func (*SetOverrideRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{9}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetOverrideRequest) GetCaller() string {
@@ -931,7 +1126,7 @@ type ClearOverrideRequest struct {
 
 func (x *ClearOverrideRequest) Reset() {
 	*x = ClearOverrideRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[10]
+	mi := &file_colony_v1_breakers_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1138,7 @@ func (x *ClearOverrideRequest) String() string {
 func (*ClearOverrideRequest) ProtoMessage() {}
 
 func (x *ClearOverrideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[10]
+	mi := &file_colony_v1_breakers_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1151,7 @@ func (x *ClearOverrideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearOverrideRequest.ProtoReflect.Descriptor instead.
 func (*ClearOverrideRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{10}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClearOverrideRequest) GetCaller() string {
@@ -1001,7 +1196,7 @@ type DeleteBreakerRequest struct {
 
 func (x *DeleteBreakerRequest) Reset() {
 	*x = DeleteBreakerRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[11]
+	mi := &file_colony_v1_breakers_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1208,7 @@ func (x *DeleteBreakerRequest) String() string {
 func (*DeleteBreakerRequest) ProtoMessage() {}
 
 func (x *DeleteBreakerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[11]
+	mi := &file_colony_v1_breakers_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1221,7 @@ func (x *DeleteBreakerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBreakerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBreakerRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{11}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteBreakerRequest) GetCaller() string {
@@ -1074,7 +1269,7 @@ type DeleteBreakerResponse struct {
 
 func (x *DeleteBreakerResponse) Reset() {
 	*x = DeleteBreakerResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[12]
+	mi := &file_colony_v1_breakers_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1281,7 @@ func (x *DeleteBreakerResponse) String() string {
 func (*DeleteBreakerResponse) ProtoMessage() {}
 
 func (x *DeleteBreakerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[12]
+	mi := &file_colony_v1_breakers_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1294,7 @@ func (x *DeleteBreakerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBreakerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBreakerResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{12}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteBreakerResponse) GetHeader() *ResponseHeader {
@@ -1126,7 +1321,7 @@ type OverrideResponse struct {
 
 func (x *OverrideResponse) Reset() {
 	*x = OverrideResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[13]
+	mi := &file_colony_v1_breakers_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1333,7 @@ func (x *OverrideResponse) String() string {
 func (*OverrideResponse) ProtoMessage() {}
 
 func (x *OverrideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[13]
+	mi := &file_colony_v1_breakers_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1346,7 @@ func (x *OverrideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverrideResponse.ProtoReflect.Descriptor instead.
 func (*OverrideResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{13}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *OverrideResponse) GetHeader() *ResponseHeader {
@@ -1183,7 +1378,7 @@ type PolicySpec struct {
 
 func (x *PolicySpec) Reset() {
 	*x = PolicySpec{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[14]
+	mi := &file_colony_v1_breakers_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1390,7 @@ func (x *PolicySpec) String() string {
 func (*PolicySpec) ProtoMessage() {}
 
 func (x *PolicySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[14]
+	mi := &file_colony_v1_breakers_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1403,7 @@ func (x *PolicySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySpec.ProtoReflect.Descriptor instead.
 func (*PolicySpec) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{14}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PolicySpec) GetCallee() string {
@@ -1244,7 +1439,7 @@ type ApplyPoliciesRequest struct {
 
 func (x *ApplyPoliciesRequest) Reset() {
 	*x = ApplyPoliciesRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[15]
+	mi := &file_colony_v1_breakers_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1451,7 @@ func (x *ApplyPoliciesRequest) String() string {
 func (*ApplyPoliciesRequest) ProtoMessage() {}
 
 func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[15]
+	mi := &file_colony_v1_breakers_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1464,7 @@ func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{15}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApplyPoliciesRequest) GetPolicies() []*PolicySpec {
@@ -1304,7 +1499,7 @@ type AppliedPolicy struct {
 
 func (x *AppliedPolicy) Reset() {
 	*x = AppliedPolicy{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[16]
+	mi := &file_colony_v1_breakers_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1511,7 @@ func (x *AppliedPolicy) String() string {
 func (*AppliedPolicy) ProtoMessage() {}
 
 func (x *AppliedPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[16]
+	mi := &file_colony_v1_breakers_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1524,7 @@ func (x *AppliedPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedPolicy.ProtoReflect.Descriptor instead.
 func (*AppliedPolicy) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{16}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AppliedPolicy) GetCallee() string {
@@ -1363,7 +1558,7 @@ type ApplyPoliciesResponse struct {
 
 func (x *ApplyPoliciesResponse) Reset() {
 	*x = ApplyPoliciesResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[17]
+	mi := &file_colony_v1_breakers_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1570,7 @@ func (x *ApplyPoliciesResponse) String() string {
 func (*ApplyPoliciesResponse) ProtoMessage() {}
 
 func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[17]
+	mi := &file_colony_v1_breakers_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1583,7 @@ func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{17}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApplyPoliciesResponse) GetHeader() *ResponseHeader {
@@ -1414,7 +1609,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[18]
+	mi := &file_colony_v1_breakers_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1621,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[18]
+	mi := &file_colony_v1_breakers_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1634,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{18}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetPolicyRequest) GetCallee() string {
@@ -1461,7 +1656,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[19]
+	mi := &file_colony_v1_breakers_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1668,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[19]
+	mi := &file_colony_v1_breakers_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1681,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{19}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetPolicyResponse) GetHeader() *ResponseHeader {
@@ -1520,7 +1715,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[20]
+	mi := &file_colony_v1_breakers_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1727,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[20]
+	mi := &file_colony_v1_breakers_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1740,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{20}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeletePolicyRequest) GetCallee() string {
@@ -1571,7 +1766,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_colony_v1_breakers_proto_msgTypes[21]
+	mi := &file_colony_v1_breakers_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1778,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_colony_v1_breakers_proto_msgTypes[21]
+	mi := &file_colony_v1_breakers_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1791,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{21}
+	return file_colony_v1_breakers_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeletePolicyResponse) GetHeader() *ResponseHeader {
@@ -1628,7 +1823,19 @@ const file_colony_v1_breakers_proto_rawDesc = "" +
 	"\areports\x18\x01 \x03(\v2\x18.colony.v1.OutcomeReportR\areports\"_\n" +
 	"\x0eReportResponse\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x19.colony.v1.ResponseHeaderR\x06header\x12\x1a\n" +
-	"\baccepted\x18\x02 \x01(\rR\baccepted\"\x99\x05\n" +
+	"\baccepted\x18\x02 \x01(\rR\baccepted\"[\n" +
+	"\x13ReportStreamRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x122\n" +
+	"\areports\x18\x02 \x03(\v2\x18.colony.v1.OutcomeReportR\areports\"\xd2\x01\n" +
+	"\x14ReportStreamResponse\x121\n" +
+	"\x06header\x18\x01 \x01(\v2\x19.colony.v1.ResponseHeaderR\x06header\x12\x1b\n" +
+	"\tacked_seq\x18\x02 \x01(\x04R\backedSeq\x126\n" +
+	"\brejected\x18\x03 \x03(\v2\x1a.colony.v1.ReportRejectionR\brejected\x12\x1a\n" +
+	"\baccepted\x18\x04 \x01(\rR\baccepted\x12\x16\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\"M\n" +
+	"\x0fReportRejection\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12(\n" +
+	"\x05error\x18\x02 \x01(\v2\x12.colony.v1.OpErrorR\x05error\"\x99\x05\n" +
 	"\x0eBreakerSummary\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x16\n" +
 	"\x06callee\x18\x02 \x01(\tR\x06callee\x12\x14\n" +
@@ -1733,9 +1940,10 @@ const file_colony_v1_breakers_proto_rawDesc = "" +
 	"\x18OVERRIDE_MODE_FORCE_OPEN\x10\x01\x12\x1e\n" +
 	"\x1aOVERRIDE_MODE_FORCE_CLOSED\x10\x02\x12\x1a\n" +
 	"\x16OVERRIDE_MODE_DISABLED\x10\x03\x12\x18\n" +
-	"\x14OVERRIDE_MODE_SHADOW\x10\x042\xc0\x05\n" +
+	"\x14OVERRIDE_MODE_SHADOW\x10\x042\x95\x06\n" +
 	"\bBreakers\x12=\n" +
-	"\x06Report\x12\x18.colony.v1.ReportRequest\x1a\x19.colony.v1.ReportResponse\x12O\n" +
+	"\x06Report\x12\x18.colony.v1.ReportRequest\x1a\x19.colony.v1.ReportResponse\x12S\n" +
+	"\fReportStream\x12\x1e.colony.v1.ReportStreamRequest\x1a\x1f.colony.v1.ReportStreamResponse(\x010\x01\x12O\n" +
 	"\fListBreakers\x12\x1e.colony.v1.ListBreakersRequest\x1a\x1f.colony.v1.ListBreakersResponse\x12I\n" +
 	"\n" +
 	"GetBreaker\x12\x1c.colony.v1.GetBreakerRequest\x1a\x1d.colony.v1.GetBreakerResponse\x12I\n" +
@@ -1759,73 +1967,83 @@ func file_colony_v1_breakers_proto_rawDescGZIP() []byte {
 }
 
 var file_colony_v1_breakers_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_colony_v1_breakers_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_colony_v1_breakers_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_colony_v1_breakers_proto_goTypes = []any{
 	(OverrideMode)(0),             // 0: colony.v1.OverrideMode
 	(*OutcomeCounts)(nil),         // 1: colony.v1.OutcomeCounts
 	(*OutcomeReport)(nil),         // 2: colony.v1.OutcomeReport
 	(*ReportRequest)(nil),         // 3: colony.v1.ReportRequest
 	(*ReportResponse)(nil),        // 4: colony.v1.ReportResponse
-	(*BreakerSummary)(nil),        // 5: colony.v1.BreakerSummary
-	(*ListBreakersRequest)(nil),   // 6: colony.v1.ListBreakersRequest
-	(*ListBreakersResponse)(nil),  // 7: colony.v1.ListBreakersResponse
-	(*GetBreakerRequest)(nil),     // 8: colony.v1.GetBreakerRequest
-	(*GetBreakerResponse)(nil),    // 9: colony.v1.GetBreakerResponse
-	(*SetOverrideRequest)(nil),    // 10: colony.v1.SetOverrideRequest
-	(*ClearOverrideRequest)(nil),  // 11: colony.v1.ClearOverrideRequest
-	(*DeleteBreakerRequest)(nil),  // 12: colony.v1.DeleteBreakerRequest
-	(*DeleteBreakerResponse)(nil), // 13: colony.v1.DeleteBreakerResponse
-	(*OverrideResponse)(nil),      // 14: colony.v1.OverrideResponse
-	(*PolicySpec)(nil),            // 15: colony.v1.PolicySpec
-	(*ApplyPoliciesRequest)(nil),  // 16: colony.v1.ApplyPoliciesRequest
-	(*AppliedPolicy)(nil),         // 17: colony.v1.AppliedPolicy
-	(*ApplyPoliciesResponse)(nil), // 18: colony.v1.ApplyPoliciesResponse
-	(*GetPolicyRequest)(nil),      // 19: colony.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),     // 20: colony.v1.GetPolicyResponse
-	(*DeletePolicyRequest)(nil),   // 21: colony.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),  // 22: colony.v1.DeletePolicyResponse
-	nil,                           // 23: colony.v1.PolicySpec.CallersEntry
-	(*ResponseHeader)(nil),        // 24: colony.v1.ResponseHeader
+	(*ReportStreamRequest)(nil),   // 5: colony.v1.ReportStreamRequest
+	(*ReportStreamResponse)(nil),  // 6: colony.v1.ReportStreamResponse
+	(*ReportRejection)(nil),       // 7: colony.v1.ReportRejection
+	(*BreakerSummary)(nil),        // 8: colony.v1.BreakerSummary
+	(*ListBreakersRequest)(nil),   // 9: colony.v1.ListBreakersRequest
+	(*ListBreakersResponse)(nil),  // 10: colony.v1.ListBreakersResponse
+	(*GetBreakerRequest)(nil),     // 11: colony.v1.GetBreakerRequest
+	(*GetBreakerResponse)(nil),    // 12: colony.v1.GetBreakerResponse
+	(*SetOverrideRequest)(nil),    // 13: colony.v1.SetOverrideRequest
+	(*ClearOverrideRequest)(nil),  // 14: colony.v1.ClearOverrideRequest
+	(*DeleteBreakerRequest)(nil),  // 15: colony.v1.DeleteBreakerRequest
+	(*DeleteBreakerResponse)(nil), // 16: colony.v1.DeleteBreakerResponse
+	(*OverrideResponse)(nil),      // 17: colony.v1.OverrideResponse
+	(*PolicySpec)(nil),            // 18: colony.v1.PolicySpec
+	(*ApplyPoliciesRequest)(nil),  // 19: colony.v1.ApplyPoliciesRequest
+	(*AppliedPolicy)(nil),         // 20: colony.v1.AppliedPolicy
+	(*ApplyPoliciesResponse)(nil), // 21: colony.v1.ApplyPoliciesResponse
+	(*GetPolicyRequest)(nil),      // 22: colony.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),     // 23: colony.v1.GetPolicyResponse
+	(*DeletePolicyRequest)(nil),   // 24: colony.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),  // 25: colony.v1.DeletePolicyResponse
+	nil,                           // 26: colony.v1.PolicySpec.CallersEntry
+	(*ResponseHeader)(nil),        // 27: colony.v1.ResponseHeader
+	(*OpError)(nil),               // 28: colony.v1.OpError
 }
 var file_colony_v1_breakers_proto_depIdxs = []int32{
 	1,  // 0: colony.v1.OutcomeReport.counts:type_name -> colony.v1.OutcomeCounts
 	2,  // 1: colony.v1.ReportRequest.reports:type_name -> colony.v1.OutcomeReport
-	24, // 2: colony.v1.ReportResponse.header:type_name -> colony.v1.ResponseHeader
-	24, // 3: colony.v1.ListBreakersResponse.header:type_name -> colony.v1.ResponseHeader
-	5,  // 4: colony.v1.ListBreakersResponse.breakers:type_name -> colony.v1.BreakerSummary
-	24, // 5: colony.v1.GetBreakerResponse.header:type_name -> colony.v1.ResponseHeader
-	0,  // 6: colony.v1.SetOverrideRequest.mode:type_name -> colony.v1.OverrideMode
-	24, // 7: colony.v1.DeleteBreakerResponse.header:type_name -> colony.v1.ResponseHeader
-	24, // 8: colony.v1.OverrideResponse.header:type_name -> colony.v1.ResponseHeader
-	23, // 9: colony.v1.PolicySpec.callers:type_name -> colony.v1.PolicySpec.CallersEntry
-	15, // 10: colony.v1.ApplyPoliciesRequest.policies:type_name -> colony.v1.PolicySpec
-	24, // 11: colony.v1.ApplyPoliciesResponse.header:type_name -> colony.v1.ResponseHeader
-	17, // 12: colony.v1.ApplyPoliciesResponse.applied:type_name -> colony.v1.AppliedPolicy
-	24, // 13: colony.v1.GetPolicyResponse.header:type_name -> colony.v1.ResponseHeader
-	24, // 14: colony.v1.DeletePolicyResponse.header:type_name -> colony.v1.ResponseHeader
-	3,  // 15: colony.v1.Breakers.Report:input_type -> colony.v1.ReportRequest
-	6,  // 16: colony.v1.Breakers.ListBreakers:input_type -> colony.v1.ListBreakersRequest
-	8,  // 17: colony.v1.Breakers.GetBreaker:input_type -> colony.v1.GetBreakerRequest
-	10, // 18: colony.v1.Breakers.SetOverride:input_type -> colony.v1.SetOverrideRequest
-	11, // 19: colony.v1.Breakers.ClearOverride:input_type -> colony.v1.ClearOverrideRequest
-	12, // 20: colony.v1.Breakers.DeleteBreaker:input_type -> colony.v1.DeleteBreakerRequest
-	16, // 21: colony.v1.Breakers.ApplyPolicies:input_type -> colony.v1.ApplyPoliciesRequest
-	19, // 22: colony.v1.Breakers.GetPolicy:input_type -> colony.v1.GetPolicyRequest
-	21, // 23: colony.v1.Breakers.DeletePolicy:input_type -> colony.v1.DeletePolicyRequest
-	4,  // 24: colony.v1.Breakers.Report:output_type -> colony.v1.ReportResponse
-	7,  // 25: colony.v1.Breakers.ListBreakers:output_type -> colony.v1.ListBreakersResponse
-	9,  // 26: colony.v1.Breakers.GetBreaker:output_type -> colony.v1.GetBreakerResponse
-	14, // 27: colony.v1.Breakers.SetOverride:output_type -> colony.v1.OverrideResponse
-	14, // 28: colony.v1.Breakers.ClearOverride:output_type -> colony.v1.OverrideResponse
-	13, // 29: colony.v1.Breakers.DeleteBreaker:output_type -> colony.v1.DeleteBreakerResponse
-	18, // 30: colony.v1.Breakers.ApplyPolicies:output_type -> colony.v1.ApplyPoliciesResponse
-	20, // 31: colony.v1.Breakers.GetPolicy:output_type -> colony.v1.GetPolicyResponse
-	22, // 32: colony.v1.Breakers.DeletePolicy:output_type -> colony.v1.DeletePolicyResponse
-	24, // [24:33] is the sub-list for method output_type
-	15, // [15:24] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	27, // 2: colony.v1.ReportResponse.header:type_name -> colony.v1.ResponseHeader
+	2,  // 3: colony.v1.ReportStreamRequest.reports:type_name -> colony.v1.OutcomeReport
+	27, // 4: colony.v1.ReportStreamResponse.header:type_name -> colony.v1.ResponseHeader
+	7,  // 5: colony.v1.ReportStreamResponse.rejected:type_name -> colony.v1.ReportRejection
+	28, // 6: colony.v1.ReportRejection.error:type_name -> colony.v1.OpError
+	27, // 7: colony.v1.ListBreakersResponse.header:type_name -> colony.v1.ResponseHeader
+	8,  // 8: colony.v1.ListBreakersResponse.breakers:type_name -> colony.v1.BreakerSummary
+	27, // 9: colony.v1.GetBreakerResponse.header:type_name -> colony.v1.ResponseHeader
+	0,  // 10: colony.v1.SetOverrideRequest.mode:type_name -> colony.v1.OverrideMode
+	27, // 11: colony.v1.DeleteBreakerResponse.header:type_name -> colony.v1.ResponseHeader
+	27, // 12: colony.v1.OverrideResponse.header:type_name -> colony.v1.ResponseHeader
+	26, // 13: colony.v1.PolicySpec.callers:type_name -> colony.v1.PolicySpec.CallersEntry
+	18, // 14: colony.v1.ApplyPoliciesRequest.policies:type_name -> colony.v1.PolicySpec
+	27, // 15: colony.v1.ApplyPoliciesResponse.header:type_name -> colony.v1.ResponseHeader
+	20, // 16: colony.v1.ApplyPoliciesResponse.applied:type_name -> colony.v1.AppliedPolicy
+	27, // 17: colony.v1.GetPolicyResponse.header:type_name -> colony.v1.ResponseHeader
+	27, // 18: colony.v1.DeletePolicyResponse.header:type_name -> colony.v1.ResponseHeader
+	3,  // 19: colony.v1.Breakers.Report:input_type -> colony.v1.ReportRequest
+	5,  // 20: colony.v1.Breakers.ReportStream:input_type -> colony.v1.ReportStreamRequest
+	9,  // 21: colony.v1.Breakers.ListBreakers:input_type -> colony.v1.ListBreakersRequest
+	11, // 22: colony.v1.Breakers.GetBreaker:input_type -> colony.v1.GetBreakerRequest
+	13, // 23: colony.v1.Breakers.SetOverride:input_type -> colony.v1.SetOverrideRequest
+	14, // 24: colony.v1.Breakers.ClearOverride:input_type -> colony.v1.ClearOverrideRequest
+	15, // 25: colony.v1.Breakers.DeleteBreaker:input_type -> colony.v1.DeleteBreakerRequest
+	19, // 26: colony.v1.Breakers.ApplyPolicies:input_type -> colony.v1.ApplyPoliciesRequest
+	22, // 27: colony.v1.Breakers.GetPolicy:input_type -> colony.v1.GetPolicyRequest
+	24, // 28: colony.v1.Breakers.DeletePolicy:input_type -> colony.v1.DeletePolicyRequest
+	4,  // 29: colony.v1.Breakers.Report:output_type -> colony.v1.ReportResponse
+	6,  // 30: colony.v1.Breakers.ReportStream:output_type -> colony.v1.ReportStreamResponse
+	10, // 31: colony.v1.Breakers.ListBreakers:output_type -> colony.v1.ListBreakersResponse
+	12, // 32: colony.v1.Breakers.GetBreaker:output_type -> colony.v1.GetBreakerResponse
+	17, // 33: colony.v1.Breakers.SetOverride:output_type -> colony.v1.OverrideResponse
+	17, // 34: colony.v1.Breakers.ClearOverride:output_type -> colony.v1.OverrideResponse
+	16, // 35: colony.v1.Breakers.DeleteBreaker:output_type -> colony.v1.DeleteBreakerResponse
+	21, // 36: colony.v1.Breakers.ApplyPolicies:output_type -> colony.v1.ApplyPoliciesResponse
+	23, // 37: colony.v1.Breakers.GetPolicy:output_type -> colony.v1.GetPolicyResponse
+	25, // 38: colony.v1.Breakers.DeletePolicy:output_type -> colony.v1.DeletePolicyResponse
+	29, // [29:39] is the sub-list for method output_type
+	19, // [19:29] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_colony_v1_breakers_proto_init() }
@@ -1834,14 +2052,14 @@ func file_colony_v1_breakers_proto_init() {
 		return
 	}
 	file_colony_v1_coordinator_proto_init()
-	file_colony_v1_breakers_proto_msgTypes[8].OneofWrappers = []any{}
+	file_colony_v1_breakers_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_colony_v1_breakers_proto_rawDesc), len(file_colony_v1_breakers_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Breakers_Report_FullMethodName        = "/colony.v1.Breakers/Report"
+	Breakers_ReportStream_FullMethodName  = "/colony.v1.Breakers/ReportStream"
 	Breakers_ListBreakers_FullMethodName  = "/colony.v1.Breakers/ListBreakers"
 	Breakers_GetBreaker_FullMethodName    = "/colony.v1.Breakers/GetBreaker"
 	Breakers_SetOverride_FullMethodName   = "/colony.v1.Breakers/SetOverride"
@@ -56,6 +57,18 @@ type BreakersClient interface {
 	// caller's share of it (MaxBreakerPairsPerCaller) is rejected as a whole
 	// (ResourceExhausted naming the limit).
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
+	// ReportStream is Report over one long-lived stream: a caller instance
+	// sends each report period's counts as one message and the node
+	// acknowledges them, so a period costs a message rather than a call
+	// (headers, stream setup, authorization of the call). Each message is
+	// authorized, validated and counted exactly as a Report with the same
+	// reports; a message Report would reject is rejected alone, in the ack,
+	// and the stream goes on. Acks are cumulative: one ack may cover several
+	// messages. A seq that does not increase ends the stream
+	// (InvalidArgument), as does a message the caller may not send
+	// (PermissionDenied). Nodes without it answer Unimplemented; callers then
+	// use Report.
+	ReportStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReportStreamRequest, ReportStreamResponse], error)
 	// ListBreakers returns every pair's record with the leader's live window.
 	ListBreakers(ctx context.Context, in *ListBreakersRequest, opts ...grpc.CallOption) (*ListBreakersResponse, error)
 	// GetBreaker returns one pair's record, policy, live evidence and history.
@@ -103,6 +116,19 @@ func (c *breakersClient) Report(ctx context.Context, in *ReportRequest, opts ...
 	}
 	return out, nil
 }
+
+func (c *breakersClient) ReportStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReportStreamRequest, ReportStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Breakers_ServiceDesc.Streams[0], Breakers_ReportStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReportStreamRequest, ReportStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Breakers_ReportStreamClient = grpc.BidiStreamingClient[ReportStreamRequest, ReportStreamResponse]
 
 func (c *breakersClient) ListBreakers(ctx context.Context, in *ListBreakersRequest, opts ...grpc.CallOption) (*ListBreakersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -197,6 +223,18 @@ type BreakersServer interface {
 	// caller's share of it (MaxBreakerPairsPerCaller) is rejected as a whole
 	// (ResourceExhausted naming the limit).
 	Report(context.Context, *ReportRequest) (*ReportResponse, error)
+	// ReportStream is Report over one long-lived stream: a caller instance
+	// sends each report period's counts as one message and the node
+	// acknowledges them, so a period costs a message rather than a call
+	// (headers, stream setup, authorization of the call). Each message is
+	// authorized, validated and counted exactly as a Report with the same
+	// reports; a message Report would reject is rejected alone, in the ack,
+	// and the stream goes on. Acks are cumulative: one ack may cover several
+	// messages. A seq that does not increase ends the stream
+	// (InvalidArgument), as does a message the caller may not send
+	// (PermissionDenied). Nodes without it answer Unimplemented; callers then
+	// use Report.
+	ReportStream(grpc.BidiStreamingServer[ReportStreamRequest, ReportStreamResponse]) error
 	// ListBreakers returns every pair's record with the leader's live window.
 	ListBreakers(context.Context, *ListBreakersRequest) (*ListBreakersResponse, error)
 	// GetBreaker returns one pair's record, policy, live evidence and history.
@@ -237,6 +275,9 @@ type UnimplementedBreakersServer struct{}
 
 func (UnimplementedBreakersServer) Report(context.Context, *ReportRequest) (*ReportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Report not implemented")
+}
+func (UnimplementedBreakersServer) ReportStream(grpc.BidiStreamingServer[ReportStreamRequest, ReportStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method ReportStream not implemented")
 }
 func (UnimplementedBreakersServer) ListBreakers(context.Context, *ListBreakersRequest) (*ListBreakersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListBreakers not implemented")
@@ -300,6 +341,13 @@ func _Breakers_Report_Handler(srv interface{}, ctx context.Context, dec func(int
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Breakers_ReportStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BreakersServer).ReportStream(&grpc.GenericServerStream[ReportStreamRequest, ReportStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Breakers_ReportStreamServer = grpc.BidiStreamingServer[ReportStreamRequest, ReportStreamResponse]
 
 func _Breakers_ListBreakers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListBreakersRequest)
@@ -489,6 +537,13 @@ var Breakers_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Breakers_DeletePolicy_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ReportStream",
+			Handler:       _Breakers_ReportStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "colony/v1/breakers.proto",
 }

@@ -4,7 +4,8 @@ package benchcmd
 // coordinator, without the data plane. Session and registration as in
 // sidecar/session.go, mirrors as in sidecar/mirror.go (watch first, then
 // read every node with one Get each, then follow the watch), reports as in
-// sidecar/reports.go.
+// sidecar/reports.go: through the same client.Report, so on the same
+// ReportStream, with the same move off the leader.
 
 import (
 	"context"
