@@ -15,8 +15,10 @@ import (
 	"github.com/colonymesh/colony/breaker"
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
+	"github.com/colonymesh/colony/internal/outcome"
 	"github.com/colonymesh/colony/internal/telemetry"
 	"github.com/colonymesh/colony/internal/xdsdial"
+	colonyv1 "github.com/colonymesh/colony/proto/colony/v1"
 	"github.com/colonymesh/colony/sidecar"
 	"github.com/colonymesh/colony/tests/support/coordinatortest"
 	"github.com/colonymesh/colony/xds"
@@ -69,8 +71,25 @@ func startTripMesh(t *testing.T, coordTP, sidecarTP trace.TracerProvider) *tripM
 
 // trip has both checkout instances report failures to payments and waits
 // until both sidecars hold the OPEN record, which it returns.
+//
+// The pair is created first, by an untraced report (the admin client has
+// no tracer) that the engine counts but does not refer to. Otherwise the
+// first failure report could create it: the engine keeps the reports it
+// refers to in the pair's soft state, which the creation's write replaces,
+// so a trip decided on the second report referred to that one only.
 func (m *tripMesh) trip(t *testing.T) *breaker.PairRecord {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.admin.Report(ctx, &colonyv1.OutcomeReport{Caller: "checkout", Callee: "payments", Instance: "c1",
+		Counts: outcome.ToProto(breaker.Counts{Successes: 1})}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range m.callers {
+		waitCallee(t, sc, 15*time.Second, "the pair's CLOSED record", func(c sidecar.Callee, _ sidecar.View) bool {
+			return c.Record != nil && state(c) == breaker.Closed
+		})
+	}
 	for _, sc := range m.callers {
 		if err := sc.Report("payments", breaker.Counts{Failures: 30}); err != nil {
 			t.Fatal(err)
@@ -194,11 +213,13 @@ func TestTripTraceFromReportToACK(t *testing.T) {
 		reporter = path[len(path)-1]
 	}
 
-	// The decision is the child of the newest report and links the other
-	// instance's, so both reporting sidecars are in the trace's story.
+	// The decision is the child of the newest report and links the others
+	// since the pair was created: the other instance's, so both reporting
+	// sidecars are in the trace's story, and the admin's report that
+	// created the pair (a root on the coordinator: its client is untraced).
 	decide := tr[tr[apply.SpanID()].Parent.SpanID()]
-	if got := tr.attr(decide, string(telemetry.AttrReports)); got != "2" {
-		t.Errorf("decision's %s = %q, want 2 (one report from each instance)", telemetry.AttrReports, got)
+	if got := tr.attr(decide, string(telemetry.AttrReports)); got != "3" {
+		t.Errorf("decision's %s = %q, want 3 (the report that created the pair and one from each instance)", telemetry.AttrReports, got)
 	}
 	var linked []string
 	for _, l := range decide.Links {
@@ -207,8 +228,9 @@ func TestTripTraceFromReportToACK(t *testing.T) {
 			linked = append(linked, p[len(p)-1])
 		}
 	}
-	if len(linked) != 1 || linked[0] == reporter || !strings.HasPrefix(linked[0], telemetry.SpanSidecarReport) {
-		t.Errorf("decision (child of %s) links the reports %v; want the other instance's %s", reporter, linked, telemetry.SpanSidecarReport)
+	slices.Sort(linked)
+	if len(linked) != 2 || linked[0] != telemetry.SpanReport || linked[1] == reporter || !strings.HasPrefix(linked[1], telemetry.SpanSidecarReport) {
+		t.Errorf("decision (child of %s) links the reports %v; want the creating %s and the other instance's %s", reporter, linked, telemetry.SpanReport, telemetry.SpanSidecarReport)
 	}
 }
 
