@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -80,7 +81,26 @@ type readmeShell struct {
 	env   []string
 	root  string
 	bg    []*exec.Cmd
-	bgOut []*bytes.Buffer
+	bgOut []*lockedBuffer
+}
+
+// lockedBuffer is a background command's output, read while the command
+// still writes it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // command returns line's command (the comment cut off) with the binary in
@@ -116,12 +136,12 @@ func (s *readmeShell) run(line string) (out, comment string) {
 	}
 	if bg {
 		c := s.bash(cmd)
-		var buf bytes.Buffer
-		c.Stdout, c.Stderr = &buf, &buf
+		buf := &lockedBuffer{}
+		c.Stdout, c.Stderr = buf, buf
 		if err := c.Start(); err != nil {
 			s.t.Fatalf("README: %s: %v", line, err)
 		}
-		s.bg, s.bgOut = append(s.bg, c), append(s.bgOut, &buf)
+		s.bg, s.bgOut = append(s.bg, c), append(s.bgOut, buf)
 		return "", comment
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
