@@ -180,6 +180,19 @@ func (w *watchRecorder) stream(ctx context.Context, after *uint64) (bool, error)
 			seg.Streams = append(seg.Streams, desc)
 			w.once.Do(func() { close(w.started) })
 		}
+		if seg == nil && resp.GetResync() {
+			// Told to resync before the watch was created: the node no
+			// longer holds the events after the asked zxid (every node
+			// restarted, so none has them in memory). The segment ends
+			// here, and a fresh watch starts the next one.
+			if after != nil && len(w.segments) > 0 {
+				last := w.segments[len(w.segments)-1]
+				last.Resync = resp.GetResyncReason()
+				last.Streams = append(last.Streams, fmt.Sprintf("%s: resync after %d", resp.GetHeader().GetMemberId(), *after))
+			}
+			w.mu.Unlock()
+			return true, nil
+		}
 		if seg != nil {
 			for _, ev := range resp.GetEvents() {
 				seg.Events = append(seg.Events, ev)
