@@ -228,9 +228,20 @@ func TestTripTraceFromReportToACK(t *testing.T) {
 			linked = append(linked, p[len(p)-1])
 		}
 	}
-	slices.Sort(linked)
-	if len(linked) != 2 || linked[0] != telemetry.SpanReport || linked[1] == reporter || !strings.HasPrefix(linked[1], telemetry.SpanSidecarReport) {
-		t.Errorf("decision (child of %s) links the reports %v; want the creating %s and the other instance's %s", reporter, linked, telemetry.SpanReport, telemetry.SpanSidecarReport)
+	// The creating report's chain starts at the coordinator: at its
+	// Report call's span (unary), or at its colony.breaker.report (a
+	// streamed report's own root).
+	var creating, other []string
+	for _, l := range linked {
+		if strings.HasPrefix(l, telemetry.SpanSidecarReport) {
+			other = append(other, l)
+		} else {
+			creating = append(creating, l)
+		}
+	}
+	if len(other) != 1 || other[0] == reporter || len(creating) != 1 ||
+		(creating[0] != telemetry.SpanReport && creating[0] != "colony.v1.Breakers/Report") {
+		t.Errorf("decision (child of %s) links the reports %v; want the creating report's and the other instance's %s", reporter, linked, telemetry.SpanSidecarReport)
 	}
 }
 
@@ -251,7 +262,9 @@ func TestTripUntracedSidecars(t *testing.T) {
 		switch s.Name {
 		case telemetry.SpanSidecarReport, telemetry.SpanWatchDeliver, telemetry.SpanXDSPush, telemetry.SpanXDSAck:
 			t.Errorf("untraced sidecar exported %s", s.Name)
-		case telemetry.SpanReport: // a Report call's, or a streamed report's (untraced clients stream them)
+		case "colony.v1.Breakers/Report", "colony.v1.Breakers/ReportStream":
+			// The coordinator's span of an untraced client's call: a root
+			// (its colony.breaker.report is the call's child).
 			reports++
 			if s.Parent.IsValid() {
 				t.Errorf("coordinator's Report span has the parent %s: an untraced sidecar sent a trace context", s.Parent.SpanID())
