@@ -82,7 +82,9 @@ type Policy struct {
 	// caller service's fleet size when the engine knows it (its registered
 	// instances, Breaker.SetFleet), so a service with a single instance can
 	// still trip; it is not capped at the instances that happen to report,
-	// or one sick instance reporting first would trip the pair alone.
+	// or one sick instance reporting first would trip the pair alone. The
+	// cap is never below the instances that reported in the window: they
+	// are in the fleet even when their registration is not seen yet.
 	MinFailingInstances int `json:"minFailingInstances" yaml:"minFailingInstances"`
 	// MinFailingShare is the quorum by share: failing instances / instances
 	// that reported calls in the window must be >= it (0..1). 0 turns it
@@ -271,8 +273,10 @@ func (p Policy) quorum(affected, reporting, fleet int) bool {
 		return false
 	}
 	need := max(p.MinFailingInstances, 1)
-	if fleet > 0 && need > fleet {
-		need = fleet
+	// The registry can lag: an instance may report before its registration
+	// is seen. Every instance reporting in the window is in the fleet.
+	if fleet > 0 && need > max(fleet, reporting) {
+		need = max(fleet, reporting)
 	}
 	if affected < need {
 		return false

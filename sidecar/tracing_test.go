@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/colonymesh/colony/breaker"
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator"
 	"github.com/colonymesh/colony/coordinator/client"
 	"github.com/colonymesh/colony/internal/outcome"
@@ -89,6 +90,19 @@ func (m *tripMesh) trip(t *testing.T) *breaker.PairRecord {
 		waitCallee(t, sc, 15*time.Second, "the pair's CLOSED record", func(c sidecar.Callee, _ sidecar.View) bool {
 			return c.Record != nil && state(c) == breaker.Closed
 		})
+	}
+	// The quorum (two failing instances) is capped at the caller's
+	// registered fleet: with one registration seen, one sick instance
+	// would trip the pair alone.
+	for {
+		names, _, err := m.admin.Children(ctx, contract.ServiceDir("checkout"))
+		if err == nil && len(names) == len(m.callers) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("checkout's registrations: %v, %v; want %v", names, err, m.instances)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	for _, sc := range m.callers {
 		if err := sc.Report("payments", breaker.Counts{Failures: 30}); err != nil {
