@@ -149,22 +149,24 @@ policies:
 		defer recMu.Unlock()
 		return latest
 	}
+	// The watch is confirmed before any caller reports: the record's
+	// creation is its first event, and nothing writes the record again
+	// while the quorum holds the pair CLOSED.
 	wctx, stopWatch := context.WithCancel(ctx)
+	first := 0
+	for i, n := range c.Nodes {
+		if n == watchNode {
+			first = i
+		}
+	}
+	w, err := newClient(first).Watch(wctx, "/colony/breakers", colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive())
+	if err != nil {
+		stopWatch()
+		t.Fatalf("watching the breakers: %v", err)
+	}
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		first := 0
-		for i, n := range c.Nodes {
-			if n == watchNode {
-				first = i
-			}
-		}
-		watcher := newClient(first)
-		w, err := watcher.Watch(wctx, "/colony/breakers", colonyv1.WatchKind_WATCH_KIND_PERSISTENT, client.Recursive())
-		if err != nil {
-			t.Errorf("watching the breakers: %v", err)
-			return
-		}
 		defer w.Close()
 		for {
 			ev, err := w.Next(wctx)
