@@ -35,6 +35,11 @@ const (
 	ServicesRoot = Root + "/services"
 )
 
+// WellKnownDirs are the directories the leader's breaker engine creates,
+// parents first, when its term starts: registrations and policies go under
+// them.
+var WellKnownDirs = [...]string{Root, BreakersRoot, PoliciesRoot, HistoryRoot, ServicesRoot}
+
 // EngineRoots are the subtrees only the breaker engine writes.
 var EngineRoots = [...]string{BreakersRoot, PoliciesRoot, HistoryRoot}
 

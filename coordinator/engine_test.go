@@ -656,3 +656,25 @@ func TestGetBreakerPolicyVersion(t *testing.T) {
 		t.Fatalf("policy %v with version %v, want the second policy (0.25), version 1 (record says %d)", pol.FailureRateThreshold, got.PolicyVersion, rec.PolicyVersion)
 	}
 }
+
+// TestWaitReadyMeansTheWellKnownDirsExist: once WaitReady returns on a
+// node (a follower here), its own tree holds every directory the leader's
+// engine creates, so a sidecar's registration through it cannot fail with
+// NoNode for /colony/services.
+func TestWaitReadyMeansTheWellKnownDirsExist(t *testing.T) {
+	c := newTestCluster(t, 3)
+	ctx := ctxT(t)
+	f := c.followers()[0]
+	if err := f.srv.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v := f.srv.fsm.tree.View()
+	for _, dir := range contract.WellKnownDirs {
+		if _, _, err := v.Get(dir); err != nil {
+			t.Errorf("%s on %s after WaitReady: %v", dir, f.cfg.NodeID, err)
+		}
+	}
+	if _, err := f.tree.Create(ctx, &colonyv1.CreateRequest{Path: contract.ServiceDir("payments")}); err != nil {
+		t.Fatalf("creating a service directory through %s: %v", f.cfg.NodeID, err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
+	"github.com/colonymesh/colony/contract"
 	"github.com/colonymesh/colony/coordinator/api"
 	"github.com/colonymesh/colony/coordinator/internal/leaderverify"
 	"github.com/colonymesh/colony/coordinator/nodemetrics"
@@ -298,6 +299,36 @@ func (s *Server) WaitLeader(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for a leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// WaitReady blocks until WaitLeader would return and this node's tree holds
+// the well-known directories (/colony/services and the breakers' roots),
+// which the leader's breaker engine creates when its term starts: until
+// then a registration or a policy under them fails with NoNode.
+func (s *Server) WaitReady(ctx context.Context) error {
+	if err := s.WaitLeader(ctx); err != nil {
+		return err
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		v := s.fsm.tree.View()
+		ready := true
+		for _, p := range contract.WellKnownDirs {
+			if _, _, err := v.Get(p); err != nil {
+				ready = false
+				break
+			}
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the breaker engine's directories: %w", ctx.Err())
 		case <-t.C:
 		}
 	}

@@ -144,7 +144,7 @@ func (e *Engine) policyFor(k pairKey) (breaker.Policy, int64) {
 func (e *Engine) Start(ctx context.Context) error {
 	var ops []*colonyv1.Op
 	v := e.host.View()
-	for _, p := range []string{contract.Root, contract.BreakersRoot, contract.PoliciesRoot, contract.HistoryRoot, contract.ServicesRoot} {
+	for _, p := range contract.WellKnownDirs {
 		if _, _, err := v.Get(p); err != nil {
 			ops = append(ops, createOp(p, nil))
 		}

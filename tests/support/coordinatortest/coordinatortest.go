@@ -12,8 +12,9 @@ import (
 )
 
 // StartNode starts a single-node coordinator on 127.0.0.1 with its data in a
-// temp dir, waits until it leads, and closes it at cleanup. opts adjust the
-// config before start. Under -short the test is skipped.
+// temp dir, waits until it leads and its engine has created the well-known
+// directories (coordinator.Server.WaitReady), and closes it at cleanup. opts
+// adjust the config before start. Under -short the test is skipped.
 func StartNode(tb testing.TB, opts ...func(*coordinator.Config)) *coordinator.Server {
 	tb.Helper()
 	if testing.Short() {
@@ -36,7 +37,7 @@ func StartNode(tb testing.TB, opts ...func(*coordinator.Config)) *coordinator.Se
 	tb.Cleanup(func() { srv.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.WaitLeader(ctx); err != nil {
+	if err := srv.WaitReady(ctx); err != nil {
 		tb.Fatal(err)
 	}
 	return srv
