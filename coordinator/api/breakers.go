@@ -179,7 +179,7 @@ func (a *breakersServer) GetBreaker(ctx context.Context, req *colonyv1.GetBreake
 	var resp *colonyv1.GetBreakerResponse
 	err = s.node.OnEngine(ctx,
 		func(e *engine.Engine) (err error) {
-			resp, err = e.Get(req.Caller, req.Callee, limit, time.Now())
+			resp, err = e.Get(ctx, req.Caller, req.Callee, limit, time.Now())
 			if resp != nil {
 				resp.Header = s.node.Header()
 			}

@@ -89,14 +89,24 @@ func setLatency(sum *colonyv1.BreakerSummary, l breaker.Latency) {
 
 // Get returns a pair's record, policy, live evidence and newest limit
 // history entries.
-func (e *Engine) Get(caller, callee string, limit int, now time.Time) (*colonyv1.GetBreakerResponse, error) {
+//
+// The record is the engine's, which may hold a decision not yet through
+// the log, and the history is the tree's: Get first writes what the pair
+// has pending (as the engine's next step would), so a record shown OPEN
+// has its transition in the history. Should that write fail (the term is
+// ending), the answer is the engine's record and the tree's history.
+func (e *Engine) Get(ctx context.Context, caller, callee string, limit int, now time.Time) (*colonyv1.GetBreakerResponse, error) {
 	k := pairKey{caller, callee}
 	e.mu.Lock()
 	p, err := e.getPair(k, now, false)
+	e.mu.Unlock()
 	if err != nil {
-		e.mu.Unlock()
 		return nil, err
 	}
+	if err := e.flush(ctx, p); err != nil && ctx.Err() == nil {
+		e.log.Warn("writing breaker record before a read failed; the history may lag the record", "pair", k, "err", err)
+	}
+	e.mu.Lock()
 	rec := p.rec.Clone()
 	pol := p.b.Policy()
 	_, pv := e.policyFor(k) // the version pol comes from: rec's can be older

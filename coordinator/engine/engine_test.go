@@ -142,6 +142,51 @@ func TestEngineTripsWithoutRaft(t *testing.T) {
 	}
 }
 
+// TestGetShowsTheHistoryOfTheRecordItShows: a trip decided but not yet
+// written (between the engine's evaluation and its write) is read whole:
+// the OPEN record with its transition in the history, not OPEN with the
+// history of the CLOSED pair.
+func TestGetShowsTheHistoryOfTheRecordItShows(t *testing.T) {
+	e, h := startEngine(t, Config{})
+	ctx := t.Context()
+	now := time.Now()
+	if err := e.Report(ctx, now, []*colonyv1.OutcomeReport{outcomes("checkout", "payments", "c1", 5, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	e.step(ctx, now, false) // the pair's CLOSED record
+	if err := e.Report(ctx, now, []*colonyv1.OutcomeReport{
+		outcomes("checkout", "payments", "c1", 0, 10), outcomes("checkout", "payments", "c2", 0, 10),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Evaluate as the engine's step does, stopping before its write.
+	e.mu.Lock()
+	e.evaluate(&fleets{v: e.host.View()}, e.pairs[pairKey{"checkout", "payments"}], now)
+	e.mu.Unlock()
+	if rec := h.record(t, "checkout", "payments"); rec == nil || rec.State != breaker.Closed {
+		t.Fatalf("record in the tree before the write: %+v, want still CLOSED", rec)
+	}
+
+	resp, err := e.Get(ctx, "checkout", "payments", 20, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec breaker.PairRecord
+	if err := json.Unmarshal(resp.Record, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.State != breaker.Open || len(resp.History) != 1 {
+		t.Fatalf("Get: %s with %d history entries, want OPEN with its transition", rec.State, len(resp.History))
+	}
+	var entry breaker.HistoryEntry
+	if err := json.Unmarshal(resp.History[0], &entry); err != nil {
+		t.Fatal(err)
+	}
+	if entry.From != breaker.Closed || entry.To != breaker.Open || entry.Generation != rec.Generation {
+		t.Fatalf("history entry %+v, want CLOSED -> OPEN at generation %d", entry, rec.Generation)
+	}
+}
+
 // TestEngineIdleExpiry: a CLOSED pair without reports for IdleExpiry is
 // deleted from memory and tree on a tick. (The deletion rechecks idleness
 // on the wall clock, so this one waits for it.)
@@ -182,7 +227,7 @@ func TestEngineErrors(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	_, noPair := e.Get("checkout", "nowhere", 20, now)
+	_, noPair := e.Get(ctx, "checkout", "nowhere", 20, now)
 	_, noOverride := e.ClearOverride(ctx, "checkout", "payments", "ops", "test")
 	for _, tc := range []struct {
 		name     string
