@@ -56,6 +56,9 @@ $(NODE_DEPS): $(NODE_EXAMPLE)/package-lock.json
 .PHONY: node-deps
 node-deps: $(NODE_DEPS) ## Install the Node.js example's npm packages (npm ci in examples/grpc-node; needs node and npm).
 
+# go test starts packages in the order named, two at a time on two cores:
+# the two longest (e2e about 260 s, robustness about 150 s under -race)
+# go first, and the unit packages fill the other slot around them.
 .PHONY: test
 test: $(NODE_DEPS) ## Every test (unit, in-process cluster, process-level cluster, short robustness seeds) with -race, then each fuzz target for TEST_FUZZTIME (its binaries built meanwhile at low priority).
 	@set -e; build=; \
@@ -65,7 +68,7 @@ test: $(NODE_DEPS) ## Every test (unit, in-process cluster, process-level cluste
 		trap 'kill $$build 2>/dev/null; exit 130' INT TERM; \
 	fi; \
 	echo "$(GO) test -race -count=1 <every package>"; \
-	status=0; $(GO) test -race -count=1 $(UNIT_PKGS) $(E2E_PKGS) $(ROBUSTNESS_PKGS) || status=$$?; \
+	status=0; $(GO) test -race -count=1 $(E2E_PKGS) $(ROBUSTNESS_PKGS) $(UNIT_PKGS) || status=$$?; \
 	if [ -n "$$build" ] && ! wait $$build; then cat bin/fuzz-build.log; echo "make fuzz-build failed"; exit 1; fi; \
 	[ $$status = 0 ] || exit $$status; \
 	$(MAKE) --no-print-directory fuzz-run FUZZTIME=$(TEST_FUZZTIME)
