@@ -47,6 +47,10 @@ type fsm struct {
 	// with the commands and their results (the leader's session tracker
 	// learns about opened and closed sessions this way).
 	onApplied func(entries []ztree.Entry, results []*peerv1.CommandResult)
+	// onCommitted, if set, is told the index and term of the last entry of
+	// each batch (on the leader, the transport pushes the commit to the
+	// followers: raftdiag's commit push).
+	onCommitted func(index, term uint64)
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -106,6 +110,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	f.hub.Publish(last, events)
 	if f.onApplied != nil {
 		f.onApplied(entries, results)
+	}
+	if f.onCommitted != nil {
+		f.onCommitted(last, logs[len(logs)-1].Term)
 	}
 	return resp
 }

@@ -248,6 +248,8 @@ func (s *Server) startRaft() error {
 	s.hadState = existing
 	stall := raftlog.NewStallGuard(store, s.cfg.DiskStallTimeout, s.log)
 	s.observed = s.observedTransport(stall, replication.NewHold(rc.HeartbeatTimeout/10, s.ctx.Done(), s.diag, stall))
+	s.fsm.onCommitted = s.observed.Committed
+	s.goFunc(func() { s.observed.RunCommitPush(s.ctx) })
 	s.raft, err = raft.NewRaft(rc, nodemetrics.TimedFSM{BatchingFSM: s.fsm, Observer: s.metrics.FSMApply}, logs, store, snaps, s.observed)
 	if err != nil {
 		return fmt.Errorf("starting raft: %w", err)

@@ -30,6 +30,12 @@ type testNode struct {
 // ends; the cleanup closes pipelines, shuts raft down and waits for the
 // diagnostics loops.
 func startTestCluster(t *testing.T, n int) []*testNode {
+	return startTestClusterWith(t, n, nil, nil)
+}
+
+// startTestClusterWith is startTestCluster with tweak adjusting each node's
+// raft config (nil: none), and the node's FSM fsm(node) (nil: a MockFSM).
+func startTestClusterWith(t *testing.T, n int, tweak func(*raft.Config), fsm func(*testNode) raft.FSM) []*testNode {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -58,8 +64,15 @@ func startTestCluster(t *testing.T, n int) []*testNode {
 		rc.LocalID = nd.id
 		rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
 		rc.LogOutput = io.Discard
+		if tweak != nil {
+			tweak(rc)
+		}
+		var f raft.FSM = new(raft.MockFSM)
+		if fsm != nil {
+			f = fsm(nd)
+		}
 		store := raft.NewInmemStore()
-		r, err := raft.NewRaft(rc, new(raft.MockFSM), store, store, raft.NewInmemSnapshotStore(), nd.tr)
+		r, err := raft.NewRaft(rc, f, store, store, raft.NewInmemSnapshotStore(), nd.tr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,6 +39,8 @@ type Transport struct {
 	hooks Hooks
 	// pipes are the open pipelines, closed when the node shuts down.
 	pipes pipelines
+	// push is the newest commit for the followers to hear of.
+	push commitPush
 }
 
 var (
@@ -50,7 +52,7 @@ var (
 // WrapTransport returns nt as raft should use it: observed by d, with the
 // node's hooks.
 func (d *Diagnostics) WrapTransport(nt *raft.NetworkTransport, hooks Hooks) *Transport {
-	return &Transport{NetworkTransport: nt, d: d, hooks: hooks}
+	return &Transport{NetworkTransport: nt, d: d, hooks: hooks, push: commitPush{wake: make(chan struct{}, 1)}}
 }
 
 func (t *Transport) refuse() error {
@@ -183,10 +185,20 @@ func (ps *pipelines) closeAll() {
 }
 
 // guardedPipeline is a network pipeline behind the Refuse hook, known to
-// the transport's pipelines while open.
+// the transport's pipelines while open. It remembers what raft last sent on
+// it, for the commit notices (commitpush.go), which it serializes with
+// raft's own sends: the network pipeline is not safe for concurrent use, and
+// its replies must come back in the order of the requests.
 type guardedPipeline struct {
 	raft.AppendPipeline
 	t *Transport
+
+	mu         sync.Mutex
+	header     raft.RPCHeader // of raft's last request: the leader, its protocol
+	leader     []byte
+	term       uint64 // of raft's last request; 0 before the first
+	lastSent   uint64 // the highest entry index raft sent on this pipeline
+	commitSent uint64 // the highest commit index sent on it
 }
 
 func (p *guardedPipeline) Close() error {
@@ -198,5 +210,16 @@ func (p *guardedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *r
 	if err := p.t.refuse(); err != nil {
 		return nil, err
 	}
-	return p.AppendPipeline.AppendEntries(args, resp)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, err := p.AppendPipeline.AppendEntries(args, resp)
+	if err == nil {
+		p.header, p.leader, p.term = args.RPCHeader, args.Leader, args.Term
+		p.commitSent = max(p.commitSent, args.LeaderCommitIndex)
+		if n := len(args.Entries); n > 0 {
+			p.lastSent = max(p.lastSent, args.Entries[n-1].Index)
+			p.sentEntries(p.lastSent)
+		}
+	}
+	return f, err
 }

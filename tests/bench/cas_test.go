@@ -111,6 +111,18 @@ var viaModes = []struct {
 	leaderOnly bool
 }{{"via=leader", true}, {"via=all", false}}
 
+// viaModesFor is viaModes for a cluster of members: one member has only
+// the leader to go through.
+func viaModesFor(members int) []struct {
+	name       string
+	leaderOnly bool
+} {
+	if members == 1 {
+		return viaModes[:1]
+	}
+	return viaModes
+}
+
 func randomID() string {
 	var b [6]byte
 	rand.Read(b[:])
@@ -153,14 +165,18 @@ func (c *colonyCAS) cas(ctx context.Context, expect int64) (int64, error) {
 // through its own gRPC connection, against a 3-node Colony cluster (fsync
 // on, plaintext like the etcd and ZooKeeper clusters). b.N is the total
 // number of writes.
-func BenchmarkCASWrite3Node(b *testing.B) { benchCAS(b, false) }
+func BenchmarkCASWrite3Node(b *testing.B) { benchCAS(b, 3, false) }
 
 // BenchmarkCASWrite3NodeTLS is BenchmarkCASWrite3Node with mutual TLS on
 // every connection, clients' and raft's: the cost of running secure.
-func BenchmarkCASWrite3NodeTLS(b *testing.B) { benchCAS(b, true) }
+func BenchmarkCASWrite3NodeTLS(b *testing.B) { benchCAS(b, 3, true) }
 
-func benchCAS(b *testing.B, secure bool) {
-	c := startColonyWith(b, 3, secure)
+// BenchmarkCASWrite1Node is BenchmarkCASWrite3Node against one member: the
+// write path with no replication, where CPU per write shows most.
+func BenchmarkCASWrite1Node(b *testing.B) { benchCAS(b, 1, false) }
+
+func benchCAS(b *testing.B, members int, secure bool) {
+	c := startColonyWith(b, members, secure)
 	run := randomID()
 	ctx := context.Background()
 	tree := colonyv1.NewTreeClient(c.dial(b, c.leader))
@@ -174,7 +190,7 @@ func benchCAS(b *testing.B, secure bool) {
 			b.Fatalf("create %s: %v", p, err)
 		}
 	}
-	for _, mode := range viaModes {
+	for _, mode := range viaModesFor(members) {
 		b.Run(mode.name, func(b *testing.B) {
 			if err := c.refreshLeader(b, ctx); err != nil {
 				b.Fatal(err)
@@ -247,8 +263,13 @@ func (e *etcdCAS) cas(ctx context.Context, expect int64) (int64, error) {
 // BenchmarkCASWriteEtcd3Node: the same workload as BenchmarkCASWrite3Node
 // against a real 3-member etcd 3.4 (fsync on), with
 // Txn(If(Version(key) == v)).Then(Put).
-func BenchmarkCASWriteEtcd3Node(b *testing.B) {
-	c := startEtcd(b, 3)
+func BenchmarkCASWriteEtcd3Node(b *testing.B) { benchCASEtcd(b, 3) }
+
+// BenchmarkCASWriteEtcd1Node: the same against one etcd member.
+func BenchmarkCASWriteEtcd1Node(b *testing.B) { benchCASEtcd(b, 1) }
+
+func benchCASEtcd(b *testing.B, members int) {
+	c := startEtcd(b, members)
 	ctx := context.Background()
 	cli := newEtcdClient(b, c.leader)
 	root := "/bench-cas-" + randomID()
@@ -257,7 +278,7 @@ func BenchmarkCASWriteEtcd3Node(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	for _, mode := range viaModes {
+	for _, mode := range viaModesFor(members) {
 		b.Run(mode.name, func(b *testing.B) {
 			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			leader, err := c.findLeader(lctx)
@@ -309,8 +330,14 @@ func (z *zkCAS) cas(ctx context.Context, expect int64) (int64, error) {
 // BenchmarkCASWriteZooKeeper3Node: the same workload against a real
 // 3-member ZooKeeper 3.8 ensemble (forceSync on), with Set(path, data,
 // version).
-func BenchmarkCASWriteZooKeeper3Node(b *testing.B) {
-	c := startZK(b, 3)
+func BenchmarkCASWriteZooKeeper3Node(b *testing.B) { benchCASZK(b, 3) }
+
+// BenchmarkCASWriteZooKeeper1Node: the same against one ZooKeeper server
+// (standalone mode).
+func BenchmarkCASWriteZooKeeper1Node(b *testing.B) { benchCASZK(b, 1) }
+
+func benchCASZK(b *testing.B, members int) {
+	c := startZK(b, members)
 	conn := newZKConn(b, c.leader)
 	root := "/bench-cas-" + randomID()
 	if _, err := conn.Create(root, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
@@ -322,7 +349,7 @@ func BenchmarkCASWriteZooKeeper3Node(b *testing.B) {
 			b.Fatalf("create %s: %v", p, err)
 		}
 	}
-	for _, mode := range viaModes {
+	for _, mode := range viaModesFor(members) {
 		b.Run(mode.name, func(b *testing.B) {
 			addrs := c.addrs(mode.leaderOnly)
 			targets := make([]casTarget, casClients)

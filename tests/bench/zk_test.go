@@ -102,10 +102,10 @@ func launchZK(tb testing.TB, java, dir string, client, quorum, elect []int) (*zk
 		leader, modes := "", 0
 		for _, ep := range c.endpoints {
 			m := zkMode(ep)
-			if m == "leader" {
+			if m == "leader" || m == "standalone" { // one server runs standalone
 				leader = ep
 			}
-			if m == "leader" || m == "follower" {
+			if m == "leader" || m == "follower" || m == "standalone" {
 				modes++
 			}
 		}
