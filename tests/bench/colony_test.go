@@ -68,7 +68,7 @@ func startColonyWith(tb testing.TB, n int, secure bool) *colonyCluster {
 }
 
 func launchColony(tb testing.TB, bin, dir string, n int, pki *framework.PKI) (*colonyCluster, error) {
-	ports, err := freePorts(2 * n)
+	ports, err := freePorts(3 * n)
 	if err != nil {
 		return nil, err
 	}
@@ -96,8 +96,15 @@ func launchColony(tb testing.TB, bin, dir string, n int, pki *framework.PKI) (*c
 			"--log-level", "warn",
 		}
 		args = append(args, pki.ServerArgs()...)
-		// COLONY_BENCH_FLAGS adds server flags, e.g. "--log-store wal".
+		// COLONY_BENCH_FLAGS adds server flags, e.g. "--log-store boltdb".
 		args = append(args, strings.Fields(os.Getenv("COLONY_BENCH_FLAGS"))...)
+		// COLONY_BENCH_PPROF=1 serves each member's profiles (the address
+		// is in the benchmark's log), to profile it under the load.
+		if os.Getenv("COLONY_BENCH_PPROF") != "" {
+			addr := fmt.Sprintf("127.0.0.1:%d", ports[2*n+i])
+			args = append(args, "--metrics-addr", addr, "--pprof")
+			fmt.Fprintf(os.Stderr, "colony %s: profiles at http://%s/debug/pprof/\n", c.ids[i], addr)
+		}
 		p, err := startProc(tb, "colony "+c.ids[i], filepath.Join(dir, c.ids[i]+".log"), bin, args...)
 		if err != nil {
 			return c, err
