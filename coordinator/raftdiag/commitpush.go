@@ -114,7 +114,7 @@ func (p *guardedPipeline) pushCommit(index, term uint64) {
 		return
 	}
 	args := &raft.AppendEntriesRequest{
-		RPCHeader: p.header, Term: p.term, Leader: p.leader,
+		RPCHeader: p.header, Term: p.term, // the header's Addr names the leader
 		PrevLogEntry: index, PrevLogTerm: term, LeaderCommitIndex: index,
 	}
 	if _, err := p.AppendPipeline.AppendEntries(args, new(raft.AppendEntriesResponse)); err != nil {

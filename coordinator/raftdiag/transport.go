@@ -195,10 +195,9 @@ type guardedPipeline struct {
 
 	mu         sync.Mutex
 	header     raft.RPCHeader // of raft's last request: the leader, its protocol
-	leader     []byte
-	term       uint64 // of raft's last request; 0 before the first
-	lastSent   uint64 // the highest entry index raft sent on this pipeline
-	commitSent uint64 // the highest commit index sent on it
+	term       uint64         // of raft's last request; 0 before the first
+	lastSent   uint64         // the highest entry index raft sent on this pipeline
+	commitSent uint64         // the highest commit index sent on it
 }
 
 func (p *guardedPipeline) Close() error {
@@ -214,7 +213,7 @@ func (p *guardedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *r
 	defer p.mu.Unlock()
 	f, err := p.AppendPipeline.AppendEntries(args, resp)
 	if err == nil {
-		p.header, p.leader, p.term = args.RPCHeader, args.Leader, args.Term
+		p.header, p.term = args.RPCHeader, args.Term
 		p.commitSent = max(p.commitSent, args.LeaderCommitIndex)
 		if n := len(args.Entries); n > 0 {
 			p.lastSent = max(p.lastSent, args.Entries[n-1].Index)
