@@ -28,7 +28,7 @@ func (c *Client) Report(ctx context.Context, reports ...*colonyv1.OutcomeReport)
 		// A traced client sends unary Reports: each report's trace starts
 		// at its own call (otelgrpc), which one long-lived stream cannot
 		// carry per message.
-		if c.cfg.ReportStream && !ep.noReportStream.Load() && c.cfg.TracerProvider == nil {
+		if !c.cfg.UnaryReports && !ep.noReportStream.Load() && c.cfg.TracerProvider == nil {
 			if err := c.reportOnStream(ctx, ep, reports); !errors.Is(err, errNoReportStream) {
 				return err
 			}

@@ -78,13 +78,12 @@ type Config struct {
 	// starts the trace of the transition it causes. Session keep-alives are
 	// not traced. Nil: no spans, and no trace context sent.
 	TracerProvider trace.TracerProvider
-	// ReportStream sends Report on one Breakers.ReportStream per node
-	// instead of a unary call per report, and moves requests and
-	// persistent watches off a node whose acks say it leads
-	// (reportstream.go). Off by default until an e2e failure is explained:
-	// under -race a fleet test once saw no report of three clients reach
-	// the engine for 10 s (tests/e2e TestBreakerFleetTripsAndSurvivesLeaderKill).
-	ReportStream bool
+	// UnaryReports sends each Report as its own unary call. By default an
+	// untraced client sends them on one Breakers.ReportStream per node
+	// (12-28% less coordinator CPU per report, tests/bench TestReportCPU)
+	// and moves requests and persistent watches off a node whose acks say
+	// it leads (reportstream.go); a traced client always sends unary calls.
+	UnaryReports bool
 }
 
 // DefaultConfig returns a Config with every default filled in.

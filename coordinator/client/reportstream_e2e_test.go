@@ -60,7 +60,7 @@ func TestE2EReportStream(t *testing.T) {
 		}
 	}
 
-	sc, err := client.New(client.Config{Endpoints: eps, TLS: pki.ClientTLS(trust.RoleSidecar, "checkout"), ReportStream: true})
+	sc, err := client.New(client.Config{Endpoints: eps, TLS: pki.ClientTLS(trust.RoleSidecar, "checkout")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func TestReportFallsBackToUnary(t *testing.T) {
 		srv.Stop()
 		<-done
 	})
-	c := newTestClient(t, Config{ReportStream: true}, lis.Addr().String())
+	c := newTestClient(t, Config{}, lis.Addr().String())
 	ctx := context.Background()
 	report := func(callee string) error {
 		return c.Report(ctx, &colonyv1.OutcomeReport{Caller: "checkout", Callee: callee, Instance: "i1", Counts: &colonyv1.OutcomeCounts{Successes: 1}})
