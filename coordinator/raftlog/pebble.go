@@ -99,8 +99,12 @@ func openPebble(dir string, o pebbleOptions) (*PebbleStore, error) {
 	}
 	cache := pebble.NewCache(pebbleCacheBytes)
 	defer cache.Unref()
+	fs := o.fs
+	if fs == nil {
+		fs = vfs.Default
+	}
 	opts := &pebble.Options{
-		FS:           o.fs,
+		FS:           eintrFS{fs},
 		Cache:        cache,
 		MemTableSize: memTable,
 		Logger:       pebbleLogger{fatal: fatal},
