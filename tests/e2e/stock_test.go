@@ -229,10 +229,12 @@ func halfOpenPeriods(history []breaker.HistoryEntry, caller string, calls []call
 // probe budget; with the callee still failing the pair re-opens, healed it
 // closes.
 func TestMeshStockCallersTripProbeAndRecover(t *testing.T) {
-	c := NewCluster(t, 3)
-	ctx := testContext(t, 180*time.Second)
+	// Built before the clock starts: on a new machine this compiles gRPC's
+	// xDS client without -race, minutes beside the other packages' builds.
 	dir := t.TempDir()
 	stockBin := buildStockCaller(t, dir)
+	c := NewCluster(t, 3)
+	ctx := testContext(t, 180*time.Second)
 	c.WaitLeader(t, ctx)
 	var eps []string
 	for _, n := range c.Nodes {
