@@ -75,14 +75,15 @@ func (t *Transport) RunCommitPush(ctx context.Context) {
 	}
 }
 
-// sentEntries is called, holding p.mu, after raft sent entries up to last
-// on p: a commit the leader applied before the entry reached this pipeline
-// (the other followers made the quorum first) can be pushed now.
-func (p *guardedPipeline) sentEntries(last uint64) {
+// sentEntries wakes the push loop when a commit the leader applied can go
+// on p now: p carried its entry and is idle (a commit applied before the
+// entry reached this follower's pipeline, because the other followers made
+// the quorum first, or while raft's requests were in flight).
+func (p *guardedPipeline) sentEntries() {
 	p.t.push.mu.Lock()
 	pending := p.t.push.index
 	p.t.push.mu.Unlock()
-	if pending > p.commitSent && pending <= last {
+	if pending > p.commitSent.Load() && pending <= p.lastSent.Load() && p.sent.Load() == p.answered.Load() {
 		select {
 		case p.t.push.wake <- struct{}{}:
 		default:
@@ -110,7 +111,15 @@ func (p *guardedPipeline) pushCommit(index, term uint64) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.term == 0 || p.lastSent < index || p.commitSent >= index {
+	// Only on an idle pipeline that has not failed: raft stops reading the
+	// replies of a pipeline once one fails, and a send then waits for good;
+	// with nothing in flight, the network pipeline takes the notice at once.
+	// (With raft's own request waiting on mu meanwhile, the follower reads
+	// the notice first, which is as good: it already holds the entry.)
+	// answered before failed: forward marks a failure before it counts
+	// the reply, so a count that includes it shows the mark too.
+	if p.term == 0 || p.sent.Load() != p.answered.Load() || p.failed.Load() ||
+		p.lastSent.Load() < index || p.commitSent.Load() >= index {
 		return
 	}
 	args := &raft.AppendEntriesRequest{
@@ -120,5 +129,6 @@ func (p *guardedPipeline) pushCommit(index, term uint64) {
 	if _, err := p.AppendPipeline.AppendEntries(args, new(raft.AppendEntriesResponse)); err != nil {
 		return // the pipeline is closing; raft's own send will fail too
 	}
-	p.commitSent = index
+	p.sent.Add(1)
+	p.commitSent.Store(index)
 }

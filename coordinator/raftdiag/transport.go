@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -109,11 +110,12 @@ func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAd
 	if err != nil {
 		return nil, err
 	}
-	g := &guardedPipeline{AppendPipeline: p, t: t}
+	g := &guardedPipeline{AppendPipeline: p, t: t, out: make(chan raft.AppendFuture), closed: make(chan struct{})}
 	if err := t.pipes.add(g); err != nil {
 		p.Close()
 		return nil, err
 	}
+	go g.forward() // ends when g is closed
 	return g, nil
 }
 
@@ -180,29 +182,74 @@ func (ps *pipelines) closeAll() {
 	ps.open = nil
 	ps.mu.Unlock()
 	for g := range open {
-		g.AppendPipeline.Close() // the network pipeline tolerates a second Close
+		g.shut() // the network pipeline tolerates a second Close
 	}
 }
 
 // guardedPipeline is a network pipeline behind the Refuse hook, known to
-// the transport's pipelines while open. It remembers what raft last sent on
-// it, for the commit notices (commitpush.go), which it serializes with
-// raft's own sends: the network pipeline is not safe for concurrent use, and
-// its replies must come back in the order of the requests.
+// the transport's pipelines while open. For the commit notices
+// (commitpush.go) it remembers what raft last sent on it, serializes the
+// notices with raft's sends (the network pipeline is not safe for concurrent
+// use, and its replies come back in the order of the requests), and sees
+// every reply on its way to raft (forward), to send a notice only while
+// nothing is in flight and nothing has failed.
 type guardedPipeline struct {
 	raft.AppendPipeline
 	t *Transport
 
-	mu         sync.Mutex
-	header     raft.RPCHeader // of raft's last request: the leader, its protocol
-	term       uint64         // of raft's last request; 0 before the first
-	lastSent   uint64         // the highest entry index raft sent on this pipeline
-	commitSent uint64         // the highest commit index sent on it
+	out       chan raft.AppendFuture // the replies, as raft consumes them
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	mu     sync.Mutex // held across a send: raft's, or a notice's
+	header raft.RPCHeader
+	term   uint64 // of raft's last request; 0 before the first
+
+	// Read without mu by forward, which must never wait for a sender: a
+	// sender holding mu can be waiting for forward to take a reply.
+	lastSent   atomic.Uint64 // the highest entry index raft sent on this pipeline
+	commitSent atomic.Uint64 // the highest commit index sent on it
+	sent       atomic.Uint64 // requests sent, raft's and notices
+	answered   atomic.Uint64 // replies taken from the network pipeline
+	failed     atomic.Bool   // a reply refused or failed: raft abandons the pipeline
 }
+
+// Consumer is where raft reads the replies: forward's channel.
+func (p *guardedPipeline) Consumer() <-chan raft.AppendFuture { return p.out }
 
 func (p *guardedPipeline) Close() error {
 	p.t.pipes.remove(p)
+	return p.shut()
+}
+
+// shut closes the network pipeline and ends forward.
+func (p *guardedPipeline) shut() error {
+	p.closeOnce.Do(func() { close(p.closed) })
 	return p.AppendPipeline.Close()
+}
+
+// forward hands raft each reply of the network pipeline, noting it first.
+// A reply that makes the pipeline idle may let a pending notice go.
+func (p *guardedPipeline) forward() {
+	in := p.AppendPipeline.Consumer()
+	for {
+		var f raft.AppendFuture
+		select {
+		case f = <-in:
+		case <-p.closed:
+			return
+		}
+		if resp := f.Response(); f.Error() != nil || resp == nil || !resp.Success || resp.Term > f.Request().Term {
+			p.failed.Store(true)
+		}
+		p.answered.Add(1)
+		p.sentEntries()
+		select {
+		case p.out <- f:
+		case <-p.closed:
+			return
+		}
+	}
 }
 
 func (p *guardedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
@@ -213,11 +260,13 @@ func (p *guardedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *r
 	defer p.mu.Unlock()
 	f, err := p.AppendPipeline.AppendEntries(args, resp)
 	if err == nil {
+		p.sent.Add(1)
 		p.header, p.term = args.RPCHeader, args.Term
-		p.commitSent = max(p.commitSent, args.LeaderCommitIndex)
-		if n := len(args.Entries); n > 0 {
-			p.lastSent = max(p.lastSent, args.Entries[n-1].Index)
-			p.sentEntries(p.lastSent)
+		if args.LeaderCommitIndex > p.commitSent.Load() {
+			p.commitSent.Store(args.LeaderCommitIndex)
+		}
+		if n := len(args.Entries); n > 0 && args.Entries[n-1].Index > p.lastSent.Load() {
+			p.lastSent.Store(args.Entries[n-1].Index)
 		}
 	}
 	return f, err
