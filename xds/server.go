@@ -65,8 +65,9 @@ type Server struct {
 	caches map[string]*cachev3.LinearCache
 	tr     *tracker
 
-	mu        sync.Mutex // serialises Update and Close
+	mu        sync.Mutex // serialises Update and the mark Close sets
 	closed    bool
+	closeOnce sync.Once
 	published map[string]map[string][]byte // cache key -> name -> serialized resource
 	served    []string                     // the callees' names, sorted
 	aliases   []string                     // names asked for that are not callees' own (names.go)
@@ -181,16 +182,21 @@ func (s *Server) Serve(lis net.Listener) error {
 }
 
 // Close ends every xDS stream and stops the server's own gRPC server,
-// waiting for its handlers to return. It is idempotent.
+// waiting for its handlers to return. It is idempotent; a second call
+// returns once the first has stopped the server.
+//
+// The handlers take mu (a proxyless client's request materialises its
+// names under it), so the server is stopped without it: stopping while
+// holding it waited for a handler that waited for it (CI, a 10-minute hang
+// in TestNamesUsersWrite).
 func (s *Server) Close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	s.closed = true
-	s.cancel()
-	s.gs.Stop()
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		s.gs.Stop()
+	})
 }
 
 // Update translates st and hands the resources that changed to the caches,
