@@ -348,6 +348,17 @@ func retryable(err error, p retryPolicy) bool {
 func (c *Client) call(ctx context.Context, policy retryPolicy, hint errHint, attempt func(ctx context.Context, ep *endpoint) error) error {
 	var lastErr error
 	var lastEp *endpoint
+	// The last Unavailable answer, which says why the request could not be
+	// served better than an attempt that ran out of its share of the time:
+	// reported when the caller's time runs out.
+	var unavailErr error
+	var unavailEp *endpoint
+	because := func() (error, *endpoint) {
+		if unavailErr != nil && status.Code(lastErr) != codes.Unavailable {
+			return unavailErr, unavailEp
+		}
+		return lastErr, lastEp
+	}
 	for n := 1; ; n++ {
 		if c.ctx.Err() != nil {
 			return ErrClosed
@@ -374,7 +385,8 @@ func (c *Client) call(ctx context.Context, policy retryPolicy, hint errHint, att
 				return giveUp(ctx, mapped, ep, n)
 			case codes.DeadlineExceeded, codes.Canceled:
 				if lastErr != nil {
-					return giveUp(ctx, lastErr, lastEp, n)
+					last, ep := because()
+					return giveUp(ctx, last, ep, n)
 				}
 			}
 			return mapped
@@ -384,9 +396,13 @@ func (c *Client) call(ctx context.Context, policy retryPolicy, hint errHint, att
 		}
 		c.log.Debug("coordinator client: attempt failed", "endpoint", ep.addr, "attempt", n, "err", err)
 		lastErr, lastEp = mapped, ep
+		if status.Code(err) == codes.Unavailable {
+			unavailErr, unavailEp = mapped, ep
+		}
 		c.rotate(ep)
 		if err := sleep(ctx, retryDelay(n)); err != nil {
-			return giveUp(ctx, lastErr, lastEp, n)
+			last, ep := because()
+			return giveUp(ctx, last, ep, n)
 		}
 	}
 }
