@@ -51,10 +51,22 @@ func (t *Transport) Committed(index, term uint64) {
 		t.push.index, t.push.term = index, term
 	}
 	t.push.mu.Unlock()
+	t.push.poke()
+}
+
+// poke wakes the push loop, or leaves the wake-up already pending.
+func (c *commitPush) poke() {
 	select {
-	case t.push.wake <- struct{}{}:
+	case c.wake <- struct{}{}:
 	default:
 	}
+}
+
+// pending is the newest commit the leader applied.
+func (c *commitPush) pending() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.index
 }
 
 // RunCommitPush sends the commit notices until ctx ends. The node runs it
@@ -75,19 +87,15 @@ func (t *Transport) RunCommitPush(ctx context.Context) {
 	}
 }
 
-// sentEntries wakes the push loop when a commit the leader applied can go
-// on p now: p carried its entry and is idle (a commit applied before the
-// entry reached this follower's pipeline, because the other followers made
-// the quorum first, or while raft's requests were in flight).
-func (p *guardedPipeline) sentEntries() {
-	p.t.push.mu.Lock()
-	pending := p.t.push.index
-	p.t.push.mu.Unlock()
+// wakeIfPushable wakes the push loop when a commit the leader applied can
+// go on p now: p carried its entry and is idle. forward calls it on each
+// reply: the commit may have been applied before the entry reached this
+// follower's pipeline (the other followers made the quorum first), or while
+// raft's requests were in flight.
+func (p *guardedPipeline) wakeIfPushable() {
+	pending := p.t.push.pending()
 	if pending > p.commitSent.Load() && pending <= p.lastSent.Load() && p.sent.Load() == p.answered.Load() {
-		select {
-		case p.t.push.wake <- struct{}{}:
-		default:
-		}
+		p.t.push.poke()
 	}
 }
 

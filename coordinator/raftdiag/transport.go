@@ -243,7 +243,7 @@ func (p *guardedPipeline) forward() {
 			p.failed.Store(true)
 		}
 		p.answered.Add(1)
-		p.sentEntries()
+		p.wakeIfPushable()
 		select {
 		case p.out <- f:
 		case <-p.closed:
